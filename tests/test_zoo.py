@@ -1,0 +1,149 @@
+"""The loss-network zoo: Table II layers, truncation, computed metadata."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from torch import nn
+
+from lossnet.zoo import LossNetwork, describe, get_spec, graph_depth, list_archs
+from lossnet.zoo.network import _holder_children
+
+PAPER_14 = ["alexnet", "vgg11", "vgg16", "vgg16_bn", "vgg19", "resnet18", "resnet50", "resnext50_32x4d",
+            "googlenet", "inception_v3", "efficientnet_b0", "efficientnet_b7", "densenet121", "squeezenet1_1"]
+
+
+def test_registry_has_the_14_paper_architectures_plus_lite0():
+    assert list_archs()[:14] == PAPER_14
+    assert "efficientnet_lite0" in list_archs()
+    assert get_spec("vgg16").layers == (3, 8, 15, 29)
+    assert get_spec("alexnet").top1 == pytest.approx(56.522)
+    assert get_spec("squeezenet1_1").mflops == 360
+
+
+def _kind_test(kind: str):
+    """A predicate for the kind of layer a Table II name ('2nd ReLU', '1st block stack', ...) means."""
+    tests = {
+        "ReLU": lambda m: isinstance(m, nn.ReLU),
+        "block stack": lambda m: isinstance(m, nn.Sequential) and type(m[0]).__name__ in ("BasicBlock", "Bottleneck"),
+        "inception module": lambda m: type(m).__name__.startswith("Inception") and type(m).__name__ != "InceptionAux",
+        "BN": lambda m: type(m).__name__ == "BasicConv2d",
+        "SiLU": lambda m: type(m).__name__ == "Conv2dNormActivation" and isinstance(m[-1], nn.SiLU),
+        "ReLU6": lambda m: isinstance(m, nn.Sequential) and len(m) == 2 and isinstance(m[0], nn.Conv2d),
+        "MBConv": lambda m: isinstance(m, nn.Sequential) and type(m[0]).__name__ in
+        ("MBConv", "DepthwiseSeparableConv", "InvertedResidual"),
+        "dense block": lambda m: type(m).__name__ == "_DenseBlock",
+        "fire module": lambda m: type(m).__name__ == "Fire",
+    }
+    return tests[kind]
+
+
+@pytest.mark.parametrize("arch", list_archs())
+def test_table2_indices_are_the_layers_the_paper_names(arch):
+    """Each E/S/M/L child index is the n-th layer of the kind Table II names (e.g. AlexNet 4 = 2nd ReLU)."""
+    spec = get_spec(arch)
+    children = [m for _, m in _holder_children(spec.build(), spec.holder)]
+    for idx, name in zip(spec.layers, spec.layer_names):
+        ordinal, kind = re.match(r"(\d+)\w\w (.+)", name).groups()
+        is_kind = _kind_test(kind)
+        matches = [i for i, m in enumerate(children) if is_kind(m)]
+        assert len(matches) >= int(ordinal), f"{arch}: fewer than {ordinal} {kind} children"
+        assert matches[int(ordinal) - 1] == idx, f"{arch}: {name} is child {matches[int(ordinal) - 1]}, registry says {idx}"
+
+
+def test_alexnet_index_4_is_second_relu_and_layer_keys_resolve():
+    net = LossNetwork("alexnet", layers=["E", "S", 7, "features.11"], weights=None)
+    assert net.nodes == ["features.1", "features.4", "features.7", "features.11"]
+    feats = net(torch.rand(2, 3, 64, 64))
+    assert [f.shape[1] for f in feats] == [64, 192, 384, 256]
+
+
+def test_bad_layer_gives_clear_error():
+    with pytest.raises(ValueError, match="out of range"):
+        LossNetwork("alexnet", layers=[40], weights=None)
+    with pytest.raises(ValueError, match="node name"):
+        LossNetwork("alexnet", layers=["no_such_layer"], weights=None)
+    with pytest.raises(ValueError, match="unknown loss-network architecture"):
+        LossNetwork("vgg17", weights=None)
+
+
+@pytest.mark.parametrize("arch,layer,kept", [("vgg16", "S", 9), ("alexnet", "E", 2), ("efficientnet_lite0", "S", 2),
+                                             ("resnet18", "S", 5), ("squeezenet1_1", "M", 8)])
+def test_truncated_network_never_computes_past_the_deepest_layer(arch, layer, kept):
+    """The truncated body holds exactly the parameters of the first `kept` children and runs no later module."""
+    spec = get_spec(arch)
+    full = spec.build()
+    children = _holder_children(full, spec.holder)
+    expected = sum(p.numel() for _, m in children[:kept] for p in m.parameters())
+    net = LossNetwork(arch, layers=[layer], weights=None)
+    assert sum(p.numel() for p in net.body.parameters()) == expected
+    later = {(spec.holder + "." if spec.holder else "") + n for n, _ in children[kept:]}
+    called = []
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: called.append(n)) for n, m in net.body.named_modules()]
+    net(torch.rand(1, 3, 64, 64))
+    for h in hooks:
+        h.remove()
+    assert called, "hooks saw no module run"
+    assert not [n for n in called if any(n == p or n.startswith(p + ".") for p in later)]
+
+
+def test_loss_network_is_frozen_and_stays_in_eval_mode():
+    net = LossNetwork("vgg16_bn", layers=["S"], weights=None)
+    parent = nn.Sequential(net)
+    parent.train()
+    assert not net.training and not any(m.training for m in net.modules())
+    assert not any(p.requires_grad for p in net.parameters())
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    before = [b.clone() for n, b in net.named_buffers() if "running_mean" in n]
+    net(x)[0].sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    after = [b for n, b in net.named_buffers() if "running_mean" in n]
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+
+
+def test_sigmoid_preset_is_the_papers_network():
+    net = LossNetwork("paper", weights=None)
+    assert net.arch == "alexnet" and net.nodes == ["features.4"] and net.sigmoid
+    (f,) = net(torch.rand(1, 3, 64, 64))
+    assert f.shape == (1, 192, 7, 7) and 0 < f.min() and f.max() < 1
+
+
+def test_forward_rejects_bad_input():
+    net = LossNetwork("alexnet", layers=["E"], weights=None)
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        net(torch.rand(3, 64, 64))
+    with pytest.raises(ValueError, match="float"):
+        net(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("arch,depths", [("alexnet", [1, 2, 3, 5]), ("vgg16", [2, 4, 7, 13]), ("vgg11", [1, 2, 4, 8]),
+                                         ("resnet18", [1, 5, 9, 17]), ("resnet50", [1, 10, 22, 49])])
+def test_depth_follows_the_papers_definition(arch, depths):
+    """Conv layers on the longest path; ResNet-18 up to layer4 is 17 (= 18 minus the classifier)."""
+    assert [describe(arch, k, 64).depth for k in "ESML"] == depths
+
+
+def test_depth_counts_linearly_adjacent_matmuls_once():
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.c = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 1)
+
+        def forward(self, x):
+            return self.c(torch.relu(self.b(self.a(x))))  # a,b adjacent -> 1; then c -> 2
+
+    assert graph_depth(torch.fx.symbolic_trace(Two())) == 2
+
+
+def test_describe_computes_metadata():
+    e, l = describe("alexnet", "E", 224), describe("alexnet", "L", 224)
+    assert (e.channels, e.height, e.width) == (64, 55, 55)
+    assert e.features == 64 * 55 * 55
+    assert e.params == 64 * 3 * 11 * 11 + 64
+    assert l.params == sum(p.numel() for p in get_spec("alexnet").build().features.parameters())
+    # FlopCounterMode counts 2 FLOPs per multiply-add; Table I's 717 MFLOPS (whole net) are multiply-adds.
+    assert 0.85 < l.flops / 2 / 717e6 < 1.0
+    assert e.flops < describe("alexnet", "S", 224).flops < l.flops
+    assert not l.batchnorm and describe("resnet18", "S", 64).batchnorm
