@@ -1,0 +1,132 @@
+"""The teacher-feature cache: a loss network's features of a dataset, computed once.
+
+Every procedure that needs the loss network's features of its *input* images (FP targets,
+feature-encoder inputs, PS targets) reads them from here, so the loss network runs once per
+dataset instead of once per epoch and procedure. Features are computed in batches under
+``torch.no_grad`` on the best device and kept in memory, or memory-mapped from
+``$LOSSNET_HOME/features/<key>.npy`` when a directory is used.
+
+The key hashes the images' bytes, the architecture, the layers, the sigmoid and normalisation
+settings and the weights' source and checksum, so a changed setting never reuses stale features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..zoo.network import LossNetwork
+from ..zoo.weights import lossnet_home, read_manifest
+
+
+def best_device() -> torch.device:
+    """CUDA when present, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def images_fingerprint(images: torch.Tensor) -> str:
+    """sha256 of a uint8 image tensor's shape and bytes (16 hex digits)."""
+    h = hashlib.sha256(str(tuple(images.shape)).encode())
+    h.update(images.contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def cache_key(images: torch.Tensor, net: LossNetwork, dtype: torch.dtype) -> str:
+    """Key of (dataset, loss network, layers, options, weights) for the cache."""
+    weights = read_manifest().get(net.arch, {}).get("sha256") if net.weights_source not in (None, "state_dict") else None
+    parts = {
+        "images": images_fingerprint(images),
+        "arch": net.arch,
+        "nodes": net.nodes,
+        "sigmoid": net.sigmoid,
+        "normalize": net.normalize,
+        "weights": net.weights_source,
+        "weights_sha": weights,
+        "dtype": str(dtype),
+    }
+    if net.weights_source is None:  # random weights: key on the actual parameters
+        h = hashlib.sha256()
+        for p in net.state_dict().values():
+            h.update(p.cpu().numpy().tobytes())
+        parts["params"] = h.hexdigest()[:16]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+@torch.no_grad()
+def compute_features(images: torch.Tensor, net: LossNetwork, *, batch_size: int = 256, device=None,
+                     dtype: torch.dtype = torch.float32, progress: bool = True, out: np.ndarray | None = None) -> torch.Tensor:
+    """The single-layer features of ``net`` for uint8 images (N, 3, H, W) as (N, C, H', W') ``dtype``."""
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+    if len(net.nodes) != 1:
+        raise ValueError(f"the feature cache holds one layer; the loss network returns {len(net.nodes)}")
+    device = torch.device(device) if device is not None else best_device()
+    net = net.to(device)
+    chunks = []
+    bar = tqdm(range(0, len(images), batch_size), desc=f"features {net.arch}:{net.layer_refs[0]}",
+               disable=not progress, leave=False)
+    for i in bar:
+        x = images[i:i + batch_size].to(device).float().div_(255)
+        f = net(x)[0].to("cpu", dtype)
+        if out is not None:
+            out[i:i + len(f)] = f.numpy()
+        else:
+            chunks.append(f)
+    net.to("cpu")
+    return torch.from_numpy(out) if out is not None else torch.cat(chunks)
+
+
+class FeatureCache:
+    """Loss-network features of datasets, computed once and reused.
+
+    Args:
+        directory: where to keep features as memory-mapped ``.npy`` files; ``None`` keeps them in
+            memory for the life of this object only. Default: ``$LOSSNET_HOME/features``.
+        dtype: storage dtype (float16 halves memory; features are upcast per batch).
+    """
+
+    def __init__(self, directory: str | os.PathLike | None = "default", dtype: torch.dtype = torch.float32,
+                 batch_size: int = 256, device=None, progress: bool = True) -> None:
+        if directory == "default":
+            directory = lossnet_home() / "features"
+        self.directory = Path(directory) if directory is not None else None
+        self.dtype, self.batch_size, self.device, self.progress = dtype, batch_size, device, progress
+        self._memory: dict[str, torch.Tensor] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, images: torch.Tensor, net: LossNetwork) -> torch.Tensor:
+        """Features (N, C, H, W) of ``images`` (uint8 N x 3 x H x W) under ``net``; computed on a miss."""
+        key = cache_key(images, net, self.dtype)
+        if key in self._memory:
+            self.hits += 1
+            return self._memory[key]
+        if self.directory is not None:
+            path = self.directory / f"{key}.npy"
+            if path.exists():
+                self.hits += 1
+                with warnings.catch_warnings():  # read-only memory map: features are never written to
+                    warnings.filterwarnings("ignore", message=".*not writable.*")
+                    feats = torch.from_numpy(np.load(path, mmap_mode="r"))
+                self._memory[key] = feats
+                return feats
+        self.misses += 1
+        feats = compute_features(images, net, batch_size=self.batch_size, device=self.device, dtype=self.dtype,
+                                 progress=self.progress)
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp = self.directory / f".{key}.{os.getpid()}.npy"
+            np.save(tmp, feats.numpy())
+            tmp.replace(self.directory / f"{key}.npy")
+            (self.directory / f"{key}.json").write_text(json.dumps(
+                {"arch": net.arch, "nodes": net.nodes, "sigmoid": net.sigmoid, "shape": list(feats.shape),
+                 "n_images": len(images), "dtype": str(self.dtype)}))
+        self._memory[key] = feats
+        return feats

@@ -1,0 +1,244 @@
+"""``lossnet run EXPERIMENT [key=value ...]`` and ``lossnet report DIR``.
+
+A run loads ``configs/EXPERIMENT.yaml`` with OmegaConf and merges, in this order, the base config,
+``scales.<scale>`` (``quick`` | ``paper``), ``variants.<variant>`` and the command-line
+``key=value`` overrides (``OmegaConf.from_dotlist``; nested keys with dots, lists as ``[a,b]``).
+A key that is not in the base config is an error that lists the valid keys.
+
+The sweep's cells (e.g. procedure x z x repeat) each get a deterministic id, the hash of everything
+that determines their result (data, loss network, training and probe settings, coordinates,
+seed). A cell whose id is already in ``<out>/results.jsonl`` is skipped, so an interrupted sweep
+resumes where it stopped; a half-trained cell resumes from its engine checkpoint
+``<out>/cells/<id>/last.pt``. Each finished cell appends one row; the report
+(``report.md`` + figures) is written at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from . import paper_a, paper_b
+from .common import DATASETS, ConfigError, ResultsTable, RunContext, build_loss_net, load_data, log, \
+    loss_net_identity, remove_checkpoints
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+"""Where the experiment YAML files live (``configs/`` at the repository root links here)."""
+
+EXPERIMENTS = {"paper_a": paper_a, "paper_b": paper_b}
+"""Experiment name -> module with ``check(cfg)``, ``cells(ctx)``, ``run_cell(...)``, ``describe_row(row)``."""
+
+_PRESET_KEYS = ("scales", "variants")
+_LIST_KEYS = ("z", "procedures", "models")
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+
+
+def config_path(experiment: str) -> Path:
+    if experiment not in EXPERIMENTS:
+        raise ConfigError(f"unknown experiment {experiment!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
+    path = CONFIG_DIR / f"{experiment}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"config file {path} is missing")
+    return path
+
+
+def valid_keys(node: DictConfig, prefix: str = "") -> list[str]:
+    """Dotted keys of every setting in ``node`` (leaves and sections), presets excluded."""
+    keys = []
+    for k in node.keys():
+        if not prefix and k in _PRESET_KEYS:
+            continue
+        full = f"{prefix}{k}"
+        child = node._get_node(k)
+        if isinstance(child, DictConfig) and not child._is_none():
+            keys.extend(valid_keys(child, full + "."))
+        else:
+            keys.append(full)
+    return keys
+
+
+def _check_key(base: DictConfig, key: str, experiment: str) -> None:
+    node = base
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if (i == 0 and part in _PRESET_KEYS) or not isinstance(node, DictConfig) or part not in node:
+            raise ConfigError(f"unknown setting {key!r} for {experiment}; valid keys: "
+                              f"{', '.join(valid_keys(base))}")
+        node = node._get_node(part)
+
+
+def parse_overrides(overrides: Sequence[str], base: DictConfig, experiment: str) -> DictConfig:
+    """``key=value`` strings -> a DictConfig, every key checked against ``base``."""
+    items = []
+    for o in overrides:
+        if "=" not in o or o.startswith("="):
+            raise ConfigError(f"overrides are key=value, got {o!r} (e.g. dataset=svhn z=[64,128] encoder.epochs=5)")
+        key = o.split("=", 1)[0].strip()
+        _check_key(base, key, experiment)
+        items.append(o)
+    try:
+        return OmegaConf.from_dotlist(items)
+    except Exception as e:  # omegaconf grammar errors
+        raise ConfigError(f"cannot parse overrides {items}: {e}") from None
+
+
+def load_config(experiment: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """The resolved config of ``experiment``: base < scales[scale] < variants[variant] < overrides.
+
+    Raises :class:`~lossnet.experiments.common.ConfigError` (one line) for unknown experiments, keys,
+    scales, variants, datasets or sweep values.
+    """
+    base = OmegaConf.load(config_path(experiment))
+    over = parse_overrides(overrides, base, experiment)
+    scales = base.get("scales") or {}
+    variants = base.get("variants") or {}
+    scale = over.get("scale", base.get("scale"))
+    variant = over.get("variant", base.get("variant"))
+    if scale not in scales:
+        raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(scales)}")
+    if variant is not None and variant not in variants:
+        raise ConfigError(f"unknown variant {variant!r}; choose one of {', '.join(variants) or '(none)'}")
+    plain = OmegaConf.masked_copy(base, [k for k in base.keys() if k not in _PRESET_KEYS])
+    layers = [plain, scales[scale]] + ([variants[variant]] if variant is not None else []) + [over]
+    for layer in layers[1:-1]:  # presets may only set existing keys, too
+        for k in valid_keys(layer):
+            _check_key(base, k, experiment)
+    cfg = OmegaConf.merge(*layers)
+    cfg.scale, cfg.variant = scale, variant
+    return _finalise(cfg, experiment)
+
+
+def _finalise(cfg: DictConfig, experiment: str) -> DictConfig:
+    if cfg.dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {cfg.dataset!r}; choose one of {', '.join(DATASETS)}")
+    if "z" in cfg and cfg.z is None and "z_by_dataset" in cfg:
+        cfg.z = cfg.z_by_dataset[cfg.dataset]
+    for k in _LIST_KEYS:
+        if k in cfg and cfg[k] is not None and not isinstance(cfg[k], ListConfig):
+            cfg[k] = [cfg[k]]
+    if cfg.get("feature_cache") not in ("memory", "run", "home"):
+        raise ConfigError(f"feature_cache must be memory, run or home, got {cfg.get('feature_cache')!r}")
+    if not cfg.get("out"):
+        cfg.out = f"runs/{experiment}-{cfg.dataset}" + (f"-{cfg.variant}" if cfg.variant else "")
+    EXPERIMENTS[experiment].check(cfg)
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------
+
+
+def _feature_cache(cfg: DictConfig, out: Path):
+    from ..data.cache import FeatureCache
+
+    where = {"memory": None, "run": out / "features", "home": "default"}[cfg.feature_cache]
+    return FeatureCache(directory=where, progress=bool(cfg.progress))
+
+
+def run_experiment(experiment: str, overrides: Sequence[str] = (), *, loss_net=None,
+                   on_row: Callable[[dict], None] | None = None) -> Path:
+    """Run (or resume) a configured sweep; returns the run directory.
+
+    Args:
+        experiment: ``"paper_a"`` or ``"paper_b"``.
+        overrides: ``key=value`` strings (see :func:`load_config`).
+        loss_net: a :class:`~lossnet.zoo.LossNetwork` to use instead of ``cfg.loss_net`` (its identity
+            still enters the cell ids).
+        on_row: called with every newly appended row.
+    """
+    cfg = load_config(experiment, overrides)
+    mod = EXPERIMENTS[experiment]
+    out = Path(str(cfg.out)).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    t0 = time.perf_counter()
+    data = load_data(cfg, out)
+    net = loss_net if loss_net is not None else build_loss_net(cfg.loss_net)
+    table = ResultsTable(out)
+    ctx = RunContext(cfg, out, data, net, loss_net_identity(net), _feature_cache(cfg, out), table, on_row)
+    todo = mod.cells(ctx)
+    done = table.ids()
+    n_done = sum(1 for _, _, cid, _ in todo if cid in done)
+    log(f"{experiment} on {data.name} ({cfg.scale} scale): {len(todo)} cells, {n_done} already in "
+        f"{table.path}; encoder/probe/test images {len(data.encoder_images)}/{len(data.probe_images)}/"
+        f"{len(data.test_images)}")
+    for i, (coords, sp, cid, label) in enumerate(todo, start=1):
+        if cid in done:
+            if not cfg.keep_checkpoints:  # a kill between the row and the cleanup
+                remove_checkpoints(ctx.cell_dir(cid))
+            continue
+        t1 = time.perf_counter()
+        row = mod.run_cell(ctx, coords, sp, cid, label)
+        done.add(cid)
+        log(f"[{i}/{len(todo)}] {label}: {mod.describe_row(row)} ({time.perf_counter() - t1:.0f} s)")
+    log(f"sweep finished in {time.perf_counter() - t0:.0f} s; results in {table.path} and {table.csv_path}")
+    if cfg.report:
+        from ..report import write_report
+
+        path = write_report(out)
+        log(f"report: {path}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def _run_cli(args: argparse.Namespace) -> None:
+    if args.print_config:
+        print(OmegaConf.to_yaml(load_config(args.experiment, args.overrides)), end="")
+        return
+    out = run_experiment(args.experiment, args.overrides)
+    print(out)
+
+
+def _report_cli(args: argparse.Namespace) -> None:
+    from ..report import write_report
+
+    path = write_report(args.dir, out=args.out)
+    print(path)
+
+
+def add_cli(sub) -> None:
+    """Register ``lossnet run`` and ``lossnet report`` on the top-level sub-parsers."""
+    r = sub.add_parser(
+        "run", help="run a configured experiment sweep (configs/EXPERIMENT.yaml), resumable",
+        description="Run paper_a or paper_b: configs/EXPERIMENT.yaml merged with scales.<scale>, "
+                    "variants.<variant> and key=value overrides (dotted keys, lists as [a,b]). Finished cells "
+                    "are skipped on reruns; results go to <out>/results.jsonl (+ .csv) and <out>/report.md. "
+                    "Examples: `lossnet run paper_b dataset=lunarlander`, "
+                    "`lossnet run paper_a dataset=svhn data_root=~/data/svhn scale=paper`, "
+                    "`lossnet run paper_b variant=svhn_z500 data_root=~/data/svhn scale=paper`.")
+    r.add_argument("experiment", help=f"one of {', '.join(sorted(EXPERIMENTS))}")
+    r.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="e.g. dataset=svhn scale=paper z=[64,128] repeats=2 out=DIR data_root=DIR")
+    r.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    r.set_defaults(func=_run_cli)
+
+    rep = sub.add_parser("report", help="markdown tables and figures from a run directory's results.jsonl",
+                         description="Write DIR/report.md (tables) and DIR/figures/*.png from DIR/results.jsonl.")
+    rep.add_argument("dir", help="run directory (holding results.jsonl)")
+    rep.add_argument("--out", help="report file (default DIR/report.md)")
+    rep.set_defaults(func=_report_cli)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lossnet.experiments.runner run|report ...`` (same as the ``lossnet`` commands)."""
+    from ..cli import main as cli_main
+
+    return cli_main(list(argv) if argv is not None else None)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""One training engine for every procedure and benchmark.
+
+:func:`fit` trains a *task* (an ``nn.Module`` with a ``loss(batch) -> scalar`` method whose
+trainable parameters are the ones to optimise) on in-memory tensors:
+
+* a seeded 80/20 train/validation split;
+* Adam, minibatches drawn from a per-epoch seeded permutation (deterministic, resumable);
+* a validation pass every epoch, the best-validation-epoch weights kept (optional patience);
+* per-epoch wall time of the training pass recorded (validation timed separately);
+* a checkpoint after every epoch (atomic), from which an interrupted run resumes;
+* CUDA when present, a progress bar.
+
+Batches are dicts of tensors sliced from ``data``; ``uint8`` tensors (images) are converted to
+float in [0, 1] on the device, other floating tensors (cached features) to float32.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..data.cache import best_device
+
+
+@dataclass
+class FitConfig:
+    """Training settings; everything that changes the result is part of the checkpoint's identity."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    val_fraction: float = 0.2
+    patience: int | None = None  # stop after this many epochs without a better validation loss
+    device: str | None = None  # None: CUDA when present
+    progress: bool = True
+    desc: str = "train"
+
+    def identity(self) -> str:
+        d = asdict(self)
+        for k in ("device", "progress", "desc"):
+            d.pop(k)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the history (one dict per epoch) and the best epoch."""
+
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val: float = float("inf")
+    resumed_from: int = 0  # number of epochs loaded from a checkpoint
+    stopped_early: bool = False
+
+    @property
+    def epoch_seconds(self) -> float:
+        """Mean wall time of one training pass over the training split (seconds)."""
+        ts = [h["train_seconds"] for h in self.history]
+        return sum(ts) / len(ts) if ts else float("nan")
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(h["train_seconds"] + h["val_seconds"] for h in self.history)
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random (train, validation) split of ``range(n)``; validation gets round(n * fraction)."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    n_val = max(1, round(n * val_fraction))
+    if n - n_val < 1:
+        raise ValueError(f"{n} samples are too few for a train/validation split")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[n_val:], perm[:n_val]
+
+
+def _batch(data: dict[str, torch.Tensor], idx: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in data.items():
+        b = v[idx].to(device, non_blocking=True)
+        if b.dtype == torch.uint8:
+            b = b.float().div_(255)
+        elif b.is_floating_point() and b.dtype != torch.float32:
+            b = b.float()
+        out[k] = b
+    return out
+
+
+@torch.no_grad()
+def evaluate(task: nn.Module, data: dict[str, torch.Tensor], idx: torch.Tensor, batch_size: int,
+             device: torch.device) -> float:
+    """Mean of ``task.loss`` over ``idx`` in eval mode, weighted by batch size."""
+    task.eval()
+    total, n = 0.0, 0
+    for i in range(0, len(idx), batch_size):
+        b = idx[i:i + batch_size]
+        total += task.loss(_batch(data, b, device)).item() * len(b)
+        n += len(b)
+    return total / max(n, 1)
+
+
+def _check_data(data: dict[str, torch.Tensor]) -> int:
+    if not data:
+        raise ValueError("data is empty")
+    sizes = {k: len(v) for k, v in data.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"all data tensors need the same length, got {sizes}")
+    return next(iter(sizes.values()))
+
+
+def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_dir: str | os.PathLike | None = None,
+        on_epoch_end: Callable[[int, dict], None] | None = None) -> FitResult:
+    """Train ``task`` on ``data`` and leave it holding the best-validation-epoch weights.
+
+    Args:
+        task: ``nn.Module`` with ``loss(batch: dict[str, Tensor]) -> Tensor``.
+        data: equal-length tensors, e.g. ``{"image": uint8 (N, 3, H, W), "feat": (N, C, H, W)}``.
+        cfg: :class:`FitConfig`.
+        ckpt_dir: keep ``last.pt`` here after every epoch and resume from it when it exists and
+            was written with the same config; ``None`` disables checkpoints.
+        on_epoch_end: called with (epoch, history row) after each epoch's checkpoint.
+    """
+    n = _check_data(data)
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1, got {cfg.epochs}, {cfg.batch_size}")
+    device = torch.device(cfg.device) if cfg.device else best_device()
+    task.to(device)
+    train_idx, val_idx = split_indices(n, cfg.val_fraction, cfg.seed)
+    params = [p for p in task.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    result = FitResult()
+    best_state = None
+    start = 0
+    ckpt = Path(ckpt_dir) / "last.pt" if ckpt_dir is not None else None
+    if ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        if state.get("config") == cfg.identity():
+            task.load_state_dict(state["task"])
+            opt.load_state_dict(state["optimizer"])
+            best_state = state["best_state"]
+            result.history = state["history"]
+            result.best_epoch, result.best_val = state["best_epoch"], state["best_val"]
+            result.stopped_early = state.get("stopped_early", False)
+            start = result.resumed_from = len(result.history)
+    bar = tqdm(range(start, cfg.epochs), desc=cfg.desc, disable=not cfg.progress, leave=False,
+               initial=start, total=cfg.epochs)
+    for epoch in bar:
+        if result.stopped_early:
+            break
+        task.train()
+        torch.manual_seed(cfg.seed * 100_003 + epoch)  # reparameterisation noise etc.
+        perm = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch))]
+        t0 = time.perf_counter()
+        total = 0.0
+        for i in range(0, len(perm), cfg.batch_size):
+            b = perm[i:i + cfg.batch_size]
+            loss = task.loss(_batch(data, b, device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(b)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        train_seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        val = evaluate(task, data, val_idx, cfg.batch_size * 2, device)
+        val_seconds = time.perf_counter() - t1
+        row = {"epoch": epoch, "train_loss": total / len(perm), "val_loss": val,
+               "train_seconds": train_seconds, "val_seconds": val_seconds}
+        result.history.append(row)
+        if val < result.best_val:
+            result.best_val, result.best_epoch = val, epoch
+            best_state = copy.deepcopy(task.state_dict())
+        elif cfg.patience is not None and epoch - result.best_epoch >= cfg.patience:
+            result.stopped_early = True
+        bar.set_postfix(train=f"{row['train_loss']:.4g}", val=f"{val:.4g}", best=result.best_epoch)
+        if ckpt is not None:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            tmp = ckpt.with_suffix(f".tmp{os.getpid()}")
+            torch.save({"config": cfg.identity(), "task": task.state_dict(), "optimizer": opt.state_dict(),
+                        "best_state": best_state, "history": result.history, "best_epoch": result.best_epoch,
+                        "best_val": result.best_val, "stopped_early": result.stopped_early}, tmp)
+            os.replace(tmp, ckpt)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+    if best_state is not None:
+        task.load_state_dict(best_state)
+    task.eval()
+    return result

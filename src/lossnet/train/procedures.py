@@ -1,0 +1,197 @@
+"""The encoder-pretraining procedures of papers A and B on the one training engine.
+
+Named ``(encoder)-(decoder)-(loss)`` (paper B): ``I`` image, ``F`` feature (the loss network's
+features of the input image), ``PW`` pixel-wise, ``PS`` deep perceptual similarity, ``FP`` feature
+prediction.
+
+=========  ===============  ===============  =====================================================
+name       encoder input    decoder output   loss
+=========  ===============  ===============  =====================================================
+I-I-PW     image            image            MSE(reconstruction, image)
+I-I-PS     image            image            MSE(p(reconstruction), p(image))
+F-I-PW     p(image)         image            MSE(reconstruction, image)
+F-I-PS     p(image)         image            MSE(p(reconstruction), p(image))
+I-F-FP     image            features         MSE(prediction, p(image))
+F-F-FP     p(image)         features         MSE(prediction, p(image))
+=========  ===============  ===============  =====================================================
+
+Any procedure becomes a VAE (paper A) with ``variational=True``: the loss gains
+``gamma * KL`` (KL averaged over latent dimensions). ``p(image)`` always comes from the
+teacher-feature cache; only PS reconstructions pass through the loss network during training.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..data.cache import FeatureCache
+from ..losses import feature_prediction_loss, kl_divergence, perceptual_loss, pixel_loss
+from ..models import Autoencoder, FeatureDecoder, FeatureEncoder, ImageDecoder, ImageEncoder
+from ..zoo.network import LossNetwork
+from .engine import FitConfig, FitResult, fit
+
+
+@dataclass(frozen=True)
+class Procedure:
+    name: str
+    encoder: str  # "image" | "feature"
+    decoder: str  # "image" | "feature"
+    loss: str  # "pw" | "ps" | "fp"
+
+    @property
+    def needs_loss_net_in_training(self) -> bool:
+        return self.loss == "ps"
+
+
+PROCEDURES: dict[str, Procedure] = {
+    p.name: p for p in [
+        Procedure("I-I-PW", "image", "image", "pw"),
+        Procedure("I-I-PS", "image", "image", "ps"),
+        Procedure("F-I-PW", "feature", "image", "pw"),
+        Procedure("F-I-PS", "feature", "image", "ps"),
+        Procedure("I-F-FP", "image", "feature", "fp"),
+        Procedure("F-F-FP", "feature", "feature", "fp"),
+    ]
+}
+
+
+def get_procedure(name: str) -> Procedure:
+    try:
+        return PROCEDURES[name.upper()]
+    except KeyError:
+        raise ValueError(f"unknown procedure {name!r}; choose from {', '.join(PROCEDURES)}") from None
+
+
+@dataclass
+class EncoderConfig:
+    """Settings of one encoder-pretraining run (all of it is recorded with the results)."""
+
+    procedure: str = "I-F-FP"
+    z: int = 64
+    variational: bool = False
+    gamma: float = 1.0  # KL weight for VAEs
+    hidden: int = 2048  # feature encoder/decoder MLP width
+    pixel_loss: str = "mse"
+
+
+def build_autoencoder(proc: Procedure, cfg: EncoderConfig, size: int, feat_dim: int) -> Autoencoder:
+    """The encoder/decoder pair of ``proc`` for ``size`` x ``size`` images and ``feat_dim`` features."""
+    enc = (ImageEncoder(cfg.z, size, cfg.variational) if proc.encoder == "image"
+           else FeatureEncoder(feat_dim, cfg.z, cfg.hidden, cfg.variational))
+    dec = ImageDecoder(cfg.z, size) if proc.decoder == "image" else FeatureDecoder(cfg.z, feat_dim, cfg.hidden)
+    return Autoencoder(enc, dec)
+
+
+class EncoderTask(nn.Module):
+    """Training task of one procedure: ``loss(batch)`` with batch keys ``image`` (N, 3, S, S) in
+    [0, 1] and ``feat`` (N, C, H, W) cached loss-network features of the images."""
+
+    def __init__(self, proc: Procedure, cfg: EncoderConfig, model: Autoencoder, loss_net: LossNetwork | None) -> None:
+        super().__init__()
+        if proc.loss == "ps" and loss_net is None:
+            raise ValueError(f"{proc.name} needs a loss network")
+        self.proc, self.cfg, self.model = proc, cfg, model
+        self.loss_net = loss_net if proc.loss == "ps" else None
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        inp = batch["image"] if self.proc.encoder == "image" else batch["feat"]
+        out, mu, logvar = self.model(inp)
+        if self.proc.loss == "pw":
+            loss = pixel_loss(out, batch["image"], self.cfg.pixel_loss)
+        elif self.proc.loss == "ps":
+            loss = perceptual_loss(self.loss_net, out, target_features=batch["feat"])
+        else:
+            loss = feature_prediction_loss(out, batch["feat"])
+        if logvar is not None:
+            loss = loss + self.cfg.gamma * kl_divergence(mu, logvar)
+        return loss
+
+
+@dataclass
+class TrainedEncoder:
+    """A trained autoencoder with what it took to train it."""
+
+    procedure: str
+    model: Autoencoder
+    config: EncoderConfig
+    fit: FitConfig
+    result: FitResult
+    image_size: int
+    feat_shape: tuple[int, ...]
+    loss_net: dict  # arch, layers, sigmoid
+    feature_seconds: float  # time spent computing teacher features (cache misses)
+
+    @property
+    def uses_features(self) -> bool:
+        return get_procedure(self.procedure).encoder == "feature"
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor, feats: torch.Tensor | None = None, batch_size: int = 512) -> torch.Tensor:
+        """Embeddings ``mu`` (N, z) of uint8 images (N, 3, S, S); feature encoders need ``feats``."""
+        self.model.eval()
+        dev = next(self.model.parameters()).device
+        src = feats if self.uses_features else images
+        if src is None:
+            raise ValueError(f"{self.procedure} encodes loss-network features: pass feats")
+        out = []
+        for i in range(0, len(src), batch_size):
+            x = src[i:i + batch_size].to(dev)
+            x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+            out.append(self.model.embed(x).cpu())
+        return torch.cat(out)
+
+    def export(self, directory: str | Path) -> Path:
+        """Write ``encoder.safetensors`` (whole autoencoder) and ``config.json`` to ``directory``."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous().cpu() for k, v in self.model.state_dict().items()}, str(d / "encoder.safetensors"))
+        (d / "config.json").write_text(json.dumps({
+            "procedure": self.procedure, "encoder": asdict(self.config), "fit": asdict(self.fit),
+            "image_size": self.image_size, "feat_shape": list(self.feat_shape), "loss_net": self.loss_net,
+            "best_epoch": self.result.best_epoch, "history": self.result.history}, indent=2))
+        return d
+
+
+def load_encoder(directory: str | Path) -> Autoencoder:
+    """Rebuild an exported autoencoder (eval mode) from :meth:`TrainedEncoder.export`'s files."""
+    d = Path(directory)
+    cfg = json.loads((d / "config.json").read_text())
+    enc_cfg = EncoderConfig(**cfg["encoder"])
+    feat_dim = 1
+    for s in cfg["feat_shape"]:
+        feat_dim *= s
+    model = build_autoencoder(get_procedure(cfg["procedure"]), enc_cfg, cfg["image_size"], feat_dim)
+    model.load_state_dict(load_file(str(d / "encoder.safetensors")))
+    return model.eval()
+
+
+def train_encoder(images: torch.Tensor, cfg: EncoderConfig, fit_cfg: FitConfig, *, loss_net: LossNetwork,
+                  cache: FeatureCache | None = None, ckpt_dir: str | Path | None = None) -> TrainedEncoder:
+    """Pretrain an encoder with one procedure on uint8 images (N, 3, S, S).
+
+    The loss network's features of ``images`` come from ``cache`` (computed once per dataset and
+    loss network); ``loss_net`` must return a single layer.
+    """
+    proc = get_procedure(cfg.procedure)
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be uint8 (N, 3, S, S), got {images.dtype} {tuple(images.shape)}")
+    cache = cache if cache is not None else FeatureCache(directory=None)
+    t0 = time.perf_counter()
+    feats = cache.get(images, loss_net)
+    feature_seconds = time.perf_counter() - t0
+    feat_dim = feats[0].numel()
+    torch.manual_seed(fit_cfg.seed)
+    model = build_autoencoder(proc, cfg, images.shape[-1], feat_dim)
+    task = EncoderTask(proc, cfg, model, loss_net)
+    fit_cfg = FitConfig(**{**asdict(fit_cfg), "desc": fit_cfg.desc if fit_cfg.desc != "train" else proc.name})
+    result = fit(task, {"image": images, "feat": feats}, fit_cfg, ckpt_dir=ckpt_dir)
+    return TrainedEncoder(proc.name, model, cfg, fit_cfg, result, images.shape[-1], tuple(feats.shape[1:]),
+                          {"arch": loss_net.arch, "layers": [str(x) for x in loss_net.layer_refs],
+                           "sigmoid": loss_net.sigmoid}, feature_seconds)
