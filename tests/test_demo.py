@@ -1,0 +1,43 @@
+"""`lossnet demo` end to end at a tiny scale, and the `lossnet data` wiring."""
+
+from __future__ import annotations
+
+import json
+
+from lossnet import cli
+
+
+def test_demo_writes_table_results_and_figures(tmp_path, offline_weights, capsys):
+    out = tmp_path / "demo"
+    rc = cli.main(["demo", "--out", str(out), "--rollouts", "2", "1", "1", "--epochs", "1", "--probe-epochs", "2",
+                   "--no-progress", "--workers", "1"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "I-I-PW" in printed and "I-F-FP" in printed and "test error (px)" in printed
+    res = json.loads((out / "results.json").read_text())
+    rows = {r["procedure"]: r for r in res["rows"]}
+    assert set(rows) == {"I-I-PW", "I-I-PS", "I-F-FP"}
+    for r in rows.values():
+        assert {"procedure", "test_error_px", "epoch_seconds"} <= set(r)
+        assert 0 < r["test_error_px"] < 64 and r["epoch_seconds"] > 0
+    assert (out / "results.md").read_text().startswith("| procedure |")
+    for f in ("error_vs_time.png", "reconstructions_I-I-PW.png", "reconstructions_I-I-PS.png"):
+        assert (out / f).stat().st_size > 1000
+    assert not (out / "reconstructions_I-F-FP.png").exists()  # no image decoder
+    assert (out / "encoders" / "I-F-FP" / "encoder.safetensors").exists()
+    # rerun: the collection, features and finished encoders are reused (checkpoints resume at the end)
+    assert cli.main(["demo", "--out", str(out), "--rollouts", "2", "1", "1", "--epochs", "1", "--probe-epochs", "2",
+                     "--no-progress", "--workers", "1"]) == 0
+
+
+def test_demo_rejects_unknown_procedure(tmp_path, offline_weights):
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown procedure"):
+        cli.main(["demo", "--out", str(tmp_path), "--procedures", "I-X-PW"])
+
+
+def test_data_lunarlander_cli(tmp_path, capsys):
+    assert cli.main(["data", "lunarlander", "--out", str(tmp_path / "ll"), "--rollouts", "1", "1", "1", "--steps", "10",
+                     "--workers", "1", "--no-progress"]) == 0
+    assert (tmp_path / "ll" / "run1.npz").exists() and (tmp_path / "ll" / "meta.json").exists()
