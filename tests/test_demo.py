@@ -41,3 +41,24 @@ def test_data_lunarlander_cli(tmp_path, capsys):
     assert cli.main(["data", "lunarlander", "--out", str(tmp_path / "ll"), "--rollouts", "1", "1", "1", "--steps", "10",
                      "--workers", "1", "--no-progress"]) == 0
     assert (tmp_path / "ll" / "run1.npz").exists() and (tmp_path / "ll" / "meta.json").exists()
+
+
+def test_pretrain_and_embed_a_users_image_folder(tmp_path, offline_weights, capsys):
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        Image.fromarray(rng.integers(0, 256, (80, 72, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    for proc in ("F-F-FP", "I-I-PW"):
+        enc = tmp_path / proc
+        assert cli.main(["pretrain", "--images", str(folder), "--out", str(enc), "--procedure", proc, "--z", "8",
+                         "--epochs", "1", "--batch-size", "8", "--loss-net", "alexnet", "--layer", "E"]) == 0
+        assert (enc / "encoder.safetensors").exists()
+        out = tmp_path / f"{proc}.npy"
+        assert cli.main(["embed", str(enc), "--images", str(folder), "--out", str(out)]) == 0
+        emb = np.load(out)
+        assert emb.shape == (20, 8) and np.isfinite(emb).all()
+    assert cli.main(["pretrain", "--images", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2

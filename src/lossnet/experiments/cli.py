@@ -1,4 +1,4 @@
-"""Sub-commands for experiments: ``demo``, ``run``, ``report``."""
+"""Sub-commands: ``demo``, ``pretrain``, ``embed``, ``run``, ``report``."""
 
 from __future__ import annotations
 
@@ -50,6 +50,85 @@ def add_commands(sub) -> None:
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     d.set_defaults(func=_demo)
 
+    add_user_commands(sub)
+
     from . import runner
 
     runner.add_cli(sub)
+
+
+def _load_images(spec: str, size: int):
+    """``lunarlander:DIR[:RUN]`` (a generated collection) or an image folder -> uint8 (N, 3, S, S)."""
+    from pathlib import Path
+
+    if spec.startswith("lunarlander:"):
+        from ..data.lunarlander import load_run
+
+        parts = spec.split(":")
+        return load_run(parts[1], int(parts[2]) if len(parts) > 2 else 1).images
+    from ..data.datasets import load_image_folder
+
+    if not Path(spec).is_dir():
+        raise FileNotFoundError(f"{spec} is not a directory of images (or use lunarlander:DIR[:RUN])")
+    return load_image_folder(spec, size=size).images
+
+
+def _pretrain(args) -> None:
+    from ..train.engine import FitConfig
+    from ..train.procedures import EncoderConfig, train_encoder
+    from ..zoo import create_loss_network
+
+    images = _load_images(args.images, args.size)
+    layer = int(args.layer) if args.layer and args.layer.lstrip("-").isdigit() else args.layer
+    net = create_loss_network(args.loss_net, layer, **({} if args.loss_net == "paper" else {"sigmoid": args.sigmoid}))
+    print(f"{len(images)} images {tuple(images.shape[1:])}; loss network {net.arch} {net.nodes}; {args.procedure}")
+    tr = train_encoder(images, EncoderConfig(procedure=args.procedure, z=args.z, variational=args.vae, gamma=args.gamma),
+                       FitConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                 device=args.device, patience=args.patience),
+                       loss_net=net, ckpt_dir=f"{args.out}/checkpoint")
+    tr.export(args.out)
+    print(f"best epoch {tr.result.best_epoch} (val loss {tr.result.best_val:.5g}), {tr.result.epoch_seconds:.1f} s/epoch; "
+          f"exported to {args.out}/encoder.safetensors + config.json")
+
+
+def _embed(args) -> None:
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from ..train.procedures import embed_images
+
+    cfg = json.loads((Path(args.encoder) / "config.json").read_text())
+    images = _load_images(args.images, cfg["image_size"])
+    emb = embed_images(args.encoder, images)
+    np.save(args.out, emb.numpy())
+    print(f"embeddings {tuple(emb.shape)} -> {args.out}")
+
+
+def add_user_commands(sub) -> None:
+    """``lossnet pretrain`` and ``lossnet embed``: encoders for a user's own images."""
+    p = sub.add_parser("pretrain", help="pretrain an image encoder on your own images",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--images", required=True, help="image folder, or lunarlander:DIR[:RUN]")
+    p.add_argument("--out", required=True, help="export directory (encoder.safetensors + config.json)")
+    p.add_argument("--procedure", default="I-F-FP", help="I-I-PW I-I-PS F-I-PW F-I-PS I-F-FP F-F-FP")
+    p.add_argument("--loss-net", default="paper", help="'paper' (AlexNet 2nd ReLU + sigmoid) or an architecture")
+    p.add_argument("--layer", default=None, help="E, S, M, L, an index or a node name (with --loss-net ARCH)")
+    p.add_argument("--sigmoid", action="store_true", help="sigmoid on the loss network's features (with ARCH)")
+    p.add_argument("--size", type=int, default=64, help="image size for folders (64 + 16n)")
+    p.add_argument("--z", type=int, default=64)
+    p.add_argument("--vae", action="store_true", help="train a VAE")
+    p.add_argument("--gamma", type=float, default=1.0, help="KL weight for --vae")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--patience", type=int, default=None, help="early stopping patience (epochs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    p.set_defaults(func=_pretrain)
+    e = sub.add_parser("embed", help="embeddings of images under an exported encoder (.npy)")
+    e.add_argument("encoder", help="directory written by `lossnet pretrain` or the demo (encoders/NAME)")
+    e.add_argument("--images", required=True, help="image folder, or lunarlander:DIR[:RUN]")
+    e.add_argument("--out", required=True, help="output .npy file, (N, z) float32")
+    e.set_defaults(func=_embed)

@@ -172,6 +172,32 @@ def load_encoder(directory: str | Path) -> Autoencoder:
     return model.eval()
 
 
+def embed_images(directory: str | Path, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Embeddings (N, z) of uint8 images (N, 3, S, S) under an exported encoder.
+
+    Feature encoders get the loss network named in the export's config (its features are
+    computed here); image sizes must match the encoder's.
+    """
+    d = Path(directory)
+    cfg = json.loads((d / "config.json").read_text())
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != cfg["image_size"]:
+        raise ValueError(f"images must be uint8 (N, 3, {cfg['image_size']}, {cfg['image_size']}) for this encoder, "
+                         f"got {images.dtype} {tuple(images.shape)}")
+    model = load_encoder(d)
+    src = images
+    if get_procedure(cfg["procedure"]).encoder == "feature":
+        ln = cfg["loss_net"]
+        layers = [int(x) if str(x).lstrip("-").isdigit() else x for x in ln["layers"]]
+        net = LossNetwork(ln["arch"], layers=layers, sigmoid=ln["sigmoid"])
+        src = FeatureCache(directory=None, progress=False).get(images, net)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(src), batch_size):
+            x = src[i:i + batch_size]
+            out.append(model.embed(x.float().div(255) if x.dtype == torch.uint8 else x.float()))
+    return torch.cat(out)
+
+
 def train_encoder(images: torch.Tensor, cfg: EncoderConfig, fit_cfg: FitConfig, *, loss_net: LossNetwork,
                   cache: FeatureCache | None = None, ckpt_dir: str | Path | None = None) -> TrainedEncoder:
     """Pretrain an encoder with one procedure on uint8 images (N, 3, S, S).
