@@ -52,9 +52,10 @@ def add_commands(sub) -> None:
 
     add_user_commands(sub)
 
-    from . import runner
+    from . import runner, sweep
 
     runner.add_cli(sub)
+    sweep.add_cli(sub)
 
 
 def _load_images(spec: str, size: int):

@@ -1,0 +1,283 @@
+"""Cross-analysis of loss networks (systematic-analysis paper, Section V).
+
+Input: result rows with ``arch``, ``layer`` (E/S/M/L) and one or more scores, e.g. from a sweep's
+``results.jsonl``. Output:
+
+* Table III -- for each score, architectures ranked 1 (best) .. n by their best layer; the
+  average rank per benchmark and overall (each benchmark weighted equally);
+* Table IV -- the best extraction layer per architecture and score;
+* Fig. 2 -- score by extraction layer per architecture; Fig. 3 -- grouped by layer;
+  Fig. 4 -- score vs log10 FLOPs of the truncated network; Fig. 5 -- best score vs ImageNet top-1;
+* Pearson and Spearman correlations (with p-values) between every score and the architecture /
+  layer attributes: ImageNet top-1, parameters and depth up to the layer, fraction of parameters,
+  features and channels at the layer, FLOPs, batch norm, skip connections, branching, 1x1 convs.
+
+Attributes are computed by :func:`lossnet.zoo.describe` (cached on disk) and read from the
+registry (top-1, skip, branch, Table I's flags).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+LAYERS = ("E", "S", "M", "L")
+
+
+@dataclass(frozen=True)
+class Score:
+    """A score column: its benchmark and whether higher is better."""
+
+    name: str
+    benchmark: str
+    higher_is_better: bool
+
+
+def _attr_cache_path() -> Path:
+    from ..zoo.weights import lossnet_home
+
+    return lossnet_home() / "describe_cache.json"
+
+
+def attributes(arch: str, layer: str, input_size: int = 224) -> dict:
+    """Architecture + layer attributes used in the correlations (computed once, cached on disk)."""
+    from ..zoo import describe, get_spec
+
+    path = _attr_cache_path()
+    cache = json.loads(path.read_text()) if path.exists() else {}
+    key = f"{arch}|{layer}|{input_size}"
+    if key not in cache:
+        cache[key] = describe(arch, layer, input_size).as_dict()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(cache))
+        tmp.replace(path)
+    d = dict(cache[key])
+    spec = get_spec(arch)
+    d.update(top1=spec.top1, skip=spec.skip, branch=spec.branch, family=spec.family)
+    return d
+
+
+ATTRIBUTES = ("top1", "params", "params_fraction", "depth", "features", "channels", "flops", "batchnorm", "skip",
+              "branch", "conv1x1")
+
+
+def cells(rows: list[dict], scores: list[Score]) -> dict[tuple[str, str], dict]:
+    """``{(arch, layer): {score: value}}`` from rows, averaging repeated cells; skipped rows ignored."""
+    acc: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for r in rows:
+        if r.get("status", "ok") != "ok":
+            continue
+        key = (r["arch"], r["layer"])
+        for s in scores:
+            v = r.get(s.name)
+            if v is not None and not (isinstance(v, float) and math.isnan(v)):
+                acc.setdefault(key, {}).setdefault(s.name, []).append(float(v))
+    return {k: {s: float(np.mean(v)) for s, v in d.items()} for k, d in acc.items()}
+
+
+def best_layers(table: dict, scores: list[Score]) -> dict[str, dict[str, tuple[str, float]]]:
+    """Table IV: ``{score: {arch: (best layer, its score)}}``."""
+    out: dict[str, dict[str, tuple[str, float]]] = {}
+    archs = sorted({a for a, _ in table}, key=_arch_order)
+    for s in scores:
+        for a in archs:
+            vals = [(l, table[(a, l)][s.name]) for l in LAYERS if (a, l) in table and s.name in table[(a, l)]]
+            if vals:
+                pick = max(vals, key=lambda t: t[1]) if s.higher_is_better else min(vals, key=lambda t: t[1])
+                out.setdefault(s.name, {})[a] = pick
+    return out
+
+
+def _arch_order(a: str) -> int:
+    from ..zoo import list_archs
+
+    archs = list_archs()
+    return archs.index(a) if a in archs else len(archs)
+
+
+def _rank(values: dict[str, float], higher_is_better: bool) -> dict[str, float]:
+    """Ranks 1 (best) .. n; ties share the mean rank."""
+    from scipy.stats import rankdata
+
+    names = list(values)
+    v = np.array([values[n] for n in names])
+    r = rankdata(-v if higher_is_better else v, method="average")
+    return dict(zip(names, r.tolist()))
+
+
+def average_ranks(best: dict, scores: list[Score]) -> dict[str, dict[str, float]]:
+    """Table III: ``{arch: {benchmark: mean rank over its scores, ..., "overall": mean over benchmarks}}``."""
+    per_score = {s.name: _rank({a: v for a, (_, v) in best.get(s.name, {}).items()}, s.higher_is_better)
+                 for s in scores if best.get(s.name)}
+    out: dict[str, dict[str, float]] = {}
+    benchmarks = sorted({s.benchmark for s in scores})
+    for a in sorted({a for d in per_score.values() for a in d}, key=_arch_order):
+        row = {}
+        for b in benchmarks:
+            rs = [per_score[s.name][a] for s in scores if s.benchmark == b and a in per_score.get(s.name, {})]
+            if rs:
+                row[b] = float(np.mean(rs))
+        row["overall"] = float(np.mean([row[b] for b in benchmarks if b in row]))
+        out[a] = row
+    return out
+
+
+def correlations(table: dict, scores: list[Score], input_size: int = 224) -> list[dict]:
+    """Pearson and Spearman coefficients and p-values of each score against each attribute.
+
+    Every loss network (arch, layer) is one observation. Scores where lower is better are kept as
+    they are (read the sign accordingly). Constant attributes give NaN.
+    """
+    from scipy.stats import pearsonr, spearmanr
+
+    keys = sorted(table, key=lambda k: (_arch_order(k[0]), LAYERS.index(k[1])))
+    attrs = {k: attributes(k[0], k[1], input_size) for k in keys}
+    out = []
+    for s in scores:
+        ks = [k for k in keys if s.name in table[k]]
+        y = np.array([table[k][s.name] for k in ks])
+        for a in ATTRIBUTES:
+            x = np.array([np.nan if attrs[k].get(a) is None else float(attrs[k][a]) for k in ks])
+            if a == "flops":
+                x = np.log10(x)
+            ok = ~np.isnan(x)
+            row = {"score": s.name, "attribute": a, "n": int(ok.sum())}
+            if ok.sum() >= 3 and np.ptp(x[ok]) > 0 and np.ptp(y[ok]) > 0:
+                pr, pp = pearsonr(x[ok], y[ok])
+                sr, sp = spearmanr(x[ok], y[ok])
+                row.update(pearson=float(pr), pearson_p=float(pp), spearman=float(sr), spearman_p=float(sp))
+            else:
+                row.update(pearson=float("nan"), pearson_p=float("nan"), spearman=float("nan"), spearman_p=float("nan"))
+            out.append(row)
+    return out
+
+
+def figures(table: dict, scores: list[Score], out_dir: Path, input_size: int = 224) -> list[Path]:
+    """Figs. 2-5 as PNGs in ``out_dir``; returns the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    archs = sorted({a for a, _ in table}, key=_arch_order)
+    paths = []
+    n = len(scores)
+
+    def grid(title):
+        fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.8), squeeze=False)
+        fig.suptitle(title)
+        return fig, axes[0]
+
+    fig, axes = grid("Fig. 2: score by extraction layer per architecture")
+    for ax, s in zip(axes, scores):
+        for a in archs:
+            xs = [i for i, l in enumerate(LAYERS) if (a, l) in table and s.name in table[(a, l)]]
+            ax.plot(xs, [table[(a, LAYERS[i])][s.name] for i in xs], marker="o", label=a)
+        ax.set_xticks(range(4), LAYERS)
+        ax.set_title(s.name + (" (higher better)" if s.higher_is_better else " (lower better)"), fontsize=9)
+    axes[-1].legend(fontsize=7, loc="best")
+    paths.append(_save(fig, out_dir / "fig2_layers.png"))
+
+    fig, axes = grid("Fig. 3: score grouped by extraction layer")
+    for ax, s in zip(axes, scores):
+        data = [[table[(a, l)][s.name] for a in archs if (a, l) in table and s.name in table[(a, l)]] for l in LAYERS]
+        ax.boxplot([d if d else [np.nan] for d in data], tick_labels=list(LAYERS))
+        for i, d in enumerate(data):
+            ax.scatter([i + 1] * len(d), d, s=12, alpha=0.6)
+        ax.set_title(s.name, fontsize=9)
+    paths.append(_save(fig, out_dir / "fig3_grouped.png"))
+
+    fig, axes = grid("Fig. 4: score vs log10 FLOPs of the truncated network")
+    for ax, s in zip(axes, scores):
+        for a in archs:
+            pts = [(math.log10(attributes(a, l, input_size)["flops"]), table[(a, l)][s.name]) for l in LAYERS
+                   if (a, l) in table and s.name in table[(a, l)]]
+            if pts:
+                ax.scatter(*zip(*pts), label=a)
+        ax.set_xlabel("log10 FLOPs")
+        ax.set_title(s.name, fontsize=9)
+    axes[-1].legend(fontsize=7)
+    paths.append(_save(fig, out_dir / "fig4_flops.png"))
+
+    from ..zoo import get_spec
+
+    best = best_layers(table, scores)
+    fig, axes = grid("Fig. 5: best layer's score vs ImageNet top-1")
+    for ax, s in zip(axes, scores):
+        for a, (l, v) in best.get(s.name, {}).items():
+            t = get_spec(a).top1
+            if t is not None:
+                ax.scatter(t, v)
+                ax.annotate(f"{a}:{l}", (t, v), fontsize=7)
+        ax.set_xlabel("ImageNet top-1 (%)")
+        ax.set_title(s.name, fontsize=9)
+    paths.append(_save(fig, out_dir / "fig5_top1.png"))
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def _fmt(v: float) -> str:
+    return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3g}"
+
+
+def analysis_markdown(rows: list[dict], scores: list[Score], out_dir: Path, input_size: int = 224) -> str:
+    """The whole cross-analysis as markdown (figures written next to it)."""
+    table = cells(rows, scores)
+    lines = ["# Cross-analysis of loss networks", ""]
+    skipped = [r for r in rows if r.get("status") == "skipped"]
+    if not table:
+        lines.append("No finished cells yet.")
+    else:
+        best = best_layers(table, scores)
+        ranks = average_ranks(best, scores)
+        benchmarks = sorted({s.benchmark for s in scores})
+        lines += ["## Table III: average rank of each architecture's best layer (1 = best)", "",
+                  "| architecture | " + " | ".join(benchmarks) + " | overall |",
+                  "| --- | " + " | ".join("---:" for _ in benchmarks) + " | ---: |"]
+        for a, r in sorted(ranks.items(), key=lambda t: t[1]["overall"]):
+            lines.append(f"| {a} | " + " | ".join(_fmt(r.get(b, float('nan'))) for b in benchmarks) +
+                         f" | {_fmt(r['overall'])} |")
+        lines += ["", "## Table IV: best extraction layer per architecture and score", "",
+                  "| architecture | " + " | ".join(s.name for s in scores) + " |",
+                  "| --- | " + " | ".join("---" for _ in scores) + " |"]
+        for a in sorted({a for a, _ in table}, key=_arch_order):
+            cells_ = [f"{best[s.name][a][0]} ({_fmt(best[s.name][a][1])})" if a in best.get(s.name, {}) else "-"
+                      for s in scores]
+            lines.append(f"| {a} | " + " | ".join(cells_) + " |")
+        lines += ["", "## All cells", "", "| architecture | layer | " + " | ".join(s.name for s in scores) + " |",
+                  "| --- | --- | " + " | ".join("---:" for _ in scores) + " |"]
+        for (a, l) in sorted(table, key=lambda k: (_arch_order(k[0]), LAYERS.index(k[1]))):
+            lines.append(f"| {a} | {l} | " + " | ".join(_fmt(table[(a, l)].get(s.name, float('nan'))) for s in scores)
+                         + " |")
+        corr = correlations(table, scores, input_size)
+        lines += ["", "## Correlations with architecture / layer attributes", "",
+                  "One observation per loss network; FLOPs as log10. p-values are two-sided.", "",
+                  "| score | attribute | n | Pearson r | p | Spearman rho | p |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        for c in corr:
+            lines.append(f"| {c['score']} | {c['attribute']} | {c['n']} | {_fmt(c['pearson'])} | {_fmt(c['pearson_p'])}"
+                         f" | {_fmt(c['spearman'])} | {_fmt(c['spearman_p'])} |")
+        paths = figures(table, scores, out_dir, input_size)
+        lines += ["", "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in paths]
+    if skipped:
+        lines += ["", "## Skipped cells", "", "| architecture | layer | reason |", "| --- | --- | --- |"]
+        seen = set()
+        for r in skipped:
+            if (r["arch"], r["layer"]) not in seen:
+                seen.add((r["arch"], r["layer"]))
+                lines.append(f"| {r['arch']} | {r['layer']} | {r.get('reason', '')[:160]} |")
+    return "\n".join(lines) + "\n"
