@@ -154,9 +154,14 @@ def perceptual_loss(loss_net: LossNetwork, x: torch.Tensor, target: torch.Tensor
     feats = loss_net(x)
     if len(feats) != len(target_features):
         raise ValueError(f"loss network returns {len(feats)} layers but {len(target_features)} target feature maps were given")
+    targets = []
     for f, t in zip(feats, target_features):
-        check_pair(f, t.to(f.dtype).view_as(f) if t.numel() == f.numel() else t, ("features of x", "target_features"))
-    return _feature_mse(feats, [t.to(f.dtype).view_as(f) for f, t in zip(feats, target_features)], reduction)
+        t = t.to(f.dtype)
+        if t.shape != f.shape and t.numel() == f.numel():  # flattened cache entries
+            t = t.view_as(f)
+        check_pair(f, t, ("features of x", "target_features"))
+        targets.append(t)
+    return _feature_mse(feats, targets, reduction)
 
 
 class PerceptualLoss(nn.Module):
