@@ -120,7 +120,8 @@ def run_demo(cfg: DemoConfig) -> list[dict]:
             "seed": cfg.seed,
         })
         if get_procedure(name).decoder == "image":
-            _save_reconstructions(trained, runs[3].images[:8], out / f"reconstructions_{name}.png")
+            pick = torch.linspace(0, len(runs[3]) - 1, 8).long()  # spread over the test run
+            _save_reconstructions(trained, runs[3].images[pick], out / f"reconstructions_{name}.png")
     total = time.perf_counter() - t_start
     meta = {"config": asdict(cfg), "collection_seconds": collection_seconds, "total_seconds": total,
             "frames": {r: len(runs[r]) for r in (1, 2, 3)}, "torch": torch.__version__,
