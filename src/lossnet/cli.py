@@ -7,7 +7,11 @@
     lossnet zoo [--describe ARCH]            the loss-network registry and computed metadata
     lossnet data lunarlander --out DIR       generate the LunarLander collection
     lossnet demo [--out DIR]                 the main job: PW vs PS vs FP encoders on LunarLander
+    lossnet pretrain --images DIR --out ENC  pretrain an encoder on your own images
+    lossnet embed ENC --images DIR --out F   embeddings under an exported encoder
     lossnet run EXPERIMENT [key=value ...]   run a configured experiment (configs/*.yaml)
+    lossnet sweep BENCHMARK [key=value ...]  a benchmark over loss networks (resumable, parallel)
+    lossnet select --images DIR              rank loss networks for your data
     lossnet report DIR                       markdown tables and figures from a results table
 
 Errors the user can fix (missing weights or data, bad options) print one line and exit 2.
