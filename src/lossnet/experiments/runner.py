@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from . import paper_a, paper_b
@@ -157,6 +158,16 @@ def run_experiment(experiment: str, overrides: Sequence[str] = (), *, loss_net=N
         on_row: called with every newly appended row.
     """
     cfg = load_config(experiment, overrides)
+    threads = torch.get_num_threads()
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    try:
+        return _run(experiment, cfg, loss_net, on_row)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(experiment: str, cfg: DictConfig, loss_net, on_row) -> Path:
     mod = EXPERIMENTS[experiment]
     out = Path(str(cfg.out)).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -196,6 +207,13 @@ def run_experiment(experiment: str, overrides: Sequence[str] = (), *, loss_net=N
 
 
 def _run_cli(args: argparse.Namespace) -> None:
+    overrides = [o for o in args.overrides if o != "--print-config"]
+    if len(overrides) != len(args.overrides):
+        args.print_config = True
+    bad = [o for o in overrides if o.startswith("-")]
+    if bad:
+        raise ConfigError(f"unknown option(s) {bad}; overrides are key=value")
+    args.overrides = overrides
     if args.print_config:
         print(OmegaConf.to_yaml(load_config(args.experiment, args.overrides)), end="")
         return
@@ -221,7 +239,7 @@ def add_cli(sub) -> None:
                     "`lossnet run paper_a dataset=svhn data_root=~/data/svhn scale=paper`, "
                     "`lossnet run paper_b variant=svhn_z500 data_root=~/data/svhn scale=paper`.")
     r.add_argument("experiment", help=f"one of {', '.join(sorted(EXPERIMENTS))}")
-    r.add_argument("overrides", nargs="*", metavar="key=value",
+    r.add_argument("overrides", nargs=argparse.REMAINDER, metavar="key=value",
                    help="e.g. dataset=svhn scale=paper z=[64,128] repeats=2 out=DIR data_root=DIR")
     r.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     r.set_defaults(func=_run_cli)

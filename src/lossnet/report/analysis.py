@@ -1,25 +1,30 @@
 """Cross-analysis of loss networks (systematic-analysis paper, Section V).
 
-Input: result rows with ``arch``, ``layer`` (E/S/M/L) and one or more scores, e.g. from a sweep's
-``results.jsonl``. Output:
+Input: result rows with ``arch``, ``layer`` (E/S/M/L), ``status`` (``"ok"``, the default, or
+``"skipped"`` with a ``reason``) and one or more score columns, e.g. a sweep's ``results.jsonl``
+(:mod:`lossnet.experiments.sweep`). Output (:func:`analysis_markdown`):
 
-* Table III -- for each score, architectures ranked 1 (best) .. n by their best layer; the
-  average rank per benchmark and overall (each benchmark weighted equally);
-* Table IV -- the best extraction layer per architecture and score;
+* Table III -- for each score, architectures ranked 1 (best) .. n by their best layer (ties share
+  the mean rank); the average rank per benchmark and overall (each benchmark weighted equally);
+* Table IV -- the best extraction layer per architecture and score (ties: the earlier layer);
 * Fig. 2 -- score by extraction layer per architecture; Fig. 3 -- grouped by layer;
   Fig. 4 -- score vs log10 FLOPs of the truncated network; Fig. 5 -- best score vs ImageNet top-1;
 * Pearson and Spearman correlations (with p-values) between every score and the architecture /
   layer attributes: ImageNet top-1, parameters and depth up to the layer, fraction of parameters,
-  features and channels at the layer, FLOPs, batch norm, skip connections, branching, 1x1 convs.
+  features and channels at the layer, FLOPs, batch norm, skip connections, branching, 1x1 convs;
+  and between every pair of scores (:func:`score_correlations`);
+* the skipped cells with their reasons.
 
-Attributes are computed by :func:`lossnet.zoo.describe` (cached on disk) and read from the
-registry (top-1, skip, branch, Table I's flags).
+Scores where lower is better (e.g. a position error in pixels) are ranked accordingly and keep
+their sign in the correlations. Attributes are computed by :func:`lossnet.zoo.describe` (cached on
+disk for the built-in architectures) and read from the registry (top-1, skip, branch).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,21 +48,48 @@ def _attr_cache_path() -> Path:
     return lossnet_home() / "describe_cache.json"
 
 
+_ATTR_MEMO: dict[str, dict] = {}
+
+
+def _builtin_archs() -> set[str]:
+    from ..zoo.registry import _specs
+
+    return {s.name for s in _specs()}
+
+
 def attributes(arch: str, layer: str, input_size: int = 224) -> dict:
-    """Architecture + layer attributes used in the correlations (computed once, cached on disk)."""
+    """Architecture + layer attributes used in the correlations.
+
+    Computed by :func:`lossnet.zoo.describe` once per process; for the built-in architectures
+    also cached on disk (``$LOSSNET_HOME/describe_cache.json``). Architectures registered at run
+    time are never cached on disk (a name can be re-registered with another network).
+    """
     from ..zoo import describe, get_spec
 
-    path = _attr_cache_path()
-    cache = json.loads(path.read_text()) if path.exists() else {}
-    key = f"{arch}|{layer}|{input_size}"
-    if key not in cache:
-        cache[key] = describe(arch, layer, input_size).as_dict()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(cache))
-        tmp.replace(path)
-    d = dict(cache[key])
     spec = get_spec(arch)
+    key = f"{arch}|{layer}|{input_size}"
+    memo_key = f"{key}|{id(spec)}"
+    if memo_key not in _ATTR_MEMO:
+        on_disk = arch in _builtin_archs()
+        path = _attr_cache_path()
+        cache = {}
+        if on_disk and path.exists():
+            try:
+                cache = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                cache = {}
+        if key in cache:
+            d = cache[key]
+        else:
+            d = describe(arch, layer, input_size).as_dict()
+            if on_disk:
+                cache[key] = d
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(cache))
+                tmp.replace(path)
+        _ATTR_MEMO[memo_key] = d
+    d = dict(_ATTR_MEMO[memo_key])
     d.update(top1=spec.top1, skip=spec.skip, branch=spec.branch, family=spec.family)
     return d
 
@@ -144,7 +176,7 @@ def correlations(table: dict, scores: list[Score], input_size: int = 224) -> lis
         for a in ATTRIBUTES:
             x = np.array([np.nan if attrs[k].get(a) is None else float(attrs[k][a]) for k in ks])
             if a == "flops":
-                x = np.log10(x)
+                x = np.where(x > 0, np.log10(np.where(x > 0, x, 1.0)), np.nan)
             ok = ~np.isnan(x)
             row = {"score": s.name, "attribute": a, "n": int(ok.sum())}
             if ok.sum() >= 3 and np.ptp(x[ok]) > 0 and np.ptp(y[ok]) > 0:
@@ -234,22 +266,68 @@ def _fmt(v: float) -> str:
     return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3g}"
 
 
-def analysis_markdown(rows: list[dict], scores: list[Score], out_dir: Path, input_size: int = 224) -> str:
-    """The whole cross-analysis as markdown (figures written next to it)."""
+def score_correlations(table: dict, scores: list[Score]) -> list[dict]:
+    """Pearson and Spearman correlation between every pair of scores over the loss networks that
+    have both (the paper's "task-independent trends"); NaN with fewer than 3 or constant values."""
+    from scipy.stats import pearsonr, spearmanr
+
+    out = []
+    for i, a in enumerate(scores):
+        for b in scores[i + 1:]:
+            ks = [k for k in table if a.name in table[k] and b.name in table[k]]
+            x = np.array([table[k][a.name] for k in ks])
+            y = np.array([table[k][b.name] for k in ks])
+            row = {"score_a": a.name, "score_b": b.name, "n": len(ks)}
+            if len(ks) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
+                pr, pp = pearsonr(x, y)
+                sr, sp = spearmanr(x, y)
+                row.update(pearson=float(pr), pearson_p=float(pp), spearman=float(sr), spearman_p=float(sp))
+            else:
+                row.update(pearson=float("nan"), pearson_p=float("nan"), spearman=float("nan"), spearman_p=float("nan"))
+            out.append(row)
+    return out
+
+
+def _md_cell(text: str) -> str:
+    """Text safe inside a markdown table cell (pipes escaped, newlines flattened)."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def analysis_markdown(rows: list[dict], scores: list[Score], out_dir: Path, input_size: int = 224, *,
+                      md_dir: Path | None = None) -> str:
+    """The whole cross-analysis as markdown; figures are written to ``out_dir``.
+
+    Args:
+        rows: result rows with ``arch``, ``layer`` (E/S/M/L), ``status`` (``"ok"`` default, or
+            ``"skipped"`` with ``reason``) and score columns; repeated cells are averaged.
+        scores: the score columns to analyse; those without any value are left out.
+        out_dir: where Figs. 2-5 go (PNG).
+        input_size: image side for the computed attributes (FLOPs, features, ...).
+        md_dir: the directory the markdown will be saved in, for relative figure links
+            (default ``out_dir``).
+    """
+    out_dir = Path(out_dir)
+    md_dir = Path(md_dir) if md_dir is not None else out_dir
     table = cells(rows, scores)
+    scores = [s for s in scores if any(s.name in v for v in table.values())]
     lines = ["# Cross-analysis of loss networks", ""]
-    skipped = [r for r in rows if r.get("status") == "skipped"]
+    ok_keys = set(table)
+    skipped = [r for r in rows if r.get("status") == "skipped" and (r.get("arch"), r.get("layer")) not in ok_keys]
     if not table:
         lines.append("No finished cells yet.")
     else:
         best = best_layers(table, scores)
         ranks = average_ranks(best, scores)
         benchmarks = sorted({s.benchmark for s in scores})
-        lines += ["## Table III: average rank of each architecture's best layer (1 = best)", "",
+        lines += ["Scores: " + ", ".join(f"`{s.name}` ({s.benchmark}, {'higher' if s.higher_is_better else 'lower'} "
+                                         f"is better)" for s in scores) + ".", "",
+                  "## Table III: average rank of each architecture's best layer (1 = best)", "",
+                  "For each score the architectures are ranked by their best layer's value (ties share the mean "
+                  "rank); ranks are averaged per benchmark, and `overall` weights each benchmark equally.", "",
                   "| architecture | " + " | ".join(benchmarks) + " | overall |",
                   "| --- | " + " | ".join("---:" for _ in benchmarks) + " | ---: |"]
         for a, r in sorted(ranks.items(), key=lambda t: t[1]["overall"]):
-            lines.append(f"| {a} | " + " | ".join(_fmt(r.get(b, float('nan'))) for b in benchmarks) +
+            lines.append(f"| {a} | " + " | ".join(_fmt(r[b]) if b in r else "-" for b in benchmarks) +
                          f" | {_fmt(r['overall'])} |")
         lines += ["", "## Table IV: best extraction layer per architecture and score", "",
                   "| architecture | " + " | ".join(s.name for s in scores) + " |",
@@ -265,19 +343,32 @@ def analysis_markdown(rows: list[dict], scores: list[Score], out_dir: Path, inpu
                          + " |")
         corr = correlations(table, scores, input_size)
         lines += ["", "## Correlations with architecture / layer attributes", "",
-                  "One observation per loss network; FLOPs as log10. p-values are two-sided.", "",
+                  f"One observation per loss network; FLOPs as log10 at {input_size}x{input_size}. p-values are "
+                  "two-sided. Scores where lower is better keep their sign (read a negative r as 'better').", "",
                   "| score | attribute | n | Pearson r | p | Spearman rho | p |",
                   "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
         for c in corr:
             lines.append(f"| {c['score']} | {c['attribute']} | {c['n']} | {_fmt(c['pearson'])} | {_fmt(c['pearson_p'])}"
                          f" | {_fmt(c['spearman'])} | {_fmt(c['spearman_p'])} |")
+        pairs = score_correlations(table, scores)
+        if pairs:
+            lines += ["", "## Correlations between scores", "",
+                      "| score | score | n | Pearson r | p | Spearman rho | p |",
+                      "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+            for c in pairs:
+                lines.append(f"| {c['score_a']} | {c['score_b']} | {c['n']} | {_fmt(c['pearson'])} | "
+                             f"{_fmt(c['pearson_p'])} | {_fmt(c['spearman'])} | {_fmt(c['spearman_p'])} |")
         paths = figures(table, scores, out_dir, input_size)
-        lines += ["", "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in paths]
+        lines += ["", "## Figures", ""] + [f"![{p.stem}]({os.path.relpath(p, md_dir)})" for p in paths]
     if skipped:
-        lines += ["", "## Skipped cells", "", "| architecture | layer | reason |", "| --- | --- | --- |"]
-        seen = set()
+        by_arch: dict[str, tuple[list[str], str]] = {}
         for r in skipped:
-            if (r["arch"], r["layer"]) not in seen:
-                seen.add((r["arch"], r["layer"]))
-                lines.append(f"| {r['arch']} | {r['layer']} | {r.get('reason', '')[:160]} |")
+            layers, reason = by_arch.setdefault(r["arch"], ([], r.get("reason") or ""))
+            if r["layer"] not in layers:
+                layers.append(r["layer"])
+        lines += ["", "## Skipped cells", "", "| architecture | layers | reason |", "| --- | --- | --- |"]
+        for a in sorted(by_arch, key=_arch_order):
+            layers, reason = by_arch[a]
+            lines.append(f"| {a} | {','.join(sorted(layers, key=lambda l: LAYERS.index(l) if l in LAYERS else 9))} | "
+                         f"{_md_cell(reason)} |")
     return "\n".join(lines) + "\n"

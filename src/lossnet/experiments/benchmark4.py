@@ -1,0 +1,409 @@
+"""Benchmark 4 (systematic analysis, Sec. IV-D): autoencoding with deep perceptual loss.
+
+One cell = one loss network (architecture ``arch`` truncated at extraction layer ``layer`` in
+E/S/M/L, *no* sigmoid) x one dataset:
+
+1. an image autoencoder (the world-models encoder/decoder, ``z = 64``) is trained on the
+   dataset's auxiliary images (LunarLander run 1, STL-10 ``unlabeled``, SVHN ``extra``) with the
+   deep perceptual loss of Eq. 6, ``sum_k ||phi(x)_k - phi(A(x))_k||^2`` (procedure ``I-I-PS``;
+   averaged instead of summed, which only rescales the loss for Adam);
+2. the 7 paper-B probe MLPs are trained on the frozen embeddings of the labelled training images
+   (80/20 train/validation, best validation epoch kept) and the probe with the lowest validation
+   loss is tested;
+3. the score is that probe's test metric: accuracy (fraction) on SVHN / STL-10, mean Euclidean
+   position error (pixels, lower is better) on LunarLander.
+
+Paper scale: 10 encoder epochs, 100 probe epochs, datasets SVHN (32x32 reflection-padded to
+64x64) and STL-10 (96x96), as in the paper. Quick scale: a small LunarLander collection (many short
+rollouts), 5 encoder epochs, 100 probe epochs; 0.5-3 minutes per cell on one CPU thread
+(:data:`DEFAULTS`, docs/choosing.md).
+
+``procedure=I-F-FP`` is the cheap variant (feature prediction: the loss network only runs once
+per image, to cache the targets; paper B shows FP embeddings are as good as PS ones). Its
+feature decoder ends in a sigmoid, so FP procedures use sigmoid features (paper B's convention;
+``sigmoid=null`` picks this automatically) and, to keep the decoder's last layer small, feature
+maps larger than ``fp_max_dim`` values are average-pooled spatially (``fp_max_dim=null``: never).
+
+Entry points: :func:`benchmark4_cell` (one cell, from Python) and the ``benchmark4`` entry of
+``lossnet sweep`` (:mod:`lossnet.experiments.sweep`), which uses :data:`DEFAULTS`, :func:`scores`,
+:func:`variants`, :func:`identity`, :func:`prepare` and :func:`run_cell` from here.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .common import ConfigError, RunContext, encoder_row, encoder_settings, load_data, loss_net_identity, \
+    probe_settings, run_probes, train_and_embed
+
+NAME = "benchmark4"
+
+SCORE_NAMES = {"lunarlander": "lunarlander_error_px", "svhn": "svhn_accuracy", "stl10": "stl10_accuracy"}
+"""Dataset -> score column of a results row."""
+
+DEFAULTS = """
+# Benchmark 4 settings (merged under the sweep settings; override any with key=value).
+datasets: [lunarlander]     # lunarlander | svhn | stl10 (the paper: svhn, stl10); one cell per dataset
+procedure: I-I-PS           # I-I-PS (Eq. 6, the paper) | I-F-FP (cheap: feature prediction) | any paper-B procedure
+z: 64
+sigmoid: null               # sigmoid on the loss-network features; null: false for PS/PW, true for FP
+fp_max_dim: 16384           # FP/feature-input procedures: average-pool larger feature maps to <= this many values
+ps_targets: auto            # I-I-PS targets: cache (teacher-feature cache) | online (loss net on every batch) | auto
+ps_cache_max_gb: 4.0        # auto: cache the targets when they fit in this many GB, else online
+data_root: null             # STL-10: dir containing stl10_binary/; SVHN: dir with *_32x32.mat (both may share one)
+data_roots:                 # per-dataset roots (override data_root)
+  svhn: null
+  stl10: null
+collection: null            # LunarLander collection dir (default <out>/collection)
+feature_cache: memory       # memory | run (<out>/features) | home ($LOSSNET_HOME/features)
+export_encoders: false
+lunarlander:
+  rollouts: [700, 700, 700]
+  steps: 150
+  seed: 0
+  size: 64
+svhn:
+  size: 64
+  mode: reflect             # the systematic-analysis paper: 32x32 reflection-padded to 64x64
+data:
+  encoder_split: null       # null: run1 / unlabeled / extra
+  probe_split: null         # null: run2 / train / train
+  test_split: null          # null: run3 / test / test
+  max_encoder: null
+  max_probe: null
+  max_test: null
+  subset_seed: 0
+  verify: true
+encoder:
+  epochs: 10                # the paper: 10
+  batch_size: 128
+  lr: 0.001
+  weight_decay: 0.0
+  val_fraction: 0.2
+  patience: null
+  gamma: 1.0
+  hidden: 2048
+  pixel_loss: mse
+probe:
+  grid: paper_b             # the 7 paper-B MLPs
+  epochs: 100               # the paper: 100
+  batch_size: 512
+  lr: 0.001
+  val_fraction: 0.2
+
+scales:
+  quick:                    # ~0.5-3 min per cell on one CPU thread (VGG-16 late layers the slowest)
+    lunarlander:
+      rollouts: [10, 24, 24]  # ~600 encoder / ~1000 probe / ~1000 test frames; many short rollouts so the
+      steps: 60               # probes' 80/20 split does not just memorise a few trajectories
+    encoder:
+      epochs: 5
+      batch_size: 32
+    probe:
+      epochs: 100
+      batch_size: 64
+  paper:
+    datasets: [svhn, stl10]
+"""
+
+
+def scores(cfg) -> list:
+    """The :class:`~lossnet.report.analysis.Score` of each configured dataset."""
+    from ..report.analysis import Score
+
+    return [Score(SCORE_NAMES[d], NAME, d != "lunarlander") for d in _datasets(cfg)]
+
+
+def _datasets(cfg) -> list[str]:
+    ds = cfg.datasets
+    ds = [ds] if isinstance(ds, str) else list(ds)
+    return [str(d) for d in ds]
+
+
+def check(cfg) -> None:
+    """Validate the benchmark-4 settings (datasets, procedure, z, ps_targets)."""
+    from ..train.procedures import PROCEDURES
+
+    bad = [d for d in _datasets(cfg) if d not in SCORE_NAMES]
+    if bad or not _datasets(cfg):
+        raise ConfigError(f"datasets must be a non-empty list of {', '.join(SCORE_NAMES)}; got {list(_datasets(cfg))}")
+    if str(cfg.procedure).upper() not in PROCEDURES:
+        raise ConfigError(f"unknown procedure {cfg.procedure!r}; choose from {', '.join(PROCEDURES)}")
+    if int(cfg.z) < 1:
+        raise ConfigError(f"z must be >= 1, got {cfg.z}")
+    if str(cfg.ps_targets) not in ("auto", "cache", "online"):
+        raise ConfigError(f"ps_targets must be auto, cache or online, got {cfg.ps_targets!r}")
+    if cfg.feature_cache not in ("memory", "run", "home"):
+        raise ConfigError(f"feature_cache must be memory, run or home, got {cfg.feature_cache!r}")
+
+
+def variants(cfg) -> list[dict]:
+    """Extra cell coordinates: one cell per dataset."""
+    return [{"dataset": d} for d in _datasets(cfg)]
+
+
+def dataset_cfg(cfg, dataset: str) -> DictConfig:
+    """A copy of ``cfg`` for one dataset (``dataset``, ``data_root`` resolved), as
+    :func:`lossnet.experiments.common.load_data` reads it."""
+    c = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    c.dataset = dataset
+    roots = c.get("data_roots") or {}
+    if dataset in roots and roots[dataset]:
+        c.data_root = roots[dataset]
+    return c
+
+
+def _sigmoid(cfg) -> bool:
+    from ..train.procedures import get_procedure
+
+    if cfg.get("sigmoid") is not None:
+        return bool(cfg.sigmoid)
+    return get_procedure(str(cfg.procedure)).decoder == "feature"
+
+
+def identity(cfg, coords: dict) -> dict:
+    """Everything besides (arch, layer, weights) that determines a cell's result (enters its id)."""
+    from ..train.procedures import get_procedure
+
+    ds = coords["dataset"]
+    c = dataset_cfg(cfg, ds)
+    roles = ("encoder", "probe", "test")
+    data: dict[str, Any] = {"dataset": ds, "splits": {r: c.data.get(f"{r}_split") for r in roles},
+                            "max": {r: c.data.get(f"max_{r}") for r in roles},
+                            "subset_seed": int(c.data.subset_seed)}
+    if ds == "lunarlander":
+        ll = c.lunarlander
+        data["collection"] = {"rollouts": [int(r) for r in ll.rollouts], "steps": int(ll.steps), "seed": int(ll.seed),
+                              "size": int(ll.size)}
+    elif ds == "svhn":
+        data["svhn"] = {"size": int(c.svhn.size), "mode": str(c.svhn.mode)}
+    proc = get_procedure(str(cfg.procedure))
+    ident = {"procedure": proc.name, "z": int(cfg.z), "sigmoid": _sigmoid(cfg), "data": data,
+             "encoder": encoder_settings(c, with_gamma=False), "probe": probe_settings(c)}
+    if proc.loss != "ps" and cfg.get("fp_max_dim"):
+        ident["fp_max_dim"] = int(cfg.fp_max_dim)
+    return ident
+
+
+def prepare(cfg, out: Path) -> None:
+    """Once per sweep, in the parent: generate the LunarLander collection; check data roots."""
+    from ..data.lunarlander import generate_collection
+
+    for ds in _datasets(cfg):
+        c = dataset_cfg(cfg, ds)
+        if ds == "lunarlander":
+            ll = c.lunarlander
+            coll = Path(str(c.collection)) if c.get("collection") else out / "collection"
+            try:
+                generate_collection(coll, n_rollouts=tuple(int(r) for r in ll.rollouts), seed=int(ll.seed),
+                                    steps=int(ll.steps), size=int(ll.size),
+                                    workers=int(c.workers) if c.get("workers") else None, progress=bool(c.progress))
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        elif not c.get("data_root"):
+            raise ConfigError(f"benchmark4 on {ds} reads the official files: pass data_root=DIR or "
+                              f"data_roots.{ds}=DIR (see docs/choosing.md)")
+        elif not Path(str(c.data_root)).expanduser().is_dir():
+            raise ConfigError(f"data root for {ds} does not exist: {c.data_root}")
+
+
+# --------------------------------------------------------------------------------------------
+# Feature handling
+# --------------------------------------------------------------------------------------------
+
+
+def pool_to(feats: torch.Tensor, max_dim: int | None) -> torch.Tensor:
+    """Average-pool (N, C, H, W) features spatially to the largest square grid with
+    ``C * h * w <= max_dim`` (at least 1x1); returned unchanged when they already fit."""
+    if not max_dim or feats[0].numel() <= max_dim:
+        return feats
+    c, h, w = feats.shape[1:]
+    side = max(1, int(math.isqrt(max(1, max_dim // c))))
+    side_h, side_w = min(side, h), min(side, w)
+    out = []
+    for i in range(0, len(feats), 256):  # memory-mapped caches: pool in chunks
+        out.append(torch.nn.functional.adaptive_avg_pool2d(feats[i:i + 256].float(), (side_h, side_w)))
+    return torch.cat(out)
+
+
+class PooledCache:
+    """A :class:`~lossnet.data.cache.FeatureCache` whose features are pooled by :func:`pool_to`
+    (memoised per cached tensor), for feature-prediction procedures with large feature maps."""
+
+    def __init__(self, inner, max_dim: int | None) -> None:
+        self.inner, self.max_dim = inner, max_dim
+        self._pooled: dict[int, torch.Tensor] = {}
+
+    def get(self, images: torch.Tensor, net) -> torch.Tensor:
+        full = self.inner.get(images, net)
+        key = id(full)
+        if key not in self._pooled:
+            self._pooled[key] = pool_to(full, self.max_dim)
+        return self._pooled[key]
+
+
+def _feature_cache(cfg, out: Path):
+    from ..data.cache import FeatureCache
+
+    where = {"memory": None, "run": out / "features", "home": "default"}[str(cfg.feature_cache)]
+    return FeatureCache(directory=where, progress=bool(cfg.progress))
+
+
+def _feature_numel(net, size: int) -> int:
+    with torch.no_grad():
+        return int(net(torch.zeros(1, 3, size, size))[0][0].numel())
+
+
+# --------------------------------------------------------------------------------------------
+# I-I-PS with targets computed online (datasets whose cached targets would not fit)
+# --------------------------------------------------------------------------------------------
+
+
+class _OnlinePS(torch.nn.Module):
+    """I-I-PS task whose target features come from the loss network on every batch."""
+
+    def __init__(self, model, loss_net) -> None:
+        super().__init__()
+        self.model, self.loss_net = model, loss_net
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        from ..losses import perceptual_loss
+
+        out, _, _ = self.model(batch["image"])
+        return perceptual_loss(self.loss_net, out, batch["image"])
+
+
+def _train_online(ctx: RunContext, cid: str, *, z: int, seed: int, desc: str):
+    """Like :func:`~lossnet.experiments.common.train_and_embed` for I-I-PS, without the target
+    cache (the loss network runs on the originals too: ~1.5x the compute, no feature memory)."""
+    from dataclasses import asdict
+
+    from ..train.engine import FitConfig, fit
+    from ..train.procedures import EncoderConfig, TrainedEncoder, build_autoencoder, get_procedure
+    from .common import TrainedCell
+
+    e, d = ctx.cfg.encoder, ctx.data
+    proc = get_procedure("I-I-PS")
+    enc_cfg = EncoderConfig(procedure=proc.name, z=int(z), variational=False, gamma=float(e.gamma),
+                            hidden=int(e.hidden), pixel_loss=str(e.pixel_loss))
+    fit_cfg = FitConfig(epochs=int(e.epochs), batch_size=int(e.batch_size), lr=float(e.lr),
+                        weight_decay=float(e.weight_decay), seed=int(seed), val_fraction=float(e.val_fraction),
+                        patience=None if e.patience is None else int(e.patience),
+                        device=ctx.cfg.get("device") or None, progress=bool(ctx.cfg.progress), desc=desc)
+    torch.manual_seed(fit_cfg.seed)
+    model = build_autoencoder(proc, enc_cfg, d.size, 1)
+    result = fit(_OnlinePS(model, ctx.loss_net), {"image": d.encoder_images}, fit_cfg, ckpt_dir=ctx.cell_dir(cid))
+    te = TrainedEncoder(proc.name, model, enc_cfg, FitConfig(**asdict(fit_cfg)), result, d.size, (),
+                        {"arch": ctx.loss_net.arch, "layers": [str(x) for x in ctx.loss_net.layer_refs],
+                         "sigmoid": ctx.loss_net.sigmoid}, 0.0)
+    t0 = time.perf_counter()
+    probe_x, test_x = te.embed(d.probe_images), te.embed(d.test_images)
+    return TrainedCell(te, probe_x.float(), test_x.float(), time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------------------------
+# The cell
+# --------------------------------------------------------------------------------------------
+
+
+def run_cell(cfg, arch: str, layer: str, coords: dict, *, loss_net, out: Path, cid: str, seed: int,
+             label: str = "") -> dict:
+    """One benchmark-4 cell with a ready loss network (single layer, sigmoid as configured).
+
+    Returns ``{"scores": {score column: value}, "details": {...}}``: the test metric under its
+    dataset's score name (:data:`SCORE_NAMES`), and the selected probe, the encoder's training
+    record (:func:`~lossnet.experiments.common.encoder_row`, seconds) and the data counts.
+    Resumes a half-trained encoder from ``out/cells/<cid>/last.pt``.
+    """
+    from ..train.procedures import get_procedure
+
+    ds = coords["dataset"]
+    c = dataset_cfg(cfg, ds)
+    proc = get_procedure(str(c.procedure))
+    t0 = time.perf_counter()
+    data = load_data(c, out)
+    cache = _feature_cache(c, out)
+    mode = None
+    if proc.loss != "ps" and c.get("fp_max_dim"):
+        cache = PooledCache(cache, int(c.fp_max_dim))
+    ctx = RunContext(c, out, data, loss_net, loss_net_identity(loss_net), cache, table=None)
+    if proc.name == "I-I-PS":
+        mode = str(c.ps_targets)
+        if mode == "auto":
+            gb = len(data.encoder_images) * _feature_numel(loss_net, data.size) * 4 / 1e9
+            mode = "cache" if gb <= float(c.ps_cache_max_gb) else "online"
+    if mode == "online":
+        cell = _train_online(ctx, cid, z=int(c.z), seed=seed, desc=label or f"{arch}:{layer}")
+    else:
+        cell = train_and_embed(ctx, cid, procedure=proc.name, z=int(c.z), variational=False, seed=seed,
+                               desc=label or f"{arch}:{layer}")
+    grid = run_probes(ctx, cell, str(c.probe.grid), seed)
+    enc = encoder_row(cell)
+    enc.pop("history")
+    if c.get("export_encoders"):
+        cell.encoder.export(ctx.cell_dir(cid) / "encoder")
+    details = {"dataset": ds, "procedure": proc.name, "z": int(c.z), "metric": data.metric,
+               "higher_is_better": data.higher_is_better, "test_score": grid.test_metric,
+               "probe": grid.selected_name, "probe_val_loss": grid.selected.best_val_loss,
+               "probe_seconds": grid.train_seconds, "ps_targets": mode, "feature_shape": list(cell.encoder.feat_shape),
+               **enc, **data.counts(), "loss_net": ctx.loss_net_id, "history": cell.encoder.result.history,
+               "cell_seconds": time.perf_counter() - t0}
+    return {"scores": {SCORE_NAMES[ds]: grid.test_metric}, "details": details}
+
+
+def benchmark4_cell(arch: str, layer: str, dataset: str = "lunarlander", *, out: str | Path = "runs/benchmark4-cell",
+                    weights: str | dict | None = "imagenet", scale: str = "quick", seed: int = 0,
+                    overrides: dict | None = None) -> dict:
+    """Benchmark 4 for one loss network on one dataset, from Python.
+
+    Args:
+        arch, layer: architecture and extraction layer (E/S/M/L, a child index or node name).
+        dataset: ``lunarlander``, ``svhn`` or ``stl10``.
+        out: directory for the LunarLander collection, checkpoints and cached features.
+        weights: ``"imagenet"`` (raises :class:`~lossnet.zoo.WeightsUnavailableError` when
+            missing), ``None`` (random) or a state dict.
+        scale: ``quick`` or ``paper`` (:data:`DEFAULTS`).
+        overrides: nested settings on top, e.g. ``{"procedure": "I-F-FP", "encoder": {"epochs": 1}}``.
+
+    Returns ``{"arch", "layer", "dataset", "score", <score name>, "details": {...}, "seconds"}``.
+    """
+    from ..zoo import LossNetwork
+
+    cfg = load_defaults(scale)
+    base = OmegaConf.merge(cfg, {"datasets": [dataset], "seed": seed, "progress": False, "device": None,
+                                 "workers": None}, OmegaConf.create(overrides or {}))
+    check(base)
+    out = Path(out)
+    prepare(base, out)
+    t0 = time.perf_counter()
+    net = LossNetwork(arch, layers=[layer], weights=weights, sigmoid=_sigmoid(base))
+    from .common import cell_id
+
+    cid = cell_id({"benchmark": NAME, "arch": arch, "layer": str(layer), "seed": seed, "weights": net.weights_source,
+                   "setting": identity(base, {"dataset": dataset})})
+    res = run_cell(base, arch, str(layer), {"dataset": dataset}, loss_net=net, out=out, cid=cid, seed=seed)
+    name = SCORE_NAMES[dataset]
+    return {"arch": arch, "layer": layer, "dataset": dataset, "score": res["scores"][name], name: res["scores"][name],
+            "details": res["details"], "seconds": time.perf_counter() - t0}
+
+
+def load_defaults(scale: str = "quick") -> DictConfig:
+    """:data:`DEFAULTS` with ``scales.<scale>`` merged in (presets removed)."""
+    base = OmegaConf.create(DEFAULTS)
+    scales = base.pop("scales")
+    if scale not in scales:
+        raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(scales)}")
+    return OmegaConf.merge(base, scales[scale])
+
+
+def make_loss_network(cfg, arch: str, layer: str, weights):
+    """The cell's loss network: ``arch`` at ``layer``, sigmoid as configured (:func:`_sigmoid`)."""
+    from ..zoo import LossNetwork
+
+    return LossNetwork(arch, layers=[layer], weights=weights, sigmoid=_sigmoid(cfg))

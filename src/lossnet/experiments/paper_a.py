@@ -1,0 +1,109 @@
+"""Paper A: autoencoders and VAEs trained with pixel-wise (PW) or deep perceptual (PS) loss.
+
+Sweep: ``repeats`` x ``z`` (per dataset: LunarLander 32-256, STL-10 64-512, SVHN 32-128) x
+``models`` (AE-PW, VAE-PW, AE-PS, VAE-PS = the paper's AE, VAE, P. AE, P. VAE: procedures I-I-PW /
+I-I-PS with ``variational`` off/on). Each cell trains the autoencoder, fits two probe grids on its
+embeddings -- the MLP grid of paper A (Tables II-IV) and a linear regressor (Tables V-VII) -- and
+retrains a fresh image decoder on the frozen encoder with pixel-wise MSE loss, scoring the test
+reconstructions with the L1 norm (Table VIII; :mod:`lossnet.eval.decoder_retrain`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..eval.decoder_retrain import retrain_decoder
+from ..train.engine import FitConfig
+from .common import ConfigError, RunContext, cell_id, encoder_row, encoder_settings, finish_cell, fmt_score, \
+    probe_settings, run_probes, train_and_embed
+
+NAME = "paper_a"
+
+MODELS: dict[str, tuple[str, bool]] = {
+    "AE-PW": ("I-I-PW", False),
+    "VAE-PW": ("I-I-PW", True),
+    "AE-PS": ("I-I-PS", False),
+    "VAE-PS": ("I-I-PS", True),
+}
+"""Model id -> (procedure, variational)."""
+
+LABELS = {"AE-PW": "AE", "VAE-PW": "VAE", "AE-PS": "P. AE", "VAE-PS": "P. VAE"}
+"""Column names of paper A's tables."""
+
+
+def check(cfg) -> None:
+    bad = [m for m in cfg.models if str(m) not in MODELS]
+    if bad:
+        raise ConfigError(f"unknown model(s) {bad}; choose from {', '.join(MODELS)}")
+    if not cfg.z or any(int(z) < 1 for z in cfg.z):
+        raise ConfigError(f"z must be a non-empty list of positive ints, got {cfg.z}")
+    if int(cfg.repeats) < 1:
+        raise ConfigError(f"repeats must be >= 1, got {cfg.repeats}")
+    if str(cfg.decoder.init) not in ("fresh", "pretrained"):
+        raise ConfigError(f"decoder.init must be fresh or pretrained, got {cfg.decoder.init!r}")
+
+
+def plan(cfg) -> list[dict]:
+    return [{"model": str(m), "z": int(z), "repeat": r, "seed": int(cfg.seed) + r}
+            for r in range(int(cfg.repeats)) for z in cfg.z for m in cfg.models]
+
+
+def decoder_settings(cfg) -> dict | None:
+    d = cfg.decoder
+    if not d.enabled:
+        return None
+    return {"epochs": int(d.epochs), "batch_size": int(d.batch_size), "lr": float(d.lr),
+            "val_fraction": float(d.val_fraction), "init": str(d.init)}
+
+
+def setting(ctx: RunContext) -> dict:
+    return {"experiment": NAME, "data": ctx.data.identity, "loss_net": ctx.loss_net_id,
+            "encoder": encoder_settings(ctx.cfg, with_gamma=True), "probe": probe_settings(ctx.cfg),
+            "decoder": decoder_settings(ctx.cfg)}
+
+
+def cells(ctx: RunContext) -> list[tuple[dict, dict, str, str]]:
+    shared = setting(ctx)
+    out = []
+    for c in plan(ctx.cfg):
+        proc, var = MODELS[c["model"]]
+        sp = {"setting": shared, "cell": {**c, "procedure": proc, "variational": var}}
+        out.append((c, sp, cell_id(sp), f"{c['model']} z={c['z']} r{c['repeat']}"))
+    return out
+
+
+def run_cell(ctx: RunContext, coords: dict, sp: dict[str, Any], cid: str, label: str) -> dict:
+    t0 = time.perf_counter()
+    proc, var = MODELS[coords["model"]]
+    seed = coords["seed"]
+    cell = train_and_embed(ctx, cid, procedure=proc, z=coords["z"], variational=var, seed=seed, desc=label)
+    mlp = run_probes(ctx, cell, str(ctx.cfg.probe.grid), seed)
+    lin = run_probes(ctx, cell, str(ctx.cfg.probe.linear_grid), seed)
+    row = {"experiment": NAME, "dataset": ctx.data.name, "procedure": proc, "model": coords["model"],
+           "model_label": LABELS[coords["model"]], "loss": "ps" if proc.endswith("PS") else "pw",
+           "variational": var, "z": coords["z"], "repeat": coords["repeat"], "seed": seed,
+           "metric": ctx.data.metric, "higher_is_better": ctx.data.higher_is_better,
+           "test_score": mlp.test_metric, "probe": mlp.selected_name, "probe_val_loss": mlp.selected.best_val_loss,
+           "linear_score": lin.test_metric, "linear_probe": lin.selected_name,
+           "linear_val_loss": lin.selected.best_val_loss, "probe_seconds": mlp.train_seconds + lin.train_seconds,
+           **encoder_row(cell)}
+    dcfg = ctx.cfg.decoder
+    if dcfg.enabled:
+        fit_cfg = FitConfig(epochs=int(dcfg.epochs), batch_size=int(dcfg.batch_size), lr=float(dcfg.lr), seed=seed,
+                            val_fraction=float(dcfg.val_fraction), device=ctx.cfg.get("device") or None,
+                            progress=bool(ctx.cfg.progress), desc=f"{label} decoder")
+        rd = retrain_decoder(cell.encoder.model, ctx.data.encoder_images, fit_cfg, test_images=ctx.data.test_images,
+                             init=str(dcfg.init), ckpt_dir=ctx.cell_dir(cid) / "decoder")
+        row.update({"recon_rel_l1": rd.rel_l1, "recon_l1": rd.l1, "recon_mse": rd.mse,
+                    "recon_val_loss": rd.result.best_val, "recon_best_epoch": rd.result.best_epoch,
+                    "recon_seconds": rd.seconds})
+    row["cell_seconds"] = time.perf_counter() - t0
+    return finish_cell(ctx, cid, sp, row, cell)
+
+
+def describe_row(row: dict) -> str:
+    s = (f"MLP {fmt_score(row['metric'], row['test_score'])}, linear {fmt_score(row['metric'], row['linear_score'])}")
+    if row.get("recon_rel_l1") is not None:
+        s += f", retrained-decoder rel. L1 {row['recon_rel_l1']:.3f}"
+    return s + f", {row['epoch_seconds']:.1f} s/epoch"

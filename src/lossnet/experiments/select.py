@@ -1,0 +1,525 @@
+"""``lossnet select --images FOLDER``: rank candidate loss networks for autoencoding *your* data.
+
+A fast proxy of Benchmark 4 (systematic analysis, Sec. IV-D) on a labelled image folder:
+
+1. load the folder (:func:`lossnet.data.datasets.load_image_folder`; labels = class
+   sub-folders), keep a stratified seeded subsample of at most ``max_images`` and split it,
+   stratified, into train and held-out test parts (``test_fraction``);
+2. per candidate loss network (architecture, E/S/M/L layer): its sigmoid features of the train
+   images, computed once and average-pooled to at most ``fp_max_dim`` values (the teacher
+   targets), then an I-F-FP encoder (image encoder -> z -> MLP predicting those features; paper
+   B: as good as perceptual-loss autoencoders, and the loss network never runs during training)
+   trained for ``epochs`` epochs on the train images;
+3. the paper-B probe grid trained on the train embeddings (80/20 train/validation inside) and
+   scored on the held-out test embeddings: accuracy, with its binomial standard error.
+
+Candidates are ranked by accuracy (faster first on equal scores); the best is recommended. Those
+whose accuracy is within noise of it (a paired test on the same held-out images) are listed as
+ties, and the cheapest of them (fewest FLOPs per image) is named as the budget option when it is
+clearly cheaper. A ``(pixels)`` baseline -- the same encoder predicting the pooled image itself,
+i.e. no loss network -- shows whether any loss network helps at all.
+
+Without labels (no class sub-folders) there is no downstream signal and :func:`select_folder`
+raises :class:`~lossnet.cli.UserError`: the systematic analysis finds the best extraction layer
+depends on the downstream task and dataset (SVHN favours middle layers, STL-10 late ones), so a
+label-free statistic of the features or the reconstructions cannot stand in for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from ..cli import UserError
+
+__all__ = ["CandidateResult", "Selection", "parse_candidates", "default_candidates", "select", "select_folder",
+           "format_table", "add_cli"]
+
+LAYERS = ("E", "S", "M", "L")
+BASELINE = "(pixels)"
+
+
+@dataclass
+class CandidateResult:
+    """Evidence for one candidate.
+
+    Attributes:
+        arch, layer: the loss network (``arch == "(pixels)"`` for the no-loss-network baseline).
+        status: ``"ok"``, ``"skipped"`` (weights unavailable; see ``reason``) or ``"not run"``
+            (time budget spent).
+        score: held-out test accuracy of the selected probe (fraction), ``None`` unless ok.
+        stderr: binomial standard error of ``score`` (``sqrt(p (1 - p) / n)`` with the
+            Laplace-smoothed ``p = (correct + 1) / (n + 2)``).
+        seconds: wall time of the candidate (features + encoder + probes).
+        feature_seconds, encoder_seconds, probe_seconds: its parts.
+        feature_shape: (C, H, W) of the layer's features at the image size.
+        target_dim: values per image the encoder predicts (after pooling).
+        gflops: forward GFLOPs per image of the truncated loss network at the image size.
+        probe: name of the selected probe.
+        rank: 1 = best among ok candidates (baseline included).
+        tied_with_best: the score is within noise of the best loss network's: a paired test on
+            the same held-out images, ``|mean(d)| < 1.96 sd(d) / sqrt(n)`` with
+            ``d = correct_best - correct_this`` per image.
+        correct: per held-out image, whether the selected probe was right (not written to JSON).
+    """
+
+    arch: str
+    layer: str
+    status: str = "ok"
+    score: float | None = None
+    stderr: float | None = None
+    seconds: float = 0.0
+    feature_seconds: float = 0.0
+    encoder_seconds: float = 0.0
+    probe_seconds: float = 0.0
+    feature_shape: list[int] | None = None
+    target_dim: int | None = None
+    gflops: float | None = None
+    probe: str | None = None
+    reason: str | None = None
+    rank: int | None = None
+    tied_with_best: bool = False
+    correct: list[bool] | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.arch if self.arch == BASELINE else f"{self.arch}:{self.layer}"
+
+
+@dataclass
+class Selection:
+    """Outcome of :func:`select`: ``results`` ranked (ok first, best first), the recommended
+    candidate (the best loss network), the cheapest loss network within noise of it
+    (``budget_pick``, when clearly cheaper), a one-paragraph ``recommendation`` and the settings."""
+
+    results: list[CandidateResult]
+    recommended: str | None
+    recommendation: str
+    settings: dict = field(default_factory=dict)
+    budget_pick: str | None = None
+
+    def as_dict(self) -> dict:
+        res = []
+        for r in self.results:
+            d = {**asdict(r), "name": r.name}
+            d.pop("correct")
+            res.append(d)
+        return {"recommended": self.recommended, "budget_pick": self.budget_pick,
+                "recommendation": self.recommendation, "settings": self.settings, "results": res}
+
+    def write_json(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.as_dict(), indent=2))
+        os.replace(tmp, path)
+        return path
+
+
+# --------------------------------------------------------------------------------------------
+# Candidates
+# --------------------------------------------------------------------------------------------
+
+
+def parse_candidates(spec: str | Sequence[str]) -> list[tuple[str, str]]:
+    """``"alexnet:E,alexnet:S,vgg16"`` (or a list of such items) -> [(arch, layer)]; an item
+    without ``:LAYER`` means all four layers. Unknown names raise ValueError."""
+    from ..zoo import get_spec
+
+    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s and s.strip()]
+    out: list[tuple[str, str]] = []
+    for it in items:
+        arch, _, layer = it.partition(":")
+        get_spec(arch)
+        layers = [layer.upper()] if layer else list(LAYERS)
+        bad = [l for l in layers if l not in LAYERS]
+        if bad:
+            raise ValueError(f"candidate {it!r}: layer must be E, S, M or L")
+        out += [(arch, l) for l in layers if (arch, l) not in out]
+    if not out:
+        raise ValueError("no candidates given")
+    return out
+
+
+def default_candidates(weights: Any = "imagenet") -> list[tuple[str, str]]:
+    """Every (architecture, layer) to try: with ``"imagenet"`` the architectures whose ImageNet
+    weights are present; with ``"random"`` every registered one; with a mapping its keys."""
+    from ..zoo import list_archs, status
+
+    if isinstance(weights, Mapping):
+        archs = [a for a in list_archs() if a in weights]
+    elif weights in ("random", None):
+        archs = list_archs()
+    else:
+        archs = [a for a in list_archs() if status(a).available]
+    return [(a, l) for a in archs for l in LAYERS]
+
+
+def _weights_for(weights: Any, arch: str):
+    """``weights=`` of :class:`~lossnet.zoo.LossNetwork` for ``arch``: "imagenet", None (random) or
+    a state dict."""
+    if isinstance(weights, Mapping):
+        weights = weights.get(arch, "imagenet")
+    if weights in ("random", None):
+        return None
+    return weights
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+
+def stratified_split(labels: torch.Tensor, max_images: int | None, test_fraction: float,
+                     seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded stratified subsample (at most ``max_images``, classes kept in proportion) split into
+    (train, test) indices, each class contributing ``round(n_c * test_fraction)`` (>= 1 when it
+    has >= 2 images) test images."""
+    g = torch.Generator().manual_seed(seed)
+    n = len(labels)
+    keep = n if not max_images or max_images >= n else int(max_images)
+    train, test = [], []
+    classes = labels.unique().tolist()
+    for c in classes:
+        idx = (labels == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        k = max(1, round(len(idx) * keep / n))
+        idx = idx[:k]
+        n_test = min(len(idx) - 1, max(1, round(len(idx) * test_fraction))) if len(idx) >= 2 else 0
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return torch.cat(train).sort().values, torch.cat(test).sort().values
+
+
+# --------------------------------------------------------------------------------------------
+# One candidate
+# --------------------------------------------------------------------------------------------
+
+
+class _Fixed:
+    """A feature cache that hands out precomputed (pooled) targets."""
+
+    def __init__(self, feats: torch.Tensor) -> None:
+        self.feats = feats
+
+    def get(self, images, net) -> torch.Tensor:
+        return self.feats
+
+
+@torch.no_grad()
+def _targets(net, images: torch.Tensor, max_dim: int | None, batch_size: int,
+             device) -> tuple[torch.Tensor, list, float]:
+    """Pooled sigmoid features (N, C, h, w) of uint8 images, the unpooled shape, GFLOPs per image."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .benchmark4 import pool_to
+
+    net = net.to(device)
+    with FlopCounterMode(display=False) as fc:
+        shape = list(net(images[:1].to(device).float().div(255))[0].shape[1:])
+    out = []
+    for i in range(0, len(images), batch_size):
+        f = net(images[i:i + batch_size].to(device).float().div(255))[0]
+        out.append(pool_to(f, max_dim).cpu())
+    net.to("cpu")
+    return torch.cat(out), shape, fc.get_total_flops() / 1e9
+
+
+class _PixelNet(torch.nn.Module):
+    """The baseline's "loss network": the image itself (in [0, 1])."""
+
+    arch, layer_refs, sigmoid = BASELINE, ["-"], False
+
+    def forward(self, x):
+        return [x]
+
+
+def _evaluate(net, arch: str, layer: str, data: dict, s: dict, log) -> CandidateResult:
+    from ..eval.probes import fit_probe_grid
+    from ..train.engine import FitConfig
+    from ..train.procedures import EncoderConfig, train_encoder
+
+    t0 = time.perf_counter()
+    feats, shape, gflops = _targets(net, data["train_images"], s["fp_max_dim"], 128, s["device"] or "cpu")
+    t1 = time.perf_counter()
+    te = train_encoder(data["train_images"], EncoderConfig(procedure="I-F-FP", z=s["z"], hidden=s["hidden"]),
+                       FitConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], seed=s["seed"],
+                                 device=s["device"], progress=s["progress"], desc=f"{arch}:{layer}"),
+                       loss_net=net, cache=_Fixed(feats))
+    train_x, test_x = te.embed(data["train_images"]), te.embed(data["test_images"])
+    t2 = time.perf_counter()
+    grid = fit_probe_grid(train_x, data["train_labels"], test_x, data["test_labels"], task="classification",
+                          grid=s["grid"], epochs=s["probe_epochs"], batch_size=s["probe_batch_size"], seed=s["seed"],
+                          device=s["device"], progress=s["progress"], num_classes=data["num_classes"])
+    t3 = time.perf_counter()
+    acc = float(grid.test_metric)
+    correct = (grid.test_predictions.argmax(1).cpu() == data["test_labels"]).tolist()
+    n = len(data["test_labels"])
+    p = (acc * n + 1) / (n + 2)  # Laplace-smoothed, so that 0 % or 100 % still carry an error
+    return CandidateResult(arch, layer, "ok", acc, math.sqrt(p * (1 - p) / n), t3 - t0, t1 - t0,
+                           t2 - t1, t3 - t2, shape, int(feats[0].numel()), gflops, grid.selected_name,
+                           correct=correct)
+
+
+# --------------------------------------------------------------------------------------------
+# Selection
+# --------------------------------------------------------------------------------------------
+
+
+def select(images: torch.Tensor, labels: torch.Tensor, *, candidates: Sequence[tuple[str, str]] | str | None = None,
+           weights: Any = "imagenet", max_images: int | None = 600, test_fraction: float = 0.3, epochs: int = 3,
+           z: int = 64, hidden: int = 1024, batch_size: int = 32, lr: float = 1e-3, probe_epochs: int = 60,
+           probe_batch_size: int = 64, grid: str = "paper_b", fp_max_dim: int | None = 4096,
+           budget_seconds: float | None = None, baseline: bool = True, seed: int = 0, device: str | None = None,
+           progress: bool = False, log: Callable[[str], None] | None = None) -> Selection:
+    """Rank loss networks for autoencoding ``images`` by the downstream accuracy of I-F-FP embeddings.
+
+    Args:
+        images: uint8 (N, 3, S, S), S = 64 + 16n.
+        labels: int64 (N,) class indices.
+        candidates: [(arch, layer)] or ``"alexnet:E,vgg16"``; default :func:`default_candidates`.
+        weights: ``"imagenet"`` (candidates without weights are reported as skipped), ``"random"``,
+            or a mapping arch -> state dict / ``None`` (random) / ``"imagenet"`` (e.g. for
+            architectures registered with :func:`lossnet.zoo.register`).
+        max_images, test_fraction: stratified subsample and held-out share.
+        epochs, z, hidden, batch_size, lr: the I-F-FP encoder (hidden = feature-decoder width).
+        probe_epochs, probe_batch_size, grid: the probe grid (``paper_b``: 7 MLPs; ``linear``).
+        fp_max_dim: average-pool larger feature maps to at most this many values per image.
+        budget_seconds: stop starting new candidates when the next one would likely overrun this
+            (estimated from the mean time so far); the rest are reported as ``"not run"``.
+        baseline: also evaluate the ``(pixels)`` baseline (no loss network).
+        seed: subsample, split, encoder and probe seed.
+
+    Returns:
+        :class:`Selection`, results ranked best first.
+    """
+    from ..zoo import WeightsUnavailableError, create_loss_network, status
+
+    say = log or (lambda m: None)
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be uint8 (N, 3, S, S), got {images.dtype} {tuple(images.shape)}")
+    labels = torch.as_tensor(labels, dtype=torch.int64)
+    if len(labels) != len(images):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    if candidates is None:
+        cands = default_candidates(weights)
+        if not cands:
+            raise UserError("no loss network has weights here (see `lossnet weights list`); pass --weights random "
+                            "to rank randomly initialised ones, or fetch some weights")
+    elif isinstance(candidates, str):
+        cands = parse_candidates(candidates)
+    else:
+        cands = [(a, str(l).upper()) for a, l in candidates]
+    train_idx, test_idx = stratified_split(labels, max_images, test_fraction, seed)
+    if len(test_idx) < 2 or len(train_idx) < 10:
+        raise UserError(f"too few images for a held-out estimate ({len(train_idx)} train, {len(test_idx)} test); "
+                        "give at least ~20 images per class")
+    num_classes = int(labels.max()) + 1
+    data = {"train_images": images[train_idx].contiguous(), "train_labels": labels[train_idx],
+            "test_images": images[test_idx].contiguous(), "test_labels": labels[test_idx], "num_classes": num_classes}
+    s = {"z": int(z), "hidden": int(hidden), "epochs": int(epochs), "batch_size": int(batch_size), "lr": float(lr),
+         "probe_epochs": int(probe_epochs), "probe_batch_size": int(probe_batch_size), "grid": grid,
+         "fp_max_dim": fp_max_dim, "seed": int(seed), "device": device, "progress": bool(progress)}
+    settings = {**s, "n_train": len(train_idx), "n_test": len(test_idx), "num_classes": num_classes,
+                "image_size": int(images.shape[-1]), "max_images": max_images, "test_fraction": test_fraction,
+                "budget_seconds": budget_seconds, "procedure": "I-F-FP",
+                "weights": weights if isinstance(weights, str) or weights is None else
+                {k: (v if isinstance(v, str) or v is None else "state_dict") for k, v in weights.items()}}
+    say(f"{len(train_idx)} train / {len(test_idx)} held-out images, {num_classes} classes, "
+        f"{len(cands)} candidate(s){' + pixel baseline' if baseline else ''}")
+    results: list[CandidateResult] = []
+    t_start = time.perf_counter()
+    times: list[float] = []
+    todo: list[tuple[str, str]] = ([(BASELINE, "-")] if baseline else []) + list(cands)
+    for arch, layer in todo:
+        elapsed = time.perf_counter() - t_start
+        est = sum(times) / len(times) if times else 0.0
+        if budget_seconds is not None and times and elapsed + est > budget_seconds:
+            results.append(CandidateResult(arch, layer, "not run", reason=f"time budget of {budget_seconds:g} s "
+                                           f"spent ({elapsed:.0f} s used, ~{est:.0f} s per candidate)"))
+            continue
+        w = _weights_for(weights, arch) if arch != BASELINE else None
+        if arch != BASELINE and isinstance(w, str):
+            st = status(arch)
+            if not st.available:
+                results.append(CandidateResult(arch, layer, "skipped", reason=st.reason))
+                say(f"  {arch}:{layer}: skipped (no ImageNet weights here)")
+                continue
+        try:
+            if arch == BASELINE:
+                net = _PixelNet()
+            else:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    net = create_loss_network(arch, layer, weights=w, sigmoid=True)
+            r = _evaluate(net, arch, layer, data, s, say)
+        except WeightsUnavailableError as e:
+            results.append(CandidateResult(arch, layer, "skipped", reason=str(e)))
+            continue
+        times.append(r.seconds)
+        results.append(r)
+        say(f"  {r.name}: accuracy {r.score:.3f} +- {r.stderr:.3f} ({r.seconds:.1f} s)")
+    return _rank(results, settings)
+
+
+def _rank(results: list[CandidateResult], settings: dict) -> Selection:
+    ok = sorted([r for r in results if r.status == "ok"], key=lambda r: (-r.score, r.seconds))
+    rest = [r for r in results if r.status != "ok"]
+    for i, r in enumerate(ok, start=1):
+        r.rank = i
+    nets = [r for r in ok if r.arch != BASELINE]
+    if not nets:
+        return Selection(ok + rest, None, "No loss network could be evaluated (see the reasons above).", settings)
+    best = nets[0]
+    for r in ok:
+        r.tied_with_best = r is best or _paired_tie(best, r)
+    tied = [r for r in nets if r.tied_with_best]
+    flops = lambda r: r.gflops if r.gflops is not None else math.inf  # noqa: E731
+    cheapest = min(tied, key=lambda r: (flops(r), -r.score))
+    budget = cheapest if flops(cheapest) < 0.8 * flops(best) else None  # only a clear saving counts
+    n = settings["n_test"]
+    text = (f"Recommended: {best.name}, the highest held-out accuracy ({best.score:.3f} +- {best.stderr:.3f} on "
+            f"{n} images).")
+    if len(tied) > 1:
+        text += (f" Within noise of it (paired test on the same images): "
+                 f"{', '.join(r.name for r in tied if r is not best)}.")
+    if budget is not None:
+        text += (f" If compute matters: {budget.name} is within noise and needs {1e3 * budget.gflops:.1f} instead of "
+                 f"{1e3 * best.gflops:.1f} MFLOPs per image.")
+    base = next((r for r in ok if r.arch == BASELINE), None)
+    if base is not None:
+        if base.tied_with_best:
+            text += (f" Caution: the pixel baseline (no loss network) scores {base.score:.3f}, within noise of the "
+                     "best loss network; on this data a loss network may not help, or more images/epochs are needed "
+                     "to tell.")
+        else:
+            text += f" The pixel baseline (no loss network) scores {base.score:.3f}."
+    text += (" This is a small-scale proxy (few epochs, a subsample): confirm the top candidates with "
+             "`lossnet sweep benchmark4` or full training before committing.")
+    return Selection(ok + rest, best.name, text, settings, budget.name if budget is not None else None)
+
+
+def _paired_tie(a: CandidateResult, b: CandidateResult) -> bool:
+    """Whether ``b``'s accuracy is within noise of ``a``'s on the same held-out images."""
+    if a.correct is None or b.correct is None or len(a.correct) != len(b.correct):
+        return a.score - b.score < 1.96 * math.sqrt(a.stderr ** 2 + b.stderr ** 2)
+    d = torch.tensor(a.correct, dtype=torch.float64) - torch.tensor(b.correct, dtype=torch.float64)
+    n = len(d)
+    sd = float(d.std(unbiased=True)) if n > 1 else 0.0
+    return float(d.mean()) <= 1.96 * max(sd, 1.0 / n) / math.sqrt(n)
+
+
+def format_table(sel: Selection) -> str:
+    """The ranking as a plain-text table."""
+    head = f"{'rank':>4}  {'loss network':<24}{'accuracy':>9}{'+-se':>7}{'seconds':>9}  {'features CxHxW':<16}" \
+           f"{'target':>7}{'MFLOPs':>9}  note"
+    lines = [head, "-" * len(head)]
+    for r in sel.results:
+        if r.status == "ok":
+            chw = "x".join(str(v) for v in r.feature_shape) if r.feature_shape else "-"
+            notes = (["recommended"] if r.name == sel.recommended else []) + (
+                ["cheapest within noise"] if r.name == sel.budget_pick else []) + (
+                ["baseline, no loss network"] if r.arch == BASELINE else []) + (
+                ["within noise of the best"] if r.tied_with_best and r.rank != 1 else [])
+            note = "; ".join(notes)
+            lines.append(f"{r.rank:>4}  {r.name:<24}{r.score:>9.3f}{r.stderr:>7.3f}{r.seconds:>9.1f}  {chw:<16}"
+                         f"{r.target_dim:>7}{1e3 * (r.gflops or 0):>9.1f}  {note}")
+        else:
+            lines.append(f"{'-':>4}  {r.name:<24}{'-':>9}{'-':>7}{'-':>9}  {'-':<16}{'-':>7}{'-':>9}  "
+                         f"{r.status}: {(r.reason or '')[:70]}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Folders and the command line
+# --------------------------------------------------------------------------------------------
+
+
+def select_folder(folder: str | os.PathLike, *, size: int = 64, out: str | os.PathLike | None = None,
+                  **kwargs) -> Selection:
+    """:func:`select` on an image folder with class sub-folders (``FOLDER/<class>/*.png``); writes
+    ``select.json`` to ``out`` when given. Raises :class:`~lossnet.cli.UserError` without labels."""
+    from ..data.datasets import load_image_folder
+
+    try:
+        s = load_image_folder(folder, size=size)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if s.labels is None:
+        raise UserError(
+            f"{folder} has no labels: lossnet select needs images in class sub-folders (FOLDER/<class>/<image>), "
+            "because it ranks loss networks by the held-out accuracy of probes on the embeddings. Without labels "
+            "there is no downstream signal to rank by: the best extraction layer depends on the task and the "
+            "data (docs/choosing.md), so no label-free score is offered. Label a few hundred images, or pick by the "
+            "paper's defaults (docs/choosing.md).")
+    if len(s.classes or []) < 2:
+        raise UserError(f"{folder} has a single class sub-folder ({s.classes}); need at least two classes")
+    sel = select(s.images, s.labels, **kwargs)
+    sel.settings.update(folder=str(Path(folder).resolve()), classes=s.classes, n_images=len(s.images))
+    if out is not None:
+        sel.write_json(Path(out) / "select.json")
+    return sel
+
+
+def _cli(args: argparse.Namespace) -> None:
+    from .common import log
+
+    kwargs: dict[str, Any] = dict(
+        candidates=args.candidates, weights=args.weights, max_images=args.max_images,
+        test_fraction=args.test_fraction, epochs=args.epochs, z=args.z, probe_epochs=args.probe_epochs,
+        grid=args.grid, fp_max_dim=args.fp_max_dim or None, budget_seconds=args.budget_seconds,
+        baseline=not args.no_baseline, seed=args.seed, device=args.device, log=log)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        if args.candidates:
+            kwargs["candidates"] = parse_candidates(args.candidates)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    out = Path(args.out) if args.out else Path("runs") / f"select-{Path(args.images).expanduser().resolve().name}"
+    t0 = time.perf_counter()
+    sel = select_folder(args.images, size=args.size, out=out, **kwargs)
+    print(format_table(sel))
+    print()
+    print(sel.recommendation)
+    print(f"\n{time.perf_counter() - t0:.0f} s; evidence in {out / 'select.json'}")
+
+
+def add_cli(sub) -> None:
+    """Register ``lossnet select``."""
+    p = sub.add_parser(
+        "select", help="rank candidate loss networks for autoencoding your labelled images (fast proxy of benchmark 4)",
+        description="For each candidate loss network: its features of a subsample of your images, an I-F-FP encoder "
+                    "trained for a few epochs to predict them, and probes scored on held-out images (labels = class "
+                    "sub-folders). Prints the ranking with the evidence and a recommendation; writes select.json.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--images", required=True, help="image folder with one sub-folder per class")
+    p.add_argument("--candidates", help="e.g. alexnet:E,alexnet:S,vgg16 (no :LAYER = all four); "
+                                        "default: every (architecture, layer) with weights available")
+    p.add_argument("--budget-seconds", type=float, help="stop starting candidates once this is likely exceeded")
+    p.add_argument("--out", help="directory for select.json (default runs/select-<folder name>)")
+    p.add_argument("--size", type=int, default=64, help="image size (64 + 16n)")
+    p.add_argument("--max-images", type=int, default=600, help="stratified subsample size")
+    p.add_argument("--test-fraction", type=float, default=0.3, help="held-out share")
+    p.add_argument("--epochs", type=int, default=3, help="I-F-FP encoder epochs")
+    p.add_argument("--z", type=int, default=64, help="embedding size")
+    p.add_argument("--probe-epochs", type=int, default=60)
+    p.add_argument("--grid", default="paper_b", help="probe grid: paper_b (7 MLPs) or linear")
+    p.add_argument("--fp-max-dim", type=int, default=4096, help="pool feature targets to at most this many values "
+                                                                "(0: never)")
+    p.add_argument("--weights", default="imagenet", choices=["imagenet", "random"])
+    p.add_argument("--no-baseline", action="store_true", help="skip the (pixels) baseline")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (0: torch's default); the models are small, and extra threads mostly "
+                        "spin on a busy machine")
+    p.add_argument("--device")
+    p.set_defaults(func=_cli)

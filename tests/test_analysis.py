@@ -1,0 +1,155 @@
+"""Cross-analysis (systematic analysis, Sec. V): ranks, best layers and correlations against
+hand-computed values on a small synthetic table."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from lossnet.report import analysis as an
+from lossnet.report.analysis import Score
+
+ACC = Score("acc", "b4", True)  # higher is better
+ERR = Score("err", "b4", False)  # lower is better
+SIM = Score("sim", "b1", True)
+
+VALUES = {  # (arch, layer) -> scores; alexnet M's acc comes from two repeats (0.8, 1.0) -> mean 0.9
+    ("alexnet", "E"): {"acc": 0.5, "err": 3.0, "sim": 0.7},
+    ("alexnet", "S"): {"acc": 0.7, "err": 2.0, "sim": 0.7},
+    ("alexnet", "M"): {"err": 4.0, "sim": 0.7},
+    ("alexnet", "L"): {"acc": 0.6, "err": 5.0, "sim": 0.7},
+    ("vgg16", "E"): {"acc": 0.6, "err": 1.0, "sim": 0.6},
+    ("vgg16", "S"): {"acc": 0.8, "err": 6.0, "sim": 0.7},
+    ("vgg16", "M"): {"acc": 0.8, "err": 6.0, "sim": 0.7},
+    ("vgg16", "L"): {"acc": 0.95, "err": 6.0, "sim": 0.5},
+}
+
+
+def _rows() -> list[dict]:
+    rows = [{"arch": a, "layer": l, "status": "ok", **v} for (a, l), v in VALUES.items()]
+    rows += [{"arch": "alexnet", "layer": "M", "acc": 0.8}, {"arch": "alexnet", "layer": "M", "acc": 1.0},
+             {"arch": "alexnet", "layer": "E", "status": "skipped", "reason": "ignored: alexnet E has an ok row"},
+             {"arch": "resnet18", "layer": "E", "status": "skipped", "reason": "no weights | fetch them"},
+             {"arch": "resnet18", "layer": "L", "status": "skipped", "reason": "no weights | fetch them"}]
+    return rows
+
+
+def test_cells_average_repeats_and_ignore_skipped():
+    t = an.cells(_rows(), [ACC, ERR, SIM])
+    assert set(t) == set(VALUES)  # resnet18 (skipped only) is absent
+    assert t[("alexnet", "M")]["acc"] == pytest.approx(0.9)
+    assert t[("vgg16", "E")] == {"acc": 0.6, "err": 1.0, "sim": 0.6}
+
+
+def test_best_layers_direction_and_ties():
+    best = an.best_layers(an.cells(_rows(), [ACC, ERR, SIM]), [ACC, ERR, SIM])
+    assert best["acc"] == {"alexnet": ("M", pytest.approx(0.9)), "vgg16": ("L", 0.95)}
+    assert best["err"] == {"alexnet": ("S", 2.0), "vgg16": ("E", 1.0)}  # lower is better
+    # ties between layers: the earliest layer wins (alexnet: all 0.7 -> E; vgg16: S and M 0.7 -> S)
+    assert best["sim"] == {"alexnet": ("E", 0.7), "vgg16": ("S", 0.7)}
+
+
+def test_average_ranks_hand_computed():
+    scores = [ACC, ERR, SIM]
+    ranks = an.average_ranks(an.best_layers(an.cells(_rows(), scores), scores), scores)
+    # acc: vgg16 0.95 > alexnet 0.9 -> 1, 2; err: vgg16 1 < alexnet 2 -> 1, 2; sim: 0.7 == 0.7 -> 1.5 each
+    assert ranks["vgg16"] == {"b1": 1.5, "b4": 1.0, "overall": 1.25}
+    assert ranks["alexnet"] == {"b1": 1.5, "b4": 2.0, "overall": 1.75}
+
+
+FAKE_ATTRS = {  # attribute values per layer, the same for both architectures
+    "E": {"depth": 1, "flops": 10.0, "params": 5},
+    "S": {"depth": 2, "flops": 100.0, "params": 5},
+    "M": {"depth": 3, "flops": 1000.0, "params": 5},
+    "L": {"depth": 4, "flops": 10000.0, "params": 5},
+}
+
+
+def _fake_attributes(arch, layer, input_size=224):
+    return {**FAKE_ATTRS[layer], "top1": 60.0 if arch == "alexnet" else 70.0}
+
+
+def test_correlations_hand_computed(monkeypatch):
+    monkeypatch.setattr(an, "attributes", _fake_attributes)
+    s = Score("s", "b", True)
+    table = {("alexnet", l): {"s": v} for l, v in zip("ESML", (1.0, 3.0, 2.0, 4.0))}
+    corr = {c["attribute"]: c for c in an.correlations(table, [s])}
+    # x = 1, 2, 3, 4 and y = 1, 3, 2, 4: deviations (-1.5, -.5, .5, 1.5) and (-1.5, .5, -.5, 1.5), so
+    # r = (2.25 - .25 - .25 + 2.25) / 5 = 0.8; ranks equal the values, so rho = 0.8 too; for n = 4
+    # (2 degrees of freedom) the two-sided p-value of t = r sqrt(2) / sqrt(1 - r^2) is 1 - r = 0.2
+    d = corr["depth"]
+    assert d["n"] == 4
+    assert d["pearson"] == pytest.approx(0.8) and d["spearman"] == pytest.approx(0.8)
+    assert d["pearson_p"] == pytest.approx(0.2) and d["spearman_p"] == pytest.approx(0.2)
+    # FLOPs enter as log10: 10 .. 10^4 -> 1 .. 4, the same numbers as depth
+    assert corr["flops"]["pearson"] == pytest.approx(0.8)
+    # a constant attribute has no correlation
+    assert math.isnan(corr["params"]["pearson"]) and math.isnan(corr["top1"]["spearman"])
+
+
+def test_correlations_keep_sign_of_lower_is_better(monkeypatch):
+    monkeypatch.setattr(an, "attributes", _fake_attributes)
+    e = Score("e", "b", False)
+    table = {("alexnet", l): {"e": v} for l, v in zip("ESML", (4.0, 3.0, 2.0, 1.0))}
+    d = {c["attribute"]: c for c in an.correlations(table, [e])}["depth"]
+    assert d["pearson"] == pytest.approx(-1.0) and d["spearman"] == pytest.approx(-1.0)
+
+
+def test_score_correlations():
+    a, b = Score("a", "x", True), Score("b", "y", False)
+    table = {("alexnet", l): {"a": float(i), "b": float(-i)} for i, l in enumerate("ESML")}
+    table[("vgg16", "E")] = {"a": 9.0}  # only one score: not an observation of the pair
+    (c,) = an.score_correlations(table, [a, b])
+    assert c["n"] == 4 and c["pearson"] == pytest.approx(-1.0) and c["spearman"] == pytest.approx(-1.0)
+
+
+def test_analysis_markdown(tmp_path, monkeypatch):
+    monkeypatch.setattr(an, "attributes", _fake_attributes)
+    scores = [ACC, ERR, SIM, Score("never_run", "b9", True)]
+    md = an.analysis_markdown(_rows(), scores, tmp_path / "figures", md_dir=tmp_path)
+    assert "## Table III" in md and "## Table IV" in md and "## Correlations" in md
+    assert "| vgg16 | 1.5 | 1 | 1.25 |" in md  # columns b1, b4, overall; best first
+    assert "| alexnet | M (0.9) | S (2) | E (0.7) |" in md
+    assert "never_run" not in md  # scores without values are left out
+    skipped = md.split("## Skipped cells")[1]
+    assert "| resnet18 | E,L | no weights \\| fetch them |" in skipped
+    assert "alexnet" not in skipped  # a skipped row superseded by an ok row is not listed
+    for name in ("fig2_layers", "fig3_grouped", "fig4_flops", "fig5_top1"):
+        assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000
+        assert f"(figures/{name}.png)" in md
+
+
+def test_analysis_markdown_empty(tmp_path):
+    md = an.analysis_markdown([{"arch": "resnet18", "layer": "E", "status": "skipped", "reason": None}],
+                              [ACC], tmp_path)
+    assert "No finished cells yet." in md and "| resnet18 | E |  |" in md
+
+
+def test_attributes_of_runtime_archs_are_not_cached_on_disk(tmp_path, monkeypatch):
+    from torch import nn
+
+    from lossnet.zoo import REGISTRY, register
+    from lossnet.zoo.registry import ArchSpec
+
+    monkeypatch.setattr(an, "_attr_cache_path", lambda: tmp_path / "describe_cache.json")
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 1), nn.ReLU())
+
+        def forward(self, x):
+            return self.features(x)
+
+    register(ArchSpec("tmp_analysis_arch", Net, "features", (0, 1, 2, 3), ("a", "b", "c", "d"), None, None, None,
+                      False, False, True, False, "test"))
+    try:
+        d = an.attributes("tmp_analysis_arch", "M", 32)
+        assert d["channels"] == 4 and d["conv1x1"] and d["top1"] is None
+        assert not (tmp_path / "describe_cache.json").exists()
+        an.attributes("alexnet", "E", 64)  # built-in: cached on disk
+        assert "alexnet|E|64" in json.loads((tmp_path / "describe_cache.json").read_text())
+    finally:
+        REGISTRY.pop("tmp_analysis_arch", None)

@@ -1,0 +1,136 @@
+"""`lossnet select`: the loss network whose features carry the label signal ranks first (known by
+construction), folders with and without labels, the time budget, the command line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lossnet.cli import UserError
+from lossnet.cli import main as cli_main
+from lossnet.experiments.select import format_table, parse_candidates, select, select_folder, stratified_split
+from lossnet.zoo import REGISTRY, register
+from lossnet.zoo.registry import ArchSpec
+
+HUE, BRIGHT = "test_sel_hue", "test_sel_bright"
+
+
+class Tiny(nn.Module):
+    """A 1x1 convolution followed by identities: E/S/M/L all see the convolution's output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 3, 1), nn.Identity(), nn.Identity(), nn.Identity())
+
+    def forward(self, x):
+        return self.features(x)
+
+
+def _conv(w) -> dict:
+    return {"features.0.weight": torch.tensor(w, dtype=torch.float32).view(3, 3, 1, 1),
+            "features.0.bias": torch.zeros(3)}
+
+
+# Colour-opponent channels (R - G, B - G): exactly the label signal below, blind to brightness/texture.
+HUE_WEIGHTS = _conv([[8, -8, 0], [0, -8, 8], [0, 0, 0]])
+# Brightness (R + G + B): the images' largest variation, identical in distribution for every class.
+BRIGHT_WEIGHTS = _conv([[3, 3, 3], [3, 3, 3], [3, 3, 3]])
+
+
+@pytest.fixture()
+def tiny_archs():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    for name in (HUE, BRIGHT):
+        register(ArchSpec(name, Tiny, "features", (0, 1, 2, 3), ("conv", "id", "id", "id"), None, None, None, False,
+                          False, True, False, "test", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)), overwrite=True)
+    yield
+    for name in (HUE, BRIGHT):
+        REGISTRY.pop(name, None)
+    torch.set_num_threads(threads)
+
+
+def colour_images(n_per_class: int = 60, seed: int = 0, size: int = 64):
+    """3 classes told apart only by a small shift (+0.1) of one colour channel, under a large random
+    brightness, a coarse grey texture and pixel noise shared by all classes."""
+    g = torch.Generator().manual_seed(seed)
+    imgs, labels = [], []
+    for c in range(3):
+        for _ in range(n_per_class):
+            base = torch.rand(1, generator=g) * 0.6 + 0.2
+            tex = torch.randn(1, size // 8, size // 8, generator=g).repeat_interleave(8, 1).repeat_interleave(8, 2)
+            img = base + 0.15 * tex + 0.05 * torch.randn(3, size, size, generator=g)
+            img[c] += 0.1
+            imgs.append((img.clamp(0, 1) * 255).round().to(torch.uint8))
+            labels.append(c)
+    return torch.stack(imgs), torch.tensor(labels)
+
+
+def test_informative_loss_network_ranks_first(tiny_archs):
+    x, y = colour_images()
+    sel = select(x, y, candidates=[(BRIGHT, "E"), (HUE, "E")], weights={HUE: HUE_WEIGHTS, BRIGHT: BRIGHT_WEIGHTS},
+                 epochs=8, batch_size=16, z=8, probe_epochs=30, max_images=None, baseline=False, seed=0)
+    first, second = sel.results
+    assert first.name == f"{HUE}:E" and first.rank == 1 and sel.recommended == f"{HUE}:E"
+    assert first.score > 0.9 and first.score - second.score > 0.15 and not second.tied_with_best
+    assert first.feature_shape == [3, 64, 64] and first.target_dim <= 4096 and first.seconds > 0
+    assert sel.settings["n_test"] == 54 and sel.settings["n_train"] == 126
+    table = format_table(sel)
+    assert table.index(HUE) < table.index(BRIGHT) and "recommended" in table
+    assert f"Recommended: {HUE}:E" in sel.recommendation
+
+
+def test_stratified_split():
+    y = torch.tensor([0] * 50 + [1] * 10)
+    tr, te = stratified_split(y, 30, 0.3, seed=0)
+    assert len(set(tr.tolist()) & set(te.tolist())) == 0
+    assert (y[tr] == 0).sum() + (y[te] == 0).sum() == 25 and (y[tr] == 1).sum() + (y[te] == 1).sum() == 5
+    assert (y[te] == 1).sum() >= 1
+
+
+def test_candidates_and_budget(tiny_archs):
+    assert parse_candidates(f"{HUE}:e,{BRIGHT}") == [(HUE, "E")] + [(BRIGHT, l) for l in "ESML"]
+    with pytest.raises(ValueError):
+        parse_candidates("alexnet:X")
+    x, y = colour_images(12)
+    sel = select(x, y, candidates=[(HUE, "E"), (BRIGHT, "E"), ("resnet18", "E")], weights={HUE: None, BRIGHT: None},
+                 epochs=1, probe_epochs=2, budget_seconds=0.0, baseline=True)
+    status = {r.name: r.status for r in sel.results}
+    # the first candidate (the pixel baseline) always runs; the budget stops the rest
+    assert status == {"(pixels)": "ok", f"{HUE}:E": "not run", f"{BRIGHT}:E": "not run", "resnet18:E": "not run"}
+    sel = select(x, y, candidates=[("resnet18", "E"), (HUE, "E")], weights={HUE: None}, epochs=1, probe_epochs=2,
+                 baseline=False)
+    skipped = next(r for r in sel.results if r.arch == "resnet18")
+    assert skipped.status == "skipped" and "lossnet weights fetch resnet18" in skipped.reason
+    assert sel.recommended == f"{HUE}:E"
+
+
+def _write_folder(root, images, labels=None):
+    from PIL import Image
+
+    for i, img in enumerate(images):
+        d = root / f"class{int(labels[i])}" if labels is not None else root
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img.permute(1, 2, 0).numpy().astype(np.uint8)).save(d / f"{i:03d}.png")
+
+
+def test_select_folder_and_cli(tiny_archs, tmp_path, capsys):
+    x, y = colour_images(10)
+    _write_folder(tmp_path / "labelled", x, y)
+    _write_folder(tmp_path / "flat", x[:10])
+    with pytest.raises(UserError, match="class sub-folders"):
+        select_folder(tmp_path / "flat", candidates=[(HUE, "E")], weights="random")
+    assert cli_main(["select", "--images", str(tmp_path / "flat"), "--candidates", f"{HUE}:E"]) == 2
+    assert cli_main(["select", "--images", str(tmp_path / "labelled"), "--candidates", f"{HUE}:E,{BRIGHT}:E",
+                     "--weights", "random", "--epochs", "1", "--probe-epochs", "2", "--no-baseline",
+                     "--out", str(tmp_path / "sel"), "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Recommended:" in out and HUE in out
+    data = json.loads((tmp_path / "sel" / "select.json").read_text())
+    assert data["settings"]["classes"] == ["class0", "class1", "class2"] and data["settings"]["n_images"] == 30
+    assert {r["name"] for r in data["results"]} == {f"{HUE}:E", f"{BRIGHT}:E"}
+    assert data["recommended"] in {f"{HUE}:E", f"{BRIGHT}:E"}
