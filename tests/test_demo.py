@@ -30,11 +30,10 @@ def test_demo_writes_table_results_and_figures(tmp_path, offline_weights, capsys
                      "--no-progress", "--workers", "1"]) == 0
 
 
-def test_demo_rejects_unknown_procedure(tmp_path, offline_weights):
-    import pytest
-
-    with pytest.raises(ValueError, match="unknown procedure"):
-        cli.main(["demo", "--out", str(tmp_path), "--procedures", "I-X-PW"])
+def test_demo_rejects_unknown_procedure(tmp_path, offline_weights, capsys):
+    assert cli.main(["demo", "--out", str(tmp_path), "--procedures", "I-X-PW"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown procedure 'I-X-PW'" in err and "Traceback" not in err
 
 
 def test_data_lunarlander_cli(tmp_path, capsys):

@@ -147,3 +147,25 @@ def test_describe_computes_metadata():
     assert 0.85 < l.flops / 2 / 717e6 < 1.0
     assert e.flops < describe("alexnet", "S", 224).flops < l.flops
     assert not l.batchnorm and describe("resnet18", "S", 64).batchnorm
+
+
+def test_zoo_cli_lists_registry_and_describes_layers(capsys):
+    import json
+
+    from lossnet import cli
+
+    assert cli.main(["zoo", "--json"]) == 0
+    rows = {r["arch"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["vgg16"]["layers"] == {"E": 3, "S": 8, "M": 15, "L": 29} and rows["vgg16"]["top1"] == 71.592
+    assert cli.main(["zoo", "--describe", "alexnet", "--input-size", "64", "--json"]) == 0
+    desc = json.loads(capsys.readouterr().out)
+    assert [d["layer"] for d in desc] == ["E", "S", "M", "L"] and desc[1]["paper_name"] == "2nd ReLU"
+    assert desc[1]["channels"] == 192 and desc[3]["depth"] == 5
+
+
+def test_zoo_cli_unknown_arch_is_a_clear_error(capsys):
+    from lossnet import cli
+
+    assert cli.main(["zoo", "--describe", "vgg17"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown loss-network architecture 'vgg17'" in err and "Traceback" not in err

@@ -14,7 +14,8 @@
     lossnet select --images DIR              rank loss networks for your data
     lossnet report DIR                       markdown tables and figures from a results table
 
-Errors the user can fix (missing weights or data, bad options) print one line and exit 2.
+Errors the user can fix (missing weights or data, bad options or values: ``ValueError``) print one
+line and exit 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args.func(args)
-    except (UserError, WeightsUnavailableError, ChecksumError, FileNotFoundError) as e:
+    except (UserError, WeightsUnavailableError, ChecksumError, FileNotFoundError, ValueError) as e:
         print(f"lossnet: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
