@@ -24,7 +24,7 @@ import torch
 
 SCALES = {
     # 2-core CPU, < 10 minutes in total
-    "quick": dict(rollouts=(40, 24, 16), epochs=8, probe_epochs=100, batch_size=64),
+    "quick": dict(rollouts=(40, 40, 16), epochs=8, probe_epochs=200, batch_size=64),
     # a larger run (GPU recommended): paper-sized collection, paper-B encoder/probe epochs
     "paper": dict(rollouts=(700, 700, 700), epochs=50, probe_epochs=500, batch_size=128),
 }
