@@ -73,12 +73,7 @@ def performance_vs_time(rows: Sequence[dict], path: str | Path, *, time_key: str
     ax.set_title(title or f"{rows[0]['dataset']}: performance vs training time")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, title="procedure (labels: z)", title_fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def scaled_val_curves(rows: Sequence[dict]) -> dict[str, list[float]]:
@@ -119,12 +114,7 @@ def convergence(rows: Sequence[dict], path: str | Path, *, z: int | None = None,
     ax.set_title(title or f"{rows[0]['dataset']}: convergence, z = {z} (mean of {n} repeat{'s' if n != 1 else ''})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def score_vs_z(rows: Sequence[dict], path: str | Path, *, title: str | None = None) -> Path:
@@ -148,6 +138,13 @@ def score_vs_z(rows: Sequence[dict], path: str | Path, *, title: str | None = No
     ax.set_title(title or f"{rows[0]['dataset']}: paper A models")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Lay out, write (creating folders) and close a figure; returns the path."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
