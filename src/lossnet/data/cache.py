@@ -61,7 +61,7 @@ def cache_key(images: torch.Tensor, net: LossNetwork, dtype: torch.dtype) -> str
 
 @torch.no_grad()
 def compute_features(images: torch.Tensor, net: LossNetwork, *, batch_size: int = 256, device=None,
-                     dtype: torch.dtype = torch.float32, progress: bool = True, out: np.ndarray | None = None) -> torch.Tensor:
+                     dtype: torch.dtype = torch.float32, progress: bool = True) -> torch.Tensor:
     """The single-layer features of ``net`` for uint8 images (N, 3, H, W) as (N, C, H', W') ``dtype``."""
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
@@ -74,13 +74,9 @@ def compute_features(images: torch.Tensor, net: LossNetwork, *, batch_size: int 
                disable=not progress, leave=False)
     for i in bar:
         x = images[i:i + batch_size].to(device).float().div_(255)
-        f = net(x)[0].to("cpu", dtype)
-        if out is not None:
-            out[i:i + len(f)] = f.numpy()
-        else:
-            chunks.append(f)
+        chunks.append(net(x)[0].to("cpu", dtype))
     net.to("cpu")
-    return torch.from_numpy(out) if out is not None else torch.cat(chunks)
+    return torch.cat(chunks)
 
 
 class FeatureCache:

@@ -217,7 +217,11 @@ def train_encoder(images: torch.Tensor, cfg: EncoderConfig, fit_cfg: FitConfig, 
     model = build_autoencoder(proc, cfg, images.shape[-1], feat_dim)
     task = EncoderTask(proc, cfg, model, loss_net)
     fit_cfg = FitConfig(**{**asdict(fit_cfg), "desc": fit_cfg.desc if fit_cfg.desc != "train" else proc.name})
-    result = fit(task, {"image": images, "feat": feats}, fit_cfg, ckpt_dir=ckpt_dir)
+    # batches carry only what the procedure reads (I-I-PW never touches the features)
+    data = {"image": images}
+    if proc.encoder == "feature" or proc.loss in ("ps", "fp"):
+        data["feat"] = feats
+    result = fit(task, data, fit_cfg, ckpt_dir=ckpt_dir)
     return TrainedEncoder(proc.name, model, cfg, fit_cfg, result, images.shape[-1], tuple(feats.shape[1:]),
                           {"arch": loss_net.arch, "layers": [str(x) for x in loss_net.layer_refs],
                            "sigmoid": loss_net.sigmoid}, feature_seconds)
