@@ -104,6 +104,32 @@ def test_best_validation_epoch_is_kept():
     assert res.history[-1]["val_loss"] > res.best_val
 
 
+def test_separate_validation_set_and_score():
+    """``val_data`` + ``validate``: all of data trains; the score (lower is better) picks the epoch."""
+    seen = []
+
+    class Task(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def loss(self, batch):
+            seen.append(len(batch["x"]))
+            return -self.w.sum()
+
+    def score(task, val, device):  # best when w is closest to the validation target
+        assert not task.training and not torch.is_grad_enabled()
+        return (task.w - val["x"].mean()).abs().item()
+
+    t = Task()
+    res = fit(t, {"x": torch.zeros(10, 1)}, FitConfig(epochs=12, batch_size=10, lr=0.1, progress=False),
+              val_data={"x": torch.full((3, 1), 0.5)}, validate=score)
+    assert seen == [10] * 12  # no 80/20 split: every sample trains
+    assert res.best_epoch == 4 and abs(t.w.item() - 0.5) < 0.02
+    with pytest.raises(ValueError, match="lacks the keys"):
+        fit(Task(), {"x": torch.zeros(4, 1)}, FitConfig(epochs=1, progress=False), val_data={"y": torch.zeros(2, 1)})
+
+
 SCRIPT = textwrap.dedent("""
     import sys, torch
     from lossnet.data.cache import FeatureCache

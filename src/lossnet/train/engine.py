@@ -3,9 +3,11 @@
 :func:`fit` trains a *task* (an ``nn.Module`` with a ``loss(batch) -> scalar`` method whose
 trainable parameters are the ones to optimise) on in-memory tensors:
 
-* a seeded 80/20 train/validation split;
+* a seeded 80/20 train/validation split, or a separate validation set (``val_data``);
 * Adam (fused), minibatches drawn from a per-epoch seeded permutation (deterministic, resumable);
-* a validation pass every epoch, the best-validation-epoch weights kept (optional patience);
+* a validation pass every epoch -- the mean ``task.loss``, or any score given by ``validate``
+  (e.g. minus the PSNR of super-resolved images) -- the best-validation-epoch weights kept
+  (optional patience);
 * per-epoch wall time of the training pass recorded (validation timed separately);
 * a checkpoint after every epoch (atomic), from which an interrupted run resumes;
 * CUDA when present, a progress bar.
@@ -121,7 +123,8 @@ def _check_data(data: dict[str, torch.Tensor]) -> int:
 
 
 def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_dir: str | os.PathLike | None = None,
-        on_epoch_end: Callable[[int, dict], None] | None = None) -> FitResult:
+        on_epoch_end: Callable[[int, dict], None] | None = None, val_data: dict[str, torch.Tensor] | None = None,
+        validate: Callable[[nn.Module, dict[str, torch.Tensor], torch.device], float] | None = None) -> FitResult:
     """Train ``task`` on ``data`` and leave it holding the best-validation-epoch weights.
 
     Args:
@@ -131,13 +134,28 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
         ckpt_dir: keep ``last.pt`` here after every epoch and resume from it when it exists and
             was written with the same config; ``None`` disables checkpoints.
         on_epoch_end: called with (epoch, history row) after each epoch's checkpoint.
+        val_data: a separate validation set (same keys as ``data``); then all of ``data`` trains
+            and ``cfg.val_fraction`` is unused.
+        validate: ``(task, validation data, device) -> float``, lower is better, called in eval
+            mode under ``torch.no_grad`` instead of the mean ``task.loss`` (the validation data
+            are the held-out slice of ``data``, or ``val_data``, as tensors on the CPU).
     """
     n = _check_data(data)
+    if val_data is not None:
+        _check_data(val_data)
+        missing = set(data) - set(val_data)
+        if missing:
+            raise ValueError(f"val_data lacks the keys {sorted(missing)} that data has")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {cfg.epochs}, {cfg.batch_size}")
     device = torch.device(cfg.device) if cfg.device else best_device()
     task.to(device)
-    train_idx, val_idx = split_indices(n, cfg.val_fraction, cfg.seed)
+    if val_data is None:
+        train_idx, val_idx = split_indices(n, cfg.val_fraction, cfg.seed)
+        val_set = data
+    else:
+        train_idx, val_set = torch.arange(n), val_data
+        val_idx = torch.arange(_check_data(val_data))
     params = [p for p in task.parameters() if p.requires_grad]
     # fused Adam: one kernel for all parameters (12x faster than foreach on the 19M-parameter
     # feature decoder on CPU); same update rule
@@ -178,7 +196,12 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
             torch.cuda.synchronize()
         train_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
-        val = evaluate(task, data, val_idx, cfg.batch_size * 2, device)
+        if validate is None:
+            val = evaluate(task, val_set, val_idx, cfg.batch_size * 2, device)
+        else:
+            task.eval()
+            with torch.no_grad():
+                val = float(validate(task, {k: v[val_idx] for k, v in val_set.items()}, device))
         val_seconds = time.perf_counter() - t1
         row = {"epoch": epoch, "train_loss": total / len(perm), "val_loss": val,
                "train_seconds": train_seconds, "val_seconds": val_seconds}
