@@ -176,6 +176,8 @@ class Benchmark:
         prepare: ``(cfg, out) -> None``, run once in the parent before any cell (data generation,
             checks).
         check: ``cfg -> None``, validate settings (raise ConfigError).
+        report: ``(sweep dir, its rows, figures dir, markdown dir) -> markdown``, a section of its
+            own appended to the analysis (e.g. reference rows that are not loss networks).
     """
 
     name: str
@@ -187,6 +189,7 @@ class Benchmark:
     identity: Callable[[Any, dict], dict] = _no_identity
     prepare: Callable[[Any, Path], None] = _no_prepare
     check: Callable[[Any], None] = _no_check
+    report: Callable[[Path, list, Path, Path], str] | None = None
 
 
 BENCHMARKS: dict[str, Benchmark] = {}
@@ -284,8 +287,23 @@ def _b4_run(req: CellRequest) -> dict:
     return res
 
 
+def _b2_run(req: CellRequest) -> dict:
+    from . import benchmark2 as b2
+
+    net = req.loss_network()
+    res = b2.run_cell(req.config, req.arch, req.layer, req.coords, loss_net=net, out=Path(req.out), cid=req.cid,
+                      seed=req.seed, label=req.label)
+    res["details"]["weights_source"] = net.weights_source
+    return res
+
+
 def _builtin_benchmarks() -> None:
+    from . import benchmark2 as b2
     from . import benchmark4 as b4
+
+    register_benchmark(Benchmark("benchmark2", "super-resolution (Johnson et al. transformation network, PSNR/SSIM)",
+                                 b2.DEFAULTS, b2.scores, _b2_run, variants=b2.variants, identity=b2.identity,
+                                 prepare=b2.prepare, check=b2.check, report=b2.report_section), overwrite=True)
 
     register_benchmark(Benchmark("benchmark1", "perceptual similarity (BAPPS 2AFC/JND, or the offline proxy)",
                                  B1_DEFAULTS, _b1_scores, _b1_run, identity=_b1_identity, prepare=_b1_prepare,
@@ -769,17 +787,23 @@ def write_analysis(path: str | os.PathLike, *, out: str | os.PathLike | None = N
     dirs = _sweep_dirs(path)
     if not dirs:
         raise UserError(f"{path} is not a sweep directory (no sweep.json) and holds none")
-    rows, scores = [], []
+    rows, scores, per_dir = [], [], []
     for d in dirs:
         man = json.loads((d / "sweep.json").read_text())
         for s in man["scores"]:
             sc = Score(s["name"], s["benchmark"], bool(s["higher_is_better"]))
             if sc not in scores:
                 scores.append(sc)
-        rows += effective_rows(ResultsTable(d).rows())
+        d_rows = effective_rows(ResultsTable(d).rows())
+        per_dir.append((d, man["benchmark"], d_rows))
+        rows += d_rows
     md_path = Path(out) if out is not None else path / "analysis.md"
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md = analysis_markdown(rows, scores, md_path.parent / "figures", md_dir=md_path.parent)
+    for d, name, d_rows in per_dir:
+        bench = BENCHMARKS.get(name)
+        if bench is not None and bench.report is not None:
+            md += "\n\n" + bench.report(d, d_rows, md_path.parent / "figures", md_path.parent).rstrip() + "\n"
     ok = [r for r in rows if r.get("status", "ok") == "ok"]
     head = [f"Sweep director{'ies' if len(dirs) > 1 else 'y'}: {', '.join(str(d) for d in dirs)}; "
             f"{len(ok)} finished cells, {len(rows) - len(ok)} skipped. Generated {utc_now()}.", ""]

@@ -7,6 +7,7 @@
 * :func:`convergence` -- thesis Fig. 9: validation loss per epoch scaled so every run is 1 after
   its first epoch, averaged over repeats, one line per procedure, at one z.
 * :func:`score_vs_z` -- paper A: score against z per model, MLP (solid) and linear (dashed).
+* :func:`image_grid` -- image crops side by side (e.g. super-resolution input / outputs / target).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Sequence
 
 from .tables import MODEL_LABELS, MODEL_ORDER, PROCEDURE_ORDER, _ordered, group_rows, mean_std
 
-__all__ = ["performance_vs_time", "convergence", "score_vs_z", "scaled_val_curves"]
+__all__ = ["performance_vs_time", "convergence", "score_vs_z", "scaled_val_curves", "image_grid"]
 
 _STYLE = {"I-I-PW": ("tab:blue", "o"), "I-I-PS": ("tab:orange", "s"), "F-I-PW": ("tab:green", "^"),
           "F-I-PS": ("tab:red", "v"), "I-F-FP": ("tab:purple", "*"), "F-F-FP": ("tab:brown", "D"),
@@ -138,6 +139,38 @@ def score_vs_z(rows: Sequence[dict], path: str | Path, *, title: str | None = No
     ax.set_title(title or f"{rows[0]['dataset']}: paper A models")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def image_grid(rows: Sequence[Sequence[tuple[str, object]]], path: str | Path, *, row_labels: Sequence[str] = (),
+               title: str | None = None, cell_inches: float = 1.8) -> Path:
+    """Images in a grid, one row per example: ``rows[i] = [(column title, uint8 (3, H, W) tensor
+    or None), ...]`` (None leaves the cell empty). Column titles are drawn on the first row."""
+    import numpy as np
+
+    plt = _plt()
+    n_r, n_c = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(n_r, n_c, figsize=(cell_inches * n_c, cell_inches * n_r + (0.4 if title else 0)),
+                             squeeze=False)
+    for i, r in enumerate(rows):
+        for j in range(n_c):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j >= len(r):
+                ax.axis("off")
+                continue
+            label, img = r[j]
+            if img is not None:
+                ax.imshow(np.asarray(img.permute(1, 2, 0)), interpolation="nearest")
+            else:
+                ax.axis("off")
+            if i == 0:
+                ax.set_title(label, fontsize=7)
+            if j == 0 and i < len(row_labels):
+                ax.set_ylabel(row_labels[i], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
     return _save(fig, path)
 
 

@@ -1,0 +1,197 @@
+"""Super-resolution data: test sets, training patches and the degradation model.
+
+Conventions (Johnson et al. 2016 as the systematic-analysis paper runs it, Sec. IV-B):
+
+* Images are uint8 tensors (3, H, W) on disk and in memory; float images are (N, 3, H, W) in
+  [0, 1]. Greyscale files (two in Set14) are replicated to three channels.
+* :func:`degrade`: a high-resolution image is blurred by a Gaussian with ``sigma = 1.0`` (kernel
+  ``2 * ceil(3 sigma) + 1`` = 7 px, reflect padding) and downsampled by ``factor`` with bicubic
+  interpolation (PyTorch's antialiased bicubic, which matches PIL's ``resize(BICUBIC)``), then
+  rounded to 8 bits, as a saved low-resolution image would be.
+* :func:`modcrop`: test images are cropped (bottom/right) to a multiple of ``factor`` so the
+  super-resolved output and the original have the same size.
+* :func:`bicubic_upsample`: the reference row, PyTorch bicubic (``align_corners=False``), clamped
+  to [0, 1].
+
+The shared SR images (``../shared/data/sr``) are CSet5, CSet14, CBSD68 (stand-in for BSD100) and
+CSun_Hays80 (a small training folder standing in for MS-COCO); :data:`TEST_SETS` maps the
+paper's names to them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .datasets import IMAGE_EXTENSIONS
+
+PathLike = str | os.PathLike
+
+TEST_SETS = {"set5": "CSet5", "set14": "CSet14", "bsd100": "CBSD68"}
+"""The paper's test set -> folder name under the SR root (CBSD68 stands in for BSD100)."""
+
+
+def read_image(path: PathLike) -> torch.Tensor:
+    """One image file as uint8 (3, H, W), EXIF-rotated, greyscale/alpha converted to RGB."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im).convert("RGB")
+            arr = np.array(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"cannot read image {path}: {err}") from err
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def image_files(root: PathLike) -> list[Path]:
+    """Image files directly in ``root`` or below it, sorted by relative path."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist or is not a directory")
+    files = sorted((p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
+                   key=lambda p: p.relative_to(root).as_posix())
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
+    return files
+
+
+def load_images(root: PathLike, max_images: int | None = None) -> list[tuple[str, torch.Tensor]]:
+    """``[(name, uint8 (3, H, W))]`` for every image under ``root`` (full size, sorted by path)."""
+    files = image_files(root)[:max_images]
+    return [(p.stem, read_image(p)) for p in files]
+
+
+def resolve_test_set(sr_root: PathLike, name: str) -> Path:
+    """The folder of test set ``name``: a paper name (``set5``, ``set14``, ``bsd100``), a folder
+    name under ``sr_root`` (``CSet5``) or a path."""
+    cand = Path(str(name)).expanduser()
+    if cand.is_dir():
+        return cand
+    folder = TEST_SETS.get(str(name).lower(), str(name))
+    path = Path(sr_root).expanduser() / folder
+    if not path.is_dir():
+        known = ", ".join(f"{k} ({v})" for k, v in TEST_SETS.items())
+        raise FileNotFoundError(f"test set {name!r}: {path} is not a directory; use one of {known} under an SR "
+                                "root that holds them (e.g. sr_root=../shared/data/sr), or a folder path")
+    return path
+
+
+def modcrop(img: torch.Tensor, factor: int) -> torch.Tensor:
+    """Crop (..., H, W) at the bottom/right to multiples of ``factor``."""
+    h, w = img.shape[-2:]
+    if h < factor or w < factor:
+        raise ValueError(f"image of size {h}x{w} is smaller than the upscaling factor {factor}")
+    return img[..., : h - h % factor, : w - w % factor]
+
+
+def _check_float_images(x: torch.Tensor, name: str) -> None:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim != 4 or x.shape[1] != 3:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be float images (N, 3, H, W) in [0, 1], got {shape}")
+
+
+def gaussian_kernel_size(sigma: float) -> int:
+    """``2 * ceil(3 sigma) + 1``: the odd kernel covering +-3 sigma."""
+    return 2 * math.ceil(3 * sigma) + 1
+
+
+def degrade(hr: torch.Tensor, factor: int, sigma: float = 1.0, *, antialias: bool = True,
+            quantize: bool = True) -> torch.Tensor:
+    """Low-resolution version of ``hr`` (N, 3, H, W) in [0, 1]: Gaussian blur (``sigma``; 0 = none),
+    then bicubic downsampling by ``factor`` (H, W must be multiples of it), clamped to [0, 1] and
+    (``quantize``) rounded to 8 bits. Returns (N, 3, H / factor, W / factor)."""
+    from torchvision.transforms.v2.functional import gaussian_blur
+
+    _check_float_images(hr, "hr")
+    if int(factor) != factor or factor < 1:
+        raise ValueError(f"factor must be a positive integer, got {factor}")
+    h, w = hr.shape[-2:]
+    if h % factor or w % factor:
+        raise ValueError(f"image size {h}x{w} is not a multiple of the factor {factor}; crop it with modcrop first")
+    if sigma < 0:
+        raise ValueError(f"sigma must be >= 0, got {sigma}")
+    x = hr
+    if sigma > 0:
+        k = gaussian_kernel_size(sigma)
+        x = gaussian_blur(x, [k, k], [float(sigma), float(sigma)])
+    x = F.interpolate(x, size=(h // factor, w // factor), mode="bicubic", align_corners=False,
+                      antialias=antialias).clamp_(0, 1)
+    return x.mul_(255).round_().div_(255) if quantize else x
+
+
+def bicubic_upsample(lr: torch.Tensor, factor: int) -> torch.Tensor:
+    """Bicubic upsampling of (N, 3, h, w) by ``factor``, clamped to [0, 1] (the reference row)."""
+    _check_float_images(lr, "lr")
+    return F.interpolate(lr, scale_factor=factor, mode="bicubic", align_corners=False).clamp_(0, 1)
+
+
+def random_patches(images: Sequence[torch.Tensor], n: int, size: int, seed: int = 0) -> torch.Tensor:
+    """``n`` random ``size x size`` crops, uint8 (n, 3, size, size): each from an image drawn
+    uniformly (with replacement) from those at least ``size`` on each side, at a uniform position.
+    Deterministic given ``seed``."""
+    usable = [im for im in images if im.shape[-2] >= size and im.shape[-1] >= size]
+    if not usable:
+        raise ValueError(f"no training image is at least {size}x{size}; lower the patch size")
+    g = torch.Generator().manual_seed(seed)
+    out = torch.empty((n, 3, size, size), dtype=torch.uint8)
+    which = torch.randint(len(usable), (n,), generator=g)
+    for i, k in enumerate(which.tolist()):
+        im = usable[k]
+        top = int(torch.randint(im.shape[-2] - size + 1, (1,), generator=g))
+        left = int(torch.randint(im.shape[-1] - size + 1, (1,), generator=g))
+        out[i] = im[:, top:top + size, left:left + size]
+    return out
+
+
+def center_patch(img: torch.Tensor, size: int) -> torch.Tensor:
+    """The central ``size x size`` crop of (3, H, W) (the whole image side when smaller, modcropped)."""
+    h, w = img.shape[-2:]
+    sh, sw = min(size, h), min(size, w)
+    top, left = (h - sh) // 2, (w - sw) // 2
+    return img[..., top:top + sh, left:left + sw]
+
+
+def make_pairs(hr: torch.Tensor, factor: int, sigma: float = 1.0, antialias: bool = True,
+               chunk: int = 64) -> dict[str, torch.Tensor]:
+    """Training pairs from uint8 patches (N, 3, P, P): ``{"lr": uint8 (N, 3, P/f, P/f), "hr": hr}``."""
+    if hr.dtype != torch.uint8 or hr.ndim != 4:
+        raise ValueError(f"hr must be uint8 patches (N, 3, P, P), got {hr.dtype} {tuple(hr.shape)}")
+    lr = [degrade(hr[i:i + chunk].float() / 255, factor, sigma, antialias=antialias).mul(255).round().to(torch.uint8)
+          for i in range(0, len(hr), chunk)]
+    return {"lr": torch.cat(lr), "hr": hr}
+
+
+def sr_training_data(train_root: PathLike, *, factor: int, patch: int, n_patches: int, val_images: int,
+                     val_patch: int | None = None, sigma: float = 1.0, antialias: bool = True, seed: int = 0,
+                     max_images: int | None = None) -> tuple[dict, dict, dict]:
+    """Training and validation pairs from an image folder (MS-COCO in the paper).
+
+    The last ``val_images`` files (sorted order) are held out; validation uses their central
+    ``val_patch`` crops (default ``patch``; the paper validates on 100 MS-COCO val images). The
+    rest give ``n_patches`` random ``patch``-sized crops (seeded). Returns ``(train, val, info)``
+    with ``train``/``val`` = ``{"lr", "hr"}`` uint8 tensors.
+    """
+    if patch % factor:
+        raise ValueError(f"patch size {patch} must be a multiple of the factor {factor}")
+    files = image_files(train_root)[:max_images]
+    if len(files) <= val_images:
+        raise ValueError(f"{train_root} has {len(files)} images; need more than val_images={val_images}")
+    tr_files, va_files = files[:len(files) - val_images], files[len(files) - val_images:]
+    train_imgs = [read_image(p) for p in tr_files]
+    vp = int(val_patch or patch)
+    val_hr = [modcrop(center_patch(read_image(p), vp), factor) for p in va_files]
+    side = min(min(v.shape[-2], v.shape[-1]) for v in val_hr)
+    side -= side % factor
+    val_hr = torch.stack([center_patch(v, side) for v in val_hr])
+    train = make_pairs(random_patches(train_imgs, n_patches, patch, seed), factor, sigma, antialias)
+    val = make_pairs(val_hr, factor, sigma, antialias)
+    info = {"train_images": len(tr_files), "val_images": len(va_files), "patch": patch, "val_patch": side,
+            "n_patches": n_patches}
+    return train, val, info

@@ -1,0 +1,531 @@
+"""Benchmark 2 (systematic analysis, Sec. IV-B): super-resolution with deep perceptual loss.
+
+One cell = one loss network (architecture ``arch`` truncated at extraction layer ``layer``, no
+sigmoid) x one upscaling factor:
+
+1. Johnson et al.'s transformation network (:class:`~lossnet.models.transformer.TransformerNet`)
+   is trained on random ``patch``-sized crops of an image folder (MS-COCO in the paper,
+   ``../shared/data/sr/CSun_Hays80`` here) degraded by Gaussian blur (sigma 1) + bicubic
+   downsampling (:func:`lossnet.data.sr.degrade`), with the feature reconstruction loss of
+   Eq. 3, ``||phi(x_hat) - phi(x)||^2 / (C H W)``;
+2. after every epoch it is validated on held-out images (the last ``val_images`` files of the
+   folder, central crops) and the epoch with the best PSNR is kept -- the paper's guard against
+   models that collapse to black images;
+3. the kept model super-resolves the full images of Set5, Set14 and BSD100 (CSet5, CSet14, CBSD68
+   here); the scores are their mean PSNR and SSIM (:mod:`lossnet.eval.sr`: luma Y of BT.601,
+   ``factor`` border pixels removed, 8-bit output).
+
+Reference rows (not loss networks, computed once per sweep in :func:`prepare` and written to
+``<out>/reference.jsonl``): ``bicubic`` upsampling and the transformation network trained with
+``pixel`` loss (MSE), Johnson et al.'s baseline. The sweep's ``analysis.md`` lists them next to
+the loss networks (:func:`report_section`), with input / output / target crops.
+
+Entry points: :func:`benchmark2_cell` (Python) and ``lossnet sweep benchmark2``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from .common import ConfigError, cell_id, log
+
+NAME = "benchmark2"
+METRICS = ("psnr", "ssim")
+REFERENCES = ("bicubic", "pixel")
+
+DEFAULTS = """
+# Benchmark 2 settings (merged under the sweep settings; override any with key=value).
+factors: [4, 8]             # upscaling factors (the paper: x4 and x8); one cell per factor
+sr_root: ../shared/data/sr  # folder holding the test sets (relative paths: to the working directory)
+train_root: ../shared/data/sr/CSun_Hays80   # training images (the paper: 10k MS-COCO 2014 train images)
+test_sets: [set5, set14, bsd100]            # set5 | set14 | bsd100 (CSet5, CSet14, CBSD68) | folder names | paths
+val_images: 8               # last files of train_root held out for the per-epoch validation (paper: 100)
+val_patch: 256              # central crop of each validation image (px)
+patch: 288                  # training patch side (px, high resolution)
+n_patches: 10000            # random training patches (the paper: one per image of 10k)
+blur_sigma: 1.0             # Gaussian blur before bicubic downsampling
+antialias: true             # antialiased bicubic downsampling (as PIL / MATLAB imresize)
+references: [bicubic, pixel]  # reference rows computed once per sweep (bicubic upsampling, pixel-loss network)
+model:
+  blocks: 5                 # residual blocks (the systematic analysis: 5; Johnson et al.: 4)
+  channels: 64
+train:
+  epochs: 80                # 80 x 10k patches at batch 4 = Johnson et al.'s 200k iterations
+  batch_size: 4
+  lr: 0.001
+  weight_decay: 0.0
+tv_weight: 0.0              # total-variation regulariser (Johnson et al. cross-validated 1e-6..1e-4; the benchmark: none)
+eval:
+  colour: y                 # y (BT.601 luma, the SR convention) | rgb
+  border: null              # pixels removed on each side before scoring; null = the factor
+  quantize: true            # round outputs to 8 bits before scoring
+examples: [set5/butterfly, set14/zebra, bsd100/108005]  # test images whose outputs are saved for the crops figure
+crop: 96                    # side of the example crops (px, high resolution)
+scales:
+  quick:                    # ~1-4 min per cell on 2 CPU threads
+    factors: [4]
+    patch: 96
+    n_patches: 384
+    val_images: 6
+    val_patch: 192
+    train:
+      epochs: 4
+      batch_size: 8
+  paper:
+    factors: [4, 8]
+    train_root: null        # an MS-COCO 2014 train folder (train_root=DIR)
+"""
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------------
+
+
+def load_defaults(scale: str = "quick") -> DictConfig:
+    """:data:`DEFAULTS` with ``scales.<scale>`` merged in (presets removed)."""
+    base = OmegaConf.create(DEFAULTS)
+    scales = base.pop("scales")
+    if scale not in scales:
+        raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(scales)}")
+    return OmegaConf.merge(base, scales[scale])
+
+
+def _list(v) -> list:
+    return [v] if isinstance(v, (str, int)) else list(v)
+
+
+def _factors(cfg) -> list[int]:
+    return [int(f) for f in _list(cfg.factors)]
+
+
+def _sets(cfg) -> list[str]:
+    return [str(s) for s in _list(cfg.test_sets)]
+
+
+def set_key(name: str) -> str:
+    """Column-friendly key of a test set: ``set5`` for set5 / CSet5 / .../CSet5."""
+    base = Path(str(name)).name
+    for k, v in {"set5": "CSet5", "set14": "CSet14", "bsd100": "CBSD68"}.items():
+        if base.lower() in (k, v.lower()):
+            return k
+    return "".join(c if c.isalnum() else "_" for c in base.lower())
+
+
+def score_name(test_set: str, metric: str, factor: int) -> str:
+    """Score column, e.g. ``set5_psnr_x4``."""
+    return f"{set_key(test_set)}_{metric}_x{factor}"
+
+
+def scores(cfg) -> list:
+    """PSNR and SSIM (higher is better) for every test set and factor."""
+    from ..report.analysis import Score
+
+    return [Score(score_name(s, m, f), NAME, True) for f in _factors(cfg) for s in _sets(cfg) for m in METRICS]
+
+
+def check(cfg) -> None:
+    """Validate the benchmark-2 settings."""
+    import math
+
+    for f in _factors(cfg):
+        if f < 2 or math.log2(f) != int(math.log2(f)):
+            raise ConfigError(f"factors must be powers of two >= 2 (the transformation network upsamples by 2s), got {f}")
+        if int(cfg.patch) % f or int(cfg.patch) // f < 4:
+            raise ConfigError(f"patch={cfg.patch} must be a multiple of the factor {f} and at least 4x it")
+    if not _sets(cfg):
+        raise ConfigError("test_sets is empty")
+    bad = [r for r in _list(cfg.references) if r not in REFERENCES]
+    if bad:
+        raise ConfigError(f"references must be a subset of {list(REFERENCES)}, got {bad}")
+    if str(cfg.eval.colour) not in ("y", "rgb"):
+        raise ConfigError(f"eval.colour must be y or rgb, got {cfg.eval.colour!r}")
+    for k in ("n_patches", "val_images"):
+        if int(cfg[k]) < 1:
+            raise ConfigError(f"{k} must be >= 1, got {cfg[k]}")
+    if int(cfg.train.epochs) < 1 or int(cfg.train.batch_size) < 1:
+        raise ConfigError("train.epochs and train.batch_size must be >= 1")
+
+
+def variants(cfg) -> list[dict]:
+    """Extra cell coordinates: one cell per upscaling factor."""
+    return [{"factor": f} for f in _factors(cfg)]
+
+
+def _root(value, what: str) -> Path:
+    if not value:
+        raise ConfigError(f"benchmark2 needs {what}=DIR (see docs/benchmark2.md)")
+    p = Path(str(value)).expanduser()
+    if not p.is_dir():
+        raise ConfigError(f"{what}={value} is not a directory")
+    return p
+
+
+def _file_digest(root: Path) -> str:
+    """A cheap identity of an image folder: names and sizes of its files."""
+    import hashlib
+
+    from ..data.sr import image_files
+
+    h = hashlib.sha256()
+    for p in image_files(root):
+        h.update(f"{p.relative_to(root).as_posix()}:{p.stat().st_size};".encode())
+    return h.hexdigest()[:16]
+
+
+def identity(cfg, coords: dict) -> dict:
+    """Everything besides (arch, layer, weights, seed) that determines a cell's result."""
+    train_root = _root(cfg.train_root, "train_root")
+    return {"factor": int(coords["factor"]), "train_data": _file_digest(train_root),
+            "test_sets": _sets(cfg), "val_images": int(cfg.val_images), "val_patch": int(cfg.val_patch),
+            "patch": int(cfg.patch), "n_patches": int(cfg.n_patches), "blur_sigma": float(cfg.blur_sigma),
+            "antialias": bool(cfg.antialias), "model": OmegaConf.to_container(cfg.model, resolve=True),
+            "train": OmegaConf.to_container(cfg.train, resolve=True), "tv_weight": float(cfg.tv_weight),
+            "eval": OmegaConf.to_container(cfg.eval, resolve=True)}
+
+
+# --------------------------------------------------------------------------------------------
+# Training and evaluation
+# --------------------------------------------------------------------------------------------
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of neighbouring pixels (anisotropic TV, Johnson et al.'s regulariser)."""
+    return (x[..., 1:, :] - x[..., :-1, :]).pow(2).mean() + (x[..., :, 1:] - x[..., :, :-1]).pow(2).mean()
+
+
+class SRTask(nn.Module):
+    """The engine task: ``lr`` -> model -> Eq. 3 loss against ``hr`` (MSE when ``loss_net`` is None)."""
+
+    def __init__(self, model: nn.Module, loss_net=None, tv_weight: float = 0.0) -> None:
+        super().__init__()
+        from ..losses import FeatureReconstructionLoss
+
+        self.model = model
+        self.criterion = FeatureReconstructionLoss(loss_net) if loss_net is not None else None
+        self.tv_weight = float(tv_weight)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = self.model(batch["lr"])
+        loss = self.criterion(out, batch["hr"]) if self.criterion is not None else (out - batch["hr"]).pow(2).mean()
+        if self.tv_weight:
+            loss = loss + self.tv_weight * total_variation(out)
+        return loss
+
+
+def _to_float(x: torch.Tensor, device) -> torch.Tensor:
+    return x.to(device).float().div_(255)
+
+
+def val_psnr(upscale, val: dict[str, torch.Tensor], factor: int, cfg, device, batch: int = 8) -> float:
+    """Mean PSNR of ``upscale`` on uint8 validation pairs (the evaluation convention)."""
+    from ..eval.sr import psnr_ssim
+
+    border = factor if cfg.eval.border is None else int(cfg.eval.border)
+    vals = []
+    for i in range(0, len(val["lr"]), batch):
+        sr = upscale(_to_float(val["lr"][i:i + batch], device))
+        rows = psnr_ssim(sr.cpu(), val["hr"][i:i + batch].float() / 255, border=border, colour=str(cfg.eval.colour),
+                         quantize=bool(cfg.eval.quantize))
+        vals += [r["psnr"] for r in rows]
+    return sum(vals) / len(vals)
+
+
+def _seconds(h: list[dict]) -> float:
+    return float(sum(r["train_seconds"] + r["val_seconds"] for r in h))
+
+
+def train_sr(cfg, factor: int, loss_net, *, seed: int, ckpt_dir: Path | None, label: str = "", data=None):
+    """Train a transformation network for ``factor`` with ``loss_net`` (None: pixel loss).
+
+    Returns ``(model in eval mode, FitResult, data info)``; the kept epoch is the one with the
+    best validation PSNR (``history[i]["val_psnr"]``).
+    """
+    from ..data.sr import sr_training_data
+    from ..models.transformer import TransformerNet
+    from ..train.engine import FitConfig, fit
+
+    train, val, info = data or sr_training_data(
+        _root(cfg.train_root, "train_root"), factor=factor, patch=int(cfg.patch), n_patches=int(cfg.n_patches),
+        val_images=int(cfg.val_images), val_patch=int(cfg.val_patch), sigma=float(cfg.blur_sigma),
+        antialias=bool(cfg.antialias), seed=seed)
+    torch.manual_seed(seed)
+    model = TransformerNet(factor, int(cfg.model.blocks), int(cfg.model.channels))
+    if loss_net is not None:
+        loss_net.requires_grad_(False).eval()
+    task = SRTask(model, loss_net, float(cfg.tv_weight))
+    t = cfg.train
+    fc = FitConfig(epochs=int(t.epochs), batch_size=int(t.batch_size), lr=float(t.lr),
+                   weight_decay=float(t.weight_decay), seed=seed, device=cfg.get("device") or None,
+                   progress=bool(cfg.get("progress", False)), desc=label or "sr")
+
+    def validate(task, v, device):
+        return -val_psnr(task.model, v, factor, cfg, device)
+
+    result = fit(task, train, fc, ckpt_dir=ckpt_dir, val_data=val, validate=validate)
+    for row in result.history:
+        row["val_psnr"] = -row["val_loss"]
+    return model.eval(), result, info
+
+
+def evaluate(cfg, upscale, factor: int, device="cpu", keep_for: Path | None = None) -> dict:
+    """Mean PSNR/SSIM of ``upscale`` on every test set: ``{score column: value}`` plus the
+    per-image rows under ``"images"``. Saves the :data:`examples` outputs as PNG under ``keep_for``."""
+    from ..data.sr import load_images, resolve_test_set
+    from ..eval.sr import evaluate_sr
+
+    sr_root = _root(cfg.sr_root, "sr_root")
+    examples = {str(e).split("/", 1)[0]: str(e).split("/", 1)[1] for e in _list(cfg.examples or []) if "/" in str(e)}
+    out: dict = {"images": {}}
+    for s in _sets(cfg):
+        imgs = load_images(resolve_test_set(sr_root, s))
+        keep = [examples[set_key(s)]] if set_key(s) in examples else []
+        res = evaluate_sr(upscale, imgs, factor, sigma=float(cfg.blur_sigma), antialias=bool(cfg.antialias),
+                          border=None if cfg.eval.border is None else int(cfg.eval.border),
+                          colour=str(cfg.eval.colour), quantize=bool(cfg.eval.quantize), device=device, keep=keep)
+        for m in METRICS:
+            out[score_name(s, m, factor)] = res[m]
+        out["images"][set_key(s)] = res["images"]
+        if keep_for is not None:
+            for name, img in res["outputs"].items():
+                _save_png(img, keep_for / f"{set_key(s)}_{name}_x{factor}.png")
+    return out
+
+
+def _save_png(img: torch.Tensor, path: Path) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    Image.fromarray(img.permute(1, 2, 0).numpy()).save(tmp)
+    os.replace(tmp, path)
+
+
+def _device(cfg) -> torch.device:
+    from ..data.cache import best_device
+
+    return torch.device(cfg.get("device")) if cfg.get("device") else best_device()
+
+
+def run_model(cfg, factor: int, loss_net, *, out: Path, cell_dir: Path, examples_dir: Path, seed: int,
+              label: str = "") -> dict:
+    """Train (``loss_net`` None: pixel loss) and evaluate one transformation network."""
+    t0 = time.perf_counter()
+    model, result, info = train_sr(cfg, factor, loss_net, seed=seed, ckpt_dir=cell_dir, label=label)
+    device = _device(cfg)
+    model.to(device)
+    ev = evaluate(cfg, model, factor, device, keep_for=examples_dir)
+    images = ev.pop("images")
+    details = {"factor": factor, "best_epoch": result.best_epoch, "best_val_psnr": -result.best_val,
+               "epoch_seconds": result.epoch_seconds, "train_seconds": _seconds(result.history),
+               "history": result.history, "data": info, "images": images,
+               "collapsed": bool(max((h["val_psnr"] for h in result.history), default=0.0) < 10.0),
+               "cell_seconds": time.perf_counter() - t0}
+    return {"scores": ev, "details": details}
+
+
+def run_cell(cfg, arch: str, layer: str, coords: dict, *, loss_net, out: Path, cid: str, seed: int,
+             label: str = "") -> dict:
+    """One benchmark-2 cell with a ready single-layer loss network. Returns ``{"scores": {column:
+    value}, "details": {...}}``; resumes a half-trained network from ``out/cells/<cid>/last.pt``."""
+    from .common import loss_net_identity
+
+    factor = int(coords["factor"])
+    res = run_model(cfg, factor, loss_net, out=out, cell_dir=out / "cells" / cid,
+                    examples_dir=out / "examples" / f"{arch}_{layer}", seed=seed, label=label or f"{arch}:{layer}")
+    res["details"]["loss_net"] = loss_net_identity(loss_net)
+    return res
+
+
+# --------------------------------------------------------------------------------------------
+# Reference rows: bicubic and pixel loss
+# --------------------------------------------------------------------------------------------
+
+
+def reference_path(out: Path) -> Path:
+    return Path(out) / "reference.jsonl"
+
+
+def reference_rows(out: Path) -> list[dict]:
+    """The reference rows written by :func:`compute_references` (last row per id)."""
+    p = reference_path(out)
+    if not p.exists():
+        return []
+    rows = {}
+    for line in p.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            rows[r["ref_id"]] = r
+    return list(rows.values())
+
+
+def compute_references(cfg, out: Path, *, seed: int | None = None) -> list[dict]:
+    """Bicubic and pixel-loss rows for every factor (those not yet in ``<out>/reference.jsonl``)."""
+    from ..data.sr import bicubic_upsample
+
+    out = Path(out)
+    seed = int(cfg.get("seed", 0)) if seed is None else seed
+    have = {r["ref_id"] for r in reference_rows(out)}
+    new = []
+    for factor in _factors(cfg):
+        for ref in _list(cfg.references):
+            ident = identity(cfg, {"factor": factor})
+            if ref == "bicubic":
+                ident = {k: ident[k] for k in ("factor", "test_sets", "blur_sigma", "antialias", "eval")}
+            rid = cell_id({"benchmark": NAME, "reference": ref, "seed": seed, "setting": ident})
+            if rid in have:
+                continue
+            log(f"  benchmark2 reference {ref} x{factor} ...")
+            t0 = time.perf_counter()
+            if ref == "bicubic":
+                ev = evaluate(cfg, lambda lr: bicubic_upsample(lr, factor), factor,
+                              keep_for=out / "examples" / "bicubic")
+                details = {"images": ev.pop("images")}
+            else:
+                res = run_model(cfg, factor, None, out=out, cell_dir=out / "cells" / f"reference-{rid}",
+                                examples_dir=out / "examples" / "pixel", seed=seed, label=f"pixel x{factor}")
+                ev, details = res["scores"], res["details"]
+            row = {"ref_id": rid, "reference": ref, "factor": factor, **ev, "seconds": time.perf_counter() - t0,
+                   "seed": seed, "details": details}
+            p = reference_path(out)
+            p.parent.mkdir(parents=True, exist_ok=True)
+            with open(p, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            new.append(row)
+    return new
+
+
+def prepare(cfg, out: Path) -> None:
+    """Once per sweep, in the parent: check the folders, compute the reference rows."""
+    _root(cfg.train_root, "train_root")
+    sr_root = _root(cfg.sr_root, "sr_root")
+    from ..data.sr import resolve_test_set
+
+    for s in _sets(cfg):
+        try:
+            resolve_test_set(sr_root, s)
+        except FileNotFoundError as e:
+            raise ConfigError(str(e)) from None
+    compute_references(cfg, out)
+
+
+def benchmark2_cell(arch: str | None, layer: str | None = None, *, factor: int = 4, out: str | Path = "runs/benchmark2-cell",
+                    weights="imagenet", scale: str = "quick", seed: int = 0, overrides: dict | None = None) -> dict:
+    """Benchmark 2 for one loss network (``arch=None``: the pixel-loss baseline) from Python.
+
+    Returns ``{"arch", "layer", "factor", <score columns>, "details", "seconds"}``.
+    """
+    from ..zoo import LossNetwork
+    from .common import loss_net_identity
+
+    cfg = OmegaConf.merge(load_defaults(scale), {"factors": [factor], "seed": seed},
+                          OmegaConf.create(overrides or {}))
+    check(cfg)
+    out = Path(out)
+    t0 = time.perf_counter()
+    net = LossNetwork(arch, layers=[layer], weights=weights) if arch is not None else None
+    cid = cell_id({"benchmark": NAME, "arch": arch or "pixel", "layer": str(layer), "seed": seed,
+                   "loss_net": loss_net_identity(net) if net is not None else None,
+                   "setting": identity(cfg, {"factor": factor})})
+    if net is None:
+        res = run_model(cfg, factor, None, out=out, cell_dir=out / "cells" / cid, examples_dir=out / "examples" / "pixel",
+                        seed=seed)
+    else:
+        res = run_cell(cfg, arch, str(layer), {"factor": factor}, loss_net=net, out=out, cid=cid, seed=seed)
+    return {"arch": arch or "pixel", "layer": layer, "factor": factor, **res["scores"], "details": res["details"],
+            "seconds": time.perf_counter() - t0}
+
+
+# --------------------------------------------------------------------------------------------
+# Report: the loss networks next to bicubic and pixel loss, with crops
+# --------------------------------------------------------------------------------------------
+
+
+def _example_images(cfg) -> list[tuple[str, str]]:
+    return [tuple(str(e).split("/", 1)) for e in _list(cfg.get("examples") or []) if "/" in str(e)]
+
+
+def crops_figure(out: Path, cfg, labels: list[str], factor: int, path: Path, max_models: int = 6) -> Path | None:
+    """Input (nearest-neighbour enlarged) / bicubic / model outputs / target crops of the example
+    test images, from the PNGs the cells saved under ``out/examples/<label>/``."""
+    from ..data.sr import center_patch, degrade, load_images, modcrop, read_image, resolve_test_set
+    from ..report.figures import image_grid
+
+    out, size = Path(out), int(cfg.get("crop", 96))
+    cols = ["bicubic", "pixel"] + [lab for lab in labels if lab not in ("bicubic", "pixel")][:max_models]
+    grid, names = [], []
+    for key, name in _example_images(cfg):
+        files = {lab: out / "examples" / lab / f"{key}_{name}_x{factor}.png" for lab in cols}
+        if not any(f.exists() for f in files.values()):
+            continue
+        try:
+            folder = resolve_test_set(_root(cfg.sr_root, "sr_root"), key)
+        except (FileNotFoundError, ConfigError):
+            continue
+        hr = dict(load_images(folder)).get(name)
+        if hr is None:
+            continue
+        hr = modcrop(hr, factor)
+        lr = degrade(hr.float().div(255)[None], factor, float(cfg.blur_sigma), antialias=bool(cfg.antialias))
+        lr_big = torch.nn.functional.interpolate(lr, scale_factor=factor, mode="nearest")[0]
+        row = [("input (x%d nearest)" % factor, center_patch(lr_big.mul(255).round().to(torch.uint8), size))]
+        for lab in cols:
+            row.append((lab, center_patch(read_image(files[lab]), size) if files[lab].exists() else None))
+        row.append(("target", center_patch(hr, size)))
+        grid.append(row)
+        names.append(f"{key}/{name}")
+    if not grid:
+        return None
+    return image_grid(grid, path, row_labels=names, title=f"x{factor} super-resolution, central {size}px crops")
+
+
+def report_section(out: Path, rows: list[dict], figures: Path, md_dir: Path) -> str:
+    """Markdown: per factor, PSNR/SSIM of every finished cell next to the reference rows, and the crops figure."""
+    import os as _os
+
+    from ..report.tables import md_table
+
+    out = Path(out)
+    man = json.loads((out / "sweep.json").read_text())
+    cfg = OmegaConf.create(man["config"])
+    refs = reference_rows(out)
+    ok = [r for r in rows if r.get("status", "ok") == "ok"]
+    lines = ["## Benchmark 2: super-resolution next to the references", "",
+             f"Test PSNR (dB) / SSIM, {cfg.eval.colour.upper() if cfg.eval.colour == 'y' else 'RGB'} channel"
+             f"{'s' if cfg.eval.colour == 'rgb' else ''}, {('factor' if cfg.eval.border is None else cfg.eval.border)}"
+             "-pixel border removed, 8-bit outputs (docs/benchmark2.md). Bicubic: upsampling of the degraded input; "
+             "pixel: the transformation network trained with MSE (Johnson et al.'s baseline). Sorted by the first "
+             "column; bold: better than bicubic.", ""]
+    for factor in _factors(cfg):
+        cols = [score_name(s, m, factor) for s in _sets(cfg) for m in METRICS]
+        bic = next((r for r in refs if r["reference"] == "bicubic" and r["factor"] == factor), None)
+        entries = [(r["reference"], r) for r in refs if r["factor"] == factor]
+        entries += [(f"{r['arch']}:{r['layer']}", r) for r in ok if int(r.get("factor", factor)) == factor]
+        if not entries:
+            continue
+        entries.sort(key=lambda e: -(e[1].get(cols[0]) or float("-inf")))
+
+        def cell(r, c):
+            v = r.get(c)
+            if v is None:
+                return "-"
+            s = f"{v:.2f}" if "psnr" in c else f"{v:.3f}"
+            return f"**{s}**" if bic is not None and r is not bic and bic.get(c) is not None and v > bic[c] else s
+
+        lines += [f"### x{factor}", "", md_table(["model"] + cols, [[lab] + [cell(r, c) for c in cols]
+                                                                     for lab, r in entries]), ""]
+        collapsed = [lab for lab, r in entries if (r.get("details") or {}).get("collapsed")]
+        if collapsed:
+            lines += [f"Collapsed during training (best validation PSNR < 10 dB): {', '.join(collapsed)}.", ""]
+        labels = [f"{r['arch']}_{r['layer']}" for _, r in entries if "arch" in r]
+        fig = crops_figure(out, cfg, labels, factor, Path(figures) / f"benchmark2_crops_x{factor}.png")
+        if fig is not None:
+            lines += [f"![x{factor} crops]({Path(_os.path.relpath(fig, md_dir)).as_posix()})", ""]
+    return "\n".join(lines)
