@@ -195,3 +195,9 @@ def test_benchmark2_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="train_root"):
         run_sweep("benchmark2", ["loss_net=alexnet", "layer=E", "weights=random", f"train_root={tmp_path / 'nope'}",
                                  f"out={tmp_path}"])
+
+
+def test_residual_transformer_starts_at_bicubic():
+    net = TransformerNet(4, blocks=1, channels=8, residual=True).eval()
+    lr = _img(5, 12, 16)
+    assert torch.allclose(net(lr), bicubic_upsample(lr, 4), atol=1e-6)

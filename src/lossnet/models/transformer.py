@@ -7,6 +7,12 @@ convolution per factor of two, and a 9x9 convolution to RGB. Every convolution b
 followed by batch norm and ReLU; the output is a scaled tanh, ``(tanh(x) + 1) / 2`` in [0, 1].
 The systematic-analysis paper uses five residual blocks (Johnson et al. four); 64 channels.
 
+``residual=True`` (not in the paper; lossnet's quick scale) predicts a correction to bicubic
+upsampling instead: ``clamp(bicubic(x) + c9s1-3(...), 0, 1)`` with the last convolution
+initialised to zero, so training starts from bicubic quality. Johnson et al.'s network has to
+learn the whole image from scratch, which takes far more iterations than a 2-core CPU affords
+(about 21 dB against bicubic's 29 dB on held-out images after 400 iterations).
+
 Input (N, 3, h, w) in [0, 1] -> output (N, 3, h * factor, w * factor) in [0, 1]; fully
 convolutional, so it is applied to whole test images.
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -42,16 +49,17 @@ class TransformerNet(nn.Module):
         factor: upscaling factor, a power of two >= 2.
         blocks: residual blocks (the systematic analysis: 5; Johnson et al.: 4).
         channels: feature channels (64 in both papers).
+        residual: predict a correction to bicubic upsampling (see the module docstring).
     """
 
-    def __init__(self, factor: int = 4, blocks: int = 5, channels: int = 64) -> None:
+    def __init__(self, factor: int = 4, blocks: int = 5, channels: int = 64, residual: bool = False) -> None:
         super().__init__()
         ups = math.log2(factor) if factor >= 2 else -1
         if ups != int(ups) or ups < 1:
             raise ValueError(f"factor must be a power of two >= 2 (x2, x4, x8), got {factor}")
         if blocks < 0 or channels < 1:
             raise ValueError(f"blocks must be >= 0 and channels >= 1, got {blocks}, {channels}")
-        self.factor, self.blocks, self.channels = int(factor), int(blocks), int(channels)
+        self.factor, self.blocks, self.channels, self.residual = int(factor), int(blocks), int(channels), bool(residual)
         c = channels
         self.head = nn.Sequential(_conv(3, c, 9), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
         self.body = nn.Sequential(*[ResidualBlock(c) for _ in range(blocks)])
@@ -61,9 +69,15 @@ class TransformerNet(nn.Module):
                    nn.ReLU(inplace=True)]
         self.up = nn.Sequential(*up)
         self.tail = _conv(c, 3, 9)
+        if self.residual:
+            nn.init.zeros_(self.tail.weight)
+            nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected images (N, 3, h, w), got {tuple(x.shape)}")
         y = self.tail(self.up(self.body(self.head(x))))
+        if self.residual:
+            base = F.interpolate(x, scale_factor=self.factor, mode="bicubic", align_corners=False)
+            return (base + y).clamp(0, 1)
         return (torch.tanh(y) + 1) / 2
