@@ -61,12 +61,13 @@ def psnr_ssim(sr: torch.Tensor, hr: torch.Tensor, *, border: int = 0, colour: st
     out = []
     for i in range(len(a)):
         p = peak_signal_noise_ratio(a[i:i + 1].double(), b[i:i + 1].double(), data_range=1.0)
-        _, full = structural_similarity_index_measure(a[i:i + 1].double(), b[i:i + 1].double(), data_range=1.0,
+        # float32: float64 convolutions are ~10x slower on CPU; the SSIM differs by < 1e-6
+        _, full = structural_similarity_index_measure(a[i:i + 1].float(), b[i:i + 1].float(), data_range=1.0,
                                                       gaussian_kernel=True, sigma=1.5, kernel_size=11,
                                                       return_full_image=True)
         # torchmetrics averages over reflection-padded windows too; keep the windows inside the
         # image (Wang et al.'s and scikit-image's convention)
-        s = full[..., _SSIM_PAD:-_SSIM_PAD, _SSIM_PAD:-_SSIM_PAD].mean()
+        s = full[..., _SSIM_PAD:-_SSIM_PAD, _SSIM_PAD:-_SSIM_PAD].double().mean()
         out.append({"psnr": float(p), "ssim": float(s)})
     return out
 
