@@ -157,7 +157,7 @@ def _fake_sr_root(root):
 
 
 def test_benchmark2_sweep_with_references_and_crops(tmp_path):
-    from lossnet.experiments.benchmark2 import reference_rows
+    from lossnet.experiments.common import reference_rows
     from lossnet.experiments.common import ResultsTable
     from lossnet.experiments.sweep import run_sweep
 
@@ -180,10 +180,10 @@ def test_benchmark2_sweep_with_references_and_crops(tmp_path):
     assert "Benchmark 2: super-resolution next to the references" in md and "| bicubic |" in md
     assert (out / "figures" / "benchmark2_crops_x4.png").exists()
     # a rerun computes nothing: cells and references are done
-    n_ref = len((out / "reference.jsonl").read_text().splitlines())
+    n_ref = len(reference_rows(out))
     seen = []
     run_sweep("benchmark2", args, on_row=seen.append)
-    assert seen == [] and len((out / "reference.jsonl").read_text().splitlines()) == n_ref
+    assert seen == [] and len(ResultsTable(out / "reference").rows()) == n_ref
 
 
 def test_benchmark2_config_errors(tmp_path):

@@ -16,7 +16,7 @@ sigmoid) x one upscaling factor:
    ``factor`` border pixels removed, 8-bit output).
 
 Reference rows (not loss networks, computed once per sweep in :func:`prepare` and written to
-``<out>/reference.jsonl``): ``bicubic`` upsampling and the transformation network trained with
+``<out>/reference/results.jsonl``): ``bicubic`` upsampling and the transformation network trained with
 ``pixel`` loss (MSE), Johnson et al.'s baseline. The sweep's ``analysis.md`` lists them next to
 the loss networks (:func:`report_section`), with input / output / target crops.
 
@@ -34,7 +34,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from .common import ConfigError, cell_id, log
+from .common import ConfigError, cell_id, reference_rows
 
 NAME = "benchmark2"
 METRICS = ("psnr", "ssim")
@@ -354,57 +354,35 @@ def run_cell(cfg, arch: str, layer: str, coords: dict, *, loss_net, out: Path, c
 # --------------------------------------------------------------------------------------------
 
 
-def reference_path(out: Path) -> Path:
-    return Path(out) / "reference.jsonl"
-
-
-def reference_rows(out: Path) -> list[dict]:
-    """The reference rows written by :func:`compute_references` (last row per id)."""
-    p = reference_path(out)
-    if not p.exists():
-        return []
-    rows = {}
-    for line in p.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            rows[r["ref_id"]] = r
-    return list(rows.values())
-
-
 def compute_references(cfg, out: Path, *, seed: int | None = None) -> list[dict]:
-    """Bicubic and pixel-loss rows for every factor (those not yet in ``<out>/reference.jsonl``)."""
+    """Bicubic and pixel-loss rows for every factor, computed once into ``<out>/reference/``
+    (:func:`~lossnet.experiments.common.ensure_reference`)."""
     from ..data.sr import bicubic_upsample
+    from .common import ensure_reference
 
     out = Path(out)
     seed = int(cfg.get("seed", 0)) if seed is None else seed
-    have = {r["ref_id"] for r in reference_rows(out)}
-    new = []
+    rows = []
     for factor in _factors(cfg):
         for ref in _list(cfg.references):
             ident = identity(cfg, {"factor": factor})
             if ref == "bicubic":
                 ident = {k: ident[k] for k in ("factor", "test_sets", "blur_sigma", "antialias", "eval")}
-            rid = cell_id({"benchmark": NAME, "reference": ref, "seed": seed, "setting": ident})
-            if rid in have:
-                continue
-            log(f"  benchmark2 reference {ref} x{factor} ...")
-            t0 = time.perf_counter()
-            if ref == "bicubic":
-                ev = evaluate(cfg, lambda lr: bicubic_upsample(lr, factor), factor,
-                              keep_for=out / "examples" / "bicubic")
-                details = {"images": ev.pop("images")}
-            else:
-                res = run_model(cfg, factor, None, out=out, cell_dir=out / "cells" / f"reference-{rid}",
-                                examples_dir=out / "examples" / "pixel", seed=seed, label=f"pixel x{factor}")
-                ev, details = res["scores"], res["details"]
-            row = {"ref_id": rid, "reference": ref, "factor": factor, **ev, "seconds": time.perf_counter() - t0,
-                   "seed": seed, "details": details}
-            p = reference_path(out)
-            p.parent.mkdir(parents=True, exist_ok=True)
-            with open(p, "a") as fh:
-                fh.write(json.dumps(row) + "\n")
-            new.append(row)
-    return new
+
+            def compute(rid, ref=ref, factor=factor):
+                if ref == "bicubic":
+                    ev = evaluate(cfg, lambda lr: bicubic_upsample(lr, factor), factor,
+                                  keep_for=out / "examples" / "bicubic")
+                    details = {"images": ev.pop("images")}
+                else:
+                    res = run_model(cfg, factor, None, out=out, cell_dir=out / "cells" / f"reference-{rid}",
+                                    examples_dir=out / "examples" / "pixel", seed=seed, label=f"pixel x{factor}")
+                    ev, details = res["scores"], res["details"]
+                return {"reference": ref, "factor": factor, **ev, "seed": seed, "details": details}
+
+            rows.append(ensure_reference(out, {"benchmark": NAME, "reference": ref, "seed": seed, "setting": ident},
+                                         compute, f"{ref} x{factor}"))
+    return rows
 
 
 def prepare(cfg, out: Path) -> None:

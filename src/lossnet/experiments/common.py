@@ -22,6 +22,7 @@ import math
 import os
 import platform
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -564,3 +565,38 @@ def remove_checkpoints(cell_dir: Path) -> None:
 
 def fmt_score(metric: str, value: float) -> str:
     return f"{value:.2f} px" if metric == "position_error" else f"{100 * value:.1f} %"
+
+
+# --------------------------------------------------------------------------------------------
+# Reference rows of a sweep (baselines that are not loss networks: bicubic, pixel loss, BCE only)
+# --------------------------------------------------------------------------------------------
+
+
+def reference_table(out: str | os.PathLike) -> ResultsTable:
+    """The reference rows of a sweep directory: ``<out>/reference/results.jsonl`` (+ ``.csv``)."""
+    return ResultsTable(Path(out) / "reference")
+
+
+def reference_rows(out: str | os.PathLike) -> list[dict]:
+    """The reference rows of ``out`` (the last row per ``ref_id``, in first-seen order)."""
+    rows: dict[str, dict] = {}
+    for r in reference_table(out).rows():
+        rows[r["ref_id"]] = r
+    return list(rows.values())
+
+
+def ensure_reference(out: str | os.PathLike, spec: dict, compute: Callable[[str], dict], label: str) -> dict:
+    """The reference row identified by ``spec`` (its ``ref_id`` is :func:`cell_id` of it): read
+    from ``out`` when present, else ``compute(ref_id) -> row fields`` is run, timed, appended
+    durably and returned."""
+    rid = cell_id(spec)
+    for r in reference_rows(out):
+        if r["ref_id"] == rid:
+            return r
+    log(f"  reference {label} ...")
+    t0 = time.perf_counter()
+    row = {"ref_id": rid, **compute(rid)}
+    row["seconds"] = time.perf_counter() - t0
+    row.update({"spec": spec, **environment(), "timestamp": utc_now()})
+    reference_table(out).append(row)
+    return row

@@ -3,10 +3,12 @@ loss networks, resumable, in parallel, then the cross-analysis.
 
 A *cell* is (architecture, extraction layer E/S/M/L[, benchmark coordinates such as the dataset]).
 Each benchmark is a :class:`Benchmark` in :data:`BENCHMARKS` (``benchmark1``: perceptual
-similarity, ``benchmark4``: autoencoding; benchmarks 2 and 3 plug in with
-:func:`register_benchmark`): its default settings (YAML, with ``scales``), its score columns
-(:class:`~lossnet.report.analysis.Score`), the extra cell coordinates, what enters a cell's id,
-a one-off ``prepare`` step and the cell function.
+similarity, ``benchmark2``: super-resolution, ``benchmark3``: delineation, ``benchmark4``:
+autoencoding; more plug in with :func:`register_benchmark`): its default settings (YAML, with
+``scales``), its score columns (:class:`~lossnet.report.analysis.Score`), the extra cell
+coordinates, what enters a cell's id, a one-off ``prepare`` step (e.g. data generation, the
+reference rows that are not loss networks: bicubic / pixel loss / BCE only), the cell function
+and an optional report section.
 
 Run directory (``out=``, default ``runs/sweep-BENCHMARK``):
 
@@ -42,6 +44,7 @@ import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -287,23 +290,30 @@ def _b4_run(req: CellRequest) -> dict:
     return res
 
 
-def _b2_run(req: CellRequest) -> dict:
-    from . import benchmark2 as b2
+def _run_cell_of(module: str, req: CellRequest) -> dict:
+    """A cell of a benchmark module with a ``run_cell(cfg, arch, layer, coords, *, loss_net, out,
+    cid, seed, label)`` (benchmarks 2 and 3): the request's single-layer loss network, no sigmoid."""
+    import importlib
 
+    mod = importlib.import_module(f"{__package__}.{module}")
     net = req.loss_network()
-    res = b2.run_cell(req.config, req.arch, req.layer, req.coords, loss_net=net, out=Path(req.out), cid=req.cid,
-                      seed=req.seed, label=req.label)
+    res = mod.run_cell(req.config, req.arch, req.layer, req.coords, loss_net=net, out=Path(req.out), cid=req.cid,
+                       seed=req.seed, label=req.label)
     res["details"]["weights_source"] = net.weights_source
     return res
 
 
 def _builtin_benchmarks() -> None:
     from . import benchmark2 as b2
+    from . import benchmark3 as b3
     from . import benchmark4 as b4
 
     register_benchmark(Benchmark("benchmark2", "super-resolution (Johnson et al. transformation network, PSNR/SSIM)",
-                                 b2.DEFAULTS, b2.scores, _b2_run, variants=b2.variants, identity=b2.identity,
+                                 b2.DEFAULTS, b2.scores, partial(_run_cell_of, "benchmark2"), variants=b2.variants, identity=b2.identity,
                                  prepare=b2.prepare, check=b2.check, report=b2.report_section), overwrite=True)
+    register_benchmark(Benchmark("benchmark3", "delineation (iterative U-Net, BCE + mu x topology loss)",
+                                 b3.DEFAULTS, b3.scores, partial(_run_cell_of, "benchmark3"), identity=b3.identity, prepare=b3.prepare,
+                                 check=b3.check, report=b3.report_section), overwrite=True)
 
     register_benchmark(Benchmark("benchmark1", "perceptual similarity (BAPPS 2AFC/JND, or the offline proxy)",
                                  B1_DEFAULTS, _b1_scores, _b1_run, identity=_b1_identity, prepare=_b1_prepare,

@@ -1,0 +1,587 @@
+"""Benchmark 3 (systematic analysis, Sec. IV-C): delineation with a topology-aware loss.
+
+One cell = one loss network (architecture ``arch`` truncated at extraction layer ``layer`` in
+E/S/M/L, no sigmoid, ImageNet normalisation) used as the topology loss of Mosinska et al.
+(CVPR 2018, "Beyond the pixel-wise loss for topology-aware delineation"):
+
+1. a U-Net (:class:`~lossnet.models.unet.UNet`) applied iteratively ``iterations`` (3) times
+   (:class:`~lossnet.models.unet.IterativeUNet`: iteration k sees the image and the probability
+   map of iteration k-1, a blank map at k = 1; gradients flow through all iterations unless
+   ``detach=true``) is trained with ``L = L_bce + mu * L_top`` (Eq. 4, ``mu = 0.01``) per
+   iteration, where ``L_top`` is the feature reconstruction loss of Eq. 5 between the loss
+   network's features of the predicted probability map and of the ground-truth map (both
+   repeated to 3 channels); the iterations' losses are combined with ``iteration_weights``:
+   ``linear`` (Mosinska: ``sum_k k L_k / sum_k k``, later iterations weigh more; default),
+   ``uniform`` or ``last`` (final iteration only);
+2. the epoch with the best validation quality (``validation=quality``, default; ``loss``: the
+   training loss on the validation part) is kept;
+3. the scores are completeness, correctness and quality (Wiedemann et al. 1998,
+   :mod:`lossnet.eval.delineation`: thresholded at 0.5, thinned, tolerance 3 px, counts summed
+   over the test set) of the last iteration on the test set.
+
+A cell without a loss network (``loss_net=None``) is the BCE-only baseline (``mu`` ignored);
+:func:`run_baseline_and_topology` runs both.
+
+Data: ``dataset=massachusetts`` (the paper: the Massachusetts Roads Dataset, official
+train/valid/test splits, 300 x 300 tiles resized to 224 x 224, :func:`~lossnet.data.roads.
+load_massachusetts_roads`) or ``dataset=synthetic`` (:func:`~lossnet.data.roads.
+synthetic_curvilinear`: a seeded training set, 80/20 train/validation, and a separate test set
+drawn with another seed). The data are built once per run directory and cached in
+``<out>/data/benchmark3-<hash>.pt`` (:func:`prepare`).
+
+Paper scale: MRD, 224 x 224, U-Net base 64 / depth 4 (Ronneberger), 100 epochs. Quick scale: a
+small synthetic road set at 96 x 96, U-Net base 8 / depth 3, 10 epochs (docs/benchmark3.md has
+the timings and measured scores).
+
+Entry points: :func:`benchmark3_cell` (one cell, from Python), :func:`run_baseline_and_topology`,
+and the sweep (:mod:`lossnet.experiments.sweep`) through :data:`DEFAULTS`, :func:`scores`,
+:func:`check`, :func:`identity`, :func:`prepare` and :func:`run_cell`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from .common import ConfigError
+
+NAME = "benchmark3"
+
+SCORE_NAMES = ("completeness", "correctness", "quality")
+
+ITERATION_WEIGHTS = ("linear", "uniform", "last")
+
+DEFAULTS = """
+# Benchmark 3 settings (merged under the sweep settings; override any with key=value).
+dataset: synthetic          # synthetic (offline generator) | massachusetts (the paper: MRD official files)
+data_root: null             # massachusetts: the folder holding tiff/{train,val,test}{,_labels}/
+size: 224                   # input side (the paper: 224 x 224 patches)
+synthetic:
+  kind: roads               # roads | cracks
+  n_train: 2000             # training images (80/20 train/validation inside)
+  n_test: 400
+  train_seed: 0
+  test_seed: 1              # a different seed: test images are never training images
+massachusetts:
+  mode: tiles               # tiles: tile x tile crops resized to size | resize: whole 1500 px images resized
+  tile: 300                 # 1500 = 5 x 300: 25 tiles per image
+  max_blank: 0.5            # skip tiles more than half white no-data
+  max_train: null           # seeded subset of the training tiles (null: all)
+  max_test: null
+  validation: official      # official (MRD valid split) | split (80/20 of the training tiles)
+unet:
+  base: 64                  # Ronneberger et al.: 64 channels at the first level, 4 poolings
+  depth: 4
+  up: transpose             # transpose | bilinear
+iterations: 3               # U-Net applications, in training and testing
+detach: false               # true: no gradient through the previous iteration's output
+mu: 0.01                    # L = L_bce + mu L_top (Eq. 4)
+iteration_weights: linear   # linear (Mosinska: sum_k k L_k / sum_k k) | uniform | last
+tolerance: 3                # completeness/correctness buffer rho, pixels
+threshold: 0.5              # prediction > threshold is road
+validation: quality         # quality: keep the epoch with the best validation quality | loss
+baseline: true              # sweeps: train the BCE-only U-Net once as the reference row (lossnet report lists it)
+train:
+  epochs: 100               # the systematic analysis: 100
+  batch_size: 8
+  lr: 0.0001
+  weight_decay: 0.0
+  val_fraction: 0.2
+  patience: null
+
+scales:
+  quick:                    # 1 CPU thread: ~1.5 min per cell (BCE, AlexNet), ~10+ with VGG-16 M (docs/benchmark3.md)
+    size: 96
+    synthetic:
+      n_train: 192
+      n_test: 64
+    unet:
+      base: 8
+      depth: 3
+    train:
+      epochs: 10
+      batch_size: 4
+      lr: 0.003
+  paper:
+    dataset: massachusetts
+"""
+
+
+def load_defaults(scale: str = "quick") -> DictConfig:
+    """:data:`DEFAULTS` with ``scales.<scale>`` merged in (presets removed)."""
+    base = OmegaConf.create(DEFAULTS)
+    scales = base.pop("scales")
+    if scale not in scales:
+        raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(scales)}")
+    return OmegaConf.merge(base, scales[scale])
+
+
+def scores(cfg) -> list:
+    """The three :class:`~lossnet.report.analysis.Score` columns (fractions, higher is better)."""
+    from ..report.analysis import Score
+
+    return [Score(n, NAME, True) for n in SCORE_NAMES]
+
+
+def check(cfg) -> None:
+    """Validate the benchmark-3 settings."""
+    if cfg.dataset not in ("synthetic", "massachusetts"):
+        raise ConfigError(f"dataset must be synthetic or massachusetts, got {cfg.dataset!r}")
+    size, depth = int(cfg.size), int(cfg.unet.depth)
+    if not 1 <= depth <= 6:
+        raise ConfigError(f"unet.depth must be in 1..6, got {depth}")
+    if size < 16 or size % 2 ** depth:
+        raise ConfigError(f"size must be >= 16 and divisible by 2^unet.depth = {2 ** depth}, got {size}")
+    if int(cfg.unet.base) < 1:
+        raise ConfigError(f"unet.base must be >= 1, got {cfg.unet.base}")
+    if cfg.unet.up not in ("transpose", "bilinear"):
+        raise ConfigError(f"unet.up must be transpose or bilinear, got {cfg.unet.up!r}")
+    if int(cfg.iterations) < 1:
+        raise ConfigError(f"iterations must be >= 1, got {cfg.iterations}")
+    if str(cfg.iteration_weights) not in ITERATION_WEIGHTS:
+        raise ConfigError(f"iteration_weights must be one of {', '.join(ITERATION_WEIGHTS)}, "
+                          f"got {cfg.iteration_weights!r}")
+    if float(cfg.mu) < 0:
+        raise ConfigError(f"mu must be >= 0, got {cfg.mu}")
+    if float(cfg.tolerance) < 0:
+        raise ConfigError(f"tolerance must be >= 0 pixels, got {cfg.tolerance}")
+    if not 0 < float(cfg.threshold) < 1:
+        raise ConfigError(f"threshold must be in (0, 1), got {cfg.threshold}")
+    if cfg.validation not in ("quality", "loss"):
+        raise ConfigError(f"validation must be quality or loss, got {cfg.validation!r}")
+    if int(cfg.train.epochs) < 1 or int(cfg.train.batch_size) < 1 or float(cfg.train.lr) <= 0:
+        raise ConfigError(f"train.epochs, train.batch_size must be >= 1 and train.lr > 0, got {cfg.train.epochs}, "
+                          f"{cfg.train.batch_size}, {cfg.train.lr}")
+    if cfg.dataset == "synthetic":
+        s = cfg.synthetic
+        if s.kind not in ("roads", "cracks"):
+            raise ConfigError(f"synthetic.kind must be roads or cracks, got {s.kind!r}")
+        if int(s.n_train) < 5 or int(s.n_test) < 1:
+            raise ConfigError(f"synthetic.n_train must be >= 5 and synthetic.n_test >= 1, got {s.n_train}, {s.n_test}")
+    else:
+        m = cfg.massachusetts
+        if m.mode not in ("tiles", "resize"):
+            raise ConfigError(f"massachusetts.mode must be tiles or resize, got {m.mode!r}")
+        if m.validation not in ("official", "split"):
+            raise ConfigError(f"massachusetts.validation must be official or split, got {m.validation!r}")
+
+
+def _data_identity(cfg) -> dict:
+    d = {"dataset": str(cfg.dataset), "size": int(cfg.size)}
+    if cfg.dataset == "synthetic":
+        s = cfg.synthetic
+        d["synthetic"] = {"kind": str(s.kind), "n_train": int(s.n_train), "n_test": int(s.n_test),
+                          "train_seed": int(s.train_seed), "test_seed": int(s.test_seed)}
+    else:
+        m = cfg.massachusetts
+        d["massachusetts"] = {"mode": str(m.mode), "tile": int(m.tile), "max_blank": float(m.max_blank),
+                              "max_train": None if m.max_train is None else int(m.max_train),
+                              "max_test": None if m.max_test is None else int(m.max_test),
+                              "validation": str(m.validation)}
+    return d
+
+
+def identity(cfg, coords: dict) -> dict:
+    """Everything besides (arch, layer, weights, seed) that determines a cell's result."""
+    t = cfg.train
+    return {"data": _data_identity(cfg),
+            "unet": {"base": int(cfg.unet.base), "depth": int(cfg.unet.depth), "up": str(cfg.unet.up)},
+            "iterations": int(cfg.iterations), "detach": bool(cfg.detach), "mu": float(cfg.mu),
+            "iteration_weights": str(cfg.iteration_weights), "tolerance": float(cfg.tolerance),
+            "threshold": float(cfg.threshold), "validation": str(cfg.validation),
+            "train": {"epochs": int(t.epochs), "batch_size": int(t.batch_size), "lr": float(t.lr),
+                      "weight_decay": float(t.weight_decay), "val_fraction": float(t.val_fraction),
+                      "patience": None if t.patience is None else int(t.patience)}}
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+
+def data_file(cfg, out: Path) -> Path:
+    """Where the cell data of these settings are cached: ``<out>/data/benchmark3-<hash>.pt``."""
+    h = hashlib.sha256(json.dumps(_data_identity(cfg), sort_keys=True).encode()).hexdigest()[:12]
+    return Path(out) / "data" / f"benchmark3-{h}.pt"
+
+
+def _build_data(cfg) -> dict[str, torch.Tensor]:
+    """``train_image``/``train_mask``, ``test_image``/``test_mask`` and, for MRD with the official
+    validation split, ``val_image``/``val_mask`` (uint8; masks in {0, 255})."""
+    from ..data.roads import load_massachusetts_roads, synthetic_curvilinear
+    from .common import subset
+
+    size = int(cfg.size)
+    if cfg.dataset == "synthetic":
+        s = cfg.synthetic
+        parts = {"train": synthetic_curvilinear(int(s.n_train), size, int(s.train_seed), str(s.kind)),
+                 "test": synthetic_curvilinear(int(s.n_test), size, int(s.test_seed), str(s.kind))}
+    else:
+        m = cfg.massachusetts
+        root = Path(str(cfg.data_root)).expanduser()
+        kw = dict(size=size, mode=str(m.mode), tile=int(m.tile), max_blank=float(m.max_blank),
+                  progress=bool(cfg.get("progress", False)))
+        splits = {"train": "train", "test": "test"}
+        if m.validation == "official":
+            splits["val"] = "valid"
+        try:
+            parts = {k: load_massachusetts_roads(root, s, **kw) for k, s in splits.items()}
+        except (FileNotFoundError, ValueError) as e:
+            raise ConfigError(str(e)) from None
+        for key, limit in (("train", m.max_train), ("test", m.max_test)):
+            idx = subset(len(parts[key]), None if limit is None else int(limit), 0)
+            if idx is not None:
+                p = parts[key]
+                p.images, p.masks = p.images[idx].contiguous(), p.masks[idx].contiguous()
+    out = {}
+    for k, p in parts.items():
+        out[f"{k}_image"], out[f"{k}_mask"] = p.images, p.masks
+    return out
+
+
+def load_cell_data(cfg, out: Path) -> dict[str, torch.Tensor]:
+    """The cell data (:func:`_build_data`), read from / written to :func:`data_file` (atomic)."""
+    f = data_file(cfg, out)
+    if f.exists():
+        return torch.load(f, map_location="cpu", weights_only=True, mmap=True)
+    data = _build_data(cfg)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_suffix(f".tmp{os.getpid()}")
+    torch.save(data, tmp)
+    os.replace(tmp, f)
+    return data
+
+
+def prepare(cfg, out: Path) -> None:
+    """Once per sweep, in the parent: check the MRD root, build the data cache and (``baseline``)
+    train the BCE-only reference (:func:`compute_baseline`)."""
+    prepare_data(cfg, out)
+    if cfg.get("baseline", True):
+        compute_baseline(cfg, Path(out))
+
+
+def compute_baseline(cfg, out: Path, *, seed: int | None = None) -> dict:
+    """The BCE-only U-Net (no topology loss) as a reference row of ``out`` (computed once)."""
+    from .common import ensure_reference
+
+    seed = int(cfg.get("seed", 0)) if seed is None else seed
+
+    def compute(rid):
+        res = run_cell(cfg, None, None, {}, loss_net=None, out=out, cid=f"reference-{rid}", seed=seed, label="bce only")
+        return {"reference": "bce", **res["scores"], "seed": seed, "details": res["details"]}
+
+    return ensure_reference(out, {"benchmark": NAME, "reference": "bce", "seed": seed, "setting": identity(cfg, {})},
+                            compute, "BCE only (no topology loss)")
+
+
+def prepare_data(cfg, out: Path) -> None:
+    """Check the MRD root and build the data cache."""
+    if cfg.dataset == "massachusetts":
+        if not cfg.get("data_root"):
+            raise ConfigError("benchmark3 on the Massachusetts Roads Dataset reads the official files: pass "
+                              "data_root=DIR (the folder holding tiff/train, tiff/train_labels, ...; "
+                              "docs/benchmark3.md)")
+        if not Path(str(cfg.data_root)).expanduser().is_dir():
+            raise ConfigError(f"data_root={cfg.data_root} is not a directory")
+    load_cell_data(cfg, Path(out))
+
+
+# --------------------------------------------------------------------------------------------
+# The task
+# --------------------------------------------------------------------------------------------
+
+
+def iteration_weights(kind: str, iterations: int) -> list[float]:
+    """Normalised weights of the iterations' losses: ``linear`` k / sum k (Mosinska et al.),
+    ``uniform`` 1 / K, ``last`` (0, ..., 0, 1)."""
+    if kind == "linear":
+        z = iterations * (iterations + 1) / 2
+        return [k / z for k in range(1, iterations + 1)]
+    if kind == "uniform":
+        return [1.0 / iterations] * iterations
+    if kind == "last":
+        return [0.0] * (iterations - 1) + [1.0]
+    raise ValueError(f"iteration_weights must be one of {', '.join(ITERATION_WEIGHTS)}, got {kind!r}")
+
+
+class DelineationTask(nn.Module):
+    """The training task of :func:`~lossnet.train.engine.fit`: ``loss(batch)`` with ``batch =
+    {"image": (N, 3, H, W) in [0, 1], "mask": (N, 1, H, W) in {0, 1}}`` is
+    ``sum_k w_k (BCE(p_k, y) + mu * L_top(p_k, y))`` over the iterations' probability maps ``p_k``.
+
+    The loss network is held outside the module's state (it is frozen; checkpoints stay small)
+    and moved to the batch's device on first use. ``loss_net=None``: BCE only.
+    """
+
+    def __init__(self, model, loss_net=None, mu: float = 0.01, weights: str = "linear") -> None:
+        super().__init__()
+        self.model = model
+        self._loss_net = [loss_net]
+        self.mu = float(mu)
+        self.weights = iteration_weights(weights, model.iterations)
+
+    @property
+    def loss_net(self):
+        return self._loss_net[0]
+
+    def terms(self, batch: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        """Per-iteration BCE and (unweighted) L_top (None without a loss network); iterations
+        with weight 0 get a zero L_top (not computed)."""
+        from ..losses import feature_reconstruction_loss
+
+        x, y = batch["image"], batch["mask"]
+        logits = self.model(x)
+        bce = [F.binary_cross_entropy_with_logits(lg, y) for lg in logits]
+        net = self.loss_net
+        if net is None:
+            return bce, None
+        if net.mean.device != x.device:
+            net.to(x.device)
+        n = len(x)
+        with torch.no_grad():
+            ft = net(y.expand(-1, 3, -1, -1))
+        used = [k for k, w in enumerate(self.weights) if w > 0]
+        probs = torch.cat([torch.sigmoid(logits[k]) for k in used]).expand(-1, 3, -1, -1)
+        fp = net(probs)
+        top = [x.new_zeros(()) for _ in logits]
+        for j, k in enumerate(used):
+            top[k] = feature_reconstruction_loss([f[j * n:(j + 1) * n] for f in fp], ft)
+        return bce, top
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        bce, top = self.terms(batch)
+        per = bce if top is None else [b + self.mu * t for b, t in zip(bce, top)]
+        return sum(w * lk for w, lk in zip(self.weights, per))
+
+
+def _float_batch(data: dict[str, torch.Tensor], sl, device) -> dict[str, torch.Tensor]:
+    return {k: v[sl].to(device).float().div_(255) for k, v in data.items()}
+
+
+@torch.no_grad()
+def predict(model, images: torch.Tensor, batch_size: int = 16, device=None) -> list[torch.Tensor]:
+    """Probability maps of every iteration, each (N, 1, H, W) float on the CPU, for uint8 images."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    outs: list[list[torch.Tensor]] = []
+    for i in range(0, len(images), batch_size):
+        x = images[i:i + batch_size].to(device).float().div_(255)
+        outs.append([torch.sigmoid(lg).cpu() for lg in model(x)])
+    return [torch.cat([o[k] for o in outs]) for k in range(len(outs[0]))]
+
+
+def evaluate_iterations(model, images: torch.Tensor, masks: torch.Tensor, *, tolerance: float = 3,
+                        threshold: float = 0.5, batch_size: int = 16, device=None) -> list[dict]:
+    """:func:`~lossnet.eval.delineation.delineation_scores` of every iteration on uint8 images
+    and {0, 255} masks (corpus-level scores, per-image means, counts)."""
+    from ..eval.delineation import DelineationMeter
+
+    meters = None
+    for i in range(0, len(images), batch_size):
+        probs = predict(model, images[i:i + batch_size], batch_size, device)
+        if meters is None:
+            meters = [DelineationMeter(tolerance, threshold) for _ in probs]
+        for m, p in zip(meters, probs):
+            m.update(p, masks[i:i + batch_size] > 127)
+    return [m.compute() for m in meters]
+
+
+@torch.no_grad()
+def loss_magnitudes(task: DelineationTask, data: dict[str, torch.Tensor], n: int = 16) -> dict | None:
+    """Mean L_bce, L_top and mu * L_top over the iterations on the first ``n`` items of ``data``
+    (uint8 ``image``/``mask``), in eval mode; None without a loss network."""
+    if task.loss_net is None:
+        return None
+    device = next(task.model.parameters()).device
+    was = task.training
+    task.eval()
+    bce, top = task.terms(_float_batch({"image": data["image"], "mask": data["mask"]}, slice(0, n), device))
+    task.train(was)
+    b, t = [float(v) for v in bce], [float(v) for v in top]
+    return {"bce": b[-1], "top": t[-1], "mu_top": task.mu * t[-1], "ratio_mu_top_to_bce": task.mu * t[-1] / b[-1],
+            "bce_per_iteration": b, "top_per_iteration": t}
+
+
+# --------------------------------------------------------------------------------------------
+# The cell
+# --------------------------------------------------------------------------------------------
+
+
+def run_cell(cfg, arch: str | None, layer: str | None, coords: dict, *, loss_net, out: Path, cid: str, seed: int,
+             label: str = "") -> dict:
+    """One benchmark-3 cell: train the iterative U-Net with ``L_bce + mu L_top`` (``loss_net``;
+    None: BCE only) and score it on the test set.
+
+    Returns ``{"scores": {"completeness", "correctness", "quality"}, "details": {...}}`` (the last
+    iteration's corpus-level scores); details hold the per-iteration scores, per-image means and
+    pixel counts, the epoch history, the loss magnitudes at initialisation and after training
+    (``loss_terms``), seconds and the loss network's identity. Resumes from
+    ``out/cells/<cid>/last.pt``.
+    """
+    from ..models.unet import IterativeUNet, UNet
+    from ..train.engine import FitConfig, fit
+    from .common import loss_net_identity
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    data = load_cell_data(cfg, out)
+    train = {"image": data["train_image"], "mask": data["train_mask"]}
+    val = {"image": data["val_image"], "mask": data["val_mask"]} if "val_image" in data else None
+    t = cfg.train
+    fit_cfg = FitConfig(epochs=int(t.epochs), batch_size=int(t.batch_size), lr=float(t.lr),
+                        weight_decay=float(t.weight_decay), seed=int(seed), val_fraction=float(t.val_fraction),
+                        patience=None if t.patience is None else int(t.patience),
+                        device=cfg.get("device") or None, progress=bool(cfg.get("progress", False)),
+                        desc=label or (f"{arch}:{layer}" if loss_net is not None else "bce"))
+    torch.manual_seed(int(seed))
+    unet = UNet(4, 1, base=int(cfg.unet.base), depth=int(cfg.unet.depth), up=str(cfg.unet.up))
+    prior = float((train["mask"][:256] > 127).float().mean().clamp(1e-3, 0.5))
+    with torch.no_grad():  # start from the road prior instead of p = 0.5 everywhere
+        unet.head.bias.fill_(float(torch.logit(torch.tensor(prior))))
+    model = IterativeUNet(unet, iterations=int(cfg.iterations), detach=bool(cfg.detach))
+    task = DelineationTask(model, loss_net, float(cfg.mu) if loss_net is not None else 0.0, str(cfg.iteration_weights))
+    tol, thr = float(cfg.tolerance), float(cfg.threshold)
+    bs_eval = max(1, 2 * int(t.batch_size))
+
+    def validate(task, vdata, device):
+        res = evaluate_iterations(task.model, vdata["image"], vdata["mask"], tolerance=tol, threshold=thr,
+                                  batch_size=bs_eval, device=device)
+        return -res[-1]["quality"] if res[-1]["quality"] == res[-1]["quality"] else 0.0  # NaN (no roads) -> 0
+
+    probe = val if val is not None else train
+    from ..data.cache import best_device
+
+    task.to(torch.device(fit_cfg.device) if fit_cfg.device else best_device())
+    terms_init = loss_magnitudes(task, probe)
+    result = fit(task, train, fit_cfg, ckpt_dir=out / "cells" / cid, val_data=val,
+                 validate=validate if cfg.validation == "quality" else None)
+    train_seconds = time.perf_counter() - t0
+    terms_final = loss_magnitudes(task, probe)
+    t1 = time.perf_counter()
+    per_iter = evaluate_iterations(task.model, data["test_image"], data["test_mask"], tolerance=tol, threshold=thr,
+                                   batch_size=bs_eval)
+    test_seconds = time.perf_counter() - t1
+    last = per_iter[-1]
+    n_val = len(val["image"]) if val is not None else max(1, round(len(train["image"]) * fit_cfg.val_fraction))
+    details = {
+        "dataset": str(cfg.dataset), "size": int(cfg.size), "topology_loss": loss_net is not None,
+        "mu": task.mu, "iteration_weights": str(cfg.iteration_weights), "iterations": int(cfg.iterations),
+        "per_iteration": [{"iteration": k + 1, **{s: r[s] for s in SCORE_NAMES},
+                           **{f"mean_{s}": r[f"mean_{s}"] for s in SCORE_NAMES}} for k, r in enumerate(per_iter)],
+        "test": last, "loss_terms": {"init": terms_init, "final": terms_final},
+        "best_epoch": result.best_epoch, "best_val": result.best_val, "validation": str(cfg.validation),
+        "history": result.history, "epoch_seconds": result.epoch_seconds, "resumed_from": result.resumed_from,
+        "unet_parameters": sum(p.numel() for p in model.parameters()),
+        "n_train": len(train["image"]) - (0 if val is not None else n_val), "n_val": n_val,
+        "n_test": len(data["test_image"]),
+        "loss_net": loss_net_identity(loss_net) if loss_net is not None else None,
+        "train_seconds": train_seconds, "test_seconds": test_seconds, "cell_seconds": time.perf_counter() - t0,
+    }
+    return {"scores": {s: last[s] for s in SCORE_NAMES}, "details": details}
+
+
+def benchmark3_cell(arch: str | None, layer: str | None = "M", *, out: str | Path = "runs/benchmark3-cell",
+                    weights: str | dict | None = "imagenet", scale: str = "quick", seed: int = 0,
+                    overrides: dict | None = None) -> dict:
+    """Benchmark 3 for one loss network (or, with ``arch=None``, the BCE-only baseline), from Python.
+
+    Args:
+        arch, layer: architecture and extraction layer (E/S/M/L, a child index or node name);
+            ``arch=None``: no topology loss (``layer`` and ``weights`` ignored).
+        out: run directory (data cache, checkpoints under ``cells/<id>/``).
+        weights: ``"imagenet"`` (raises :class:`~lossnet.zoo.WeightsUnavailableError` when
+            missing), ``None`` (random) or a state dict.
+        scale: ``quick`` or ``paper`` (:data:`DEFAULTS`).
+        overrides: nested settings on top, e.g. ``{"train": {"epochs": 1}, "mu": 0.1}``.
+
+    Returns ``{"arch", "layer", "completeness", "correctness", "quality", "details", "seconds",
+    "cell_id"}``.
+    """
+    from ..zoo import LossNetwork
+    from .common import cell_id, loss_net_identity
+
+    cfg = OmegaConf.merge(load_defaults(scale), {"seed": seed, "progress": False, "device": None},
+                          OmegaConf.create(overrides or {}))
+    check(cfg)
+    out = Path(out)
+    t0 = time.perf_counter()
+    prepare_data(cfg, out)
+    net = LossNetwork(arch, layers=[layer], weights=weights) if arch is not None else None
+    spec = {"benchmark": NAME, "arch": arch, "layer": None if arch is None else str(layer), "seed": seed,
+            "loss_net": loss_net_identity(net) if net is not None else None, "setting": identity(cfg, {})}
+    cid = cell_id(spec)
+    res = run_cell(cfg, arch, None if arch is None else str(layer), {}, loss_net=net, out=out, cid=cid, seed=seed)
+    return {"arch": arch, "layer": None if arch is None else layer, **res["scores"], "details": res["details"],
+            "seconds": time.perf_counter() - t0, "cell_id": cid}
+
+
+def run_baseline_and_topology(arch: str, layer: str = "M", scale: str = "quick", out: str | Path = "runs/benchmark3",
+                              seed: int = 0, weights: str | dict | None = "imagenet",
+                              overrides: dict | None = None) -> list[dict]:
+    """The BCE-only baseline and ``L_bce + mu L_top`` with ``arch`` at ``layer``, same data, seed
+    and settings: two :func:`benchmark3_cell` rows, each with ``"loss"`` = ``"bce"`` /
+    ``"bce+top"``."""
+    base = benchmark3_cell(None, None, out=out, scale=scale, seed=seed, overrides=overrides)
+    top = benchmark3_cell(arch, layer, out=out, weights=weights, scale=scale, seed=seed, overrides=overrides)
+    return [{"loss": "bce", **base}, {"loss": "bce+top", **top}]
+
+
+def format_rows(rows: list[dict]) -> str:
+    """A small text table of :func:`run_baseline_and_topology` rows (scores as percentages)."""
+    lines = ["loss        loss net     compl.  corr.  quality  quality/iter     seconds"]
+    for r in rows:
+        net = "-" if r.get("arch") is None else f"{r['arch']}:{r['layer']}"
+        per = "/".join(f"{100 * p['quality']:.1f}" for p in r["details"]["per_iteration"])
+        lines.append(f"{r.get('loss', ''):<11} {net:<12} {100 * r['completeness']:6.1f} {100 * r['correctness']:6.1f} "
+                     f"{100 * r['quality']:8.1f}  {per:<16} {r['seconds']:7.1f}")
+    return "\n".join(lines)
+
+
+def report_section(out: Path, rows: list[dict], figures: Path, md_dir: Path) -> str:
+    """Markdown: every finished cell's scores (percent) and quality per iteration next to the
+    BCE-only reference, with the loss magnitudes (mu L_top / L_bce at the start)."""
+    from ..report.tables import md_table
+    from .common import reference_rows
+
+    man = json.loads((Path(out) / "sweep.json").read_text())
+    cfg = OmegaConf.create(man["config"])
+    entries = [("BCE only", r) for r in reference_rows(out) if r.get("reference") == "bce"]
+    entries += [(f"BCE + {cfg.mu} L_top, {r['arch']}:{r['layer']}", r) for r in rows if r.get("status", "ok") == "ok"]
+    if not entries:
+        return ""
+    entries.sort(key=lambda e: -(e[1].get("quality") if e[1].get("quality") is not None else float("-inf")))
+    base = next((r for lab, r in entries if lab == "BCE only"), None)
+
+    def pct(r, k):
+        v = r.get(k)
+        if v is None:
+            return "-"
+        s = f"{100 * v:.1f}"
+        return f"**{s}**" if base is not None and r is not base and base.get(k) is not None and v > base[k] else s
+
+    def ratio(r):
+        t = ((r.get("details") or {}).get("loss_terms") or {}).get("init") or {}
+        return f"{t['ratio_mu_top_to_bce']:.2f}" if t.get("ratio_mu_top_to_bce") is not None else "-"
+
+    table = md_table(["loss", "completeness", "correctness", "quality", "quality per iteration", "mu L_top / L_bce",
+                      "seconds"],
+                     [[lab, pct(r, "completeness"), pct(r, "correctness"), pct(r, "quality"),
+                       " / ".join(f"{100 * p['quality']:.1f}" for p in (r.get("details") or {}).get("per_iteration", [])
+                                  if p.get("quality") is not None),
+                       ratio(r), f"{r.get('seconds', 0):.0f}"] for lab, r in entries])
+    data = (f"synthetic {cfg.synthetic.kind}" if cfg.dataset == "synthetic" else "Massachusetts Roads") + \
+        f", {cfg.size}x{cfg.size}"
+    return "\n".join([
+        "## Benchmark 3: delineation with and without the topology loss", "",
+        f"Test completeness / correctness / quality (%; tolerance {cfg.tolerance} px, counts summed over the test "
+        f"set; docs/benchmark3.md) on {data}, U-Net applied {cfg.iterations} times. Bold: better than BCE only. "
+        "`mu L_top / L_bce`: the two loss terms' ratio at initialisation (the paper picks mu to keep them at the "
+        "same order of magnitude).", "", table, ""])
