@@ -62,6 +62,17 @@ def image_files(root: PathLike) -> list[Path]:
     return files
 
 
+def folder_digest(root: PathLike) -> str:
+    """A cheap identity of an image folder (16 hex digits): relative names and sizes of its images."""
+    import hashlib
+
+    root = Path(root).expanduser()
+    h = hashlib.sha256()
+    for p in image_files(root):
+        h.update(f"{p.relative_to(root).as_posix()}:{p.stat().st_size};".encode())
+    return h.hexdigest()[:16]
+
+
 def load_images(root: PathLike, max_images: int | None = None) -> list[tuple[str, torch.Tensor]]:
     """``[(name, uint8 (3, H, W))]`` for every image under ``root`` (full size, sorted by path)."""
     files = image_files(root)[:max_images]

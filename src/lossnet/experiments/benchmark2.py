@@ -34,7 +34,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from .common import ConfigError, cell_id, reference_rows
+from .common import ConfigError, cell_id, reference_rows, require_dir
 
 NAME = "benchmark2"
 METRICS = ("psnr", "ssim")
@@ -165,30 +165,15 @@ def variants(cfg) -> list[dict]:
 
 
 def _root(value, what: str) -> Path:
-    if not value:
-        raise ConfigError(f"benchmark2 needs {what}=DIR (see docs/benchmark2.md)")
-    p = Path(str(value)).expanduser()
-    if not p.is_dir():
-        raise ConfigError(f"{what}={value} is not a directory")
-    return p
-
-
-def _file_digest(root: Path) -> str:
-    """A cheap identity of an image folder: names and sizes of its files."""
-    import hashlib
-
-    from ..data.sr import image_files
-
-    h = hashlib.sha256()
-    for p in image_files(root):
-        h.update(f"{p.relative_to(root).as_posix()}:{p.stat().st_size};".encode())
-    return h.hexdigest()[:16]
+    return require_dir(value, what, "docs/benchmark2.md")
 
 
 def identity(cfg, coords: dict) -> dict:
     """Everything besides (arch, layer, weights, seed) that determines a cell's result."""
+    from ..data.sr import folder_digest
+
     train_root = _root(cfg.train_root, "train_root")
-    return {"factor": int(coords["factor"]), "train_data": _file_digest(train_root),
+    return {"factor": int(coords["factor"]), "train_data": folder_digest(train_root),
             "test_sets": _sets(cfg), "val_images": int(cfg.val_images), "val_patch": int(cfg.val_patch),
             "patch": int(cfg.patch), "n_patches": int(cfg.n_patches), "blur_sigma": float(cfg.blur_sigma),
             "antialias": bool(cfg.antialias), "model": OmegaConf.to_container(cfg.model, resolve=True),

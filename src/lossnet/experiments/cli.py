@@ -52,10 +52,11 @@ def add_commands(sub) -> None:
 
     add_user_commands(sub)
 
-    from . import runner, sweep
+    from . import runner, sr_vae, sweep
 
     runner.add_cli(sub)
     sweep.add_cli(sub)
+    sr_vae.add_cli(sub)
 
 
 def _load_images(spec: str, size: int):

@@ -229,6 +229,16 @@ def load_data(cfg, out: Path) -> ExperimentData:
 # --------------------------------------------------------------------------------------------
 
 
+def require_dir(value, what: str, doc: str) -> Path:
+    """``value`` as an existing directory, else one :class:`ConfigError` naming the setting."""
+    if not value:
+        raise ConfigError(f"set {what}=DIR (see {doc})")
+    p = Path(str(value)).expanduser()
+    if not p.is_dir():
+        raise ConfigError(f"{what}={value} is not a directory (see {doc})")
+    return p
+
+
 def build_loss_net(ln_cfg):
     """The loss network of ``cfg.loss_net``: ``name`` a preset (``paper``: AlexNet 2nd ReLU +
     sigmoid) or an architecture with ``layers``/``sigmoid``; ``weights`` ``imagenet`` or ``random``

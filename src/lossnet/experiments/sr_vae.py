@@ -1,0 +1,654 @@
+"""The super-resolution VAE with perceptual loss (Wickramasurendra, "Perceptual Loss in (Variational)
+Autoencoder"), made to work, against bicubic upsampling.
+
+For every upscaling factor and every run in ``runs``:
+
+* ``perceptual``: :class:`~lossnet.models.sr_vae.SRVAE` trained with
+  ``L = w_rec * MSE(sr, hr) + w_kl * KL(q(z | lr) || N(0, I)) + w_perc * ||phi(sr) - phi(hr)||^2 / (C H W)``,
+  ``phi`` = VGG-16 relu3_3 (``perceptual.layer = 15``, ImageNet weights);
+* ``no_perceptual``: the same with ``w_perc = 0`` (the VGG is then not even evaluated);
+
+plus one ``bicubic`` row per factor. The weights come from ``weights.preset`` (explicit
+``weights.reconstruction / kl / perceptual`` override it):
+
+* ``tuned`` (default): reconstruction 1, KL 1e-6, perceptual 1e-4 -- measured to beat bicubic
+  (docs/sr_vae.md: with the paper's weights the latent collapses and the perceptual term
+  outweighs the pixel term ~1500:1);
+* ``paper``: reconstruction 1, KL 0.001, perceptual 0.8 -- the paper's alpha = 0.001 read as the
+  KL weight (beta-VAE style) and gamma = 0.8;
+* ``paper_literal``: reconstruction 0.001, KL 1, perceptual 0.8 -- ``L_vae = alpha * L_rec + D_KL``
+  as printed, which makes the KL 1000x heavier than the pixel term.
+
+Reductions: reconstruction = per-pixel MSE (mean over N, C, H, W of [0, 1] images); KL = mean over
+the latent elements (N x z_channels x h x w, :func:`lossnet.losses.kl_divergence` with
+``reduction="mean"``); perceptual = :class:`lossnet.losses.FeatureReconstructionLoss` (mean over
+C, H, W and the batch).
+
+Training goes through :func:`lossnet.train.engine.fit` on random ``patch`` crops of
+``train_root`` (``data: folder``, default CSun_Hays80) or of Oxford-IIIT Pet (``data: pets``, the
+paper's data, :mod:`lossnet.data.pets`), degraded by Gaussian blur (sigma 1) + bicubic
+downsampling; after every epoch the model (``z = mu``) is validated by PSNR on held-out images and
+the best epoch is kept (benchmark 2's :func:`~lossnet.experiments.benchmark2.val_psnr`). Test
+scores are benchmark 2's :func:`~lossnet.experiments.benchmark2.evaluate` (full images, Y channel
+of BT.601, ``factor`` border pixels removed, 8-bit outputs).
+
+Output directory: ``results.jsonl`` / ``results.csv`` (:class:`~lossnet.experiments.common.ResultsTable`,
+one row per (run, factor), rows with ids already there are not recomputed), ``runs/<id>/``
+(engine checkpoints while training, ``model.pt`` after), ``examples/`` (example outputs),
+``figures/crops_x<f>.png`` and ``report.md``.
+
+Entry points: :func:`run_sr_vae` and ``lossnet srvae [key=value ...]``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from .common import ConfigError, ResultsTable, cell_id, environment, log, require_dir
+
+NAME = "srvae"
+RUNS = ("perceptual", "no_perceptual")
+DATA_SOURCES = ("folder", "pets")
+
+WEIGHT_PRESETS: dict[str, dict[str, float]] = {
+    # measured to work at quick scale (docs/sr_vae.md): KL light enough not to collapse the spatial
+    # posterior, perceptual term on the scale of the pixel term instead of 1000x above it
+    "tuned": {"reconstruction": 1.0, "kl": 1e-6, "perceptual": 1e-4},
+    # alpha = 0.001 read as the KL weight: the reading that trains
+    "paper": {"reconstruction": 1.0, "kl": 0.001, "perceptual": 0.8},
+    # L_vae = alpha * L_rec + D_KL as printed (alpha = 0.001), L_total = 1 * L_vae + 0.8 * L_perc
+    "paper_literal": {"reconstruction": 0.001, "kl": 1.0, "perceptual": 0.8},
+}
+
+DEFAULTS = """
+# SR-VAE settings (override any with key=value; see docs/sr_vae.md).
+scale: quick                # quick | paper (presets below, merged before the overrides)
+out: runs/srvae             # output directory (results.jsonl, report.md, figures/)
+seed: 0
+device: null                # cpu | cuda (null: CUDA when present)
+threads: null               # torch.set_num_threads for the run (null: leave as is)
+progress: false             # progress bars
+data: folder                # folder (train_root) | pets (Oxford-IIIT Pet at pets_root, the paper's data)
+train_root: ../shared/data/sr/CSun_Hays80   # training image folder (data=folder)
+pets_root: null             # Oxford-IIIT Pet folder (images/ + annotations/, or its parent) (data=pets)
+max_images: null            # use at most this many training images (pets: spread over the breeds)
+sr_root: ../shared/data/sr  # folder holding the test sets
+test_sets: [set5, set14]    # set5 | set14 | bsd100 (CSet5, CSet14, CBSD68) | folder names | paths
+factors: [2, 4]             # upscaling factors (powers of two)
+runs: [perceptual, no_perceptual]   # perceptual: weights as configured; no_perceptual: perceptual weight 0
+val_images: 8               # training images held out for the per-epoch best-PSNR validation
+val_patch: 192              # central crop of each validation image (px)
+patch: 96                   # training patch side (px, high resolution)
+n_patches: 2000             # random training patches
+blur_sigma: 1.0             # Gaussian blur before bicubic downsampling (the paper: 1.0)
+antialias: true             # antialiased bicubic downsampling
+weights:
+  preset: tuned             # tuned: rec 1, KL 1e-6, perc 1e-4 | paper: rec 1, KL 0.001, perc 0.8 | paper_literal: rec 0.001, KL 1, perc 0.8
+  reconstruction: null      # explicit weights override the preset's
+  kl: null
+  perceptual: null
+perceptual:
+  arch: vgg16
+  layer: 15                 # VGG-16 child 15 = relu3_3 (the paper's layer)
+  weights: imagenet         # imagenet | random (seeded with init_seed; tests and smoke runs)
+  init_seed: 0
+model:
+  channels: 48
+  z_channels: 16            # latent channels; the latent is spatial (z_channels x h x w at down=0)
+  blocks: 2                 # residual blocks in the encoder and in the decoder
+  down: 0                   # stride-2 convolutions in the encoder (latent at LR / 2^down)
+  residual: true            # output = bicubic(LR) + decoder residual
+  logvar_init: -6.0         # initial logvar bias (posterior std 0.05 at the start; 0 = std 1)
+train:
+  epochs: 10
+  batch_size: 16
+  lr: 0.001
+  weight_decay: 0.0
+eval:
+  colour: y                 # y (BT.601 luma, the SR convention) | rgb
+  border: null              # pixels removed on each side before scoring; null = the factor
+  quantize: true            # round outputs to 8 bits before scoring
+examples: [set5/butterfly, set14/zebra]   # test images whose outputs go into the crops figure
+crop: 96                    # side of the example crops (px, high resolution)
+keep_checkpoints: false     # keep runs/<id>/last.pt after a run finished
+scales:
+  quick:                    # a few minutes per run on 1-2 CPU threads
+    patch: 64
+    n_patches: 512
+    val_images: 6
+    val_patch: 128
+    model:
+      channels: 32
+    train:
+      epochs: 4
+      batch_size: 16
+  paper:                    # the paper: Oxford-IIIT Pet, 200 epochs (GPU)
+    data: pets
+    patch: 128
+    n_patches: 3680
+    val_images: 100
+    val_patch: 256
+    model:
+      channels: 64
+      z_channels: 32
+      blocks: 4
+    train:
+      epochs: 200
+      batch_size: 16
+"""
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------------
+
+
+def _base() -> DictConfig:
+    return OmegaConf.create(DEFAULTS)
+
+
+def load_defaults(scale: str = "quick") -> DictConfig:
+    """:data:`DEFAULTS` with ``scales.<scale>`` merged in (presets removed)."""
+    base = _base()
+    scales = base.pop("scales")
+    if scale not in scales:
+        raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(scales)}")
+    cfg = OmegaConf.merge(base, scales[scale])
+    cfg.scale = scale
+    return cfg
+
+
+def load_config(overrides: Sequence[str] | dict | None = None) -> DictConfig:
+    """Resolved settings: defaults < ``scales[scale]`` < overrides (``key=value`` strings, keys
+    checked, or a nested dict). Raises :class:`ConfigError` for unknown keys or bad values."""
+    from .runner import parse_overrides, valid_keys
+
+    base = _base()
+    if overrides is None:
+        over = OmegaConf.create({})
+    elif isinstance(overrides, dict):
+        over = OmegaConf.create(overrides)
+        plain = OmegaConf.masked_copy(base, [k for k in base if k != "scales"])
+        known = set(valid_keys(plain))
+        for k in valid_keys(over):
+            if k not in known and not any(k.startswith(p + ".") for p in known):
+                raise ConfigError(f"unknown setting {k!r} for {NAME}; valid keys: {', '.join(sorted(known))}")
+    else:
+        over = parse_overrides(list(overrides), base, NAME)
+    cfg = OmegaConf.merge(load_defaults(str(over.get("scale", base.scale))), over)
+    check(cfg)
+    return cfg
+
+
+def _list(v) -> list:
+    return [v] if isinstance(v, (str, int)) else list(v)
+
+
+def factors_of(cfg) -> list[int]:
+    return [int(f) for f in _list(cfg.factors)]
+
+
+def resolve_weights(cfg, run: str = "perceptual") -> dict[str, float]:
+    """The loss weights ``{"reconstruction", "kl", "perceptual"}`` of ``run`` (``no_perceptual``:
+    perceptual weight 0): the preset's, overridden by explicit ``weights.*`` values."""
+    w = cfg.weights
+    preset = str(w.preset)
+    if preset not in WEIGHT_PRESETS:
+        raise ConfigError(f"weights.preset must be one of {', '.join(WEIGHT_PRESETS)}, got {preset!r}")
+    out = dict(WEIGHT_PRESETS[preset])
+    for k in out:
+        if w.get(k) is not None:
+            out[k] = float(w[k])
+    if run == "no_perceptual":
+        out["perceptual"] = 0.0
+    elif run != "perceptual":
+        raise ConfigError(f"runs must be a subset of {list(RUNS)}, got {run!r}")
+    return out
+
+
+def check(cfg) -> None:
+    """Validate the settings (one-line :class:`ConfigError`)."""
+    import math
+
+    for f in factors_of(cfg):
+        if f < 2 or math.log2(f) != int(math.log2(f)):
+            raise ConfigError(f"factors must be powers of two >= 2, got {f}")
+        m = f * 2 ** int(cfg.model.down)
+        if int(cfg.patch) % m or int(cfg.patch) // f < 8:
+            raise ConfigError(f"patch={cfg.patch} must be a multiple of {m} (factor x 2^down) and at least 8x the factor")
+    if str(cfg.data) not in DATA_SOURCES:
+        raise ConfigError(f"data must be one of {', '.join(DATA_SOURCES)}, got {cfg.data!r}")
+    bad = [r for r in _list(cfg.runs) if r not in RUNS]
+    if bad or not _list(cfg.runs):
+        raise ConfigError(f"runs must be a non-empty subset of {list(RUNS)}, got {list(_list(cfg.runs))}")
+    for k, v in resolve_weights(cfg).items():
+        if v < 0:
+            raise ConfigError(f"weights.{k} must be >= 0, got {v}")
+    if str(cfg.perceptual.weights) not in ("imagenet", "random"):
+        raise ConfigError(f"perceptual.weights must be imagenet or random, got {cfg.perceptual.weights!r}")
+    if str(cfg.eval.colour) not in ("y", "rgb"):
+        raise ConfigError(f"eval.colour must be y or rgb, got {cfg.eval.colour!r}")
+    for k in ("n_patches", "val_images"):
+        if int(cfg[k]) < 1:
+            raise ConfigError(f"{k} must be >= 1, got {cfg[k]}")
+    if int(cfg.train.epochs) < 1 or int(cfg.train.batch_size) < 1:
+        raise ConfigError("train.epochs and train.batch_size must be >= 1")
+    if not _list(cfg.test_sets):
+        raise ConfigError("test_sets is empty")
+
+
+# --------------------------------------------------------------------------------------------
+# Data, loss network, task
+# --------------------------------------------------------------------------------------------
+
+
+def _dir(value, what: str) -> Path:
+    return require_dir(value, what, "docs/sr_vae.md")
+
+
+def data_identity(cfg) -> dict:
+    """What identifies the training images in a run id."""
+    from ..data.sr import folder_digest
+
+    if str(cfg.data) == "pets":
+        from ..data.pets import pets_root
+
+        try:
+            root = pets_root(_dir(cfg.pets_root, "pets_root"))
+        except FileNotFoundError as e:
+            raise ConfigError(str(e)) from None
+        lst = root / "annotations" / "trainval.txt"
+        return {"source": "pets", "list_size": lst.stat().st_size if lst.exists() else None,
+                "max_images": cfg.max_images}
+    return {"source": "folder", "digest": folder_digest(_dir(cfg.train_root, "train_root")),
+            "max_images": cfg.max_images}
+
+
+def training_data(cfg, factor: int, seed: int) -> tuple[dict, dict, dict]:
+    """``(train, val, info)`` uint8 pairs from ``train_root`` or Oxford-IIIT Pet."""
+    kw = dict(factor=factor, patch=int(cfg.patch), n_patches=int(cfg.n_patches), val_images=int(cfg.val_images),
+              val_patch=int(cfg.val_patch), sigma=float(cfg.blur_sigma), antialias=bool(cfg.antialias), seed=seed,
+              max_images=None if cfg.max_images is None else int(cfg.max_images))
+    if str(cfg.data) == "pets":
+        from ..data.pets import pets_training_data
+
+        return pets_training_data(_dir(cfg.pets_root, "pets_root"), **kw)
+    from ..data.sr import sr_training_data
+
+    return sr_training_data(_dir(cfg.train_root, "train_root"), **kw)
+
+
+def build_perceptual_net(cfg):
+    """The perceptual loss network (VGG-16 relu3_3 by default), frozen, eval mode."""
+    from ..zoo import LossNetwork
+
+    p = cfg.perceptual
+    layer = p.layer
+    layer = int(layer) if str(layer).lstrip("-").isdigit() else str(layer)
+    try:
+        if str(p.weights) == "random":
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(p.init_seed))
+                net = LossNetwork(str(p.arch), layers=[layer], weights=None)
+        else:
+            net = LossNetwork(str(p.arch), layers=[layer])
+    except (KeyError, ValueError) as e:
+        raise ConfigError(f"perceptual: {e}") from None
+    return net.requires_grad_(False).eval()
+
+
+class SRVAETask(nn.Module):
+    """The engine task: ``lr`` -> VAE -> weighted reconstruction + KL + perceptual loss against ``hr``.
+
+    ``weights``: ``{"reconstruction", "kl", "perceptual"}``. Reconstruction = per-pixel MSE (mean
+    over N, C, H, W); KL = mean over the latent elements; perceptual = feature reconstruction loss
+    of ``loss_net`` (needed only when its weight is > 0). :meth:`components` returns the running
+    means of the three terms (unweighted) since the last call, over training batches.
+    """
+
+    def __init__(self, model: nn.Module, weights: dict[str, float], loss_net=None) -> None:
+        super().__init__()
+        from ..losses import FeatureReconstructionLoss
+
+        self.model = model
+        self.weights = {k: float(weights[k]) for k in ("reconstruction", "kl", "perceptual")}
+        if self.weights["perceptual"] > 0 and loss_net is None:
+            raise ValueError("a perceptual weight > 0 needs a loss network")
+        # kept out of the module tree: the loss network is frozen and not part of the checkpoint
+        self.__dict__["criterion"] = FeatureReconstructionLoss(loss_net) if self.weights["perceptual"] > 0 else None
+        self._sums = {"reconstruction": 0.0, "kl": 0.0, "perceptual": 0.0}
+        self._n = 0
+
+    def terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The unweighted loss terms of a batch."""
+        from ..losses import kl_divergence
+
+        sr, mu, logvar = self.model(batch["lr"])
+        hr = batch["hr"]
+        out = {"reconstruction": (sr - hr).pow(2).mean(),
+               "kl": kl_divergence(mu.flatten(1), logvar.flatten(1), reduction="mean")}
+        out["perceptual"] = self.criterion(sr, hr) if self.criterion is not None else sr.new_zeros(())
+        return out
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        t = self.terms(batch)
+        if self.training:
+            for k, v in t.items():
+                self._sums[k] += float(v.detach())
+            self._n += 1
+        return sum(self.weights[k] * t[k] for k in t)
+
+    def components(self) -> dict[str, float]:
+        n = max(self._n, 1)
+        out = {f"train_{k}": v / n for k, v in self._sums.items()}
+        self._sums = dict.fromkeys(self._sums, 0.0)
+        self._n = 0
+        return out
+
+
+def _device(cfg) -> torch.device:
+    from ..data.cache import best_device
+
+    return torch.device(cfg.device) if cfg.get("device") else best_device()
+
+
+def build_model(cfg, factor: int):
+    from ..models.sr_vae import SRVAE
+
+    m = cfg.model
+    return SRVAE(factor, int(m.channels), int(m.z_channels), int(m.blocks), int(m.down), bool(m.residual),
+                 float(m.logvar_init))
+
+
+def train_sr_vae(cfg, factor: int, weights: dict[str, float], loss_net, *, seed: int, ckpt_dir: Path | None,
+                 data=None, label: str = ""):
+    """Train one SR-VAE; returns ``(model in eval mode, FitResult, data info)`` (best validation PSNR kept)."""
+    from ..train.engine import FitConfig, fit
+    from .benchmark2 import val_psnr
+
+    train, val, info = data or training_data(cfg, factor, seed)
+    torch.manual_seed(seed)
+    model = build_model(cfg, factor)
+    task = SRVAETask(model, weights, loss_net if weights["perceptual"] > 0 else None)
+    t = cfg.train
+    fc = FitConfig(epochs=int(t.epochs), batch_size=int(t.batch_size), lr=float(t.lr),
+                   weight_decay=float(t.weight_decay), seed=seed, device=cfg.get("device") or None,
+                   progress=bool(cfg.get("progress", False)), desc=label or f"srvae x{factor}")
+
+    def validate(task, v, device):
+        return -val_psnr(task.model.upscale, v, factor, cfg, device)
+
+    def on_epoch_end(epoch, row):
+        row.update(task.components())
+        row["val_psnr"] = -row["val_loss"]
+        log(f"    {label} epoch {epoch}: loss {row['train_loss']:.4g} (rec {row['train_reconstruction']:.4g}, "
+            f"kl {row['train_kl']:.4g}, perc {row['train_perceptual']:.4g}), val PSNR {row['val_psnr']:.2f} dB, "
+            f"{row['train_seconds']:.0f}+{row['val_seconds']:.0f} s")
+
+    result = fit(task, train, fc, ckpt_dir=ckpt_dir, val_data=val, validate=validate, on_epoch_end=on_epoch_end)
+    for row in result.history:
+        row["val_psnr"] = -row["val_loss"]
+    return model.eval(), result, info
+
+
+# --------------------------------------------------------------------------------------------
+# Runs
+# --------------------------------------------------------------------------------------------
+
+
+def _common_setting(cfg, factor: int) -> dict:
+    return {"factor": factor, "test_sets": [str(s) for s in _list(cfg.test_sets)], "blur_sigma": float(cfg.blur_sigma),
+            "antialias": bool(cfg.antialias), "eval": OmegaConf.to_container(cfg.eval, resolve=True)}
+
+
+def run_setting(cfg, factor: int, weights: dict[str, float]) -> dict:
+    """Everything that determines a VAE row's result (its id is the hash of this + run + seed)."""
+    s = _common_setting(cfg, factor)
+    s.update({"data": data_identity(cfg), "val_images": int(cfg.val_images), "val_patch": int(cfg.val_patch),
+              "patch": int(cfg.patch), "n_patches": int(cfg.n_patches), "weights": weights,
+              "model": OmegaConf.to_container(cfg.model, resolve=True),
+              "train": OmegaConf.to_container(cfg.train, resolve=True)})
+    if weights["perceptual"] > 0:
+        s["perceptual"] = {k: cfg.perceptual[k] for k in ("arch", "layer", "weights")}
+        if str(cfg.perceptual.weights) == "random":
+            s["perceptual"]["init_seed"] = int(cfg.perceptual.init_seed)
+    return s
+
+
+def _label(row: dict) -> str:
+    if row["run"] == "bicubic":
+        return "bicubic"
+    w = row["weights"]
+    return (f"SR-VAE {row['run'].replace('_', ' ')} ({row.get('preset', '?')}: rec {w['reconstruction']:g}, "
+            f"KL {w['kl']:g}, perc {w['perceptual']:g})")
+
+
+def _example_dir(out: Path, rid: str) -> Path:
+    return out / "examples" / rid
+
+
+def run_sr_vae(overrides: Sequence[str] | dict | None = None, out: str | Path | None = None) -> Path:
+    """Train and evaluate the SR-VAE for every factor and run, plus bicubic; write the results
+    table, figures and ``report.md`` under ``out`` (default ``cfg.out``). Rows already in the
+    table are not recomputed; an interrupted training resumes from ``out/runs/<id>/last.pt``.
+    Returns the path of ``report.md``."""
+    from ..data.sr import bicubic_upsample
+    from .benchmark2 import evaluate
+    from .common import utc_now
+
+    cfg = load_config(overrides)
+    out = Path(out if out is not None else cfg.out)
+    cfg.out = str(out)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    _dir(cfg.sr_root, "sr_root")
+    table = ResultsTable(out)
+    have = table.ids()
+    seed = int(cfg.seed)
+    device = _device(cfg)
+    run_cfg = OmegaConf.to_container(cfg, resolve=True)
+    loss_net = None
+    for factor in factors_of(cfg):
+        rid = cell_id({"experiment": NAME, "run": "bicubic", "setting": _common_setting(cfg, factor)})
+        if rid not in have:
+            log(f"srvae: bicubic x{factor} ...")
+            t0 = time.perf_counter()
+            ev = evaluate(cfg, lambda lr: bicubic_upsample(lr, factor), factor, keep_for=_example_dir(out, rid))
+            table.append({"cell_id": rid, "run": "bicubic", "preset": None, "factor": factor, "weights": None,
+                          **{k: v for k, v in ev.items() if k != "images"}, "images": ev["images"],
+                          "seconds": time.perf_counter() - t0, "config": run_cfg, **environment(),
+                          "timestamp": utc_now()})
+            have.add(rid)
+        data = None
+        for run in _list(cfg.runs):
+            weights = resolve_weights(cfg, run)
+            rid = cell_id({"experiment": NAME, "run": run, "seed": seed, "setting": run_setting(cfg, factor, weights)})
+            if rid in have:
+                log(f"srvae: {run} x{factor} already in {table.path} ({rid})")
+                continue
+            label = f"{run} x{factor}"
+            log(f"srvae: training {label} with weights {weights} ({rid}) ...")
+            if weights["perceptual"] > 0 and loss_net is None:
+                loss_net = build_perceptual_net(cfg)
+            t0 = time.perf_counter()
+            data = data or training_data(cfg, factor, seed)
+            run_dir = out / "runs" / rid
+            model, result, info = train_sr_vae(cfg, factor, weights, loss_net, seed=seed, ckpt_dir=run_dir,
+                                               data=data, label=label)
+            train_s = time.perf_counter() - t0
+            model.to(device)
+            ev = evaluate(cfg, model.upscale, factor, device, keep_for=_example_dir(out, rid))
+            run_dir.mkdir(parents=True, exist_ok=True)
+            torch.save(model.state_dict(), run_dir / "model.pt")
+            if not cfg.get("keep_checkpoints"):
+                (run_dir / "last.pt").unlink(missing_ok=True)
+            hist = result.history
+            row = {"cell_id": rid, "run": run, "preset": str(cfg.weights.preset), "factor": factor, "weights": weights,
+                   **{k: v for k, v in ev.items() if k != "images"}, "images": ev["images"],
+                   "best_epoch": result.best_epoch, "best_val_psnr": -result.best_val, "epochs_run": len(hist),
+                   "resumed_epochs": result.resumed_from, "epoch_seconds": result.epoch_seconds,
+                   "train_seconds": sum(h["train_seconds"] + h["val_seconds"] for h in hist),
+                   "seconds": time.perf_counter() - t0, "setup_and_train_seconds": train_s,
+                   "threads": torch.get_num_threads(), "device": str(device), "data": info,
+                   "parameters": sum(p.numel() for p in model.parameters()), "history": hist,
+                   "config": run_cfg, **environment(), "timestamp": utc_now()}
+            table.append(row)
+            have.add(rid)
+    return write_report(out, cfg)
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+
+
+def _crop_box(h: int, w: int, side: int) -> tuple[int, int, int]:
+    s = min(side, h, w)
+    return (h - s) // 2, (w - s) // 2, s
+
+
+def write_figures(out: Path, cfg, rows: list[dict]) -> list[Path]:
+    """``figures/crops_x<f>.png``: input (nearest) / bicubic / every VAE row / target crops of the examples."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from ..data.sr import degrade, load_images, modcrop, resolve_test_set
+    from .benchmark2 import set_key
+
+    figs = []
+    examples = [str(e).split("/", 1) for e in _list(cfg.examples or []) if "/" in str(e)]
+    sets = {set_key(s): s for s in _list(cfg.test_sets)}
+    for factor in sorted({r["factor"] for r in rows}):
+        models = [r for r in rows if r["factor"] == factor and r["run"] != "bicubic"]
+        panels = []
+        for sk, name in examples:
+            if sk not in sets:
+                continue
+            imgs = dict(load_images(resolve_test_set(Path(str(cfg.sr_root)), sets[sk])))
+            if name not in imgs:
+                continue
+            hr = modcrop(imgs[name], factor)
+            lr = degrade(hr.float().div(255).unsqueeze(0), factor, float(cfg.blur_sigma), antialias=bool(cfg.antialias))
+            lr_up = torch.nn.functional.interpolate(lr, scale_factor=factor, mode="nearest")[0]
+            top, left, s = _crop_box(hr.shape[-2], hr.shape[-1], int(cfg.crop))
+            cols = [("input (nearest)", lr_up.mul(255).round().byte())]
+            for r in [x for x in rows if x["factor"] == factor and x["run"] == "bicubic"][:1] + models:
+                p = _example_dir(out, r["cell_id"]) / f"{sk}_{name}_x{factor}.png"
+                if p.exists():
+                    title = "bicubic" if r["run"] == "bicubic" else (
+                        f"VAE {'+' if r['weights']['perceptual'] > 0 else '-'}perc ({r.get('preset')})")
+                    cols.append((title, torch.from_numpy(np.array(Image.open(p))).permute(2, 0, 1)))
+            cols.append(("target", hr))
+            panels.append((f"{sk}/{name}", [(t, im[:, top:top + s, left:left + s]) for t, im in cols]))
+        if not panels:
+            continue
+        ncol = max(len(c) for _, c in panels)
+        fig, axes = plt.subplots(len(panels), ncol, figsize=(2.2 * ncol, 2.4 * len(panels)), squeeze=False)
+        for i, (pname, cols) in enumerate(panels):
+            for j in range(ncol):
+                ax = axes[i][j]
+                ax.axis("off")
+                if j < len(cols):
+                    ax.imshow(cols[j][1].permute(1, 2, 0).numpy())
+                    ax.set_title(cols[j][0] if i == 0 else "", fontsize=7)
+            axes[i][0].text(-0.05, 0.5, pname, transform=axes[i][0].transAxes, rotation=90, va="center",
+                            ha="right", fontsize=7)
+        fig.suptitle(f"SR-VAE x{factor}: central {int(cfg.crop)} px crops", fontsize=9)
+        fig.tight_layout()
+        p = out / "figures" / f"crops_x{factor}.png"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        figs.append(p)
+    return figs
+
+
+def write_report(out: str | Path, cfg=None) -> Path:
+    """``report.md``: every row of the results table against bicubic (PSNR / SSIM / delta dB) + figures."""
+    from .benchmark2 import score_name, set_key
+
+    out = Path(out)
+    rows = ResultsTable(out).rows()
+    if cfg is None:
+        cfg = load_config(rows[-1]["config"] if rows else None)
+    sets = [str(s) for s in _list(cfg.test_sets)]
+    lines = ["# SR-VAE with perceptual loss vs bicubic", "",
+             "PSNR (dB) / SSIM on the Y channel (BT.601), `factor` border pixels removed, 8-bit outputs; "
+             "delta = model PSNR - bicubic PSNR. Training: "
+             f"`{cfg.data}` data, {cfg.n_patches} patches of {cfg.patch} px, {cfg.train.epochs} epochs, "
+             f"batch {cfg.train.batch_size}, lr {cfg.train.lr}; model {OmegaConf.to_container(cfg.model)}.", ""]
+    head = "| factor | model | " + " | ".join(f"{set_key(s)} PSNR | {set_key(s)} SSIM | {set_key(s)} delta dB"
+                                             for s in sets) + " | best epoch | seconds |"
+    lines += [head, "|" + "---|" * (head.count("|") - 1)]
+    for factor in sorted({r["factor"] for r in rows}):
+        fr = [r for r in rows if r["factor"] == factor]
+        bic = next((r for r in fr if r["run"] == "bicubic"), None)
+        for r in sorted(fr, key=lambda r: (r["run"] != "bicubic", str(r.get("preset")), r["run"])):
+            cells = []
+            for s in sets:
+                p, q = r.get(score_name(s, "psnr", factor)), r.get(score_name(s, "ssim", factor))
+                b = bic.get(score_name(s, "psnr", factor)) if bic else None
+                d = "" if r["run"] == "bicubic" or p is None or b is None else f"{p - b:+.2f}"
+                cells += ["-" if p is None else f"{p:.2f}", "-" if q is None else f"{q:.4f}", d]
+            be = "" if r["run"] == "bicubic" else str(r.get("best_epoch"))
+            lines.append(f"| x{factor} | {_label(r)} | " + " | ".join(cells) + f" | {be} | {r.get('seconds', 0):.0f} |")
+    lines += ["", "Loss terms at the kept epoch (unweighted training means: per-pixel MSE, KL per latent element, "
+              "VGG relu3_3 feature MSE):", ""]
+    for r in rows:
+        if r["run"] == "bicubic" or not r.get("history"):
+            continue
+        h = r["history"][r["best_epoch"]] if 0 <= r["best_epoch"] < len(r["history"]) else r["history"][-1]
+        if "train_reconstruction" in h:
+            lines.append(f"- x{r['factor']} {_label(r)}: rec {h['train_reconstruction']:.5f}, KL {h['train_kl']:.5f}, "
+                         f"perc {h['train_perceptual']:.4f}; val PSNR {h['val_psnr']:.2f} dB at epoch {h['epoch']}")
+    figs = write_figures(out, cfg, rows)
+    if figs:
+        lines += ["", "## Example crops", ""]
+        lines += [f"![{p.stem}](figures/{p.name})" for p in figs]
+    p = out / "report.md"
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def _cli(args) -> None:
+    overrides = [o for o in args.overrides if o != "--print-config"]
+    print_config = args.print_config or len(overrides) != len(args.overrides)
+    bad = [o for o in overrides if o.startswith("-")]
+    if bad:
+        raise ConfigError(f"unknown option(s) {bad}; settings are key=value")
+    if print_config:
+        print(OmegaConf.to_yaml(load_config(overrides)), end="")
+        return
+    print(run_sr_vae(overrides))
+
+
+def add_cli(sub) -> None:
+    """Register ``lossnet srvae [key=value ...] [--print-config]``."""
+    import argparse
+
+    s = sub.add_parser(
+        "srvae", help="super-resolution VAE with perceptual loss vs bicubic (x2, x4; with / without perceptual term)",
+        description="Train the SR-VAE (spatial latent, residual over bicubic) with and without the VGG-16 relu3_3 "
+                    "perceptual term for every factor, score it and bicubic on the test sets (PSNR / SSIM, Y channel) "
+                    "and write OUT/results.jsonl (+ .csv), OUT/report.md and OUT/figures/. Finished rows are not "
+                    "recomputed. Examples: `lossnet srvae`, `lossnet srvae factors=[2] weights.preset=paper_literal "
+                    "runs=[perceptual]`, `lossnet srvae scale=paper pets_root=~/data/oxford-iiit-pet device=cuda`.")
+    s.add_argument("overrides", nargs=argparse.REMAINDER, metavar="key=value",
+                   help="e.g. out=DIR factors=[2] train.epochs=5 weights.preset=paper_literal threads=2")
+    s.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
+    s.set_defaults(func=_cli)

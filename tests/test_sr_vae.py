@@ -1,0 +1,241 @@
+"""The super-resolution VAE: model, loss weights, Oxford-IIIT Pet reader, end-to-end run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lossnet.data.sr import bicubic_upsample
+from lossnet.models.sr_vae import SRVAE
+
+
+def _png(path: Path, h: int, w: int, seed: int, fmt: str = "PNG") -> None:
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(seed)
+    small = torch.rand(1, 3, h // 8, w // 8, generator=g)
+    img = torch.nn.functional.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((img[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(path, fmt)
+
+
+# --------------------------------------------------------------------------------------------
+# Model
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("factor,down", [(2, 0), (4, 0), (4, 1)])
+def test_shapes_and_range(factor, down):
+    torch.manual_seed(0)
+    m = SRVAE(factor, channels=8, z_channels=4, blocks=1, down=down)
+    lr = torch.rand(2, 3, 12, 16)
+    sr, mu, logvar = m(lr)
+    h = 12 // 2 ** down
+    assert sr.shape == (2, 3, 12 * factor, 16 * factor)
+    assert mu.shape == logvar.shape == (2, 4, h, 16 // 2 ** down)
+    assert sr.min() >= 0 and sr.max() <= 1
+    assert m.upscale(lr).shape == sr.shape
+
+
+def test_bad_factor_and_input():
+    with pytest.raises(ValueError, match="power of two"):
+        SRVAE(3)
+    with pytest.raises(ValueError, match=r"\(N, 3, h, w\)"):
+        SRVAE(2, channels=4, z_channels=2, blocks=0).upscale(torch.rand(1, 1, 8, 8))
+
+
+def test_upscale_is_deterministic_and_training_samples():
+    torch.manual_seed(0)
+    m = SRVAE(2, channels=8, z_channels=4, blocks=1)
+    torch.nn.init.normal_(m.tail.weight, std=0.1)  # a non-zero residual, so z matters
+    lr = torch.rand(1, 3, 10, 10)
+    m.train()
+    a, b = m.upscale(lr), m.upscale(lr)
+    assert torch.equal(a, b)
+    s1, mu, _ = m(lr)
+    s2, _, _ = m(lr)
+    assert not torch.equal(s1, s2)  # z sampled in training mode
+    m.eval()
+    assert torch.equal(m(lr)[0], a)  # eval: z = mu
+
+
+def test_zero_residual_is_bicubic():
+    m = SRVAE(4, channels=8, z_channels=4, blocks=1, residual=True)  # the tail starts at zero
+    lr = torch.rand(2, 3, 9, 7)
+    assert torch.allclose(m.upscale(lr), bicubic_upsample(lr, 4))
+    m2 = SRVAE(2, channels=8, z_channels=4, blocks=1, residual=False)
+    assert torch.all(m2.upscale(lr) == 0)
+
+
+# --------------------------------------------------------------------------------------------
+# Loss weights
+# --------------------------------------------------------------------------------------------
+
+
+def test_weight_presets_and_runs():
+    from lossnet.experiments.common import ConfigError
+    from lossnet.experiments.sr_vae import load_config, resolve_weights
+
+    cfg = load_config()
+    assert cfg.weights.preset == "tuned"
+    assert resolve_weights(cfg, "perceptual") == {"reconstruction": 1.0, "kl": 1e-6, "perceptual": 1e-4}
+    assert resolve_weights(cfg, "no_perceptual")["perceptual"] == 0.0
+    paper = load_config({"weights": {"preset": "paper"}})
+    assert resolve_weights(paper, "perceptual") == {"reconstruction": 1.0, "kl": 0.001, "perceptual": 0.8}
+    assert resolve_weights(paper, "no_perceptual") == {"reconstruction": 1.0, "kl": 0.001, "perceptual": 0.0}
+    lit = load_config(["weights.preset=paper_literal"])
+    assert resolve_weights(lit, "perceptual") == {"reconstruction": 0.001, "kl": 1.0, "perceptual": 0.8}
+    assert resolve_weights(lit, "no_perceptual") == {"reconstruction": 0.001, "kl": 1.0, "perceptual": 0.0}
+    assert resolve_weights(load_config(["weights.kl=0.01"]))["kl"] == 0.01
+    with pytest.raises(ConfigError, match="preset"):
+        load_config(["weights.preset=nope"])
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_config(["no_such_key=1"])
+    with pytest.raises(ConfigError, match="powers of two"):
+        load_config(["factors=[3]"])
+
+
+def test_task_weights_the_terms():
+    from lossnet.experiments.sr_vae import SRVAETask
+    from lossnet.zoo import LossNetwork
+
+    torch.manual_seed(0)
+    net = LossNetwork("squeezenet1_1", layers=[3], weights=None)  # any loss network; VGG-16 is slow to build
+    batch = {"lr": torch.rand(2, 3, 16, 16), "hr": torch.rand(2, 3, 32, 32)}
+    model = SRVAE(2, channels=8, z_channels=4, blocks=1).eval()
+    for w in ({"reconstruction": 1.0, "kl": 0.001, "perceptual": 0.8},
+              {"reconstruction": 0.001, "kl": 1.0, "perceptual": 0.8},
+              {"reconstruction": 1.0, "kl": 0.001, "perceptual": 0.0}):
+        task = SRVAETask(model, w, net).eval()
+        t = task.terms(batch)
+        expected = sum(w[k] * t[k] for k in t)
+        assert torch.allclose(task.loss(batch), expected)
+        if w["perceptual"] == 0:
+            assert task.criterion is None and float(t["perceptual"]) == 0.0
+        else:
+            assert float(t["perceptual"].detach()) > 0
+    assert not any(n.startswith("criterion") for n, _ in SRVAETask(model, w, net).named_parameters())
+
+
+# --------------------------------------------------------------------------------------------
+# Oxford-IIIT Pet reader
+# --------------------------------------------------------------------------------------------
+
+
+def _fake_pets(root: Path, corrupt: bool = True) -> Path:
+    lines = {"trainval": [], "test": []}
+    k = 0
+    for breed, (cls, sp) in {"Abyssinian": (1, 1), "beagle": (3, 2)}.items():
+        for i in range(5):
+            name = f"{breed}_{i + 1}"
+            _png(root / "images" / f"{name}.jpg", 48, 64, k, fmt="JPEG")
+            lines["trainval" if i < 4 else "test"].append(f"{name} {cls} {sp} {1 if sp == 1 else 2}")
+            k += 1
+    if corrupt:
+        (root / "images" / "beagle_9.jpg").write_bytes(b"not a jpeg")
+        lines["trainval"].append("beagle_9 3 2 2")
+        lines["trainval"].append("beagle_10 3 2 2")  # listed, no file
+    (root / "annotations").mkdir(parents=True)
+    for split, ls in lines.items():
+        (root / "annotations" / f"{split}.txt").write_text("#Image CLASS-ID SPECIES BREED ID\n" + "\n".join(ls) + "\n")
+    return root
+
+
+def test_pets_reader(tmp_path):
+    from lossnet.data.pets import load_oxford_pets
+
+    root = _fake_pets(tmp_path / "oxford-iiit-pet")
+    ps = load_oxford_pets(root, "trainval")
+    assert len(ps) == 8 and ps.names[0] == "Abyssinian_1"
+    assert ps.labels.tolist() == [0] * 4 + [2] * 4 and ps.species.tolist() == [0] * 4 + [1] * 4
+    assert ps.images[0].dtype == torch.uint8 and ps.images[0].shape == (3, 48, 64)
+    assert dict(ps.skipped).keys() == {"beagle_9", "beagle_10"}
+    assert load_oxford_pets(tmp_path, "test").names == ["Abyssinian_5", "beagle_5"]  # torchvision's parent layout
+    sub = load_oxford_pets(root, "trainval", max_images=2, load=False)
+    assert sub.images is None and sub.names == ["Abyssinian_1", "beagle_2"]  # spread over the breeds
+
+
+def test_pets_reader_errors(tmp_path):
+    from lossnet.data.pets import load_oxford_pets
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_oxford_pets(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="not an Oxford-IIIT Pet folder"):
+        load_oxford_pets(tmp_path)
+    root = _fake_pets(tmp_path / "pets", corrupt=False)
+    (root / "annotations" / "trainval.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"annotations/trainval\.txt"):
+        load_oxford_pets(root, "trainval")
+    with pytest.raises(ValueError, match="split"):
+        load_oxford_pets(root, "train")
+    (root / "annotations" / "test.txt").write_text("Abyssinian_5 1 1\n")
+    with pytest.raises(ValueError, match="NAME CLASS_ID"):
+        load_oxford_pets(root, "test")
+
+
+def test_pets_training_data(tmp_path):
+    from lossnet.data.pets import pets_training_data
+
+    root = _fake_pets(tmp_path / "pets")
+    train, val, info = pets_training_data(root, factor=2, patch=16, n_patches=6, val_images=2, val_patch=32)
+    assert train["hr"].shape == (6, 3, 16, 16) and train["lr"].shape == (6, 3, 8, 8)
+    assert val["hr"].shape == (2, 3, 32, 32) and val["lr"].dtype == torch.uint8
+    assert info["train_images"] == 6 and info["skipped"] == 2
+
+
+# --------------------------------------------------------------------------------------------
+# End to end
+# --------------------------------------------------------------------------------------------
+
+
+def test_run_sr_vae_end_to_end_and_resume(tmp_path, monkeypatch):
+    from lossnet.experiments import sr_vae
+
+    for i in range(5):
+        _png(tmp_path / "train" / f"im{i}.png", 64, 64, i)
+    for i in range(2):
+        _png(tmp_path / "sr" / "tiny" / f"t{i}.png", 40, 44, 10 + i)
+    over = {"train_root": str(tmp_path / "train"), "sr_root": str(tmp_path / "sr"), "test_sets": ["tiny"],
+            "examples": ["tiny/t0"], "factors": [2], "patch": 32, "n_patches": 8, "val_images": 1,
+            "val_patch": 48, "crop": 24, "perceptual": {"arch": "squeezenet1_1", "layer": 3, "weights": "random"},
+            "model": {"channels": 4, "z_channels": 2, "blocks": 1}, "train": {"epochs": 2, "batch_size": 4},
+            "device": "cpu"}
+    report = sr_vae.run_sr_vae(over, out=tmp_path / "out")
+    out = tmp_path / "out"
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted((r["run"], r["factor"]) for r in rows) == sorted(
+        (run, 2) for run in ("bicubic", "perceptual", "no_perceptual"))
+    for r in rows:
+        assert r["tiny_psnr_x%d" % r["factor"]] > 5 and 0 < r["tiny_ssim_x%d" % r["factor"]] <= 1
+        if r["run"] != "bicubic":
+            assert r["best_epoch"] in (0, 1) and r["epochs_run"] == 2 and r["seconds"] > 0
+            assert (r["weights"]["perceptual"] == 0) == (r["run"] == "no_perceptual")
+            assert "train_kl" in r["history"][0]
+    text = report.read_text()
+    assert report == out / "report.md" and "delta dB" in text and "bicubic" in text
+    assert (out / "figures" / "crops_x2.png").exists() and (out / "results.csv").exists()
+
+    def boom(*a, **k):
+        raise AssertionError("a finished row was retrained")
+
+    monkeypatch.setattr(sr_vae, "train_sr_vae", boom)
+    sr_vae.run_sr_vae(over, out=out)
+    assert len((out / "results.jsonl").read_text().splitlines()) == 3
+
+
+def test_cli_print_config(capsys):
+    import argparse
+
+    from lossnet.experiments.sr_vae import add_cli
+
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers()
+    add_cli(sub)
+    args = p.parse_args(["srvae", "factors=[2]", "weights.preset=paper_literal", "--print-config"])
+    args.func(args)
+    out = capsys.readouterr().out
+    assert "preset: paper_literal" in out and "- 2" in out
