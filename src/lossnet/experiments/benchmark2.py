@@ -96,11 +96,9 @@ scales:
 
 def load_defaults(scale: str = "quick") -> DictConfig:
     """:data:`DEFAULTS` with ``scales.<scale>`` merged in (presets removed)."""
-    base = OmegaConf.create(DEFAULTS)
-    scales = base.pop("scales")
-    if scale not in scales:
-        raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(scales)}")
-    return OmegaConf.merge(base, scales[scale])
+    from .common import scaled_defaults
+
+    return scaled_defaults(DEFAULTS, scale)
 
 
 def _list(v) -> list:
@@ -150,6 +148,12 @@ def check(cfg) -> None:
     bad = [r for r in _list(cfg.references) if r not in REFERENCES]
     if bad:
         raise ConfigError(f"references must be a subset of {list(REFERENCES)}, got {bad}")
+    check_sr_training(cfg)
+
+
+def check_sr_training(cfg) -> None:
+    """The settings benchmark 2 and the SR VAE share: ``eval.colour``, ``n_patches``,
+    ``val_images``, ``train.epochs``, ``train.batch_size``."""
     if str(cfg.eval.colour) not in ("y", "rgb"):
         raise ConfigError(f"eval.colour must be y or rgb, got {cfg.eval.colour!r}")
     for k in ("n_patches", "val_images"):

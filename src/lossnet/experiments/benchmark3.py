@@ -117,11 +117,9 @@ scales:
 
 def load_defaults(scale: str = "quick") -> DictConfig:
     """:data:`DEFAULTS` with ``scales.<scale>`` merged in (presets removed)."""
-    base = OmegaConf.create(DEFAULTS)
-    scales = base.pop("scales")
-    if scale not in scales:
-        raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(scales)}")
-    return OmegaConf.merge(base, scales[scale])
+    from .common import scaled_defaults
+
+    return scaled_defaults(DEFAULTS, scale)
 
 
 def scores(cfg) -> list:

@@ -229,6 +229,18 @@ def load_data(cfg, out: Path) -> ExperimentData:
 # --------------------------------------------------------------------------------------------
 
 
+def scaled_defaults(defaults_yaml: str, scale: str = "quick"):
+    """A benchmark's defaults (YAML text with ``scales: {quick: ..., paper: ...}``) with the
+    ``scale`` preset merged in and the presets removed."""
+    from omegaconf import OmegaConf
+
+    base = OmegaConf.create(defaults_yaml)
+    scales = base.pop("scales")
+    if scale not in scales:
+        raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(scales)}")
+    return OmegaConf.merge(base, scales[scale])
+
+
 def require_dir(value, what: str, doc: str) -> Path:
     """``value`` as an existing directory, else one :class:`ConfigError` naming the setting."""
     if not value:

@@ -155,11 +155,9 @@ def _base() -> DictConfig:
 
 def load_defaults(scale: str = "quick") -> DictConfig:
     """:data:`DEFAULTS` with ``scales.<scale>`` merged in (presets removed)."""
-    base = _base()
-    scales = base.pop("scales")
-    if scale not in scales:
-        raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(scales)}")
-    cfg = OmegaConf.merge(base, scales[scale])
+    from .common import scaled_defaults
+
+    cfg = scaled_defaults(DEFAULTS, scale)
     cfg.scale = scale
     return cfg
 
@@ -232,13 +230,9 @@ def check(cfg) -> None:
             raise ConfigError(f"weights.{k} must be >= 0, got {v}")
     if str(cfg.perceptual.weights) not in ("imagenet", "random"):
         raise ConfigError(f"perceptual.weights must be imagenet or random, got {cfg.perceptual.weights!r}")
-    if str(cfg.eval.colour) not in ("y", "rgb"):
-        raise ConfigError(f"eval.colour must be y or rgb, got {cfg.eval.colour!r}")
-    for k in ("n_patches", "val_images"):
-        if int(cfg[k]) < 1:
-            raise ConfigError(f"{k} must be >= 1, got {cfg[k]}")
-    if int(cfg.train.epochs) < 1 or int(cfg.train.batch_size) < 1:
-        raise ConfigError("train.epochs and train.batch_size must be >= 1")
+    from .benchmark2 import check_sr_training
+
+    check_sr_training(cfg)
     if not _list(cfg.test_sets):
         raise ConfigError("test_sets is empty")
 
