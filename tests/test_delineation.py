@@ -273,7 +273,7 @@ def test_benchmark3_sweep_with_bce_reference(tmp_path):
     assert ref["reference"] == "bce" and not ref["details"]["topology_loss"] and 0 <= ref["quality"] <= 1
     md = (out / "analysis.md").read_text()
     assert "Benchmark 3: delineation with and without the topology loss" in md and "| BCE only |" in md
-    assert "alexnet:E" in md and "Table III" in md
+    assert "alexnet:E" in md and "Table III" in md and (out / "figures" / "benchmark3_examples.png").exists()
     seen = []
     run_sweep("benchmark3", args, on_row=seen.append)  # everything done: nothing recomputed
     assert seen == [] and len(reference_rows(out)) == 1

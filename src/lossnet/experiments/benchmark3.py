@@ -466,6 +466,8 @@ def run_cell(cfg, arch: str | None, layer: str | None, coords: dict, *, loss_net
     t1 = time.perf_counter()
     per_iter = evaluate_iterations(task.model, data["test_image"], data["test_mask"], tolerance=tol, threshold=thr,
                                    batch_size=bs_eval)
+    _save_examples(task.model, data["test_image"][:N_EXAMPLES], out / "examples" / (
+        f"{arch}_{layer}" if loss_net is not None else "bce"))
     test_seconds = time.perf_counter() - t1
     last = per_iter[-1]
     n_val = len(val["image"]) if val is not None else max(1, round(len(train["image"]) * fit_cfg.val_fraction))
@@ -543,6 +545,45 @@ def format_rows(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+N_EXAMPLES = 4
+"""Test images whose predicted maps each cell saves (``out/examples/<arch>_<layer>|bce/``) for the report."""
+
+
+def _save_examples(model, images: torch.Tensor, folder: Path) -> None:
+    """The last iteration's probability maps of ``images`` as 8-bit PNGs ``test<i>.png``."""
+    from PIL import Image
+
+    probs = predict(model, images)[-1]
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, p in enumerate(probs):
+        tmp = folder / f".test{i}.{os.getpid()}.tmp.png"
+        Image.fromarray(p[0].mul(255).round().byte().numpy()).save(tmp)
+        os.replace(tmp, folder / f"test{i}.png")
+
+
+def examples_figure(out: Path, cfg, labels: list[str], path: Path) -> Path | None:
+    """Input / target / BCE-only / loss-network predictions of the first test images."""
+    from ..data.sr import read_image
+    from ..report.figures import image_grid
+
+    out = Path(out)
+    data = load_cell_data(cfg, out)
+    cols = ["bce"] + [lab for lab in labels if lab != "bce"]
+    grid = []
+    for i in range(min(N_EXAMPLES, len(data["test_image"]))):
+        files = {lab: out / "examples" / lab / f"test{i}.png" for lab in cols}
+        if not any(f.exists() for f in files.values()):
+            continue
+        row = [("input", data["test_image"][i]), ("target", data["test_mask"][i].expand(3, -1, -1))]
+        row += [("BCE only" if lab == "bce" else lab.replace("_", ":", 1),
+                 read_image(f) if f.exists() else None) for lab, f in files.items()]
+        grid.append(row)
+    if not grid:
+        return None
+    return image_grid(grid, path, row_labels=[f"test {i}" for i in range(len(grid))],
+                      title="predicted road probability after the last iteration")
+
+
 def report_section(out: Path, rows: list[dict], figures: Path, md_dir: Path) -> str:
     """Markdown: every finished cell's scores (percent) and quality per iteration next to the
     BCE-only reference, with the loss magnitudes (mu L_top / L_bce at the start)."""
@@ -575,6 +616,9 @@ def report_section(out: Path, rows: list[dict], figures: Path, md_dir: Path) -> 
                        " / ".join(f"{100 * p['quality']:.1f}" for p in (r.get("details") or {}).get("per_iteration", [])
                                   if p.get("quality") is not None),
                        ratio(r), f"{r.get('seconds', 0):.0f}"] for lab, r in entries])
+    labels = [f"{r['arch']}_{r['layer']}" for lab, r in entries if "arch" in r][:6]
+    fig = examples_figure(out, cfg, labels, Path(figures) / "benchmark3_examples.png")
+    fig_lines = [f"![benchmark 3 examples]({Path(os.path.relpath(fig, md_dir)).as_posix()})", ""] if fig else []
     data = (f"synthetic {cfg.synthetic.kind}" if cfg.dataset == "synthetic" else "Massachusetts Roads") + \
         f", {cfg.size}x{cfg.size}"
     return "\n".join([
@@ -582,4 +626,4 @@ def report_section(out: Path, rows: list[dict], figures: Path, md_dir: Path) -> 
         f"Test completeness / correctness / quality (%; tolerance {cfg.tolerance} px, counts summed over the test "
         f"set; docs/benchmark3.md) on {data}, U-Net applied {cfg.iterations} times. Bold: better than BCE only. "
         "`mu L_top / L_bce`: the two loss terms' ratio at initialisation (the paper picks mu to keep them at the "
-        "same order of magnitude).", "", table, ""])
+        "same order of magnitude).", "", table, ""] + fig_lines)
