@@ -424,18 +424,18 @@ def _example_images(cfg) -> list[tuple[str, str]]:
     return [tuple(str(e).split("/", 1)) for e in _list(cfg.get("examples") or []) if "/" in str(e)]
 
 
-def crops_figure(out: Path, cfg, labels: list[str], factor: int, path: Path, max_models: int = 6) -> Path | None:
-    """Input (nearest-neighbour enlarged) / bicubic / model outputs / target crops of the example
-    test images, from the PNGs the cells saved under ``out/examples/<label>/``."""
+def sr_crops_figure(cfg, factor: int, columns: list[tuple[str, Path]], path: Path, title: str) -> Path | None:
+    """Input (nearest-neighbour enlarged) / model outputs / target crops of the ``examples`` test
+    images (central ``crop`` px). ``columns``: (title, folder holding the saved outputs
+    ``<set>_<name>_x<factor>.png``, as :func:`evaluate` writes them). None when nothing was saved."""
     from ..data.sr import center_patch, degrade, load_images, modcrop, read_image, resolve_test_set
     from ..report.figures import image_grid
 
-    out, size = Path(out), int(cfg.get("crop", 96))
-    cols = ["bicubic", "pixel"] + [lab for lab in labels if lab not in ("bicubic", "pixel")][:max_models]
+    size = int(cfg.get("crop", 96))
     grid, names = [], []
     for key, name in _example_images(cfg):
-        files = {lab: out / "examples" / lab / f"{key}_{name}_x{factor}.png" for lab in cols}
-        if not any(f.exists() for f in files.values()):
+        files = [(t, Path(d) / f"{key}_{name}_x{factor}.png") for t, d in columns]
+        if not any(f.exists() for _, f in files):
             continue
         try:
             folder = resolve_test_set(_root(cfg.sr_root, "sr_root"), key)
@@ -447,15 +447,22 @@ def crops_figure(out: Path, cfg, labels: list[str], factor: int, path: Path, max
         hr = modcrop(hr, factor)
         lr = degrade(hr.float().div(255)[None], factor, float(cfg.blur_sigma), antialias=bool(cfg.antialias))
         lr_big = torch.nn.functional.interpolate(lr, scale_factor=factor, mode="nearest")[0]
-        row = [("input (x%d nearest)" % factor, center_patch(lr_big.mul(255).round().to(torch.uint8), size))]
-        for lab in cols:
-            row.append((lab, center_patch(read_image(files[lab]), size) if files[lab].exists() else None))
+        row = [(f"input (x{factor} nearest)", center_patch(lr_big.mul(255).round().to(torch.uint8), size))]
+        row += [(t, center_patch(read_image(f), size) if f.exists() else None) for t, f in files]
         row.append(("target", center_patch(hr, size)))
         grid.append(row)
         names.append(f"{key}/{name}")
     if not grid:
         return None
-    return image_grid(grid, path, row_labels=names, title=f"x{factor} super-resolution, central {size}px crops")
+    return image_grid(grid, path, row_labels=names, title=title)
+
+
+def crops_figure(out: Path, cfg, labels: list[str], factor: int, path: Path, max_models: int = 6) -> Path | None:
+    """The benchmark's crops: bicubic, pixel and up to ``max_models`` loss networks (the PNGs the
+    cells saved under ``out/examples/<label>/``)."""
+    cols = ["bicubic", "pixel"] + [lab for lab in labels if lab not in ("bicubic", "pixel")][:max_models]
+    return sr_crops_figure(cfg, factor, [(lab, Path(out) / "examples" / lab) for lab in cols], path,
+                           f"x{factor} super-resolution, central {int(cfg.get('crop', 96))}px crops")
 
 
 def report_section(out: Path, rows: list[dict], figures: Path, md_dir: Path) -> str:

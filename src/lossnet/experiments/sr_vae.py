@@ -502,68 +502,21 @@ def run_sr_vae(overrides: Sequence[str] | dict | None = None, out: str | Path | 
 # --------------------------------------------------------------------------------------------
 
 
-def _crop_box(h: int, w: int, side: int) -> tuple[int, int, int]:
-    s = min(side, h, w)
-    return (h - s) // 2, (w - s) // 2, s
-
-
 def write_figures(out: Path, cfg, rows: list[dict]) -> list[Path]:
     """``figures/crops_x<f>.png``: input (nearest) / bicubic / every VAE row / target crops of the examples."""
-    import matplotlib
-    import numpy as np
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
-    from ..data.sr import degrade, load_images, modcrop, resolve_test_set
-    from .benchmark2 import set_key
+    from .benchmark2 import sr_crops_figure
 
     figs = []
-    examples = [str(e).split("/", 1) for e in _list(cfg.examples or []) if "/" in str(e)]
-    sets = {set_key(s): s for s in _list(cfg.test_sets)}
     for factor in sorted({r["factor"] for r in rows}):
-        models = [r for r in rows if r["factor"] == factor and r["run"] != "bicubic"]
-        panels = []
-        for sk, name in examples:
-            if sk not in sets:
-                continue
-            imgs = dict(load_images(resolve_test_set(Path(str(cfg.sr_root)), sets[sk])))
-            if name not in imgs:
-                continue
-            hr = modcrop(imgs[name], factor)
-            lr = degrade(hr.float().div(255).unsqueeze(0), factor, float(cfg.blur_sigma), antialias=bool(cfg.antialias))
-            lr_up = torch.nn.functional.interpolate(lr, scale_factor=factor, mode="nearest")[0]
-            top, left, s = _crop_box(hr.shape[-2], hr.shape[-1], int(cfg.crop))
-            cols = [("input (nearest)", lr_up.mul(255).round().byte())]
-            for r in [x for x in rows if x["factor"] == factor and x["run"] == "bicubic"][:1] + models:
-                p = _example_dir(out, r["cell_id"]) / f"{sk}_{name}_x{factor}.png"
-                if p.exists():
-                    title = "bicubic" if r["run"] == "bicubic" else (
-                        f"VAE {'+' if r['weights']['perceptual'] > 0 else '-'}perc ({r.get('preset')})")
-                    cols.append((title, torch.from_numpy(np.array(Image.open(p))).permute(2, 0, 1)))
-            cols.append(("target", hr))
-            panels.append((f"{sk}/{name}", [(t, im[:, top:top + s, left:left + s]) for t, im in cols]))
-        if not panels:
-            continue
-        ncol = max(len(c) for _, c in panels)
-        fig, axes = plt.subplots(len(panels), ncol, figsize=(2.2 * ncol, 2.4 * len(panels)), squeeze=False)
-        for i, (pname, cols) in enumerate(panels):
-            for j in range(ncol):
-                ax = axes[i][j]
-                ax.axis("off")
-                if j < len(cols):
-                    ax.imshow(cols[j][1].permute(1, 2, 0).numpy())
-                    ax.set_title(cols[j][0] if i == 0 else "", fontsize=7)
-            axes[i][0].text(-0.05, 0.5, pname, transform=axes[i][0].transAxes, rotation=90, va="center",
-                            ha="right", fontsize=7)
-        fig.suptitle(f"SR-VAE x{factor}: central {int(cfg.crop)} px crops", fontsize=9)
-        fig.tight_layout()
-        p = out / "figures" / f"crops_x{factor}.png"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        figs.append(p)
+        here = [r for r in rows if r["factor"] == factor]
+        ordered = [r for r in here if r["run"] == "bicubic"][:1] + [r for r in here if r["run"] != "bicubic"]
+        cols = [("bicubic" if r["run"] == "bicubic" else
+                 f"VAE {'+' if r['weights']['perceptual'] > 0 else '-'}perc ({r.get('preset')})",
+                 _example_dir(out, r["cell_id"])) for r in ordered]
+        p = sr_crops_figure(cfg, factor, cols, Path(out) / "figures" / f"crops_x{factor}.png",
+                            f"SR-VAE x{factor}: central {int(cfg.crop)} px crops")
+        if p is not None:
+            figs.append(p)
     return figs
 
 
