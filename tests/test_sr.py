@@ -201,3 +201,17 @@ def test_residual_transformer_starts_at_bicubic():
     net = TransformerNet(4, blocks=1, channels=8, residual=True).eval()
     lr = _img(5, 12, 16)
     assert torch.allclose(net(lr), bicubic_upsample(lr, 4), atol=1e-6)
+
+
+def test_cli_benchmark2_and_srvae(capsys, tmp_path):
+    from lossnet.cli import main
+
+    assert main(["sweep", "benchmark2", "--print-config"]) == 0
+    cfg = capsys.readouterr().out
+    assert "patch: 64" in cfg and "residual: true" in cfg and "- set5" in cfg  # quick scale by default
+    assert main(["sweep", "benchmark2", "scale=paper", "--print-config"]) == 0
+    assert "patch: 288" in capsys.readouterr().out
+    assert main(["srvae", "factors=[3]", f"out={tmp_path}"]) == 2
+    assert "powers of two" in capsys.readouterr().err
+    assert main(["sweep", "benchmark3", "--print-config"]) == 0
+    assert "mu: 0.01" in capsys.readouterr().out
