@@ -461,7 +461,8 @@ def crops_figure(out: Path, cfg, labels: list[str], factor: int, path: Path, max
     """The benchmark's crops: bicubic, pixel and up to ``max_models`` loss networks (the PNGs the
     cells saved under ``out/examples/<label>/``)."""
     cols = ["bicubic", "pixel"] + [lab for lab in labels if lab not in ("bicubic", "pixel")][:max_models]
-    return sr_crops_figure(cfg, factor, [(lab, Path(out) / "examples" / lab) for lab in cols], path,
+    return sr_crops_figure(cfg, factor, [(":".join(lab.rsplit("_", 1)) if lab not in ("bicubic", "pixel") else lab,
+                                          Path(out) / "examples" / lab) for lab in cols], path,
                            f"x{factor} super-resolution, central {int(cfg.get('crop', 96))}px crops")
 
 
