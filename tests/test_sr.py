@@ -215,3 +215,15 @@ def test_cli_benchmark2_and_srvae(capsys, tmp_path):
     assert "powers of two" in capsys.readouterr().err
     assert main(["sweep", "benchmark3", "--print-config"]) == 0
     assert "mu: 0.01" in capsys.readouterr().out
+
+
+def test_benchmark2_cell_x8_pixel_baseline(tmp_path):
+    from lossnet.experiments.benchmark2 import benchmark2_cell
+
+    root = _fake_sr_root(tmp_path / "sr")
+    over = {"sr_root": str(root), "train_root": str(root / "train"), "test_sets": ["set5"], "patch": 32,
+            "n_patches": 4, "val_images": 2, "val_patch": 32, "model": {"blocks": 1, "channels": 4, "residual": False},
+            "train": {"epochs": 1, "batch_size": 4}, "eval": {"border": 0}}
+    row = benchmark2_cell(None, factor=8, out=tmp_path / "run", overrides=over)
+    assert row["arch"] == "pixel" and row["factor"] == 8 and "set5_psnr_x8" in row and "set5_ssim_x8" in row
+    assert len(row["details"]["history"]) == 1 and not row["details"]["data"]["patch"] % 8
