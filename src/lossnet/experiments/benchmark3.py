@@ -575,7 +575,7 @@ def examples_figure(out: Path, cfg, labels: list[str], path: Path) -> Path | Non
         if not any(f.exists() for f in files.values()):
             continue
         row = [("input", data["test_image"][i]), ("target", data["test_mask"][i].expand(3, -1, -1))]
-        row += [("BCE only" if lab == "bce" else lab.replace("_", ":", 1),
+        row += [("BCE only" if lab == "bce" else ":".join(lab.rsplit("_", 1)),
                  read_image(f) if f.exists() else None) for lab, f in files.items()]
         grid.append(row)
     if not grid:
