@@ -2,9 +2,10 @@
 
 All timings in ONE run, on the same patches, batch and threads: a training step of the
 transformation network (forward, loss, backward, Adam) with pixel loss (MSE), then with the
-feature reconstruction loss (Eq. 3) of each requested loss network at each layer. Prints
-milliseconds per step and the ratio to pixel loss, i.e. how much a loss network multiplies the
-cost of a run. Also times full-image inference in both memory formats (the network runs
+feature reconstruction loss (Eq. 3) of each requested loss network at each layer, with the
+target patches' features computed on every step (online) and computed once beforehand (cached,
+what benchmark 2 does when they fit in ``feature_cache_gb``). Prints milliseconds per step and
+the ratios to pixel loss, i.e. how much a loss network multiplies the cost of a run. Also times full-image inference in both memory formats (the network runs
 channels-last).
 
     python benchmarks/sr_step_time.py [--archs alexnet,vgg16,efficientnet_lite0] [--layers E,L]
@@ -23,13 +24,13 @@ from lossnet.models.transformer import TransformerNet
 from lossnet.zoo import LossNetwork
 
 
-def step_ms(net: TransformerNet, criterion, lr: torch.Tensor, hr: torch.Tensor, steps: int) -> float:
+def step_ms(net: TransformerNet, criterion, lr: torch.Tensor, hr: torch.Tensor, steps: int, feats=None) -> float:
     opt = torch.optim.Adam(net.parameters(), 1e-4)
     times = []
     for _ in range(steps + 1):  # the first step warms up
         t0 = time.perf_counter()
         out = net(lr)
-        loss = criterion(out, hr) if criterion is not None else (out - hr).pow(2).mean()
+        loss = criterion(out, hr, feats) if criterion is not None else (out - hr).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -73,12 +74,18 @@ def main() -> None:
     base = step_ms(net, None, lr, hr, a.steps)
     print(f"SR training step, x{a.factor}, {a.batch} patches of {a.patch} px, {a.channels} channels, "
           f"{a.threads} threads (median of {a.steps} steps)\n")
-    print(f"| loss | ms / step | x pixel loss |\n| --- | ---: | ---: |\n| pixel (MSE) | {base:.0f} | 1.00 |")
+    print("| loss | ms / step online | x pixel | ms / step cached | x pixel | cached speed-up |\n"
+          f"| --- | ---: | ---: | ---: | ---: | ---: |\n| pixel (MSE) | {base:.0f} | 1.00 | | | |")
     for arch in a.archs.split(","):
         for layer in a.layers.split(","):
             ln = LossNetwork(arch, layers=[layer], weights=None if a.random_weights else "imagenet")
-            ms = step_ms(net, FeatureReconstructionLoss(ln), lr, hr, a.steps)
-            print(f"| {arch}:{layer} | {ms:.0f} | {ms / base:.2f} |")
+            crit = FeatureReconstructionLoss(ln)
+            online = step_ms(net, crit, lr, hr, a.steps)
+            with torch.no_grad():
+                feats = ln(hr)
+            cached = step_ms(net, crit, lr, hr, a.steps, feats)
+            print(f"| {arch}:{layer} | {online:.0f} | {online / base:.2f} | {cached:.0f} | {cached / base:.2f} | "
+                  f"{online / cached:.2f} |")
     shape = (80, 120)  # a BSD100-sized input at x4 (320 x 480 output)
     nchw, cl = inference_ms(net, shape, False), inference_ms(net, shape, True)
     print(f"\nfull-image inference {shape[0]}x{shape[1]} -> x{a.factor}: contiguous {nchw:.0f} ms, "

@@ -99,3 +99,17 @@ def test_bad_options():
         L.PixelLoss("huber")
     with pytest.raises(ValueError, match="reduction"):
         L.kl_divergence(torch.zeros(1, 1), torch.zeros(1, 1), "max")
+
+
+def test_feature_reconstruction_loss_with_precomputed_targets():
+    from lossnet.losses import FeatureReconstructionLoss
+    from lossnet.zoo import LossNetwork
+
+    torch.manual_seed(0)
+    net = LossNetwork("alexnet", layers=["E", "S"], weights=None)
+    x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    loss = FeatureReconstructionLoss(net)
+    with torch.no_grad():
+        ft = net(y)
+    assert torch.allclose(loss(x, y, ft), loss(x, y))
+    assert not torch.allclose(loss(x, y, [f + 1 for f in ft]), loss(x, y))  # the given features are used

@@ -191,3 +191,19 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     b = torch.load(fresh / "final.pt", weights_only=True)
     for k in b:
         torch.testing.assert_close(a[k], b[k], msg=f"{k} differs after resume")
+
+
+def test_frozen_network_follows_the_input_and_stays_out_of_the_state():
+    from lossnet.train.engine import Frozen
+
+    class Task(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.teacher = Frozen(torch.nn.Linear(2, 2))
+
+    t = Task()
+    assert list(t.state_dict()) == ["w"] and not any(p.requires_grad for p in t.teacher.net.parameters())
+    x = torch.rand(3, 2, dtype=torch.float64)
+    t.teacher.net.double()
+    assert t.teacher(x).shape == (3, 2)

@@ -227,3 +227,26 @@ def test_benchmark2_cell_x8_pixel_baseline(tmp_path):
     row = benchmark2_cell(None, factor=8, out=tmp_path / "run", overrides=over)
     assert row["arch"] == "pixel" and row["factor"] == 8 and "set5_psnr_x8" in row and "set5_ssim_x8" in row
     assert len(row["details"]["history"]) == 1 and not row["details"]["data"]["patch"] % 8
+
+
+def test_frozen_loss_net_is_not_checkpointed_and_cached_targets_match():
+    from omegaconf import OmegaConf
+
+    from lossnet.data.cache import target_features
+    from lossnet.experiments.benchmark2 import SRTask
+    from lossnet.experiments.common import with_target_features
+    from lossnet.zoo import LossNetwork
+
+    torch.manual_seed(0)
+    net = LossNetwork("alexnet", layers=["E"], weights=None)
+    task = SRTask(TransformerNet(4, blocks=1, channels=4), net)
+    assert all(k.startswith("model.") for k in task.state_dict())  # the frozen VGG/AlexNet stays out of last.pt
+    hr = (torch.rand(3, 3, 32, 32) * 255).to(torch.uint8)
+    data = {"lr": make_pairs(hr, 4)["lr"], "hr": hr}
+    cached = with_target_features(data, "hr", net, OmegaConf.create({"feature_cache_gb": 1.0}))
+    assert torch.allclose(cached["feat"], net(hr.float() / 255)[0], atol=1e-5)
+    as_float = {k: (v.float() / 255 if v.dtype == torch.uint8 else v) for k, v in cached.items()}
+    online = {k: v for k, v in as_float.items() if k != "feat"}
+    assert torch.allclose(task.loss(as_float), task.loss(online), rtol=1e-4)
+    assert target_features(hr, net, max_gb=1e-9) is None  # too large -> computed per batch
+    assert with_target_features(data, "hr", net, OmegaConf.create({"feature_cache_gb": 0})) is data

@@ -249,15 +249,19 @@ class FeatureReconstructionLoss(nn.Module):
         super().__init__()
         self.loss_net, self.weights = loss_net, weights
 
-    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, target: torch.Tensor,
+                target_features: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """``target_features``: the loss network's features of ``target`` when already computed
+        (e.g. cached once for fixed training targets); then ``target`` is only checked."""
         if x.ndim == 4 and x.shape[1] == 1:
             x, target = x.expand(-1, 3, -1, -1), target.expand(-1, 3, -1, -1)
         _check_images(x, "x")
         _check_images(target, "target")
         check_pair(x, target, ("x", "target"))
-        with torch.no_grad():
-            ft = self.loss_net(target)
-        return feature_reconstruction_loss(self.loss_net(x), ft, self.weights)
+        if target_features is None:
+            with torch.no_grad():
+                target_features = self.loss_net(target)
+        return feature_reconstruction_loss(self.loss_net(x), list(target_features), self.weights)
 
 
 # --------------------------------------------------------------------------------------------

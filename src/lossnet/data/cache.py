@@ -26,9 +26,18 @@ from ..zoo.network import LossNetwork
 from ..zoo.weights import lossnet_home, read_manifest
 
 
-def best_device() -> torch.device:
-    """CUDA when present, else CPU."""
+def best_device(preferred: str | torch.device | None = None) -> torch.device:
+    """``preferred`` when given (e.g. a ``device:`` setting), else CUDA when present, else CPU."""
+    if preferred:
+        return torch.device(preferred)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def module_device(m: torch.nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU for an empty module)."""
+    for t in (*m.parameters(), *m.buffers()):
+        return t.device
+    return torch.device("cpu")
 
 
 def images_fingerprint(images: torch.Tensor) -> str:
@@ -67,7 +76,7 @@ def compute_features(images: torch.Tensor, net: LossNetwork, *, batch_size: int 
         raise ValueError(f"images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
     if len(net.nodes) != 1:
         raise ValueError(f"the feature cache holds one layer; the loss network returns {len(net.nodes)}")
-    device = torch.device(device) if device is not None else best_device()
+    device = best_device(device)
     net = net.to(device)
     chunks = []
     bar = tqdm(range(0, len(images), batch_size), desc=f"features {net.arch}:{net.layer_refs[0]}",
@@ -77,6 +86,21 @@ def compute_features(images: torch.Tensor, net: LossNetwork, *, batch_size: int 
         chunks.append(net(x)[0].to("cpu", dtype))
     net.to("cpu")
     return torch.cat(chunks)
+
+
+def target_features(images: torch.Tensor, net: LossNetwork, *, max_gb: float, batch_size: int = 64,
+                    device=None) -> torch.Tensor | None:
+    """float32 features of fixed training targets (uint8 (N, 3, H, W)), computed once, when they
+    fit in ``max_gb``; ``None`` otherwise (the caller then runs ``net`` on every batch).
+
+    Training with a feature loss against fixed targets (super-resolution patches, segmentation
+    masks) otherwise runs the loss network on the same targets in every epoch.
+    """
+    with torch.no_grad():
+        probe = net(images[:1].to(module_device(net)).float().div(255))[0]
+    if len(images) * probe[0].numel() * 4 / 1e9 > max_gb:
+        return None
+    return compute_features(images, net, batch_size=batch_size, device=device, progress=False)
 
 
 class FeatureCache:

@@ -146,7 +146,7 @@ def retrain_decoder(model: Autoencoder | nn.Module, images: torch.Tensor, fit_cf
     t0 = time.perf_counter()
     encoder = copy.deepcopy(model.encoder if isinstance(model, Autoencoder) else model)
     size = images.shape[-1]
-    device = torch.device(fit_cfg.device) if fit_cfg.device else best_device()
+    device = best_device(fit_cfg.device)
     encoder.to(device)
     with torch.no_grad():
         z_dim = encoder(_as_float((inputs if inputs is not None else images)[:2].to(device)))[0].shape[1]

@@ -26,7 +26,6 @@ Entry points: :func:`benchmark2_cell` (Python) and ``lossnet sweep benchmark2``.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -34,7 +33,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from .common import ConfigError, cell_id, reference_rows, require_dir
+from ..data.cache import best_device
+from .common import ConfigError, cell_id, reference_rows, require_dir, with_target_features
 
 NAME = "benchmark2"
 METRICS = ("psnr", "ssim")
@@ -62,6 +62,7 @@ train:
   batch_size: 4
   lr: 0.001
   weight_decay: 0.0
+feature_cache_gb: 2.0       # compute the loss network's features of the training patches once when they fit (0: every batch)
 tv_weight: 0.0              # total-variation regulariser (Johnson et al. cross-validated 1e-6..1e-4; the benchmark: none)
 eval:
   colour: y                 # y (BT.601 luma, the SR convention) | rgb
@@ -196,19 +197,29 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
 
 
 class SRTask(nn.Module):
-    """The engine task: ``lr`` -> model -> Eq. 3 loss against ``hr`` (MSE when ``loss_net`` is None)."""
+    """The engine task: ``lr`` -> model -> Eq. 3 loss against ``hr`` (MSE when ``loss_net`` is None).
+
+    The loss network is held as :class:`~lossnet.train.engine.Frozen` (not checkpointed). A batch
+    may carry ``feat``, the loss network's features of ``hr`` computed once
+    (:func:`~lossnet.data.cache.target_features`); otherwise they are computed per batch.
+    """
 
     def __init__(self, model: nn.Module, loss_net=None, tv_weight: float = 0.0) -> None:
         super().__init__()
         from ..losses import FeatureReconstructionLoss
+        from ..train.engine import Frozen
 
         self.model = model
-        self.criterion = FeatureReconstructionLoss(loss_net) if loss_net is not None else None
+        self.criterion = FeatureReconstructionLoss(Frozen(loss_net)) if loss_net is not None else None
         self.tv_weight = float(tv_weight)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         out = self.model(batch["lr"])
-        loss = self.criterion(out, batch["hr"]) if self.criterion is not None else (out - batch["hr"]).pow(2).mean()
+        if self.criterion is not None:
+            feat = batch.get("feat")
+            loss = self.criterion(out, batch["hr"], None if feat is None else [feat])
+        else:
+            loss = (out - batch["hr"]).pow(2).mean()
         if self.tv_weight:
             loss = loss + self.tv_weight * total_variation(out)
         return loss
@@ -232,10 +243,6 @@ def val_psnr(upscale, val: dict[str, torch.Tensor], factor: int, cfg, device, ba
     return sum(vals) / len(vals)
 
 
-def _seconds(h: list[dict]) -> float:
-    return float(sum(r["train_seconds"] + r["val_seconds"] for r in h))
-
-
 def train_sr(cfg, factor: int, loss_net, *, seed: int, ckpt_dir: Path | None, label: str = "", data=None):
     """Train a transformation network for ``factor`` with ``loss_net`` (None: pixel loss).
 
@@ -252,8 +259,7 @@ def train_sr(cfg, factor: int, loss_net, *, seed: int, ckpt_dir: Path | None, la
         antialias=bool(cfg.antialias), seed=seed)
     torch.manual_seed(seed)
     model = TransformerNet(factor, int(cfg.model.blocks), int(cfg.model.channels), bool(cfg.model.get("residual", False)))
-    if loss_net is not None:
-        loss_net.requires_grad_(False).eval()
+    train = with_target_features(train, "hr", loss_net, cfg)
     task = SRTask(model, loss_net, float(cfg.tv_weight))
     t = cfg.train
     fc = FitConfig(epochs=int(t.epochs), batch_size=int(t.batch_size), lr=float(t.lr),
@@ -274,6 +280,7 @@ def evaluate(cfg, upscale, factor: int, device="cpu", keep_for: Path | None = No
     per-image rows under ``"images"``. Saves the :data:`examples` outputs as PNG under ``keep_for``."""
     from ..data.sr import load_images, resolve_test_set
     from ..eval.sr import evaluate_sr
+    from ..report.figures import save_png
 
     sr_root = _root(cfg.sr_root, "sr_root")
     examples = {str(e).split("/", 1)[0]: str(e).split("/", 1)[1] for e in _list(cfg.examples or []) if "/" in str(e)}
@@ -289,23 +296,8 @@ def evaluate(cfg, upscale, factor: int, device="cpu", keep_for: Path | None = No
         out["images"][set_key(s)] = res["images"]
         if keep_for is not None:
             for name, img in res["outputs"].items():
-                _save_png(img, keep_for / f"{set_key(s)}_{name}_x{factor}.png")
+                save_png(img, keep_for / f"{set_key(s)}_{name}_x{factor}.png")
     return out
-
-
-def _save_png(img: torch.Tensor, path: Path) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    Image.fromarray(img.permute(1, 2, 0).numpy()).save(tmp)
-    os.replace(tmp, path)
-
-
-def _device(cfg) -> torch.device:
-    from ..data.cache import best_device
-
-    return torch.device(cfg.get("device")) if cfg.get("device") else best_device()
 
 
 def run_model(cfg, factor: int, loss_net, *, out: Path, cell_dir: Path, examples_dir: Path, seed: int,
@@ -313,12 +305,12 @@ def run_model(cfg, factor: int, loss_net, *, out: Path, cell_dir: Path, examples
     """Train (``loss_net`` None: pixel loss) and evaluate one transformation network."""
     t0 = time.perf_counter()
     model, result, info = train_sr(cfg, factor, loss_net, seed=seed, ckpt_dir=cell_dir, label=label)
-    device = _device(cfg)
+    device = best_device(cfg.get("device"))
     model.to(device)
     ev = evaluate(cfg, model, factor, device, keep_for=examples_dir)
     images = ev.pop("images")
     details = {"factor": factor, "best_epoch": result.best_epoch, "best_val_psnr": -result.best_val,
-               "epoch_seconds": result.epoch_seconds, "train_seconds": _seconds(result.history),
+               "epoch_seconds": result.epoch_seconds, "train_seconds": result.total_seconds,
                "history": result.history, "data": info, "images": images,
                "collapsed": bool(max((h["val_psnr"] for h in result.history), default=0.0) < 10.0),
                "cell_seconds": time.perf_counter() - t0}
@@ -428,7 +420,7 @@ def sr_crops_figure(cfg, factor: int, columns: list[tuple[str, Path]], path: Pat
     """Input (nearest-neighbour enlarged) / model outputs / target crops of the ``examples`` test
     images (central ``crop`` px). ``columns``: (title, folder holding the saved outputs
     ``<set>_<name>_x<factor>.png``, as :func:`evaluate` writes them). None when nothing was saved."""
-    from ..data.sr import center_patch, degrade, load_images, modcrop, read_image, resolve_test_set
+    from ..data.sr import center_patch, degrade, image_files, modcrop, read_image, resolve_test_set
     from ..report.figures import image_grid
 
     size = int(cfg.get("crop", 96))
@@ -441,10 +433,10 @@ def sr_crops_figure(cfg, factor: int, columns: list[tuple[str, Path]], path: Pat
             folder = resolve_test_set(_root(cfg.sr_root, "sr_root"), key)
         except (FileNotFoundError, ConfigError):
             continue
-        hr = dict(load_images(folder)).get(name)
-        if hr is None:
+        file = next((p for p in image_files(folder) if p.stem == name), None)
+        if file is None:
             continue
-        hr = modcrop(hr, factor)
+        hr = modcrop(read_image(file), factor)
         lr = degrade(hr.float().div(255)[None], factor, float(cfg.blur_sigma), antialias=bool(cfg.antialias))
         lr_big = torch.nn.functional.interpolate(lr, scale_factor=factor, mode="nearest")[0]
         row = [(f"input (x{factor} nearest)", center_patch(lr_big.mul(255).round().to(torch.uint8), size))]

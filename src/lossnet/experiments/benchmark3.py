@@ -87,6 +87,7 @@ mu: 0.01                    # L = L_bce + mu L_top (Eq. 4)
 iteration_weights: linear   # linear (Mosinska: sum_k k L_k / sum_k k) | uniform | last
 tolerance: 3                # completeness/correctness buffer rho, pixels
 threshold: 0.5              # prediction > threshold is road
+feature_cache_gb: 2.0       # compute the loss network's features of the training masks once when they fit (0: every batch)
 validation: quality         # quality: keep the epoch with the best validation quality | loss
 baseline: true              # sweeps: train the BCE-only U-Net once as the reference row (lossnet report lists it)
 train:
@@ -315,20 +316,20 @@ class DelineationTask(nn.Module):
     {"image": (N, 3, H, W) in [0, 1], "mask": (N, 1, H, W) in {0, 1}}`` is
     ``sum_k w_k (BCE(p_k, y) + mu * L_top(p_k, y))`` over the iterations' probability maps ``p_k``.
 
-    The loss network is held outside the module's state (it is frozen; checkpoints stay small)
-    and moved to the batch's device on first use. ``loss_net=None``: BCE only.
+    The loss network is held as :class:`~lossnet.train.engine.Frozen` (not checkpointed; it
+    follows the batch's device). ``loss_net=None``: BCE only. A batch may carry ``feat``, the loss
+    network's features of the mask computed once (:func:`~lossnet.experiments.common.
+    with_target_features`); otherwise they are computed per batch.
     """
 
     def __init__(self, model, loss_net=None, mu: float = 0.01, weights: str = "linear") -> None:
         super().__init__()
+        from ..train.engine import Frozen
+
         self.model = model
-        self._loss_net = [loss_net]
+        self.loss_net = Frozen(loss_net) if loss_net is not None else None
         self.mu = float(mu)
         self.weights = iteration_weights(weights, model.iterations)
-
-    @property
-    def loss_net(self):
-        return self._loss_net[0]
 
     def terms(self, batch: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
         """Per-iteration BCE and (unweighted) L_top (None without a loss network); iterations
@@ -341,11 +342,12 @@ class DelineationTask(nn.Module):
         net = self.loss_net
         if net is None:
             return bce, None
-        if net.mean.device != x.device:
-            net.to(x.device)
         n = len(x)
-        with torch.no_grad():
-            ft = net(y.expand(-1, 3, -1, -1))
+        if "feat" in batch:
+            ft = [batch["feat"]]
+        else:
+            with torch.no_grad():
+                ft = net(y.expand(-1, 3, -1, -1))
         used = [k for k, w in enumerate(self.weights) if w > 0]
         probs = torch.cat([torch.sigmoid(logits[k]) for k in used]).expand(-1, 3, -1, -1)
         fp = net(probs)
@@ -426,13 +428,17 @@ def run_cell(cfg, arch: str | None, layer: str | None, coords: dict, *, loss_net
     """
     from ..models.unet import IterativeUNet, UNet
     from ..train.engine import FitConfig, fit
-    from .common import loss_net_identity
+    from .common import loss_net_identity, with_target_features
 
     t0 = time.perf_counter()
     out = Path(out)
     data = load_cell_data(cfg, out)
-    train = {"image": data["train_image"], "mask": data["train_mask"]}
-    val = {"image": data["val_image"], "mask": data["val_mask"]} if "val_image" in data else None
+    train = with_target_features({"image": data["train_image"], "mask": data["train_mask"]}, "mask", loss_net, cfg)
+    val = None
+    if "val_image" in data:
+        val = {"image": data["val_image"], "mask": data["val_mask"]}
+        if cfg.validation == "loss":  # task.loss runs on it: the same precomputed targets
+            val = with_target_features(val, "mask", loss_net, cfg)
     t = cfg.train
     fit_cfg = FitConfig(epochs=int(t.epochs), batch_size=int(t.batch_size), lr=float(t.lr),
                         weight_decay=float(t.weight_decay), seed=int(seed), val_fraction=float(t.val_fraction),
@@ -457,7 +463,7 @@ def run_cell(cfg, arch: str | None, layer: str | None, coords: dict, *, loss_net
     probe = val if val is not None else train
     from ..data.cache import best_device
 
-    task.to(torch.device(fit_cfg.device) if fit_cfg.device else best_device())
+    task.to(best_device(fit_cfg.device))
     terms_init = loss_magnitudes(task, probe)
     result = fit(task, train, fit_cfg, ckpt_dir=out / "cells" / cid, val_data=val,
                  validate=validate if cfg.validation == "quality" else None)
@@ -551,14 +557,10 @@ N_EXAMPLES = 4
 
 def _save_examples(model, images: torch.Tensor, folder: Path) -> None:
     """The last iteration's probability maps of ``images`` as 8-bit PNGs ``test<i>.png``."""
-    from PIL import Image
+    from ..report.figures import save_png
 
-    probs = predict(model, images)[-1]
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, p in enumerate(probs):
-        tmp = folder / f".test{i}.{os.getpid()}.tmp.png"
-        Image.fromarray(p[0].mul(255).round().byte().numpy()).save(tmp)
-        os.replace(tmp, folder / f"test{i}.png")
+    for i, p in enumerate(predict(model, images)[-1]):
+        save_png(p[0].mul(255).round().byte(), folder / f"test{i}.png")
 
 
 def examples_figure(out: Path, cfg, labels: list[str], path: Path) -> Path | None:

@@ -229,6 +229,20 @@ def load_data(cfg, out: Path) -> ExperimentData:
 # --------------------------------------------------------------------------------------------
 
 
+def with_target_features(data: dict[str, torch.Tensor], key: str, loss_net, cfg) -> dict[str, torch.Tensor]:
+    """``data`` plus ``feat``: ``loss_net``'s features of the fixed targets ``data[key]`` (uint8,
+    1 or 3 channels), computed once when they fit in ``cfg.feature_cache_gb``; ``data`` unchanged
+    without a loss network or when they do not fit (then they are computed on every batch)."""
+    from ..data.cache import target_features
+
+    if loss_net is None or not float(cfg.get("feature_cache_gb") or 0):
+        return data
+    targets = data[key].expand(-1, 3, -1, -1) if data[key].shape[1] == 1 else data[key]
+    feat = target_features(targets, loss_net.requires_grad_(False).eval(), max_gb=float(cfg.feature_cache_gb),
+                           device=cfg.get("device") or None)
+    return data if feat is None else {**data, "feat": feat}
+
+
 def scaled_defaults(defaults_yaml: str, scale: str = "quick"):
     """A benchmark's defaults (YAML text with ``scales: {quick: ..., paper: ...}``) with the
     ``scale`` preset merged in and the presets removed."""
@@ -447,7 +461,7 @@ class RunContext:
     def device(self) -> str:
         from ..data.cache import best_device
 
-        return str(self.cfg.device) if self.cfg.get("device") else str(best_device())
+        return str(best_device(self.cfg.get("device")))
 
     def cell_dir(self, cid: str) -> Path:
         return self.out / "cells" / cid

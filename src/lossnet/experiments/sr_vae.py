@@ -50,7 +50,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from .common import ConfigError, ResultsTable, cell_id, environment, log, require_dir
+from ..data.cache import best_device
+from .common import ConfigError, ResultsTable, cell_id, environment, log, require_dir, with_target_features
 
 NAME = "srvae"
 RUNS = ("perceptual", "no_perceptual")
@@ -88,6 +89,7 @@ patch: 96                   # training patch side (px, high resolution)
 n_patches: 2000             # random training patches
 blur_sigma: 1.0             # Gaussian blur before bicubic downsampling (the paper: 1.0)
 antialias: true             # antialiased bicubic downsampling
+feature_cache_gb: 2.0       # compute VGG's features of the training patches once when they fit (0: every batch)
 weights:
   preset: tuned             # tuned: rec 1, KL 1e-6, perc 1e-4 | paper: rec 1, KL 0.001, perc 0.8 | paper_literal: rec 0.001, KL 1, perc 0.8
   reconstruction: null      # explicit weights override the preset's
@@ -302,20 +304,22 @@ class SRVAETask(nn.Module):
 
     ``weights``: ``{"reconstruction", "kl", "perceptual"}``. Reconstruction = per-pixel MSE (mean
     over N, C, H, W); KL = mean over the latent elements; perceptual = feature reconstruction loss
-    of ``loss_net`` (needed only when its weight is > 0). :meth:`components` returns the running
+    of ``loss_net`` (needed only when its weight is > 0; a batch may carry ``feat``, the features of
+``hr`` computed once). :meth:`components` returns the running
     means of the three terms (unweighted) since the last call, over training batches.
     """
 
     def __init__(self, model: nn.Module, weights: dict[str, float], loss_net=None) -> None:
         super().__init__()
         from ..losses import FeatureReconstructionLoss
+        from ..train.engine import Frozen
 
         self.model = model
         self.weights = {k: float(weights[k]) for k in ("reconstruction", "kl", "perceptual")}
         if self.weights["perceptual"] > 0 and loss_net is None:
             raise ValueError("a perceptual weight > 0 needs a loss network")
-        # kept out of the module tree: the loss network is frozen and not part of the checkpoint
-        self.__dict__["criterion"] = FeatureReconstructionLoss(loss_net) if self.weights["perceptual"] > 0 else None
+        # Frozen: the loss network is not part of the checkpoint and follows the batch's device
+        self.criterion = FeatureReconstructionLoss(Frozen(loss_net)) if self.weights["perceptual"] > 0 else None
         self._sums = {"reconstruction": 0.0, "kl": 0.0, "perceptual": 0.0}
         self._n = 0
 
@@ -327,7 +331,10 @@ class SRVAETask(nn.Module):
         hr = batch["hr"]
         out = {"reconstruction": (sr - hr).pow(2).mean(),
                "kl": kl_divergence(mu.flatten(1), logvar.flatten(1), reduction="mean")}
-        out["perceptual"] = self.criterion(sr, hr) if self.criterion is not None else sr.new_zeros(())
+        if self.criterion is not None:  # ``feat``: the target's features, when computed once
+            out["perceptual"] = self.criterion(sr, hr, [batch["feat"]] if "feat" in batch else None)
+        else:
+            out["perceptual"] = sr.new_zeros(())
         return out
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -344,12 +351,6 @@ class SRVAETask(nn.Module):
         self._sums = dict.fromkeys(self._sums, 0.0)
         self._n = 0
         return out
-
-
-def _device(cfg) -> torch.device:
-    from ..data.cache import best_device
-
-    return torch.device(cfg.device) if cfg.get("device") else best_device()
 
 
 def build_model(cfg, factor: int):
@@ -369,7 +370,9 @@ def train_sr_vae(cfg, factor: int, weights: dict[str, float], loss_net, *, seed:
     train, val, info = data or training_data(cfg, factor, seed)
     torch.manual_seed(seed)
     model = build_model(cfg, factor)
-    task = SRVAETask(model, weights, loss_net if weights["perceptual"] > 0 else None)
+    loss_net = loss_net if weights["perceptual"] > 0 else None
+    train = with_target_features(train, "hr", loss_net, cfg)
+    task = SRVAETask(model, weights, loss_net)
     t = cfg.train
     fc = FitConfig(epochs=int(t.epochs), batch_size=int(t.batch_size), lr=float(t.lr),
                    weight_decay=float(t.weight_decay), seed=seed, device=cfg.get("device") or None,
@@ -445,7 +448,7 @@ def run_sr_vae(overrides: Sequence[str] | dict | None = None, out: str | Path | 
     table = ResultsTable(out)
     have = table.ids()
     seed = int(cfg.seed)
-    device = _device(cfg)
+    device = best_device(cfg.get("device"))
     run_cfg = OmegaConf.to_container(cfg, resolve=True)
     loss_net = None
     for factor in factors_of(cfg):

@@ -7,7 +7,8 @@
 * :func:`convergence` -- thesis Fig. 9: validation loss per epoch scaled so every run is 1 after
   its first epoch, averaged over repeats, one line per procedure, at one z.
 * :func:`score_vs_z` -- paper A: score against z per model, MLP (solid) and linear (dashed).
-* :func:`image_grid` -- image crops side by side (e.g. super-resolution input / outputs / target).
+* :func:`image_grid` -- image crops side by side (e.g. super-resolution input / outputs / target);
+  :func:`save_png` writes the images such figures are built from.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Sequence
 
 from .tables import MODEL_LABELS, MODEL_ORDER, PROCEDURE_ORDER, _ordered, group_rows, mean_std
 
-__all__ = ["performance_vs_time", "convergence", "score_vs_z", "scaled_val_curves", "image_grid"]
+__all__ = ["performance_vs_time", "convergence", "score_vs_z", "scaled_val_curves", "image_grid", "save_png"]
 
 _STYLE = {"I-I-PW": ("tab:blue", "o"), "I-I-PS": ("tab:orange", "s"), "F-I-PW": ("tab:green", "^"),
           "F-I-PS": ("tab:red", "v"), "I-F-FP": ("tab:purple", "*"), "F-F-FP": ("tab:brown", "D"),
@@ -140,6 +141,21 @@ def score_vs_z(rows: Sequence[dict], path: str | Path, *, title: str | None = No
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     return _save(fig, path)
+
+
+def save_png(img, path: str | Path) -> Path:
+    """Write a uint8 image tensor, (3, H, W) or (H, W), as PNG (atomically, creating folders)."""
+    import os
+
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = (img.permute(1, 2, 0) if img.ndim == 3 else img).cpu().numpy()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    Image.fromarray(arr).save(tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def image_grid(rows: Sequence[Sequence[tuple[str, object]]], path: str | Path, *, row_labels: Sequence[str] = (),

@@ -56,6 +56,25 @@ class FitConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
+class Frozen:
+    """A frozen network (e.g. a loss network) used by a task but not part of its state.
+
+    Assigned as a task attribute it is neither registered as a submodule nor checkpointed (a
+    frozen VGG-16 would otherwise be written to ``last.pt`` every epoch), and on every call it
+    follows its input to the input's device (the engine moves only the task).
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        self.net = net.requires_grad_(False).eval()
+
+    def __call__(self, x: torch.Tensor):
+        from ..data.cache import module_device
+
+        if module_device(self.net) != x.device:
+            self.net.to(x.device)
+        return self.net(x)
+
+
 @dataclass
 class FitResult:
     """What :func:`fit` returns: the history (one dict per epoch) and the best epoch."""
@@ -134,8 +153,8 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
         ckpt_dir: keep ``last.pt`` here after every epoch and resume from it when it exists and
             was written with the same config; ``None`` disables checkpoints.
         on_epoch_end: called with (epoch, history row) after each epoch's checkpoint.
-        val_data: a separate validation set (same keys as ``data``); then all of ``data`` trains
-            and ``cfg.val_fraction`` is unused.
+        val_data: a separate validation set (the keys of ``data``, or those ``validate`` reads);
+            then all of ``data`` trains and ``cfg.val_fraction`` is unused.
         validate: ``(task, validation data, device) -> float``, lower is better, called in eval
             mode under ``torch.no_grad`` instead of the mean ``task.loss`` (the validation data
             are the held-out slice of ``data``, or ``val_data``, as tensors on the CPU).
@@ -144,11 +163,11 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
     if val_data is not None:
         _check_data(val_data)
         missing = set(data) - set(val_data)
-        if missing:
+        if missing and validate is None:  # task.loss runs on val_data; a custom score may need less
             raise ValueError(f"val_data lacks the keys {sorted(missing)} that data has")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {cfg.epochs}, {cfg.batch_size}")
-    device = torch.device(cfg.device) if cfg.device else best_device()
+    device = best_device(cfg.device)
     task.to(device)
     if val_data is None:
         train_idx, val_idx = split_indices(n, cfg.val_fraction, cfg.seed)
