@@ -191,6 +191,7 @@ def _list(v) -> list:
 
 
 def factors_of(cfg) -> list[int]:
+    """The configured upscaling factors as ints (``factors`` may be one value or a list)."""
     return [int(f) for f in _list(cfg.factors)]
 
 
@@ -354,6 +355,7 @@ class SRVAETask(nn.Module):
 
 
 def build_model(cfg, factor: int):
+    """The :class:`~lossnet.models.sr_vae.SRVAE` of ``cfg.model`` for ``factor`` (untrained)."""
     from ..models.sr_vae import SRVAE
 
     m = cfg.model
