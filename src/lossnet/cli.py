@@ -31,7 +31,7 @@ class UserError(Exception):
 
 
 def _weights_list(args) -> None:
-    from .zoo import list_status
+    from lossnet.zoo import list_status
 
     rows = [s.as_dict() for s in list_status()]
     if args.json:
@@ -47,7 +47,7 @@ def _weights_list(args) -> None:
 
 
 def _weights_fetch(args) -> None:
-    from .zoo import WeightsUnavailableError, fetch, get_spec
+    from lossnet.zoo import WeightsUnavailableError, fetch, get_spec
 
     if args.file and len(args.names) != 1:
         raise UserError("--file takes exactly one architecture name")
@@ -65,7 +65,7 @@ def _weights_fetch(args) -> None:
 
 
 def _zoo(args) -> None:
-    from .zoo import describe, get_spec, list_archs, status
+    from lossnet.zoo import describe, get_spec, list_archs, status
 
     if args.describe:
         spec = get_spec(args.describe)
@@ -123,11 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="generate or inspect datasets")
     dsub = d.add_subparsers(dest="data_command", required=True)
-    from .data import lunarlander
+    from lossnet.data import lunarlander
 
     lunarlander.add_cli(dsub)
 
-    from .experiments import cli as exp_cli
+    from lossnet.experiments import cli as exp_cli
 
     exp_cli.add_commands(sub)
     return p
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*not writable.*")
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .zoo import ChecksumError, WeightsUnavailableError
+    from lossnet.zoo import ChecksumError, WeightsUnavailableError
 
     try:
         args.func(args)

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..zoo.network import LossNetwork
-from ..zoo.weights import lossnet_home, read_manifest
+from lossnet.zoo.network import LossNetwork
+from lossnet.zoo.weights import lossnet_home, read_manifest
 
 
 def best_device(preferred: str | torch.device | None = None) -> torch.device:

@@ -121,7 +121,7 @@ def load_oxford_pets(root: PathLike, split: str = "trainval", max_images: int | 
     by breed, so every breed stays represented) before unreadable files are skipped. ``load=False``
     only checks that the files exist (``images`` is then ``None``).
     """
-    from .sr import read_image
+    from lossnet.data.sr import read_image
 
     if split not in PETS_SPLITS:
         raise ValueError(f"split must be one of {PETS_SPLITS}, got {split!r}")
@@ -163,7 +163,7 @@ def pets_training_data(root: PathLike, *, factor: int, patch: int, n_patches: in
     bicubic downsampling by ``factor``: the paper's preprocessing). Returns ``(train, val, info)``
     with ``{"lr", "hr"}`` uint8 tensors.
     """
-    from .sr import center_patch, make_pairs, modcrop, random_patches
+    from lossnet.data.sr import center_patch, make_pairs, modcrop, random_patches
 
     if patch % factor:
         raise ValueError(f"patch size {patch} must be a multiple of the factor {factor}")

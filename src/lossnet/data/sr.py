@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .datasets import IMAGE_EXTENSIONS
+from lossnet.data.datasets import IMAGE_EXTENSIONS
 
 PathLike = str | os.PathLike
 

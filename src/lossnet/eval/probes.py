@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .metrics import accuracy, position_error
+from lossnet.eval.metrics import accuracy, position_error
 
 __all__ = [
     "ProbeSpec",

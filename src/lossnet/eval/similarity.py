@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..losses import perceptual_distance
+from lossnet.losses import perceptual_distance
 
 __all__ = [
     "BAPPS_2AFC_CATEGORIES", "BAPPS_JND_CATEGORIES", "PROXY_DISTORTIONS", "FeatureDistance", "ProxySet",
@@ -580,7 +580,7 @@ def benchmark1_cell(arch: str, layer: Union[str, int], data: str = "proxy", root
     :class:`lossnet.zoo.WeightsUnavailableError` before any work if ImageNet weights are missing
     (a sweep runner records the cell as skipped), FileNotFoundError if the data is missing.
     """
-    from ..zoo import LossNetwork, WeightsUnavailableError, status
+    from lossnet.zoo import LossNetwork, WeightsUnavailableError, status
 
     if data not in ("proxy", "bapps"):
         raise ValueError(f"data must be 'proxy' or 'bapps', got {data!r}")

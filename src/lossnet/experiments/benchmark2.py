@@ -33,8 +33,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ..data.cache import best_device
-from .common import ConfigError, cell_id, reference_rows, require_dir, with_target_features
+from lossnet.data.cache import best_device
+from lossnet.experiments.common import ConfigError, cell_id, reference_rows, require_dir, with_target_features
 
 NAME = "benchmark2"
 METRICS = ("psnr", "ssim")
@@ -97,7 +97,7 @@ scales:
 
 def load_defaults(scale: str = "quick") -> DictConfig:
     """:data:`DEFAULTS` with ``scales.<scale>`` merged in (presets removed)."""
-    from .common import scaled_defaults
+    from lossnet.experiments.common import scaled_defaults
 
     return scaled_defaults(DEFAULTS, scale)
 
@@ -130,7 +130,7 @@ def score_name(test_set: str, metric: str, factor: int) -> str:
 
 def scores(cfg) -> list:
     """PSNR and SSIM (higher is better) for every test set and factor."""
-    from ..report.analysis import Score
+    from lossnet.report.analysis import Score
 
     return [Score(score_name(s, m, f), NAME, True) for f in _factors(cfg) for s in _sets(cfg) for m in METRICS]
 
@@ -175,7 +175,7 @@ def _root(value, what: str) -> Path:
 
 def identity(cfg, coords: dict) -> dict:
     """Everything besides (arch, layer, weights, seed) that determines a cell's result."""
-    from ..data.sr import folder_digest
+    from lossnet.data.sr import folder_digest
 
     train_root = _root(cfg.train_root, "train_root")
     return {"factor": int(coords["factor"]), "train_data": folder_digest(train_root),
@@ -206,8 +206,8 @@ class SRTask(nn.Module):
 
     def __init__(self, model: nn.Module, loss_net=None, tv_weight: float = 0.0) -> None:
         super().__init__()
-        from ..losses import FeatureReconstructionLoss
-        from ..train.engine import Frozen
+        from lossnet.losses import FeatureReconstructionLoss
+        from lossnet.train.engine import Frozen
 
         self.model = model
         self.criterion = FeatureReconstructionLoss(Frozen(loss_net)) if loss_net is not None else None
@@ -231,7 +231,7 @@ def _to_float(x: torch.Tensor, device) -> torch.Tensor:
 
 def val_psnr(upscale, val: dict[str, torch.Tensor], factor: int, cfg, device, batch: int = 8) -> float:
     """Mean PSNR of ``upscale`` on uint8 validation pairs (the evaluation convention)."""
-    from ..eval.sr import psnr_ssim
+    from lossnet.eval.sr import psnr_ssim
 
     border = factor if cfg.eval.border is None else int(cfg.eval.border)
     vals = []
@@ -249,9 +249,9 @@ def train_sr(cfg, factor: int, loss_net, *, seed: int, ckpt_dir: Path | None, la
     Returns ``(model in eval mode, FitResult, data info)``; the kept epoch is the one with the
     best validation PSNR (``history[i]["val_psnr"]``).
     """
-    from ..data.sr import sr_training_data
-    from ..models.transformer import TransformerNet
-    from ..train.engine import FitConfig, fit
+    from lossnet.data.sr import sr_training_data
+    from lossnet.models.transformer import TransformerNet
+    from lossnet.train.engine import FitConfig, fit
 
     train, val, info = data or sr_training_data(
         _root(cfg.train_root, "train_root"), factor=factor, patch=int(cfg.patch), n_patches=int(cfg.n_patches),
@@ -278,9 +278,9 @@ def train_sr(cfg, factor: int, loss_net, *, seed: int, ckpt_dir: Path | None, la
 def evaluate(cfg, upscale, factor: int, device="cpu", keep_for: Path | None = None) -> dict:
     """Mean PSNR/SSIM of ``upscale`` on every test set: ``{score column: value}`` plus the
     per-image rows under ``"images"``. Saves the :data:`examples` outputs as PNG under ``keep_for``."""
-    from ..data.sr import load_images, resolve_test_set
-    from ..eval.sr import evaluate_sr
-    from ..report.figures import save_png
+    from lossnet.data.sr import load_images, resolve_test_set
+    from lossnet.eval.sr import evaluate_sr
+    from lossnet.report.figures import save_png
 
     sr_root = _root(cfg.sr_root, "sr_root")
     examples = {str(e).split("/", 1)[0]: str(e).split("/", 1)[1] for e in _list(cfg.examples or []) if "/" in str(e)}
@@ -321,7 +321,7 @@ def run_cell(cfg, arch: str, layer: str, coords: dict, *, loss_net, out: Path, c
              label: str = "") -> dict:
     """One benchmark-2 cell with a ready single-layer loss network. Returns ``{"scores": {column:
     value}, "details": {...}}``; resumes a half-trained network from ``out/cells/<cid>/last.pt``."""
-    from .common import loss_net_identity
+    from lossnet.experiments.common import loss_net_identity
 
     factor = int(coords["factor"])
     res = run_model(cfg, factor, loss_net, out=out, cell_dir=out / "cells" / cid,
@@ -338,8 +338,8 @@ def run_cell(cfg, arch: str, layer: str, coords: dict, *, loss_net, out: Path, c
 def compute_references(cfg, out: Path, *, seed: int | None = None) -> list[dict]:
     """Bicubic and pixel-loss rows for every factor, computed once into ``<out>/reference/``
     (:func:`~lossnet.experiments.common.ensure_reference`)."""
-    from ..data.sr import bicubic_upsample
-    from .common import ensure_reference
+    from lossnet.data.sr import bicubic_upsample
+    from lossnet.experiments.common import ensure_reference
 
     out = Path(out)
     seed = int(cfg.get("seed", 0)) if seed is None else seed
@@ -370,7 +370,7 @@ def prepare(cfg, out: Path) -> None:
     """Once per sweep, in the parent: check the folders, compute the reference rows."""
     _root(cfg.train_root, "train_root")
     sr_root = _root(cfg.sr_root, "sr_root")
-    from ..data.sr import resolve_test_set
+    from lossnet.data.sr import resolve_test_set
 
     for s in _sets(cfg):
         try:
@@ -386,8 +386,8 @@ def benchmark2_cell(arch: str | None, layer: str | None = None, *, factor: int =
 
     Returns ``{"arch", "layer", "factor", <score columns>, "details", "seconds"}``.
     """
-    from ..zoo import LossNetwork
-    from .common import loss_net_identity
+    from lossnet.zoo import LossNetwork
+    from lossnet.experiments.common import loss_net_identity
 
     cfg = OmegaConf.merge(load_defaults(scale), {"factors": [factor], "seed": seed},
                           OmegaConf.create(overrides or {}))
@@ -420,8 +420,8 @@ def sr_crops_figure(cfg, factor: int, columns: list[tuple[str, Path]], path: Pat
     """Input (nearest-neighbour enlarged) / model outputs / target crops of the ``examples`` test
     images (central ``crop`` px). ``columns``: (title, folder holding the saved outputs
     ``<set>_<name>_x<factor>.png``, as :func:`evaluate` writes them). None when nothing was saved."""
-    from ..data.sr import center_patch, degrade, image_files, modcrop, read_image, resolve_test_set
-    from ..report.figures import image_grid
+    from lossnet.data.sr import center_patch, degrade, image_files, modcrop, read_image, resolve_test_set
+    from lossnet.report.figures import image_grid
 
     size = int(cfg.get("crop", 96))
     grid, names = [], []
@@ -462,7 +462,7 @@ def report_section(out: Path, rows: list[dict], figures: Path, md_dir: Path) -> 
     """Markdown: per factor, PSNR/SSIM of every finished cell next to the reference rows, and the crops figure."""
     import os as _os
 
-    from ..report.tables import md_table
+    from lossnet.report.tables import md_table
 
     out = Path(out)
     man = json.loads((out / "sweep.json").read_text())

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from .common import ConfigError
+from lossnet.experiments.common import ConfigError
 
 NAME = "benchmark3"
 
@@ -118,14 +118,14 @@ scales:
 
 def load_defaults(scale: str = "quick") -> DictConfig:
     """:data:`DEFAULTS` with ``scales.<scale>`` merged in (presets removed)."""
-    from .common import scaled_defaults
+    from lossnet.experiments.common import scaled_defaults
 
     return scaled_defaults(DEFAULTS, scale)
 
 
 def scores(cfg) -> list:
     """The three :class:`~lossnet.report.analysis.Score` columns (fractions, higher is better)."""
-    from ..report.analysis import Score
+    from lossnet.report.analysis import Score
 
     return [Score(n, NAME, True) for n in SCORE_NAMES]
 
@@ -215,8 +215,8 @@ def data_file(cfg, out: Path) -> Path:
 def _build_data(cfg) -> dict[str, torch.Tensor]:
     """``train_image``/``train_mask``, ``test_image``/``test_mask`` and, for MRD with the official
     validation split, ``val_image``/``val_mask`` (uint8; masks in {0, 255})."""
-    from ..data.roads import load_massachusetts_roads, synthetic_curvilinear
-    from .common import subset
+    from lossnet.data.roads import load_massachusetts_roads, synthetic_curvilinear
+    from lossnet.experiments.common import subset
 
     size = int(cfg.size)
     if cfg.dataset == "synthetic":
@@ -269,7 +269,7 @@ def prepare(cfg, out: Path) -> None:
 
 def compute_baseline(cfg, out: Path, *, seed: int | None = None) -> dict:
     """The BCE-only U-Net (no topology loss) as a reference row of ``out`` (computed once)."""
-    from .common import ensure_reference
+    from lossnet.experiments.common import ensure_reference
 
     seed = int(cfg.get("seed", 0)) if seed is None else seed
 
@@ -324,7 +324,7 @@ class DelineationTask(nn.Module):
 
     def __init__(self, model, loss_net=None, mu: float = 0.01, weights: str = "linear") -> None:
         super().__init__()
-        from ..train.engine import Frozen
+        from lossnet.train.engine import Frozen
 
         self.model = model
         self.loss_net = Frozen(loss_net) if loss_net is not None else None
@@ -334,7 +334,7 @@ class DelineationTask(nn.Module):
     def terms(self, batch: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
         """Per-iteration BCE and (unweighted) L_top (None without a loss network); iterations
         with weight 0 get a zero L_top (not computed)."""
-        from ..losses import feature_reconstruction_loss
+        from lossnet.losses import feature_reconstruction_loss
 
         x, y = batch["image"], batch["mask"]
         logits = self.model(x)
@@ -382,7 +382,7 @@ def evaluate_iterations(model, images: torch.Tensor, masks: torch.Tensor, *, tol
                         threshold: float = 0.5, batch_size: int = 16, device=None) -> list[dict]:
     """:func:`~lossnet.eval.delineation.delineation_scores` of every iteration on uint8 images
     and {0, 255} masks (corpus-level scores, per-image means, counts)."""
-    from ..eval.delineation import DelineationMeter
+    from lossnet.eval.delineation import DelineationMeter
 
     meters = None
     for i in range(0, len(images), batch_size):
@@ -426,9 +426,9 @@ def run_cell(cfg, arch: str | None, layer: str | None, coords: dict, *, loss_net
     (``loss_terms``), seconds and the loss network's identity. Resumes from
     ``out/cells/<cid>/last.pt``.
     """
-    from ..models.unet import IterativeUNet, UNet
-    from ..train.engine import FitConfig, fit
-    from .common import loss_net_identity, with_target_features
+    from lossnet.models.unet import IterativeUNet, UNet
+    from lossnet.train.engine import FitConfig, fit
+    from lossnet.experiments.common import loss_net_identity, with_target_features
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -461,7 +461,7 @@ def run_cell(cfg, arch: str | None, layer: str | None, coords: dict, *, loss_net
         return -res[-1]["quality"] if res[-1]["quality"] == res[-1]["quality"] else 0.0  # NaN (no roads) -> 0
 
     probe = val if val is not None else train
-    from ..data.cache import best_device
+    from lossnet.data.cache import best_device
 
     task.to(best_device(fit_cfg.device))
     terms_init = loss_magnitudes(task, probe)
@@ -511,8 +511,8 @@ def benchmark3_cell(arch: str | None, layer: str | None = "M", *, out: str | Pat
     Returns ``{"arch", "layer", "completeness", "correctness", "quality", "details", "seconds",
     "cell_id"}``.
     """
-    from ..zoo import LossNetwork
-    from .common import cell_id, loss_net_identity
+    from lossnet.zoo import LossNetwork
+    from lossnet.experiments.common import cell_id, loss_net_identity
 
     cfg = OmegaConf.merge(load_defaults(scale), {"seed": seed, "progress": False, "device": None},
                           OmegaConf.create(overrides or {}))
@@ -557,7 +557,7 @@ N_EXAMPLES = 4
 
 def _save_examples(model, images: torch.Tensor, folder: Path) -> None:
     """The last iteration's probability maps of ``images`` as 8-bit PNGs ``test<i>.png``."""
-    from ..report.figures import save_png
+    from lossnet.report.figures import save_png
 
     for i, p in enumerate(predict(model, images)[-1]):
         save_png(p[0].mul(255).round().byte(), folder / f"test{i}.png")
@@ -565,8 +565,8 @@ def _save_examples(model, images: torch.Tensor, folder: Path) -> None:
 
 def examples_figure(out: Path, cfg, labels: list[str], path: Path) -> Path | None:
     """Input / target / BCE-only / loss-network predictions of the first test images."""
-    from ..data.sr import read_image
-    from ..report.figures import image_grid
+    from lossnet.data.sr import read_image
+    from lossnet.report.figures import image_grid
 
     out = Path(out)
     data = load_cell_data(cfg, out)
@@ -589,8 +589,8 @@ def examples_figure(out: Path, cfg, labels: list[str], path: Path) -> Path | Non
 def report_section(out: Path, rows: list[dict], figures: Path, md_dir: Path) -> str:
     """Markdown: every finished cell's scores (percent) and quality per iteration next to the
     BCE-only reference, with the loss magnitudes (mu L_top / L_bce at the start)."""
-    from ..report.tables import md_table
-    from .common import reference_rows
+    from lossnet.report.tables import md_table
+    from lossnet.experiments.common import reference_rows
 
     man = json.loads((Path(out) / "sweep.json").read_text())
     cfg = OmegaConf.create(man["config"])

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .common import ConfigError, RunContext, encoder_row, encoder_settings, load_data, loss_net_identity, \
+from lossnet.experiments.common import ConfigError, RunContext, encoder_row, encoder_settings, load_data, loss_net_identity, \
     probe_settings, run_probes, train_and_embed
 
 NAME = "benchmark4"
@@ -115,7 +115,7 @@ scales:
 
 def scores(cfg) -> list:
     """The :class:`~lossnet.report.analysis.Score` of each configured dataset."""
-    from ..report.analysis import Score
+    from lossnet.report.analysis import Score
 
     return [Score(SCORE_NAMES[d], NAME, d != "lunarlander") for d in _datasets(cfg)]
 
@@ -128,7 +128,7 @@ def _datasets(cfg) -> list[str]:
 
 def check(cfg) -> None:
     """Validate the benchmark-4 settings (datasets, procedure, z, ps_targets)."""
-    from ..train.procedures import PROCEDURES
+    from lossnet.train.procedures import PROCEDURES
 
     bad = [d for d in _datasets(cfg) if d not in SCORE_NAMES]
     if bad or not _datasets(cfg):
@@ -160,7 +160,7 @@ def dataset_cfg(cfg, dataset: str) -> DictConfig:
 
 
 def _sigmoid(cfg) -> bool:
-    from ..train.procedures import get_procedure
+    from lossnet.train.procedures import get_procedure
 
     if cfg.get("sigmoid") is not None:
         return bool(cfg.sigmoid)
@@ -169,7 +169,7 @@ def _sigmoid(cfg) -> bool:
 
 def identity(cfg, coords: dict) -> dict:
     """Everything besides (arch, layer, weights) that determines a cell's result (enters its id)."""
-    from ..train.procedures import get_procedure
+    from lossnet.train.procedures import get_procedure
 
     ds = coords["dataset"]
     c = dataset_cfg(cfg, ds)
@@ -193,7 +193,7 @@ def identity(cfg, coords: dict) -> dict:
 
 def prepare(cfg, out: Path) -> None:
     """Once per sweep, in the parent: generate the LunarLander collection; check data roots."""
-    from ..data.lunarlander import generate_collection
+    from lossnet.data.lunarlander import generate_collection
 
     for ds in _datasets(cfg):
         c = dataset_cfg(cfg, ds)
@@ -249,7 +249,7 @@ class PooledCache:
 
 
 def _feature_cache(cfg, out: Path):
-    from ..data.cache import FeatureCache
+    from lossnet.data.cache import FeatureCache
 
     where = {"memory": None, "run": out / "features", "home": "default"}[str(cfg.feature_cache)]
     return FeatureCache(directory=where, progress=bool(cfg.progress))
@@ -273,7 +273,7 @@ class _OnlinePS(torch.nn.Module):
         self.model, self.loss_net = model, loss_net
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        from ..losses import perceptual_loss
+        from lossnet.losses import perceptual_loss
 
         out, _, _ = self.model(batch["image"])
         return perceptual_loss(self.loss_net, out, batch["image"])
@@ -284,9 +284,9 @@ def _train_online(ctx: RunContext, cid: str, *, z: int, seed: int, desc: str):
     cache (the loss network runs on the originals too: ~1.5x the compute, no feature memory)."""
     from dataclasses import asdict
 
-    from ..train.engine import FitConfig, fit
-    from ..train.procedures import EncoderConfig, TrainedEncoder, build_autoencoder, get_procedure
-    from .common import TrainedCell
+    from lossnet.train.engine import FitConfig, fit
+    from lossnet.train.procedures import EncoderConfig, TrainedEncoder, build_autoencoder, get_procedure
+    from lossnet.experiments.common import TrainedCell
 
     e, d = ctx.cfg.encoder, ctx.data
     proc = get_procedure("I-I-PS")
@@ -321,7 +321,7 @@ def run_cell(cfg, arch: str, layer: str, coords: dict, *, loss_net, out: Path, c
     record (:func:`~lossnet.experiments.common.encoder_row`, seconds) and the data counts.
     Resumes a half-trained encoder from ``out/cells/<cid>/last.pt``.
     """
-    from ..train.procedures import get_procedure
+    from lossnet.train.procedures import get_procedure
 
     ds = coords["dataset"]
     c = dataset_cfg(cfg, ds)
@@ -373,7 +373,7 @@ def benchmark4_cell(arch: str, layer: str, dataset: str = "lunarlander", *, out:
 
     Returns ``{"arch", "layer", "dataset", "score", <score name>, "details": {...}, "seconds"}``.
     """
-    from ..zoo import LossNetwork
+    from lossnet.zoo import LossNetwork
 
     cfg = load_defaults(scale)
     base = OmegaConf.merge(cfg, {"datasets": [dataset], "seed": seed, "progress": False, "device": None,
@@ -383,7 +383,7 @@ def benchmark4_cell(arch: str, layer: str, dataset: str = "lunarlander", *, out:
     prepare(base, out)
     t0 = time.perf_counter()
     net = LossNetwork(arch, layers=[layer], weights=weights, sigmoid=_sigmoid(base))
-    from .common import cell_id
+    from lossnet.experiments.common import cell_id
 
     cid = cell_id({"benchmark": NAME, "arch": arch, "layer": str(layer), "seed": seed, "weights": net.weights_source,
                    "setting": identity(base, {"dataset": dataset})})
@@ -395,13 +395,13 @@ def benchmark4_cell(arch: str, layer: str, dataset: str = "lunarlander", *, out:
 
 def load_defaults(scale: str = "quick") -> DictConfig:
     """:data:`DEFAULTS` with ``scales.<scale>`` merged in (presets removed)."""
-    from .common import scaled_defaults
+    from lossnet.experiments.common import scaled_defaults
 
     return scaled_defaults(DEFAULTS, scale)
 
 
 def make_loss_network(cfg, arch: str, layer: str, weights):
     """The cell's loss network: ``arch`` at ``layer``, sigmoid as configured (:func:`_sigmoid`)."""
-    from ..zoo import LossNetwork
+    from lossnet.zoo import LossNetwork
 
     return LossNetwork(arch, layers=[layer], weights=weights, sigmoid=_sigmoid(cfg))

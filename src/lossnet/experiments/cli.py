@@ -7,7 +7,7 @@ import time
 
 
 def _demo(args) -> None:
-    from .demo import DemoConfig, format_table, run_demo
+    from lossnet.experiments.demo import DemoConfig, format_table, run_demo
 
     cfg = DemoConfig(out=args.out, scale=args.scale, z=args.z, seed=args.seed, epochs=args.epochs,
                      probe_epochs=args.probe_epochs, rollouts=tuple(args.rollouts) if args.rollouts else None,
@@ -52,7 +52,7 @@ def add_commands(sub) -> None:
 
     add_user_commands(sub)
 
-    from . import runner, sr_vae, sweep
+    from lossnet.experiments import runner, sr_vae, sweep
 
     runner.add_cli(sub)
     sweep.add_cli(sub)
@@ -64,11 +64,11 @@ def _load_images(spec: str, size: int):
     from pathlib import Path
 
     if spec.startswith("lunarlander:"):
-        from ..data.lunarlander import load_run
+        from lossnet.data.lunarlander import load_run
 
         parts = spec.split(":")
         return load_run(parts[1], int(parts[2]) if len(parts) > 2 else 1).images
-    from ..data.datasets import load_image_folder
+    from lossnet.data.datasets import load_image_folder
 
     if not Path(spec).is_dir():
         raise FileNotFoundError(f"{spec} is not a directory of images (or use lunarlander:DIR[:RUN])")
@@ -76,9 +76,9 @@ def _load_images(spec: str, size: int):
 
 
 def _pretrain(args) -> None:
-    from ..train.engine import FitConfig
-    from ..train.procedures import EncoderConfig, train_encoder
-    from ..zoo import create_loss_network
+    from lossnet.train.engine import FitConfig
+    from lossnet.train.procedures import EncoderConfig, train_encoder
+    from lossnet.zoo import create_loss_network
 
     images = _load_images(args.images, args.size)
     layer = int(args.layer) if args.layer and args.layer.lstrip("-").isdigit() else args.layer
@@ -99,7 +99,7 @@ def _embed(args) -> None:
 
     import numpy as np
 
-    from ..train.procedures import embed_images
+    from lossnet.train.procedures import embed_images
 
     cfg = json.loads((Path(args.encoder) / "config.json").read_text())
     images = _load_images(args.images, cfg["image_size"])

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from ..cli import UserError
+from lossnet.cli import UserError
 
 __all__ = [
     "DATASETS",
@@ -132,7 +132,7 @@ def _split_name(cfg, role: str, default: str) -> str:
 
 
 def _lunarlander(cfg, out: Path) -> tuple[dict, dict]:
-    from ..data.lunarlander import generate_collection, load_run
+    from lossnet.data.lunarlander import generate_collection, load_run
 
     ll = cfg.lunarlander
     coll = Path(cfg.collection) if cfg.get("collection") else out / "collection"
@@ -158,7 +158,7 @@ def _lunarlander(cfg, out: Path) -> tuple[dict, dict]:
 
 
 def _official(cfg, name: str) -> tuple[dict, dict]:
-    from ..data.datasets import load_stl10, load_svhn, split_roles
+    from lossnet.data.datasets import load_stl10, load_svhn, split_roles
 
     if not cfg.get("data_root"):
         where = "the directory containing stl10_binary/" if name == "stl10" else \
@@ -233,7 +233,7 @@ def with_target_features(data: dict[str, torch.Tensor], key: str, loss_net, cfg)
     """``data`` plus ``feat``: ``loss_net``'s features of the fixed targets ``data[key]`` (uint8,
     1 or 3 channels), computed once when they fit in ``cfg.feature_cache_gb``; ``data`` unchanged
     without a loss network or when they do not fit (then they are computed on every batch)."""
-    from ..data.cache import target_features
+    from lossnet.data.cache import target_features
 
     if loss_net is None or not float(cfg.get("feature_cache_gb") or 0):
         return data
@@ -269,7 +269,7 @@ def build_loss_net(ln_cfg):
     """The loss network of ``cfg.loss_net``: ``name`` a preset (``paper``: AlexNet 2nd ReLU +
     sigmoid) or an architecture with ``layers``/``sigmoid``; ``weights`` ``imagenet`` or ``random``
     (seeded with ``init_seed``; for tests and smoke runs)."""
-    from ..zoo import PRESETS, LossNetwork
+    from lossnet.zoo import PRESETS, LossNetwork
 
     name = str(ln_cfg.name)
     weights = str(ln_cfg.weights)
@@ -319,7 +319,7 @@ def cell_id(spec: dict) -> str:
 
 def environment() -> dict:
     """Versions and host recorded with every row."""
-    from .. import __version__
+    from lossnet import __version__
 
     return {"lossnet_version": __version__, "torch_version": torch.__version__,
             "python_version": platform.python_version(), "host": platform.node(),
@@ -459,7 +459,7 @@ class RunContext:
 
     @property
     def device(self) -> str:
-        from ..data.cache import best_device
+        from lossnet.data.cache import best_device
 
         return str(best_device(self.cfg.get("device")))
 
@@ -513,8 +513,8 @@ def train_and_embed(ctx: RunContext, cid: str, *, procedure: str, z: int, variat
     """Train the cell's encoder (resuming from ``cells/<id>/last.pt``) and embed probe/test images."""
     import time
 
-    from ..train.engine import FitConfig
-    from ..train.procedures import EncoderConfig, train_encoder
+    from lossnet.train.engine import FitConfig
+    from lossnet.train.procedures import EncoderConfig, train_encoder
 
     e = ctx.cfg.encoder
     enc_cfg = EncoderConfig(procedure=procedure, z=int(z), variational=bool(variational), gamma=float(e.gamma),
@@ -534,7 +534,7 @@ def train_and_embed(ctx: RunContext, cid: str, *, procedure: str, z: int, variat
 
 def run_probes(ctx: RunContext, cell: TrainedCell, grid: str, seed: int):
     """Fit probe grid ``grid`` on the cell's embeddings; returns a ``GridResult``."""
-    from ..eval.probes import fit_probe_grid
+    from lossnet.eval.probes import fit_probe_grid
 
     p = ctx.cfg.probe
     d = ctx.data

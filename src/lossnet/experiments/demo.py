@@ -63,12 +63,12 @@ class DemoConfig:
 
 def run_demo(cfg: DemoConfig) -> list[dict]:
     """Run the demo; returns the result rows (also written to ``cfg.out``)."""
-    from ..data.cache import FeatureCache
-    from ..data.lunarlander import generate_collection, load_run
-    from ..eval.probes import fit_probe_grid
-    from ..train.engine import FitConfig
-    from ..train.procedures import EncoderConfig, get_procedure, train_encoder
-    from ..zoo import LossNetwork
+    from lossnet.data.cache import FeatureCache
+    from lossnet.data.lunarlander import generate_collection, load_run
+    from lossnet.eval.probes import fit_probe_grid
+    from lossnet.train.engine import FitConfig
+    from lossnet.train.procedures import EncoderConfig, get_procedure, train_encoder
+    from lossnet.zoo import LossNetwork
 
     cfg = cfg.resolved()
     for p in cfg.procedures:

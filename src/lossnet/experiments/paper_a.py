@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..eval.decoder_retrain import retrain_decoder
-from ..train.engine import FitConfig
-from .common import ConfigError, RunContext, cell_id, encoder_row, encoder_settings, finish_cell, fmt_score, \
+from lossnet.eval.decoder_retrain import retrain_decoder
+from lossnet.train.engine import FitConfig
+from lossnet.experiments.common import ConfigError, RunContext, cell_id, encoder_row, encoder_settings, finish_cell, fmt_score, \
     probe_settings, run_probes, train_and_embed
 
 NAME = "paper_a"

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..train.procedures import PROCEDURES, get_procedure
-from .common import ConfigError, RunContext, cell_id, encoder_row, encoder_settings, finish_cell, \
+from lossnet.train.procedures import PROCEDURES, get_procedure
+from lossnet.experiments.common import ConfigError, RunContext, cell_id, encoder_row, encoder_settings, finish_cell, \
     probe_settings, run_probes, train_and_embed
 
 NAME = "paper_b"
@@ -77,7 +77,7 @@ def cells(ctx: RunContext) -> list[tuple[dict, dict, str, str]]:
 
 
 def describe_row(row: dict) -> str:
-    from .common import fmt_score
+    from lossnet.experiments.common import fmt_score
 
     return (f"{row['metric']} {fmt_score(row['metric'], row['test_score'])} ({row['probe']}), "
             f"{row['epoch_seconds']:.1f} s/epoch, best epoch {row['best_epoch'] + 1}/{row['epochs_run']}")

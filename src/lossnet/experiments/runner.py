@@ -24,8 +24,8 @@ from typing import Callable, Sequence
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from . import paper_a, paper_b
-from .common import DATASETS, ConfigError, ResultsTable, RunContext, build_loss_net, load_data, log, \
+from lossnet.experiments import paper_a, paper_b
+from lossnet.experiments.common import DATASETS, ConfigError, ResultsTable, RunContext, build_loss_net, load_data, log, \
     loss_net_identity, remove_checkpoints
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -140,7 +140,7 @@ def _finalise(cfg: DictConfig, experiment: str) -> DictConfig:
 
 
 def _feature_cache(cfg: DictConfig, out: Path):
-    from ..data.cache import FeatureCache
+    from lossnet.data.cache import FeatureCache
 
     where = {"memory": None, "run": out / "features", "home": "default"}[cfg.feature_cache]
     return FeatureCache(directory=where, progress=bool(cfg.progress))
@@ -194,7 +194,7 @@ def _run(experiment: str, cfg: DictConfig, loss_net, on_row) -> Path:
         log(f"[{i}/{len(todo)}] {label}: {mod.describe_row(row)} ({time.perf_counter() - t1:.0f} s)")
     log(f"sweep finished in {time.perf_counter() - t0:.0f} s; results in {table.path} and {table.csv_path}")
     if cfg.report:
-        from ..report import write_report
+        from lossnet.report import write_report
 
         path = write_report(out)
         log(f"report: {path}")
@@ -222,7 +222,7 @@ def _run_cli(args: argparse.Namespace) -> None:
 
 
 def _report_cli(args: argparse.Namespace) -> None:
-    from ..report import write_report
+    from lossnet.report import write_report
 
     path = write_report(args.dir, out=args.out)
     print(path)
@@ -253,7 +253,7 @@ def add_cli(sub) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m lossnet.experiments.runner run|report ...`` (same as the ``lossnet`` commands)."""
-    from ..cli import main as cli_main
+    from lossnet.cli import main as cli_main
 
     return cli_main(list(argv) if argv is not None else None)
 

@@ -50,8 +50,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ..data.cache import best_device
-from .common import ConfigError, ResultsTable, cell_id, environment, log, require_dir, with_target_features
+from lossnet.data.cache import best_device
+from lossnet.experiments.common import ConfigError, ResultsTable, cell_id, environment, log, require_dir, with_target_features
 
 NAME = "srvae"
 RUNS = ("perceptual", "no_perceptual")
@@ -157,7 +157,7 @@ def _base() -> DictConfig:
 
 def load_defaults(scale: str = "quick") -> DictConfig:
     """:data:`DEFAULTS` with ``scales.<scale>`` merged in (presets removed)."""
-    from .common import scaled_defaults
+    from lossnet.experiments.common import scaled_defaults
 
     cfg = scaled_defaults(DEFAULTS, scale)
     cfg.scale = scale
@@ -167,7 +167,7 @@ def load_defaults(scale: str = "quick") -> DictConfig:
 def load_config(overrides: Sequence[str] | dict | None = None) -> DictConfig:
     """Resolved settings: defaults < ``scales[scale]`` < overrides (``key=value`` strings, keys
     checked, or a nested dict). Raises :class:`ConfigError` for unknown keys or bad values."""
-    from .runner import parse_overrides, valid_keys
+    from lossnet.experiments.runner import parse_overrides, valid_keys
 
     base = _base()
     if overrides is None:
@@ -233,7 +233,7 @@ def check(cfg) -> None:
             raise ConfigError(f"weights.{k} must be >= 0, got {v}")
     if str(cfg.perceptual.weights) not in ("imagenet", "random"):
         raise ConfigError(f"perceptual.weights must be imagenet or random, got {cfg.perceptual.weights!r}")
-    from .benchmark2 import check_sr_training
+    from lossnet.experiments.benchmark2 import check_sr_training
 
     check_sr_training(cfg)
     if not _list(cfg.test_sets):
@@ -251,10 +251,10 @@ def _dir(value, what: str) -> Path:
 
 def data_identity(cfg) -> dict:
     """What identifies the training images in a run id."""
-    from ..data.sr import folder_digest
+    from lossnet.data.sr import folder_digest
 
     if str(cfg.data) == "pets":
-        from ..data.pets import pets_root
+        from lossnet.data.pets import pets_root
 
         try:
             root = pets_root(_dir(cfg.pets_root, "pets_root"))
@@ -273,17 +273,17 @@ def training_data(cfg, factor: int, seed: int) -> tuple[dict, dict, dict]:
               val_patch=int(cfg.val_patch), sigma=float(cfg.blur_sigma), antialias=bool(cfg.antialias), seed=seed,
               max_images=None if cfg.max_images is None else int(cfg.max_images))
     if str(cfg.data) == "pets":
-        from ..data.pets import pets_training_data
+        from lossnet.data.pets import pets_training_data
 
         return pets_training_data(_dir(cfg.pets_root, "pets_root"), **kw)
-    from ..data.sr import sr_training_data
+    from lossnet.data.sr import sr_training_data
 
     return sr_training_data(_dir(cfg.train_root, "train_root"), **kw)
 
 
 def build_perceptual_net(cfg):
     """The perceptual loss network (VGG-16 relu3_3 by default), frozen, eval mode."""
-    from ..zoo import LossNetwork
+    from lossnet.zoo import LossNetwork
 
     p = cfg.perceptual
     layer = p.layer
@@ -312,8 +312,8 @@ class SRVAETask(nn.Module):
 
     def __init__(self, model: nn.Module, weights: dict[str, float], loss_net=None) -> None:
         super().__init__()
-        from ..losses import FeatureReconstructionLoss
-        from ..train.engine import Frozen
+        from lossnet.losses import FeatureReconstructionLoss
+        from lossnet.train.engine import Frozen
 
         self.model = model
         self.weights = {k: float(weights[k]) for k in ("reconstruction", "kl", "perceptual")}
@@ -326,7 +326,7 @@ class SRVAETask(nn.Module):
 
     def terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The unweighted loss terms of a batch."""
-        from ..losses import kl_divergence
+        from lossnet.losses import kl_divergence
 
         sr, mu, logvar = self.model(batch["lr"])
         hr = batch["hr"]
@@ -356,7 +356,7 @@ class SRVAETask(nn.Module):
 
 def build_model(cfg, factor: int):
     """The :class:`~lossnet.models.sr_vae.SRVAE` of ``cfg.model`` for ``factor`` (untrained)."""
-    from ..models.sr_vae import SRVAE
+    from lossnet.models.sr_vae import SRVAE
 
     m = cfg.model
     return SRVAE(factor, int(m.channels), int(m.z_channels), int(m.blocks), int(m.down), bool(m.residual),
@@ -366,8 +366,8 @@ def build_model(cfg, factor: int):
 def train_sr_vae(cfg, factor: int, weights: dict[str, float], loss_net, *, seed: int, ckpt_dir: Path | None,
                  data=None, label: str = ""):
     """Train one SR-VAE; returns ``(model in eval mode, FitResult, data info)`` (best validation PSNR kept)."""
-    from ..train.engine import FitConfig, fit
-    from .benchmark2 import val_psnr
+    from lossnet.train.engine import FitConfig, fit
+    from lossnet.experiments.benchmark2 import val_psnr
 
     train, val, info = data or training_data(cfg, factor, seed)
     torch.manual_seed(seed)
@@ -437,9 +437,9 @@ def run_sr_vae(overrides: Sequence[str] | dict | None = None, out: str | Path | 
     table, figures and ``report.md`` under ``out`` (default ``cfg.out``). Rows already in the
     table are not recomputed; an interrupted training resumes from ``out/runs/<id>/last.pt``.
     Returns the path of ``report.md``."""
-    from ..data.sr import bicubic_upsample
-    from .benchmark2 import evaluate
-    from .common import utc_now
+    from lossnet.data.sr import bicubic_upsample
+    from lossnet.experiments.benchmark2 import evaluate
+    from lossnet.experiments.common import utc_now
 
     cfg = load_config(overrides)
     out = Path(out if out is not None else cfg.out)
@@ -509,7 +509,7 @@ def run_sr_vae(overrides: Sequence[str] | dict | None = None, out: str | Path | 
 
 def write_figures(out: Path, cfg, rows: list[dict]) -> list[Path]:
     """``figures/crops_x<f>.png``: input (nearest) / bicubic / every VAE row / target crops of the examples."""
-    from .benchmark2 import sr_crops_figure
+    from lossnet.experiments.benchmark2 import sr_crops_figure
 
     figs = []
     for factor in sorted({r["factor"] for r in rows}):
@@ -527,7 +527,7 @@ def write_figures(out: Path, cfg, rows: list[dict]) -> list[Path]:
 
 def write_report(out: str | Path, cfg=None) -> Path:
     """``report.md``: every row of the results table against bicubic (PSNR / SSIM / delta dB) + figures."""
-    from .benchmark2 import score_name, set_key
+    from lossnet.experiments.benchmark2 import score_name, set_key
 
     out = Path(out)
     rows = ResultsTable(out).rows()

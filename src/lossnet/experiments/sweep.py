@@ -50,8 +50,8 @@ from typing import Any, Callable, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from ..cli import UserError
-from .common import ConfigError, ResultsTable, cell_id, environment, log, remove_checkpoints, utc_now
+from lossnet.cli import UserError
+from lossnet.experiments.common import ConfigError, ResultsTable, cell_id, environment, log, remove_checkpoints, utc_now
 
 __all__ = ["BENCHMARKS", "Benchmark", "CellRequest", "SweepError", "register_benchmark", "load_sweep_config",
            "run_sweep", "effective_rows", "write_analysis", "is_sweep_dir", "add_cli"]
@@ -139,7 +139,7 @@ class CellRequest:
 
     def loss_network(self, sigmoid: bool = False):
         """The cell's single-layer :class:`~lossnet.zoo.LossNetwork`."""
-        from ..zoo import LossNetwork
+        from lossnet.zoo import LossNetwork
 
         with self.seeded():
             return LossNetwork(self.arch, layers=[self.layer], weights=self.weights_arg, sigmoid=sigmoid)
@@ -226,7 +226,7 @@ scales:
 
 
 def _b1_scores(cfg) -> list:
-    from ..report.analysis import Score
+    from lossnet.report.analysis import Score
 
     s = [Score(t, "benchmark1", True) for t in cfg.tasks]
     if cfg.data == "proxy":  # the proxy's discriminative rows (means saturate; docs/benchmark1.md)
@@ -258,7 +258,7 @@ def _b1_prepare(cfg, out) -> None:
 
 
 def _b1_run(req: CellRequest) -> dict:
-    from ..eval.similarity import benchmark1_cell
+    from lossnet.eval.similarity import benchmark1_cell
 
     c = req.config
     with req.seeded():
@@ -279,7 +279,7 @@ def _b1_run(req: CellRequest) -> dict:
 
 
 def _b4_run(req: CellRequest) -> dict:
-    from . import benchmark4 as b4
+    from lossnet.experiments import benchmark4 as b4
 
     c = req.config
     with req.seeded():
@@ -304,9 +304,9 @@ def _run_cell_of(module: str, req: CellRequest) -> dict:
 
 
 def _builtin_benchmarks() -> None:
-    from . import benchmark2 as b2
-    from . import benchmark3 as b3
-    from . import benchmark4 as b4
+    from lossnet.experiments import benchmark2 as b2
+    from lossnet.experiments import benchmark3 as b3
+    from lossnet.experiments import benchmark4 as b4
 
     register_benchmark(Benchmark("benchmark2", "super-resolution (Johnson et al. transformation network, PSNR/SSIM)",
                                  b2.DEFAULTS, b2.scores, partial(_run_cell_of, "benchmark2"), variants=b2.variants, identity=b2.identity,
@@ -348,7 +348,7 @@ def _as_list(v) -> list[str]:
 def resolve_archs(value) -> list[str]:
     """``all`` | ``available`` | ``a,b,c`` (or a list) -> architecture names (registry order for
     ``all``/``available``); unknown names raise ConfigError listing the known ones."""
-    from .. import zoo
+    from lossnet import zoo
 
     names = _as_list(value)
     if names == ["all"]:
@@ -376,7 +376,7 @@ def load_sweep_config(benchmark: str, overrides: Sequence[str] = ()) -> DictConf
 
     Unknown keys raise :class:`~lossnet.experiments.common.ConfigError` listing the valid ones.
     """
-    from .runner import parse_overrides
+    from lossnet.experiments.runner import parse_overrides
 
     bench = _get_benchmark(benchmark)
     bdefaults = OmegaConf.create(bench.defaults)
@@ -464,7 +464,7 @@ class _Job:
 
 
 def _register_specs(specs) -> None:
-    from ..zoo import REGISTRY, register
+    from lossnet.zoo import REGISTRY, register
 
     for s in specs:
         if s.name not in REGISTRY:
@@ -475,7 +475,7 @@ def _execute(job: _Job) -> dict:
     """Run one cell; returns its complete row (also written to ``cells/<id>/row.json``)."""
     import torch
 
-    from ..zoo import WeightsUnavailableError
+    from lossnet.zoo import WeightsUnavailableError
 
     _register_specs(job.extra_specs)
     req = job.request
@@ -500,7 +500,7 @@ def _execute(job: _Job) -> dict:
     path = Path(req.out) / "cells" / req.cid / "row.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".row.{os.getpid()}.tmp")
-    from .common import _clean
+    from lossnet.experiments.common import _clean
 
     tmp.write_text(json.dumps(_clean(row)))
     os.replace(tmp, path)
@@ -516,8 +516,8 @@ def _init_worker(specs) -> None:  # pragma: no cover - runs in worker processes
 
 def _extra_specs(archs: Sequence[str], need_pickle: bool) -> tuple:
     """Specs of architectures registered at run time (workers re-register them)."""
-    from ..zoo import get_spec
-    from ..zoo.registry import _specs
+    from lossnet.zoo import get_spec
+    from lossnet.zoo.registry import _specs
 
     builtin = {s.name for s in _specs()}
     extra = []
@@ -671,7 +671,7 @@ def run_sweep(benchmark: str, overrides: Sequence[str] = (), *, on_row: Callable
     Raises:
         SweepError: after the analysis is written, if some cells raised (rerun to retry them).
     """
-    from .. import zoo
+    from lossnet import zoo
 
     cfg = load_sweep_config(benchmark, overrides)
     bench = BENCHMARKS[benchmark]
@@ -791,7 +791,7 @@ def _sweep_dirs(path: Path) -> list[Path]:
 def write_analysis(path: str | os.PathLike, *, out: str | os.PathLike | None = None) -> Path:
     """Write the cross-analysis of one sweep directory, or of every sweep directory directly
     under ``path`` together (Table III across benchmarks), to ``analysis.md`` + ``figures/``."""
-    from ..report.analysis import Score, analysis_markdown
+    from lossnet.report.analysis import Score, analysis_markdown
 
     path = Path(path)
     dirs = _sweep_dirs(path)
@@ -884,7 +884,7 @@ def add_cli(sub) -> None:
     s.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
     s.set_defaults(func=_sweep_cli)
 
-    from . import select
+    from lossnet.experiments import select
 
     select.add_cli(sub)
 

@@ -116,7 +116,7 @@ class SRVAE(nn.Module):
         """The super-resolved image (N, 3, h f, w f) in [0, 1] from latent ``z`` (and ``lr`` for the bicubic base)."""
         out = self.tail(self.decoder(z))
         if self.residual:
-            from ..data.sr import bicubic_upsample
+            from lossnet.data.sr import bicubic_upsample
 
             out = bicubic_upsample(lr, self.factor) + out
         return out.clamp(0, 1)

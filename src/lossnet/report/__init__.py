@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .tables import DATASET_LABELS, group_rows, load_rows, paper_a_markdown, paper_b_markdown
+from lossnet.report.tables import DATASET_LABELS, group_rows, load_rows, paper_a_markdown, paper_b_markdown
 
 __all__ = ["write_report", "load_rows"]
 
@@ -37,7 +37,7 @@ def write_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
                  figures: bool = True) -> Path:
     """Write ``report.md`` (or ``out``) and ``figures/*.png`` for ``run_dir/results.jsonl``; returns
     the report's path."""
-    from . import figures as figs
+    from lossnet.report import figures as figs
 
     run_dir = Path(run_dir)
     rows = load_rows(run_dir)

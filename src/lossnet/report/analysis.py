@@ -43,7 +43,7 @@ class Score:
 
 
 def _attr_cache_path() -> Path:
-    from ..zoo.weights import lossnet_home
+    from lossnet.zoo.weights import lossnet_home
 
     return lossnet_home() / "describe_cache.json"
 
@@ -52,7 +52,7 @@ _ATTR_MEMO: dict[str, dict] = {}
 
 
 def _builtin_archs() -> set[str]:
-    from ..zoo.registry import _specs
+    from lossnet.zoo.registry import _specs
 
     return {s.name for s in _specs()}
 
@@ -64,7 +64,7 @@ def attributes(arch: str, layer: str, input_size: int = 224) -> dict:
     also cached on disk (``$LOSSNET_HOME/describe_cache.json``). Architectures registered at run
     time are never cached on disk (a name can be re-registered with another network).
     """
-    from ..zoo import describe, get_spec
+    from lossnet.zoo import describe, get_spec
 
     spec = get_spec(arch)
     key = f"{arch}|{layer}|{input_size}"
@@ -126,7 +126,7 @@ def best_layers(table: dict, scores: list[Score]) -> dict[str, dict[str, tuple[s
 
 
 def _arch_order(a: str) -> int:
-    from ..zoo import list_archs
+    from lossnet.zoo import list_archs
 
     archs = list_archs()
     return archs.index(a) if a in archs else len(archs)
@@ -237,7 +237,7 @@ def figures(table: dict, scores: list[Score], out_dir: Path, input_size: int = 2
     axes[-1].legend(fontsize=7)
     paths.append(_save(fig, out_dir / "fig4_flops.png"))
 
-    from ..zoo import get_spec
+    from lossnet.zoo import get_spec
 
     best = best_layers(table, scores)
     fig, axes = grid("Fig. 5: best layer's score vs ImageNet top-1")
