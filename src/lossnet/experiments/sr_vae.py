@@ -67,83 +67,8 @@ WEIGHT_PRESETS: dict[str, dict[str, float]] = {
     "paper_literal": {"reconstruction": 0.001, "kl": 1.0, "perceptual": 0.8},
 }
 
-DEFAULTS = """
-# SR-VAE settings (override any with key=value; see docs/sr_vae.md).
-scale: quick                # quick | paper (presets below, merged before the overrides)
-out: runs/srvae             # output directory (results.jsonl, report.md, figures/)
-seed: 0
-device: null                # cpu | cuda (null: CUDA when present)
-threads: null               # torch.set_num_threads for the run (null: leave as is)
-progress: false             # progress bars
-data: folder                # folder (train_root) | pets (Oxford-IIIT Pet at pets_root, the paper's data)
-train_root: ../shared/data/sr/CSun_Hays80   # training image folder (data=folder)
-pets_root: null             # Oxford-IIIT Pet folder (images/ + annotations/, or its parent) (data=pets)
-max_images: null            # use at most this many training images (pets: spread over the breeds)
-sr_root: ../shared/data/sr  # folder holding the test sets
-test_sets: [set5, set14]    # set5 | set14 | bsd100 (CSet5, CSet14, CBSD68) | folder names | paths
-factors: [2, 4]             # upscaling factors (powers of two)
-runs: [perceptual, no_perceptual]   # perceptual: weights as configured; no_perceptual: perceptual weight 0
-val_images: 8               # training images held out for the per-epoch best-PSNR validation
-val_patch: 192              # central crop of each validation image (px)
-patch: 96                   # training patch side (px, high resolution)
-n_patches: 2000             # random training patches
-blur_sigma: 1.0             # Gaussian blur before bicubic downsampling (the paper: 1.0)
-antialias: true             # antialiased bicubic downsampling
-feature_cache_gb: 2.0       # compute VGG's features of the training patches once when they fit (0: every batch)
-weights:
-  preset: tuned             # tuned: rec 1, KL 1e-6, perc 1e-4 | paper: rec 1, KL 0.001, perc 0.8 | paper_literal: rec 0.001, KL 1, perc 0.8
-  reconstruction: null      # explicit weights override the preset's
-  kl: null
-  perceptual: null
-perceptual:
-  arch: vgg16
-  layer: 15                 # VGG-16 child 15 = relu3_3 (the paper's layer)
-  weights: imagenet         # imagenet | random (seeded with init_seed; tests and smoke runs)
-  init_seed: 0
-model:
-  channels: 48
-  z_channels: 16            # latent channels; the latent is spatial (z_channels x h x w at down=0)
-  blocks: 2                 # residual blocks in the encoder and in the decoder
-  down: 0                   # stride-2 convolutions in the encoder (latent at LR / 2^down)
-  residual: true            # output = bicubic(LR) + decoder residual
-  logvar_init: -6.0         # initial logvar bias (posterior std 0.05 at the start; 0 = std 1)
-train:
-  epochs: 10
-  batch_size: 16
-  lr: 0.001
-  weight_decay: 0.0
-eval:
-  colour: y                 # y (BT.601 luma, the SR convention) | rgb
-  border: null              # pixels removed on each side before scoring; null = the factor
-  quantize: true            # round outputs to 8 bits before scoring
-examples: [set5/butterfly, set14/zebra]   # test images whose outputs go into the crops figure
-crop: 96                    # side of the example crops (px, high resolution)
-keep_checkpoints: false     # keep runs/<id>/last.pt after a run finished
-scales:
-  quick:                    # a few minutes per run on 1-2 CPU threads
-    patch: 64
-    n_patches: 512
-    val_images: 6
-    val_patch: 128
-    model:
-      channels: 32
-    train:
-      epochs: 4
-      batch_size: 16
-  paper:                    # the paper: Oxford-IIIT Pet, 200 epochs (GPU)
-    data: pets
-    patch: 128
-    n_patches: 3680
-    val_images: 100
-    val_patch: 256
-    model:
-      channels: 64
-      z_channels: 32
-      blocks: 4
-    train:
-      epochs: 200
-      batch_size: 16
-"""
+DEFAULTS = read_text("srvae")
+"""The defaults: ``configs/srvae.yaml``."""
 
 
 # --------------------------------------------------------------------------------------------

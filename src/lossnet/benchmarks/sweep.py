@@ -58,36 +58,8 @@ __all__ = ["BENCHMARKS", "Benchmark", "CellRequest", "SweepError", "register_ben
 
 LAYERS = ("E", "S", "M", "L")
 
-SWEEP_DEFAULTS = """
-# Settings shared by every benchmark sweep (lossnet sweep BENCHMARK key=value ...).
-loss_net: all               # all (every registered architecture) | available (weights present) | a,b,c
-layer: [E, S, M, L]         # extraction layers (Table II); e.g. layer=E,L
-weights: imagenet           # imagenet (missing weights -> skipped cells) | random (seeded with init_seed; smoke tests)
-init_seed: 0
-seed: 0                     # the cells' seed (encoder init, splits, probes, proxy patches)
-scale: quick                # quick (2-core CPU) | paper (the paper's settings; GPU)
-out: null                   # run directory; default runs/sweep-<benchmark>
-jobs: 1                     # local worker processes (1: in this process)
-threads: null               # torch threads per cell (null: cores // jobs; untouched when jobs=1)
-mp_context: spawn           # start method of local workers: spawn | forkserver | fork
-launcher: local             # local | slurm (submitit; pip install lossnet[slurm])
-device: null                # null: CUDA when present
-workers: null               # LunarLander rendering processes (null: all cores)
-progress: false             # progress bars inside cells
-keep_checkpoints: false     # keep cells/<id>/last.pt after a cell finishes
-report: true                # write analysis.md + figures at the end
-slurm:
-  partition: null
-  time_min: 120             # per cell
-  gpus: 1                   # per cell
-  cpus: 8                   # per cell (also its torch threads)
-  mem_gb: 32
-  array_parallelism: 32     # cells running at once
-  cluster: null             # submitit cluster: null (auto: slurm when available) | local | debug
-  folder: null              # submitit logs; default <out>/slurm/%j
-  additional: {}            # extra sbatch options, e.g. slurm.additional="{qos: high, account: me}"
-  poll_seconds: 10
-"""
+SWEEP_DEFAULTS = read_text("sweep")
+"""The defaults: ``configs/sweep.yaml``."""
 
 
 class SweepError(UserError):
@@ -208,21 +180,8 @@ def register_benchmark(b: Benchmark, *, overwrite: bool = False) -> Benchmark:
 
 # ---- benchmark 1 ---------------------------------------------------------------------------
 
-B1_DEFAULTS = """
-# Benchmark 1: perceptual similarity with uniform weights (lossnet.eval.similarity.benchmark1_cell).
-data: proxy                 # proxy (known distortion strengths on real images; NOT BAPPS) | bapps
-root: null                  # proxy: an image folder (e.g. shared/data/sr); bapps: the BAPPS dataset folder
-normalize: imagenet         # imagenet | lpips
-tasks: [2afc, jnd]
-split: val                  # BAPPS 2AFC split
-n_patches: 64               # proxy patches
-batch_size: 64
-scales:
-  quick:
-    n_patches: 32
-  paper:
-    data: bapps
-"""
+B1_DEFAULTS = read_text("benchmark1")
+"""The defaults: ``configs/benchmark1.yaml``."""
 
 
 def _b1_scores(cfg) -> list:

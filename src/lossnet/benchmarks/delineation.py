@@ -59,61 +59,8 @@ SCORE_NAMES = ("completeness", "correctness", "quality")
 
 ITERATION_WEIGHTS = ("linear", "uniform", "last")
 
-DEFAULTS = """
-# Benchmark 3 settings (merged under the sweep settings; override any with key=value).
-dataset: synthetic          # synthetic (offline generator) | massachusetts (the paper: MRD official files)
-data_root: null             # massachusetts: the folder holding tiff/{train,val,test}{,_labels}/
-size: 224                   # input side (the paper: 224 x 224 patches)
-synthetic:
-  kind: roads               # roads | cracks
-  n_train: 2000             # training images (80/20 train/validation inside)
-  n_test: 400
-  train_seed: 0
-  test_seed: 1              # a different seed: test images are never training images
-massachusetts:
-  mode: tiles               # tiles: tile x tile crops resized to size | resize: whole 1500 px images resized
-  tile: 300                 # 1500 = 5 x 300: 25 tiles per image
-  max_blank: 0.5            # skip tiles more than half white no-data
-  max_train: null           # seeded subset of the training tiles (null: all)
-  max_test: null
-  validation: official      # official (MRD valid split) | split (80/20 of the training tiles)
-unet:
-  base: 64                  # Ronneberger et al.: 64 channels at the first level, 4 poolings
-  depth: 4
-  up: transpose             # transpose | bilinear
-iterations: 3               # U-Net applications, in training and testing
-detach: false               # true: no gradient through the previous iteration's output
-mu: 0.01                    # L = L_bce + mu L_top (Eq. 4)
-iteration_weights: linear   # linear (Mosinska: sum_k k L_k / sum_k k) | uniform | last
-tolerance: 3                # completeness/correctness buffer rho, pixels
-threshold: 0.5              # prediction > threshold is road
-feature_cache_gb: 2.0       # compute the loss network's features of the training masks once when they fit (0: every batch)
-validation: quality         # quality: keep the epoch with the best validation quality | loss
-baseline: true              # sweeps: train the BCE-only U-Net once as the reference row (lossnet report lists it)
-train:
-  epochs: 100               # the systematic analysis: 100
-  batch_size: 8
-  lr: 0.0001
-  weight_decay: 0.0
-  val_fraction: 0.2
-  patience: null
-
-scales:
-  quick:                    # 1 CPU thread: ~1.5 min per cell (BCE, AlexNet), ~10+ with VGG-16 M (docs/benchmark3.md)
-    size: 96
-    synthetic:
-      n_train: 192
-      n_test: 64
-    unet:
-      base: 8
-      depth: 3
-    train:
-      epochs: 10
-      batch_size: 4
-      lr: 0.003
-  paper:
-    dataset: massachusetts
-"""
+DEFAULTS = read_text("benchmark3")
+"""The defaults: ``configs/benchmark3.yaml``."""
 
 
 def load_defaults(scale: str = "quick") -> DictConfig:

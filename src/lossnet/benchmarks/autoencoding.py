@@ -47,70 +47,8 @@ NAME = "benchmark4"
 SCORE_NAMES = {"lunarlander": "lunarlander_error_px", "svhn": "svhn_accuracy", "stl10": "stl10_accuracy"}
 """Dataset -> score column of a results row."""
 
-DEFAULTS = """
-# Benchmark 4 settings (merged under the sweep settings; override any with key=value).
-datasets: [lunarlander]     # lunarlander | svhn | stl10 (the paper: svhn, stl10); one cell per dataset
-procedure: I-I-PS           # I-I-PS (Eq. 6, the paper) | I-F-FP (cheap: feature prediction) | any paper-B procedure
-z: 64
-sigmoid: null               # sigmoid on the loss-network features; null: false for PS/PW, true for FP
-fp_max_dim: 16384           # FP/feature-input procedures: average-pool larger feature maps to <= this many values
-ps_targets: auto            # I-I-PS targets: cache (teacher-feature cache) | online (loss net on every batch) | auto
-ps_cache_max_gb: 4.0        # auto: cache the targets when they fit in this many GB, else online
-data_root: null             # STL-10: dir containing stl10_binary/; SVHN: dir with *_32x32.mat (both may share one)
-data_roots:                 # per-dataset roots (override data_root)
-  svhn: null
-  stl10: null
-collection: null            # LunarLander collection dir (default <out>/collection)
-feature_cache: memory       # memory | run (<out>/features) | home ($LOSSNET_HOME/features)
-export_encoders: false
-lunarlander:
-  rollouts: [700, 700, 700]
-  steps: 150
-  seed: 0
-  size: 64
-svhn:
-  size: 64
-  mode: reflect             # the systematic-analysis paper: 32x32 reflection-padded to 64x64
-data:
-  encoder_split: null       # null: run1 / unlabeled / extra
-  probe_split: null         # null: run2 / train / train
-  test_split: null          # null: run3 / test / test
-  max_encoder: null
-  max_probe: null
-  max_test: null
-  subset_seed: 0
-  verify: true
-encoder:
-  epochs: 10                # the paper: 10
-  batch_size: 128
-  lr: 0.001
-  weight_decay: 0.0
-  val_fraction: 0.2
-  patience: null
-  gamma: 1.0
-  hidden: 2048
-  pixel_loss: mse
-probe:
-  grid: paper_b             # the 7 paper-B MLPs
-  epochs: 100               # the paper: 100
-  batch_size: 512
-  lr: 0.001
-  val_fraction: 0.2
-
-scales:
-  quick:                    # ~0.5-3 min per cell on one CPU thread (VGG-16 late layers the slowest)
-    lunarlander:
-      rollouts: [10, 24, 24]  # ~600 encoder / ~1000 probe / ~1000 test frames; many short rollouts so the
-      steps: 60               # probes' 80/20 split does not just memorise a few trajectories
-    encoder:
-      epochs: 5
-      batch_size: 32
-    probe:
-      epochs: 100
-      batch_size: 64
-  paper:
-    datasets: [svhn, stl10]
-"""
+DEFAULTS = read_text("benchmark4")
+"""The defaults: ``configs/benchmark4.yaml``."""
 
 
 def scores(cfg) -> list:

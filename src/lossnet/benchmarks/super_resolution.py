@@ -40,54 +40,8 @@ NAME = "benchmark2"
 METRICS = ("psnr", "ssim")
 REFERENCES = ("bicubic", "pixel")
 
-DEFAULTS = """
-# Benchmark 2 settings (merged under the sweep settings; override any with key=value).
-factors: [4, 8]             # upscaling factors (the paper: x4 and x8); one cell per factor
-sr_root: ../shared/data/sr  # folder holding the test sets (relative paths: to the working directory)
-train_root: ../shared/data/sr/CSun_Hays80   # training images (the paper: 10k MS-COCO 2014 train images)
-test_sets: [set5, set14, bsd100]            # set5 | set14 | bsd100 (CSet5, CSet14, CBSD68) | folder names | paths
-val_images: 8               # last files of train_root held out for the per-epoch validation (paper: 100)
-val_patch: 256              # central crop of each validation image (px)
-patch: 288                  # training patch side (px, high resolution)
-n_patches: 10000            # random training patches (the paper: one per image of 10k)
-blur_sigma: 1.0             # Gaussian blur before bicubic downsampling
-antialias: true             # antialiased bicubic downsampling (as PIL / MATLAB imresize)
-references: [bicubic, pixel]  # reference rows computed once per sweep (bicubic upsampling, pixel-loss network)
-model:
-  blocks: 5                 # residual blocks (the systematic analysis: 5; Johnson et al.: 4)
-  channels: 64
-  residual: false           # true: predict a correction to bicubic upsampling (not in the paper; quick scale)
-train:
-  epochs: 80                # 80 x 10k patches at batch 4 = Johnson et al.'s 200k iterations
-  batch_size: 4
-  lr: 0.001
-  weight_decay: 0.0
-feature_cache_gb: 2.0       # compute the loss network's features of the training patches once when they fit (0: every batch)
-tv_weight: 0.0              # total-variation regulariser (Johnson et al. cross-validated 1e-6..1e-4; the benchmark: none)
-eval:
-  colour: y                 # y (BT.601 luma, the SR convention) | rgb
-  border: null              # pixels removed on each side before scoring; null = the factor
-  quantize: true            # round outputs to 8 bits before scoring
-examples: [set5/butterfly, set14/zebra, bsd100/108005]  # test images whose outputs are saved for the crops figure
-crop: 96                    # side of the example crops (px, high resolution)
-scales:
-  quick:                    # ~1-4 min per cell on 2 CPU threads (docs/benchmark2.md)
-    factors: [4]
-    patch: 64
-    n_patches: 512
-    val_images: 6
-    val_patch: 192
-    model:
-      channels: 32
-      residual: true        # from scratch, 2.5k patch-steps reach ~21 dB vs bicubic's 29 dB; see docs
-    train:
-      epochs: 5
-      batch_size: 8
-      lr: 0.0001
-  paper:
-    factors: [4, 8]
-    train_root: null        # an MS-COCO 2014 train folder (train_root=DIR)
-"""
+DEFAULTS = read_text("benchmark2")
+"""The defaults: ``configs/benchmark2.yaml``."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,113 @@
+"""Configuration files: every experiment's and benchmark's defaults live in ``configs/NAME.yaml``.
+
+One loader for all of them (OmegaConf): the base settings, then ``scales.<scale>`` (``quick`` |
+``paper``), then ``variants.<variant>`` where the file has variants, then the command line's
+``key=value`` overrides (``OmegaConf.from_dotlist``: nested keys with dots, lists as ``[a,b]``). A
+key that is not in the base settings is an error listing the valid keys. ``--print-config`` on
+``lossnet run``, ``lossnet sweep`` and ``lossnet srvae`` prints the result.
+
+Files: ``paper_a``, ``paper_b`` (``lossnet run``), ``benchmark1`` ... ``benchmark4`` (each merged
+over ``sweep``, ``lossnet sweep``), ``srvae`` (``lossnet srvae``), ``demo`` (``lossnet demo``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from lossnet.errors import ConfigError
+
+__all__ = ["CONFIG_DIR", "PRESET_KEYS", "config_path", "load", "parse_overrides", "read_text", "require_dir",
+           "scaled", "scaled_defaults", "valid_keys"]
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+"""Where the YAML files live (``configs/`` at the repository root links here)."""
+
+PRESET_KEYS = ("scales", "variants")
+"""Top-level sections that hold presets, not settings."""
+
+
+def config_path(name: str) -> Path:
+    """``configs/NAME.yaml``; a :class:`ConfigError` naming the known files when it is missing."""
+    path = CONFIG_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+        raise ConfigError(f"no config file {path.name} in {CONFIG_DIR}; known: {known}")
+    return path
+
+
+def read_text(name: str) -> str:
+    """The YAML text of ``configs/NAME.yaml``."""
+    return config_path(name).read_text()
+
+
+def load(name: str) -> DictConfig:
+    """``configs/NAME.yaml`` as loaded, presets included."""
+    return OmegaConf.load(config_path(name))
+
+
+def valid_keys(node: DictConfig, prefix: str = "") -> list[str]:
+    """Dotted keys of every setting in ``node`` (leaves and sections), presets excluded."""
+    keys = []
+    for k in node.keys():
+        if not prefix and k in PRESET_KEYS:
+            continue
+        full = f"{prefix}{k}"
+        child = node._get_node(k)
+        if isinstance(child, DictConfig) and not child._is_none():
+            keys.extend(valid_keys(child, full + "."))
+        else:
+            keys.append(full)
+    return keys
+
+
+def check_key(base: DictConfig, key: str, what: str) -> None:
+    """Raise :class:`ConfigError` unless dotted ``key`` is a setting of ``base``."""
+    node = base
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if (i == 0 and part in PRESET_KEYS) or not isinstance(node, DictConfig) or part not in node:
+            raise ConfigError(f"unknown setting {key!r} for {what}; valid keys: {', '.join(valid_keys(base))}")
+        node = node._get_node(part)
+
+
+def parse_overrides(overrides: Sequence[str], base: DictConfig, what: str) -> DictConfig:
+    """``key=value`` strings -> a DictConfig, every key checked against ``base``."""
+    items = []
+    for o in overrides:
+        if "=" not in o or o.startswith("="):
+            raise ConfigError(f"overrides are key=value, got {o!r} (e.g. dataset=svhn z=[64,128] encoder.epochs=5)")
+        check_key(base, o.split("=", 1)[0].strip(), what)
+        items.append(o)
+    try:
+        return OmegaConf.from_dotlist(items)
+    except Exception as e:  # omegaconf grammar errors
+        raise ConfigError(f"cannot parse overrides {items}: {e}") from None
+
+
+def scaled_defaults(defaults: str | DictConfig, scale: str = "quick") -> DictConfig:
+    """Defaults (YAML text or a loaded config with ``scales: {quick: ..., paper: ...}``) with the
+    ``scale`` preset merged in and the presets removed."""
+    base = OmegaConf.create(defaults) if isinstance(defaults, str) else defaults.copy()
+    scales = base.pop("scales")
+    base.pop("variants", None)
+    if scale not in scales:
+        raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(scales)}")
+    return OmegaConf.merge(base, scales[scale])
+
+
+def scaled(name: str, scale: str = "quick") -> DictConfig:
+    """``configs/NAME.yaml`` with ``scales.<scale>`` merged in (presets removed)."""
+    return scaled_defaults(load(name), scale)
+
+
+def require_dir(value, what: str, doc: str) -> Path:
+    """``value`` as an existing directory, else one :class:`ConfigError` naming the setting."""
+    if not value:
+        raise ConfigError(f"set {what}=DIR (see {doc})")
+    p = Path(str(value)).expanduser()
+    if not p.is_dir():
+        raise ConfigError(f"{what}={value} is not a directory (see {doc})")
+    return p

@@ -1,0 +1,21 @@
+"""Errors the user can fix. A leaf module: it imports nothing of lossnet, so every layer can raise them.
+
+The command line prints any of these as one line (``lossnet: error: ...``) and exits 2; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "SweepError", "UserError"]
+
+
+class UserError(Exception):
+    """An error whose message tells the user what to do; printed without a traceback."""
+
+
+class ConfigError(UserError, ValueError):
+    """A bad setting (unknown key, dataset, procedure, value out of range ...); printed as one line."""
+
+
+class SweepError(UserError):
+    """Some cells failed (their tracebacks were logged); rerun the same command to retry them."""
