@@ -16,7 +16,7 @@ import warnings
 
 import torch
 
-from lossnet.data.cache import FeatureCache
+from lossnet.train.cache import FeatureCache
 from lossnet.models import ImageEncoder
 from lossnet.train.engine import FitConfig
 from lossnet.train.procedures import PROCEDURES, EncoderConfig, train_encoder

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lossnet.data.cache import FeatureCache, compute_features
+from lossnet.train.cache import FeatureCache, compute_features
 from lossnet.zoo import LossNetwork
 
 

@@ -20,7 +20,7 @@ from lossnet.data.datasets import (
     load_svhn,
     split_roles,
 )
-from lossnet.data.fakes import orientation_marker, write_fake_stl10, write_fake_svhn
+from lossnet.testing.fakes import orientation_marker, write_fake_stl10, write_fake_svhn
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from lossnet.data.roads import load_massachusetts_roads, synthetic_curvilinear, write_fake_massachusetts
+from lossnet.data.roads import load_massachusetts_roads, synthetic_curvilinear
+from lossnet.testing.roads import write_fake_massachusetts
 from lossnet.eval.delineation import DelineationMeter, delineation_counts, delineation_scores
-from lossnet.experiments import benchmark3 as b3
-from lossnet.experiments.common import ConfigError
+from lossnet.benchmarks import delineation as b3
+from lossnet.errors import ConfigError
 from lossnet.models.unet import IterativeUNet, UNet
 
 H = W = 64
@@ -259,8 +260,9 @@ def test_baseline_on_fake_massachusetts(tmp_path):
 
 
 def test_benchmark3_sweep_with_bce_reference(tmp_path):
-    from lossnet.experiments.common import ResultsTable, reference_rows
-    from lossnet.experiments.sweep import run_sweep
+    from lossnet.runs.table import ResultsTable
+    from lossnet.runs.cells import reference_rows
+    from lossnet.benchmarks.sweep import run_sweep
 
     args = ["loss_net=alexnet", "layer=E,L", "weights=random", "size=32", "threshold=0.05", "synthetic.n_train=16",
             "synthetic.n_test=4", "unet.base=4", "unet.depth=2", "train.epochs=1", "train.batch_size=8", "threads=1",

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from lossnet.cli import main as cli_main
-from lossnet.data.fakes import write_fake_stl10, write_fake_svhn
-from lossnet.experiments.common import ConfigError, ResultsTable
+from lossnet.testing.fakes import write_fake_stl10, write_fake_svhn
+from lossnet.errors import ConfigError
+from lossnet.runs.table import ResultsTable
 from lossnet.experiments.runner import load_config, run_experiment
 
 PROCS = ["I-I-PW", "I-I-PS", "F-I-PW", "F-I-PS", "I-F-FP", "F-F-FP"]

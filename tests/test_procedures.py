@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lossnet.data.cache import FeatureCache
+from lossnet.train.cache import FeatureCache
 from lossnet.train.engine import FitConfig, fit, split_indices
 from lossnet.train.procedures import PROCEDURES, EncoderConfig, load_encoder, train_encoder
 from lossnet.zoo import LossNetwork
@@ -132,7 +132,7 @@ def test_separate_validation_set_and_score():
 
 SCRIPT = textwrap.dedent("""
     import sys, torch
-    from lossnet.data.cache import FeatureCache
+    from lossnet.train.cache import FeatureCache
     from lossnet.train.engine import FitConfig
     from lossnet.train.procedures import EncoderConfig, train_encoder
     from lossnet.zoo import LossNetwork

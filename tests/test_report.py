@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from lossnet.experiments.common import ResultsTable, cell_id, flatten_row
+from lossnet.runs.table import ResultsTable, flatten_row
+from lossnet.runs.cells import cell_id
 from lossnet.report import write_report
 from lossnet.report.figures import scaled_val_curves
 from lossnet.report.tables import mean_std, paper_a_markdown, paper_b_markdown, table8

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from lossnet.cli import UserError
+from lossnet.errors import UserError
 from lossnet.cli import main as cli_main
 from lossnet.experiments.select import format_table, parse_candidates, select, select_folder, stratified_split
 from lossnet.zoo import REGISTRY, register

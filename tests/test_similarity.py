@@ -7,11 +7,22 @@ import pytest
 import torch
 from PIL import Image
 
-from lossnet.data.fakes_bapps import write_fake_bapps, write_scalar_npy
+from lossnet.testing.bapps import write_fake_bapps, write_scalar_npy
 from lossnet.eval.similarity import (
-    FeatureDistance, benchmark1_cell, distortion_proxy, evaluate_bapps, load_bapps_2afc, load_bapps_jnd,
-    make_proxy_set, pixel_l2_distance, ref_distances, score_2afc, score_jnd, ssim_distance, twoafc_scores, voc_ap,
+    FeatureDistance,
+    distortion_proxy,
+    evaluate_bapps,
+    make_proxy_set,
+    pixel_l2_distance,
+    ref_distances,
+    score_2afc,
+    score_jnd,
+    ssim_distance,
+    twoafc_scores,
+    voc_ap,
 )
+from lossnet.benchmarks.similarity import benchmark1_cell
+from lossnet.data.bapps import load_bapps_2afc, load_bapps_jnd
 
 
 # ------------------------------------------------------------------ scorers: hand-computed values

@@ -157,9 +157,9 @@ def _fake_sr_root(root):
 
 
 def test_benchmark2_sweep_with_references_and_crops(tmp_path):
-    from lossnet.experiments.common import reference_rows
-    from lossnet.experiments.common import ResultsTable
-    from lossnet.experiments.sweep import run_sweep
+    from lossnet.runs.cells import reference_rows
+    from lossnet.runs.table import ResultsTable
+    from lossnet.benchmarks.sweep import run_sweep
 
     root = _fake_sr_root(tmp_path / "sr")
     args = ["loss_net=alexnet", "layer=E,L", "weights=random", f"sr_root={root}", f"train_root={root / 'train'}",
@@ -187,8 +187,8 @@ def test_benchmark2_sweep_with_references_and_crops(tmp_path):
 
 
 def test_benchmark2_config_errors(tmp_path):
-    from lossnet.experiments.common import ConfigError
-    from lossnet.experiments.sweep import run_sweep
+    from lossnet.errors import ConfigError
+    from lossnet.benchmarks.sweep import run_sweep
 
     with pytest.raises(ConfigError, match="powers of two"):
         run_sweep("benchmark2", ["loss_net=alexnet", "factors=[3]", f"out={tmp_path}"])
@@ -218,7 +218,7 @@ def test_cli_benchmark2_and_srvae(capsys, tmp_path):
 
 
 def test_benchmark2_cell_x8_pixel_baseline(tmp_path):
-    from lossnet.experiments.benchmark2 import benchmark2_cell
+    from lossnet.benchmarks.super_resolution import benchmark2_cell
 
     root = _fake_sr_root(tmp_path / "sr")
     over = {"sr_root": str(root), "train_root": str(root / "train"), "test_sets": ["set5"], "patch": 32,
@@ -232,9 +232,9 @@ def test_benchmark2_cell_x8_pixel_baseline(tmp_path):
 def test_frozen_loss_net_is_not_checkpointed_and_cached_targets_match():
     from omegaconf import OmegaConf
 
-    from lossnet.data.cache import target_features
-    from lossnet.experiments.benchmark2 import SRTask
-    from lossnet.experiments.common import with_target_features
+    from lossnet.train.cache import target_features
+    from lossnet.benchmarks.super_resolution import SRTask
+    from lossnet.train.cache import with_target_features
     from lossnet.zoo import LossNetwork
 
     torch.manual_seed(0)

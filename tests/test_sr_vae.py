@@ -77,7 +77,7 @@ def test_zero_residual_is_bicubic():
 
 
 def test_weight_presets_and_runs():
-    from lossnet.experiments.common import ConfigError
+    from lossnet.errors import ConfigError
     from lossnet.experiments.sr_vae import load_config, resolve_weights
 
     cfg = load_config()

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from lossnet import zoo
-from lossnet.cli import UserError
+from lossnet.errors import UserError
 from lossnet.cli import main as cli_main
-from lossnet.experiments.common import ConfigError, ResultsTable
-from lossnet.experiments.sweep import effective_rows, load_sweep_config, run_sweep
+from lossnet.errors import ConfigError
+from lossnet.runs.table import ResultsTable
+from lossnet.benchmarks.sweep import effective_rows, load_sweep_config, run_sweep
 
 # tiny benchmark 4: 1 encoder epoch on <= 48 images, 3 probe epochs, 1 thread per cell
 TINY = ["lunarlander.rollouts=[2,2,2]", "lunarlander.steps=60", "data.max_encoder=48", "data.max_probe=40",
@@ -216,7 +217,7 @@ def test_slurm_launcher(sr_dir, tmp_path, monkeypatch, offline_weights):
 
 def test_benchmark4_cell_variants(collection, tmp_path, offline_weights):
     """PS targets computed online equal cached ones; FP procedures use pooled sigmoid features."""
-    from lossnet.experiments.benchmark4 import benchmark4_cell, pool_to
+    from lossnet.benchmarks.autoencoding import benchmark4_cell, pool_to
 
     tiny = {"collection": str(collection), "lunarlander": {"rollouts": [2, 2, 2], "steps": 60},
             "data": {"max_encoder": 32, "max_probe": 30, "max_test": 30}, "encoder": {"epochs": 1, "batch_size": 16},

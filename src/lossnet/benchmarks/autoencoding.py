@@ -25,7 +25,7 @@ feature decoder ends in a sigmoid, so FP procedures use sigmoid features (paper 
 maps larger than ``fp_max_dim`` values are average-pooled spatially (``fp_max_dim=null``: never).
 
 Entry points: :func:`benchmark4_cell` (one cell, from Python) and the ``benchmark4`` entry of
-``lossnet sweep`` (:mod:`lossnet.experiments.sweep`), which uses :data:`DEFAULTS`, :func:`scores`,
+``lossnet sweep`` (:mod:`lossnet.benchmarks.sweep`), which uses :data:`DEFAULTS`, :func:`scores`,
 :func:`variants`, :func:`identity`, :func:`prepare` and :func:`run_cell` from here.
 """
 
@@ -39,8 +39,19 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from lossnet.experiments.common import ConfigError, RunContext, encoder_row, encoder_settings, load_data, loss_net_identity, \
-    probe_settings, run_probes, train_and_embed
+from lossnet.benchmarks.base import Benchmark, CellRequest, register_benchmark
+from lossnet.config import read_text
+from lossnet.errors import ConfigError
+from lossnet.runs.encoder_cells import (
+    RunContext,
+    encoder_row,
+    encoder_settings,
+    probe_settings,
+    run_probes,
+    train_and_embed,
+)
+from lossnet.data.parts import load_data
+from lossnet.runs.loss_nets import loss_net_identity
 
 NAME = "benchmark4"
 
@@ -88,7 +99,7 @@ def variants(cfg) -> list[dict]:
 
 def dataset_cfg(cfg, dataset: str) -> DictConfig:
     """A copy of ``cfg`` for one dataset (``dataset``, ``data_root`` resolved), as
-    :func:`lossnet.experiments.common.load_data` reads it."""
+    :func:`lossnet.data.parts.load_data` reads it."""
     c = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     c.dataset = dataset
     roots = c.get("data_roots") or {}
@@ -171,7 +182,7 @@ def pool_to(feats: torch.Tensor, max_dim: int | None) -> torch.Tensor:
 
 
 class PooledCache:
-    """A :class:`~lossnet.data.cache.FeatureCache` whose features are pooled by :func:`pool_to`
+    """A :class:`~lossnet.train.cache.FeatureCache` whose features are pooled by :func:`pool_to`
     (memoised per cached tensor), for feature-prediction procedures with large feature maps."""
 
     def __init__(self, inner, max_dim: int | None) -> None:
@@ -187,7 +198,7 @@ class PooledCache:
 
 
 def _feature_cache(cfg, out: Path):
-    from lossnet.data.cache import FeatureCache
+    from lossnet.train.cache import FeatureCache
 
     where = {"memory": None, "run": out / "features", "home": "default"}[str(cfg.feature_cache)]
     return FeatureCache(directory=where, progress=bool(cfg.progress))
@@ -218,13 +229,13 @@ class _OnlinePS(torch.nn.Module):
 
 
 def _train_online(ctx: RunContext, cid: str, *, z: int, seed: int, desc: str):
-    """Like :func:`~lossnet.experiments.common.train_and_embed` for I-I-PS, without the target
+    """Like :func:`~lossnet.runs.encoder_cells.train_and_embed` for I-I-PS, without the target
     cache (the loss network runs on the originals too: ~1.5x the compute, no feature memory)."""
     from dataclasses import asdict
 
     from lossnet.train.engine import FitConfig, fit
     from lossnet.train.procedures import EncoderConfig, TrainedEncoder, build_autoencoder, get_procedure
-    from lossnet.experiments.common import TrainedCell
+    from lossnet.runs.encoder_cells import TrainedCell
 
     e, d = ctx.cfg.encoder, ctx.data
     proc = get_procedure("I-I-PS")
@@ -256,7 +267,7 @@ def run_cell(cfg, arch: str, layer: str, coords: dict, *, loss_net, out: Path, c
 
     Returns ``{"scores": {score column: value}, "details": {...}}``: the test metric under its
     dataset's score name (:data:`SCORE_NAMES`), and the selected probe, the encoder's training
-    record (:func:`~lossnet.experiments.common.encoder_row`, seconds) and the data counts.
+    record (:func:`~lossnet.runs.encoder_cells.encoder_row`, seconds) and the data counts.
     Resumes a half-trained encoder from ``out/cells/<cid>/last.pt``.
     """
     from lossnet.train.procedures import get_procedure
@@ -321,7 +332,7 @@ def benchmark4_cell(arch: str, layer: str, dataset: str = "lunarlander", *, out:
     prepare(base, out)
     t0 = time.perf_counter()
     net = LossNetwork(arch, layers=[layer], weights=weights, sigmoid=_sigmoid(base))
-    from lossnet.experiments.common import cell_id
+    from lossnet.runs.cells import cell_id
 
     cid = cell_id({"benchmark": NAME, "arch": arch, "layer": str(layer), "seed": seed, "weights": net.weights_source,
                    "setting": identity(base, {"dataset": dataset})})
@@ -333,7 +344,7 @@ def benchmark4_cell(arch: str, layer: str, dataset: str = "lunarlander", *, out:
 
 def load_defaults(scale: str = "quick") -> DictConfig:
     """:data:`DEFAULTS` with ``scales.<scale>`` merged in (presets removed)."""
-    from lossnet.experiments.common import scaled_defaults
+    from lossnet.config import scaled_defaults
 
     return scaled_defaults(DEFAULTS, scale)
 
@@ -343,3 +354,19 @@ def make_loss_network(cfg, arch: str, layer: str, weights):
     from lossnet.zoo import LossNetwork
 
     return LossNetwork(arch, layers=[layer], weights=weights, sigmoid=_sigmoid(cfg))
+
+
+def run(req: CellRequest) -> dict:
+    """The sweep's cell: the request's loss network (:func:`make_loss_network`) through :func:`run_cell`."""
+    c = req.config
+    with req.seeded():
+        net = make_loss_network(c, req.arch, req.layer, req.weights_arg)
+    res = run_cell(c, req.arch, req.layer, req.coords, loss_net=net, out=Path(req.out), cid=req.cid, seed=req.seed,
+                   label=req.label)
+    res["details"]["weights_source"] = net.weights_source
+    return res
+
+
+BENCHMARK = register_benchmark(Benchmark(
+    "benchmark4", "autoencoding with deep perceptual loss, scored by downstream probes", DEFAULTS, scores, run,
+    variants=variants, identity=identity, prepare=prepare, check=check), overwrite=True)

@@ -34,7 +34,7 @@ small synthetic road set at 96 x 96, U-Net base 8 / depth 3, 10 epochs (docs/ben
 the timings and measured scores).
 
 Entry points: :func:`benchmark3_cell` (one cell, from Python), :func:`run_baseline_and_topology`,
-and the sweep (:mod:`lossnet.experiments.sweep`) through :data:`DEFAULTS`, :func:`scores`,
+and the sweep (:mod:`lossnet.benchmarks.sweep`) through :data:`DEFAULTS`, :func:`scores`,
 :func:`check`, :func:`identity`, :func:`prepare` and :func:`run_cell`.
 """
 
@@ -51,7 +51,11 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from lossnet.experiments.common import ConfigError
+from functools import partial
+
+from lossnet.benchmarks.base import Benchmark, register_benchmark, single_layer_cell
+from lossnet.config import read_text
+from lossnet.errors import ConfigError
 
 NAME = "benchmark3"
 
@@ -65,7 +69,7 @@ DEFAULTS = read_text("benchmark3")
 
 def load_defaults(scale: str = "quick") -> DictConfig:
     """:data:`DEFAULTS` with ``scales.<scale>`` merged in (presets removed)."""
-    from lossnet.experiments.common import scaled_defaults
+    from lossnet.config import scaled_defaults
 
     return scaled_defaults(DEFAULTS, scale)
 
@@ -163,7 +167,7 @@ def _build_data(cfg) -> dict[str, torch.Tensor]:
     """``train_image``/``train_mask``, ``test_image``/``test_mask`` and, for MRD with the official
     validation split, ``val_image``/``val_mask`` (uint8; masks in {0, 255})."""
     from lossnet.data.roads import load_massachusetts_roads, synthetic_curvilinear
-    from lossnet.experiments.common import subset
+    from lossnet.data.parts import subset
 
     size = int(cfg.size)
     if cfg.dataset == "synthetic":
@@ -216,7 +220,7 @@ def prepare(cfg, out: Path) -> None:
 
 def compute_baseline(cfg, out: Path, *, seed: int | None = None) -> dict:
     """The BCE-only U-Net (no topology loss) as a reference row of ``out`` (computed once)."""
-    from lossnet.experiments.common import ensure_reference
+    from lossnet.runs.cells import ensure_reference
 
     seed = int(cfg.get("seed", 0)) if seed is None else seed
 
@@ -265,7 +269,7 @@ class DelineationTask(nn.Module):
 
     The loss network is held as :class:`~lossnet.train.engine.Frozen` (not checkpointed; it
     follows the batch's device). ``loss_net=None``: BCE only. A batch may carry ``feat``, the loss
-    network's features of the mask computed once (:func:`~lossnet.experiments.common.
+    network's features of the mask computed once (:func:`~lossnet.runs.encoder_cells.
     with_target_features`); otherwise they are computed per batch.
     """
 
@@ -375,7 +379,8 @@ def run_cell(cfg, arch: str | None, layer: str | None, coords: dict, *, loss_net
     """
     from lossnet.models.unet import IterativeUNet, UNet
     from lossnet.train.engine import FitConfig, fit
-    from lossnet.experiments.common import loss_net_identity, with_target_features
+    from lossnet.runs.loss_nets import loss_net_identity
+    from lossnet.train.cache import with_target_features
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -408,7 +413,7 @@ def run_cell(cfg, arch: str | None, layer: str | None, coords: dict, *, loss_net
         return -res[-1]["quality"] if res[-1]["quality"] == res[-1]["quality"] else 0.0  # NaN (no roads) -> 0
 
     probe = val if val is not None else train
-    from lossnet.data.cache import best_device
+    from lossnet.utils import best_device
 
     task.to(best_device(fit_cfg.device))
     terms_init = loss_magnitudes(task, probe)
@@ -459,7 +464,8 @@ def benchmark3_cell(arch: str | None, layer: str | None = "M", *, out: str | Pat
     "cell_id"}``.
     """
     from lossnet.zoo import LossNetwork
-    from lossnet.experiments.common import cell_id, loss_net_identity
+    from lossnet.runs.cells import cell_id
+    from lossnet.runs.loss_nets import loss_net_identity
 
     cfg = OmegaConf.merge(load_defaults(scale), {"seed": seed, "progress": False, "device": None},
                           OmegaConf.create(overrides or {}))
@@ -537,7 +543,7 @@ def report_section(out: Path, rows: list[dict], figures: Path, md_dir: Path) -> 
     """Markdown: every finished cell's scores (percent) and quality per iteration next to the
     BCE-only reference, with the loss magnitudes (mu L_top / L_bce at the start)."""
     from lossnet.report.tables import md_table
-    from lossnet.experiments.common import reference_rows
+    from lossnet.runs.cells import reference_rows
 
     man = json.loads((Path(out) / "sweep.json").read_text())
     cfg = OmegaConf.create(man["config"])
@@ -576,3 +582,9 @@ def report_section(out: Path, rows: list[dict], figures: Path, md_dir: Path) -> 
         f"set; docs/benchmark3.md) on {data}, U-Net applied {cfg.iterations} times. Bold: better than BCE only. "
         "`mu L_top / L_bce`: the two loss terms' ratio at initialisation (the paper picks mu to keep them at the "
         "same order of magnitude).", "", table, ""] + fig_lines)
+
+
+BENCHMARK = register_benchmark(Benchmark(
+    "benchmark3", "delineation (iterative U-Net, BCE + mu x topology loss)", DEFAULTS, scores,
+    partial(single_layer_cell, run_cell), identity=identity, prepare=prepare, check=check, report=report_section),
+    overwrite=True)

@@ -33,8 +33,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from lossnet.data.cache import best_device
-from lossnet.experiments.common import ConfigError, cell_id, reference_rows, require_dir, with_target_features
+from functools import partial
+
+from lossnet.benchmarks.base import Benchmark, register_benchmark, single_layer_cell
+from lossnet.config import read_text
+from lossnet.utils import best_device
+from lossnet.errors import ConfigError
+from lossnet.runs.cells import cell_id, reference_rows
+from lossnet.config import require_dir
+from lossnet.train.cache import with_target_features
 
 NAME = "benchmark2"
 METRICS = ("psnr", "ssim")
@@ -51,7 +58,7 @@ DEFAULTS = read_text("benchmark2")
 
 def load_defaults(scale: str = "quick") -> DictConfig:
     """:data:`DEFAULTS` with ``scales.<scale>`` merged in (presets removed)."""
-    from lossnet.experiments.common import scaled_defaults
+    from lossnet.config import scaled_defaults
 
     return scaled_defaults(DEFAULTS, scale)
 
@@ -155,7 +162,7 @@ class SRTask(nn.Module):
 
     The loss network is held as :class:`~lossnet.train.engine.Frozen` (not checkpointed). A batch
     may carry ``feat``, the loss network's features of ``hr`` computed once
-    (:func:`~lossnet.data.cache.target_features`); otherwise they are computed per batch.
+    (:func:`~lossnet.train.cache.target_features`); otherwise they are computed per batch.
     """
 
     def __init__(self, model: nn.Module, loss_net=None, tv_weight: float = 0.0) -> None:
@@ -275,7 +282,7 @@ def run_cell(cfg, arch: str, layer: str, coords: dict, *, loss_net, out: Path, c
              label: str = "") -> dict:
     """One benchmark-2 cell with a ready single-layer loss network. Returns ``{"scores": {column:
     value}, "details": {...}}``; resumes a half-trained network from ``out/cells/<cid>/last.pt``."""
-    from lossnet.experiments.common import loss_net_identity
+    from lossnet.runs.loss_nets import loss_net_identity
 
     factor = int(coords["factor"])
     res = run_model(cfg, factor, loss_net, out=out, cell_dir=out / "cells" / cid,
@@ -291,9 +298,9 @@ def run_cell(cfg, arch: str, layer: str, coords: dict, *, loss_net, out: Path, c
 
 def compute_references(cfg, out: Path, *, seed: int | None = None) -> list[dict]:
     """Bicubic and pixel-loss rows for every factor, computed once into ``<out>/reference/``
-    (:func:`~lossnet.experiments.common.ensure_reference`)."""
+    (:func:`~lossnet.runs.cells.ensure_reference`)."""
     from lossnet.data.sr import bicubic_upsample
-    from lossnet.experiments.common import ensure_reference
+    from lossnet.runs.cells import ensure_reference
 
     out = Path(out)
     seed = int(cfg.get("seed", 0)) if seed is None else seed
@@ -341,7 +348,7 @@ def benchmark2_cell(arch: str | None, layer: str | None = None, *, factor: int =
     Returns ``{"arch", "layer", "factor", <score columns>, "details", "seconds"}``.
     """
     from lossnet.zoo import LossNetwork
-    from lossnet.experiments.common import loss_net_identity
+    from lossnet.runs.loss_nets import loss_net_identity
 
     cfg = OmegaConf.merge(load_defaults(scale), {"factors": [factor], "seed": seed},
                           OmegaConf.create(overrides or {}))
@@ -455,3 +462,9 @@ def report_section(out: Path, rows: list[dict], figures: Path, md_dir: Path) -> 
         if fig is not None:
             lines += [f"![x{factor} crops]({Path(_os.path.relpath(fig, md_dir)).as_posix()})", ""]
     return "\n".join(lines)
+
+
+BENCHMARK = register_benchmark(Benchmark(
+    "benchmark2", "super-resolution (Johnson et al. transformation network, PSNR/SSIM)", DEFAULTS, scores,
+    partial(single_layer_cell, run_cell), variants=variants, identity=identity, prepare=prepare, check=check,
+    report=report_section), overwrite=True)

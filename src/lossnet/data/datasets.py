@@ -12,7 +12,7 @@ Integrity checks (torchvision 0.29): ``STL10`` and ``SVHN`` refuse to load unles
 file matches the md5 of the official release (``check_integrity`` -> ``check_md5``), and
 ``STL10._check_integrity`` hashes *all five* ``.bin`` files whatever the split (so
 ``split="test"`` needs the 2.6 GB ``unlabeled_X.bin`` present as well). Fabricated test
-files (:mod:`lossnet.data.fakes`) or partial downloads therefore fail there with
+files (:mod:`lossnet.testing.fakes`) or partial downloads therefore fail there with
 ``RuntimeError("Dataset not found or corrupted...")``. With ``verify=True`` (default) the
 readers go through torchvision first and, when that check fails but the split's own files
 exist, read the files with lossnet's reader, which reproduces torchvision's parsing line

@@ -13,7 +13,7 @@ them into {0., 1.} maps).
   pixels wide; ``cracks``: thin jagged branching dark lines) on textured backgrounds with
   distractors, occluders and low-contrast stretches, with the exact ground truth. It needs no
   download and is the quick-scale stand-in for MRD.
-* :func:`write_fake_massachusetts` fabricates tiny files in the official layout (tests).
+* tiny files in the official layout for tests: :func:`lossnet.testing.roads.write_fake_massachusetts`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
-__all__ = ["DelineationSet", "IMAGE_SUFFIXES", "load_massachusetts_roads", "synthetic_curvilinear",
-           "write_fake_massachusetts"]
+__all__ = ["DelineationSet", "IMAGE_SUFFIXES", "load_massachusetts_roads", "synthetic_curvilinear"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -246,40 +245,6 @@ def load_massachusetts_roads(root: PathLike, split: str = "train", size: int = 2
     return DelineationSet(torch.from_numpy(np.stack(out_img)).contiguous(),
                           torch.from_numpy(np.stack(out_mask).astype(np.uint8) * 255).contiguous(),
                           "massachusetts_roads", _split_key(split), sources, skipped)
-
-
-def write_fake_massachusetts(root: PathLike, counts: dict[str, int] | None = None, size: int = 64, *,
-                             layout: str = "tiff", val_name: str = "val", seed: int = 0,
-                             blank_stems: Sequence[str] = ()) -> Path:
-    """Fabricate tiny files in the official MRD layout (for tests): RGB ``.tiff`` images with a
-    grey road on green and ``.tif`` labels (mode L, 0/255), ``counts`` per split (default
-    train 2, val 1, test 1), ``layout="tiff"`` (``root/tiff/...``) or ``"flat"``. The i-th image of
-    the k-th split (in ``counts`` order) has the stem ``f"{10000000 + 100 * k + i}_{i}"``. Images whose
-    stem is in ``blank_stems`` get their right half painted white (no-data). Returns ``root``."""
-    from PIL import Image
-
-    root = Path(root)
-    base = root / "tiff" if layout == "tiff" else root
-    counts = counts or {"train": 2, val_name: 1, "test": 1}
-    rng = np.random.default_rng(seed)
-    for k, (split, n) in enumerate(counts.items()):
-        (base / split).mkdir(parents=True, exist_ok=True)
-        (base / f"{split}_labels").mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            stem = f"{10000000 + 100 * k + i}_{i}"
-            img = np.zeros((size, size, 3), np.uint8)
-            img[...] = (60, 110, 50)
-            img = np.clip(img + rng.integers(-10, 10, img.shape), 0, 255).astype(np.uint8)
-            lab = np.zeros((size, size), np.uint8)
-            r = int(rng.integers(size // 4, 3 * size // 4))
-            lab[r - 2:r + 2, :] = 255
-            img[lab > 0] = (150, 150, 150)
-            if stem in blank_stems:
-                img[:, size // 2:] = 255
-                lab[:, size // 2:] = 0
-            Image.fromarray(img).save(base / split / f"{stem}.tiff")
-            Image.fromarray(lab).save(base / f"{split}_labels" / f"{stem}.tif")
-    return root
 
 
 # =============================================================================================

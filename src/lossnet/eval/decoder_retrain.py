@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lossnet.data.cache import best_device
+from lossnet.utils import best_device
 from lossnet.losses import pixel_loss
 from lossnet.models import Autoencoder, ImageDecoder
 from lossnet.train.engine import FitConfig, FitResult, fit

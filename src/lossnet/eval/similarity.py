@@ -1,14 +1,13 @@
 """Benchmark 1 (systematic analysis, Sec. IV-A): perceptual similarity on BAPPS, and a proxy.
 
-* :func:`load_bapps_2afc`, :func:`load_bapps_jnd` read the official BAPPS folders (the layout
-  of the PerceptualSimilarity project; BAPPS is never downloaded here).
+* BAPPS readers: :mod:`lossnet.data.bapps` (re-exported here).
 * :func:`score_2afc`, :func:`score_jnd` score distances exactly as the ``lpips`` package's
   ``score_2afc_dataset`` / ``score_jnd_dataset`` do (ties, soft labels, ``voc_ap``).
 * :func:`evaluate_bapps` runs a distance over BAPPS categories: one row per category + mean.
 * :func:`distortion_proxy` is a *proxy*, not BAPPS: real SR-set patches with synthetic
   distortions of known strength, where "the weaker distortion is closer" is the known answer.
-* :func:`benchmark1_cell` scores one loss network (arch x E/S/M/L layer) with the
-  uniform-weights distance of Eq. 1, for a sweep runner.
+* The sweep's cell (one loss network, Eq. 1 with uniform weights) is
+  :func:`lossnet.benchmarks.similarity.benchmark1_cell`.
 
 Distance functions everywhere take two float batches ``(N, 3, H, W)`` in ``[0, 1]`` and return
 ``(N,)`` distances (tensor or array); smaller = more similar.
@@ -27,11 +26,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from lossnet.data.bapps import (  # noqa: F401 (re-exported: the readers' old home)
+    BAPPS_2AFC_CATEGORIES, BAPPS_HOWTO, BAPPS_JND_CATEGORIES, BAPPS_LAYOUT, _missing, _resolve_root, load_bapps_2afc,
+    load_bapps_jnd)
 from lossnet.losses import perceptual_distance
 
 __all__ = [
     "BAPPS_2AFC_CATEGORIES", "BAPPS_JND_CATEGORIES", "PROXY_DISTORTIONS", "FeatureDistance", "ProxySet",
-    "benchmark1_cell", "distortion_proxy", "evaluate_bapps", "load_bapps_2afc", "load_bapps_jnd",
+    "distortion_proxy", "evaluate_bapps", "load_bapps_2afc", "load_bapps_jnd",
     "make_proxy_set", "pixel_l2_distance", "ref_distances", "score_2afc", "score_jnd", "score_proxy_set",
     "ssim_distance", "twoafc_scores",
     "voc_ap",
@@ -41,27 +43,8 @@ PathLike = Union[str, os.PathLike]
 DistanceFn = Callable[[torch.Tensor, torch.Tensor], Union[torch.Tensor, np.ndarray]]
 
 # Category folders of the official release (PerceptualSimilarity test_dataset_model.py / README).
-BAPPS_2AFC_CATEGORIES = {
-    "val": ("traditional", "cnn", "superres", "deblur", "color", "frameinterp"),
-    "train": ("traditional", "cnn", "mix"),
-}
-BAPPS_JND_CATEGORIES = ("traditional", "cnn")
 
 # Extensions the official make_dataset() accepts (case-sensitive endswith, as there).
-_IMG_EXTENSIONS = (".jpg", ".JPG", ".jpeg", ".JPEG", ".png", ".PNG", ".ppm", ".PPM", ".bmp", ".BMP")
-_NP_EXTENSIONS = (".npy",)
-
-BAPPS_LAYOUT = """\
-  ROOT/2afc/{train,val}/{category}/{ref,p0,p1}/000000.png ...  and  .../judge/000000.npy ...
-  ROOT/jnd/val/{category}/{p0,p1}/000000.png ...               and  .../same/000000.npy ...
-  (2afc val categories: traditional cnn superres deblur color frameinterp; jnd: traditional cnn)"""
-
-BAPPS_HOWTO = (
-    "BAPPS is not shipped with lossnet and is never downloaded by it: download it yourself with "
-    "the PerceptualSimilarity project's script (github.com/richzhang/PerceptualSimilarity, "
-    "`bash ./scripts/download_dataset.sh`, which unpacks into ./dataset) and pass that `dataset` "
-    "folder as ROOT."
-)
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,97 +130,6 @@ def score_jnd(d, same) -> float:
 # --------------------------------------------------------------------------------------------
 # BAPPS readers
 # --------------------------------------------------------------------------------------------
-
-
-def _missing(path: Path, what: str) -> FileNotFoundError:
-    return FileNotFoundError(
-        f"BAPPS {what} not found: {path} is missing. Expected the official layout\n{BAPPS_LAYOUT}\n{BAPPS_HOWTO}"
-    )
-
-
-def _resolve_root(root: PathLike) -> Path:
-    """``root`` is the folder holding ``2afc/`` and ``jnd/``; its parent (``dataset/`` inside) is accepted."""
-    root = Path(root).expanduser()
-    if not (root / "2afc").is_dir() and not (root / "jnd").is_dir() and (root / "dataset").is_dir():
-        return root / "dataset"
-    return root
-
-
-def _list_files(d: Path, exts: Sequence[str]) -> list[str]:
-    """All files under ``d`` (recursively) with one of ``exts``, sorted by full path, as the official code."""
-    found = [os.path.join(r, f) for r, _, fs in sorted(os.walk(d)) for f in fs if f.endswith(tuple(exts))]
-    return sorted(found)
-
-
-def _read_images(paths: Sequence[str], load_size: Optional[int]) -> torch.Tensor:
-    """PNG paths -> uint8 (N, 3, H, W); resized like the official ``transforms.Resize(load_size)``."""
-    from PIL import Image
-
-    out = None
-    for i, p in enumerate(paths):
-        with Image.open(p) as im:
-            im = im.convert("RGB")
-            if load_size is not None and min(im.size) != load_size:
-                import torchvision.transforms.functional as TF
-
-                im = TF.resize(im, load_size)  # smaller edge -> load_size, bilinear + antialias
-            a = np.asarray(im, dtype=np.uint8)
-        if out is None:
-            out = torch.empty((len(paths), 3, a.shape[0], a.shape[1]), dtype=torch.uint8)
-        if a.shape[:2] != tuple(out.shape[2:]):
-            raise ValueError(f"{p}: size {a.shape[:2]} differs from the first image's {tuple(out.shape[2:])}")
-        out[i] = torch.from_numpy(a.transpose(2, 0, 1).copy())
-    return out
-
-
-def _read_scalars(paths: Sequence[str]) -> torch.Tensor:
-    return torch.tensor([float(np.load(p).reshape(())) for p in paths], dtype=torch.float32)
-
-
-def _read_folder_set(base: Path, img_subs: Sequence[str], np_sub: str, what: str,
-                     load_size: Optional[int]) -> tuple[torch.Tensor, ...]:
-    lists = {}
-    for sub in (*img_subs, np_sub):
-        d = base / sub
-        if not d.is_dir():
-            raise _missing(d, what)
-        lists[sub] = _list_files(d, _NP_EXTENSIONS if sub == np_sub else _IMG_EXTENSIONS)
-    counts = {k: len(v) for k, v in lists.items()}
-    if len(set(counts.values())) != 1 or not next(iter(counts.values())):
-        raise ValueError(f"BAPPS {what} at {base}: file counts differ or are zero: {counts}")
-    imgs = [_read_images(lists[s], load_size) for s in img_subs]
-    return (*imgs, _read_scalars(lists[np_sub]))
-
-
-def load_bapps_2afc(root: PathLike, split: str = "val", categories: Optional[Sequence[str]] = None,
-                    load_size: Optional[int] = 64) -> dict[str, tuple[torch.Tensor, ...]]:
-    """Read BAPPS 2AFC ``ROOT/2afc/{split}/{category}/{ref,p0,p1,judge}``.
-
-    Returns ``{category: (ref, p0, p1, judge)}``: images uint8 (N, 3, 64, 64), judge float32 (N,)
-    = fraction of humans who found p1 closer to ref. Files are matched by sorted path, as the
-    official ``TwoAFCDataset``. ``categories`` default: all official ones of ``split``. Raises
-    FileNotFoundError (naming the layout and how to obtain BAPPS) if a folder is missing.
-    """
-    root = _resolve_root(root)
-    if categories is None:
-        if split not in BAPPS_2AFC_CATEGORIES:
-            raise ValueError(f"split must be one of {sorted(BAPPS_2AFC_CATEGORIES)}, got {split!r}")
-        categories = BAPPS_2AFC_CATEGORIES[split]
-    return {c: _read_folder_set(root / "2afc" / split / c, ("ref", "p0", "p1"), "judge", f"2AFC {split}/{c}",
-                                load_size) for c in categories}
-
-
-def load_bapps_jnd(root: PathLike, categories: Optional[Sequence[str]] = None,
-                   load_size: Optional[int] = 64) -> dict[str, tuple[torch.Tensor, ...]]:
-    """Read BAPPS JND ``ROOT/jnd/val/{category}/{p0,p1,same}``.
-
-    Returns ``{category: (p0, p1, same)}``: images uint8 (N, 3, 64, 64), same float32 (N,) =
-    fraction of humans who judged the pair identical. Missing folders: FileNotFoundError.
-    """
-    root = _resolve_root(root)
-    categories = BAPPS_JND_CATEGORIES if categories is None else categories
-    return {c: _read_folder_set(root / "jnd" / "val" / c, ("p0", "p1"), "same", f"JND val/{c}", load_size)
-            for c in categories}
 
 
 # --------------------------------------------------------------------------------------------
@@ -563,45 +455,3 @@ def distortion_proxy(distance_fn: DistanceFn, sr_root: PathLike, n_patches: int 
 # --------------------------------------------------------------------------------------------
 
 
-def benchmark1_cell(arch: str, layer: Union[str, int], data: str = "proxy", root: Optional[PathLike] = None, *,
-                    weights: Union[str, dict, None] = "imagenet", normalize: Optional[str] = "imagenet",
-                    tasks: Sequence[str] = ("2afc", "jnd"), split: str = "val", n_patches: int = 64,
-                    seed: int = 0, batch_size: int = 64, device=None) -> dict:
-    """Benchmark 1 for one loss network (``arch`` truncated at ``layer``, e.g. "E"/"S"/"M"/"L").
-
-    Distance: Eq. 1 with uniform weights (unit-normalised channels, squared difference summed
-    over channels, spatial mean) on the single extraction layer. ``data="bapps"`` evaluates the
-    BAPPS folders at ``root`` (:func:`evaluate_bapps`); ``data="proxy"`` the distortion proxy on
-    the images under ``root`` (e.g. ``shared/data/sr``). ``normalize`` is the input
-    normalisation of :class:`lossnet.zoo.LossNetwork` ("imagenet": what the weights expect).
-
-    Returns ``{"arch", "layer", "data", "2afc": mean 2AFC score, "jnd": mean JND mAP (each None
-    if not run), "rows": [...], "seconds", "weights"}``. Raises
-    :class:`lossnet.zoo.WeightsUnavailableError` before any work if ImageNet weights are missing
-    (a sweep runner records the cell as skipped), FileNotFoundError if the data is missing.
-    """
-    from lossnet.zoo import LossNetwork, WeightsUnavailableError, status
-
-    if data not in ("proxy", "bapps"):
-        raise ValueError(f"data must be 'proxy' or 'bapps', got {data!r}")
-    if root is None:
-        raise ValueError("give root: the BAPPS `dataset` folder, or an image folder (e.g. shared/data/sr) for the proxy")
-    if weights == "imagenet":
-        st = status(arch)
-        if not st.available:
-            raise WeightsUnavailableError(f"{arch}: no ImageNet weights on this machine; {st.reason}")
-    t0 = time.perf_counter()
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    fn = FeatureDistance(LossNetwork(arch, layers=[layer], weights=weights, normalize=normalize)).to(dev)
-    if data == "bapps":
-        rows = evaluate_bapps(fn, root, tasks=tasks, split=split, batch_size=batch_size, device=dev)
-    else:
-        rows = distortion_proxy(fn, root, n_patches=n_patches, seed=seed, batch_size=batch_size, device=dev)
-        rows = [r for r in rows if r["task"] in tasks]
-
-    def mean_of(task):
-        return next((r["score"] for r in rows if r["task"] == task and r["category"] == "mean"), None)
-
-    return {"arch": arch, "layer": layer, "data": data, "2afc": mean_of("2afc"), "jnd": mean_of("jnd"),
-            "rows": rows, "seconds": time.perf_counter() - t0,
-            "weights": getattr(fn.net, "weights_source", None) if weights is not None else "random"}

@@ -52,7 +52,8 @@ def add_commands(sub) -> None:
 
     add_user_commands(sub)
 
-    from lossnet.experiments import runner, sr_vae, sweep
+    from lossnet.experiments import runner, sr_vae
+    from lossnet.benchmarks import sweep
 
     runner.add_cli(sub)
     sweep.add_cli(sub)

@@ -15,8 +15,18 @@ from typing import Any
 
 from lossnet.eval.decoder_retrain import retrain_decoder
 from lossnet.train.engine import FitConfig
-from lossnet.experiments.common import ConfigError, RunContext, cell_id, encoder_row, encoder_settings, finish_cell, fmt_score, \
-    probe_settings, run_probes, train_and_embed
+from lossnet.errors import ConfigError
+from lossnet.runs.encoder_cells import (
+    RunContext,
+    encoder_row,
+    encoder_settings,
+    finish_cell,
+    fmt_score,
+    probe_settings,
+    run_probes,
+    train_and_embed,
+)
+from lossnet.runs.cells import cell_id
 
 NAME = "paper_a"
 

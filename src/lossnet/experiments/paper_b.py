@@ -15,8 +15,17 @@ from __future__ import annotations
 from typing import Any
 
 from lossnet.train.procedures import PROCEDURES, get_procedure
-from lossnet.experiments.common import ConfigError, RunContext, cell_id, encoder_row, encoder_settings, finish_cell, \
-    probe_settings, run_probes, train_and_embed
+from lossnet.errors import ConfigError
+from lossnet.runs.encoder_cells import (
+    RunContext,
+    encoder_row,
+    encoder_settings,
+    finish_cell,
+    probe_settings,
+    run_probes,
+    train_and_embed,
+)
+from lossnet.runs.cells import cell_id
 
 NAME = "paper_b"
 
@@ -77,7 +86,7 @@ def cells(ctx: RunContext) -> list[tuple[dict, dict, str, str]]:
 
 
 def describe_row(row: dict) -> str:
-    from lossnet.experiments.common import fmt_score
+    from lossnet.runs.encoder_cells import fmt_score
 
     return (f"{row['metric']} {fmt_score(row['metric'], row['test_score'])} ({row['probe']}), "
             f"{row['epoch_seconds']:.1f} s/epoch, best epoch {row['best_epoch'] + 1}/{row['epochs_run']}")

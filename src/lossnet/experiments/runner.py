@@ -25,8 +25,13 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lossnet.experiments import paper_a, paper_b
-from lossnet.experiments.common import DATASETS, ConfigError, ResultsTable, RunContext, build_loss_net, load_data, log, \
-    loss_net_identity, remove_checkpoints
+from lossnet.data.parts import DATASETS, load_data
+from lossnet.errors import ConfigError
+from lossnet.runs.table import ResultsTable
+from lossnet.runs.encoder_cells import RunContext
+from lossnet.runs.loss_nets import build_loss_net, loss_net_identity
+from lossnet.utils import log
+from lossnet.runs.cells import remove_checkpoints
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 """Where the experiment YAML files live (``configs/`` at the repository root links here)."""
@@ -95,7 +100,7 @@ def parse_overrides(overrides: Sequence[str], base: DictConfig, experiment: str)
 def load_config(experiment: str, overrides: Sequence[str] = ()) -> DictConfig:
     """The resolved config of ``experiment``: base < scales[scale] < variants[variant] < overrides.
 
-    Raises :class:`~lossnet.experiments.common.ConfigError` (one line) for unknown experiments, keys,
+    Raises :class:`~lossnet.errors.ConfigError` (one line) for unknown experiments, keys,
     scales, variants, datasets or sweep values.
     """
     base = OmegaConf.load(config_path(experiment))
@@ -140,7 +145,7 @@ def _finalise(cfg: DictConfig, experiment: str) -> DictConfig:
 
 
 def _feature_cache(cfg: DictConfig, out: Path):
-    from lossnet.data.cache import FeatureCache
+    from lossnet.train.cache import FeatureCache
 
     where = {"memory": None, "run": out / "features", "home": "default"}[cfg.feature_cache]
     return FeatureCache(directory=where, progress=bool(cfg.progress))

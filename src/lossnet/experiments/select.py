@@ -38,7 +38,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from ..cli import UserError
+from ..errors import UserError
 
 __all__ = ["CandidateResult", "Selection", "parse_candidates", "default_candidates", "select", "select_folder",
            "format_table", "add_cli"]
@@ -470,7 +470,7 @@ def select_folder(folder: str | os.PathLike, *, size: int = 64, out: str | os.Pa
 
 
 def _cli(args: argparse.Namespace) -> None:
-    from .common import log
+    from ..utils import log
 
     kwargs: dict[str, Any] = dict(
         candidates=args.candidates, weights=args.weights, max_images=args.max_images,

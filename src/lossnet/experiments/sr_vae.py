@@ -28,11 +28,11 @@ Training goes through :func:`lossnet.train.engine.fit` on random ``patch`` crops
 ``train_root`` (``data: folder``, default CSun_Hays80) or of Oxford-IIIT Pet (``data: pets``, the
 paper's data, :mod:`lossnet.data.pets`), degraded by Gaussian blur (sigma 1) + bicubic
 downsampling; after every epoch the model (``z = mu``) is validated by PSNR on held-out images and
-the best epoch is kept (benchmark 2's :func:`~lossnet.experiments.benchmark2.val_psnr`). Test
-scores are benchmark 2's :func:`~lossnet.experiments.benchmark2.evaluate` (full images, Y channel
+the best epoch is kept (benchmark 2's :func:`~lossnet.benchmarks.super_resolution.val_psnr`). Test
+scores are benchmark 2's :func:`~lossnet.benchmarks.super_resolution.evaluate` (full images, Y channel
 of BT.601, ``factor`` border pixels removed, 8-bit outputs).
 
-Output directory: ``results.jsonl`` / ``results.csv`` (:class:`~lossnet.experiments.common.ResultsTable`,
+Output directory: ``results.jsonl`` / ``results.csv`` (:class:`~lossnet.runs.table.ResultsTable`,
 one row per (run, factor), rows with ids already there are not recomputed), ``runs/<id>/``
 (engine checkpoints while training, ``model.pt`` after), ``examples/`` (example outputs),
 ``figures/crops_x<f>.png`` and ``report.md``.
@@ -50,8 +50,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from lossnet.data.cache import best_device
-from lossnet.experiments.common import ConfigError, ResultsTable, cell_id, environment, log, require_dir, with_target_features
+from lossnet.config import read_text
+from lossnet.utils import best_device
+from lossnet.errors import ConfigError
+from lossnet.runs.table import ResultsTable
+from lossnet.runs.cells import cell_id, environment
+from lossnet.utils import log
+from lossnet.config import require_dir
+from lossnet.train.cache import with_target_features
 
 NAME = "srvae"
 RUNS = ("perceptual", "no_perceptual")
@@ -82,7 +88,7 @@ def _base() -> DictConfig:
 
 def load_defaults(scale: str = "quick") -> DictConfig:
     """:data:`DEFAULTS` with ``scales.<scale>`` merged in (presets removed)."""
-    from lossnet.experiments.common import scaled_defaults
+    from lossnet.config import scaled_defaults
 
     cfg = scaled_defaults(DEFAULTS, scale)
     cfg.scale = scale
@@ -92,7 +98,7 @@ def load_defaults(scale: str = "quick") -> DictConfig:
 def load_config(overrides: Sequence[str] | dict | None = None) -> DictConfig:
     """Resolved settings: defaults < ``scales[scale]`` < overrides (``key=value`` strings, keys
     checked, or a nested dict). Raises :class:`ConfigError` for unknown keys or bad values."""
-    from lossnet.experiments.runner import parse_overrides, valid_keys
+    from lossnet.config import parse_overrides, valid_keys
 
     base = _base()
     if overrides is None:
@@ -158,7 +164,7 @@ def check(cfg) -> None:
             raise ConfigError(f"weights.{k} must be >= 0, got {v}")
     if str(cfg.perceptual.weights) not in ("imagenet", "random"):
         raise ConfigError(f"perceptual.weights must be imagenet or random, got {cfg.perceptual.weights!r}")
-    from lossnet.experiments.benchmark2 import check_sr_training
+    from lossnet.benchmarks.super_resolution import check_sr_training
 
     check_sr_training(cfg)
     if not _list(cfg.test_sets):
@@ -292,7 +298,7 @@ def train_sr_vae(cfg, factor: int, weights: dict[str, float], loss_net, *, seed:
                  data=None, label: str = ""):
     """Train one SR-VAE; returns ``(model in eval mode, FitResult, data info)`` (best validation PSNR kept)."""
     from lossnet.train.engine import FitConfig, fit
-    from lossnet.experiments.benchmark2 import val_psnr
+    from lossnet.benchmarks.super_resolution import val_psnr
 
     train, val, info = data or training_data(cfg, factor, seed)
     torch.manual_seed(seed)
@@ -363,8 +369,8 @@ def run_sr_vae(overrides: Sequence[str] | dict | None = None, out: str | Path | 
     table are not recomputed; an interrupted training resumes from ``out/runs/<id>/last.pt``.
     Returns the path of ``report.md``."""
     from lossnet.data.sr import bicubic_upsample
-    from lossnet.experiments.benchmark2 import evaluate
-    from lossnet.experiments.common import utc_now
+    from lossnet.benchmarks.super_resolution import evaluate
+    from lossnet.runs.cells import utc_now
 
     cfg = load_config(overrides)
     out = Path(out if out is not None else cfg.out)
@@ -434,7 +440,7 @@ def run_sr_vae(overrides: Sequence[str] | dict | None = None, out: str | Path | 
 
 def write_figures(out: Path, cfg, rows: list[dict]) -> list[Path]:
     """``figures/crops_x<f>.png``: input (nearest) / bicubic / every VAE row / target crops of the examples."""
-    from lossnet.experiments.benchmark2 import sr_crops_figure
+    from lossnet.benchmarks.super_resolution import sr_crops_figure
 
     figs = []
     for factor in sorted({r["factor"] for r in rows}):
@@ -452,7 +458,7 @@ def write_figures(out: Path, cfg, rows: list[dict]) -> list[Path]:
 
 def write_report(out: str | Path, cfg=None) -> Path:
     """``report.md``: every row of the results table against bicubic (PSNR / SSIM / delta dB) + figures."""
-    from lossnet.experiments.benchmark2 import score_name, set_key
+    from lossnet.benchmarks.super_resolution import score_name, set_key
 
     out = Path(out)
     rows = ResultsTable(out).rows()

@@ -2,7 +2,7 @@
 
 Input: result rows with ``arch``, ``layer`` (E/S/M/L), ``status`` (``"ok"``, the default, or
 ``"skipped"`` with a ``reason``) and one or more score columns, e.g. a sweep's ``results.jsonl``
-(:mod:`lossnet.experiments.sweep`). Output (:func:`analysis_markdown`):
+(:mod:`lossnet.benchmarks.sweep`). Output (:func:`analysis_markdown`):
 
 * Table III -- for each score, architectures ranked 1 (best) .. n by their best layer (ties share
   the mean rank); the average rank per benchmark and overall (each benchmark weighted equally);
@@ -43,7 +43,7 @@ class Score:
 
 
 def _attr_cache_path() -> Path:
-    from lossnet.zoo.weights import lossnet_home
+    from lossnet.utils import lossnet_home
 
     return lossnet_home() / "describe_cache.json"
 

@@ -23,21 +23,8 @@ import torch
 from tqdm.auto import tqdm
 
 from lossnet.zoo.network import LossNetwork
-from lossnet.zoo.weights import lossnet_home, read_manifest
-
-
-def best_device(preferred: str | torch.device | None = None) -> torch.device:
-    """``preferred`` when given (e.g. a ``device:`` setting), else CUDA when present, else CPU."""
-    if preferred:
-        return torch.device(preferred)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def module_device(m: torch.nn.Module) -> torch.device:
-    """The device of a module's first parameter or buffer (CPU for an empty module)."""
-    for t in (*m.parameters(), *m.buffers()):
-        return t.device
-    return torch.device("cpu")
+from lossnet.utils import best_device, lossnet_home, module_device  # noqa: F401 (re-exported)
+from lossnet.zoo.weights import read_manifest
 
 
 def images_fingerprint(images: torch.Tensor) -> str:
@@ -150,3 +137,15 @@ class FeatureCache:
                  "n_images": len(images), "dtype": str(self.dtype)}))
         self._memory[key] = feats
         return feats
+
+
+def with_target_features(data: dict[str, torch.Tensor], key: str, loss_net, cfg) -> dict[str, torch.Tensor]:
+    """``data`` plus ``feat``: ``loss_net``'s features of the fixed targets ``data[key]`` (uint8,
+    1 or 3 channels), computed once when they fit in ``cfg.feature_cache_gb``; ``data`` unchanged
+    without a loss network or when they do not fit (then they are computed on every batch)."""
+    if loss_net is None or not float(cfg.get("feature_cache_gb") or 0):
+        return data
+    targets = data[key].expand(-1, 3, -1, -1) if data[key].shape[1] == 1 else data[key]
+    feat = target_features(targets, loss_net.requires_grad_(False).eval(), max_gb=float(cfg.feature_cache_gb),
+                           device=cfg.get("device") or None)
+    return data if feat is None else {**data, "feat": feat}

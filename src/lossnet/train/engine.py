@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data.cache import best_device
+from ..utils import best_device
 
 
 @dataclass
@@ -68,7 +68,7 @@ class Frozen:
         self.net = net.requires_grad_(False).eval()
 
     def __call__(self, x: torch.Tensor):
-        from ..data.cache import module_device
+        from ..utils import module_device
 
         if module_device(self.net) != x.device:
             self.net.to(x.device)

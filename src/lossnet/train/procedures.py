@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..data.cache import FeatureCache
+from ..train.cache import FeatureCache
 from ..losses import feature_prediction_loss, kl_divergence, perceptual_loss, pixel_loss
 from ..models import Autoencoder, FeatureDecoder, FeatureEncoder, ImageDecoder, ImageEncoder
 from ..zoo.network import LossNetwork

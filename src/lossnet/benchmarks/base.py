@@ -1,0 +1,135 @@
+"""The benchmark registry: what ``lossnet sweep`` can run.
+
+Each benchmark module (:mod:`~lossnet.benchmarks.similarity`, :mod:`~lossnet.benchmarks.super_resolution`,
+:mod:`~lossnet.benchmarks.delineation`, :mod:`~lossnet.benchmarks.autoencoding`) registers one
+:class:`Benchmark`: its defaults (``configs/benchmarkN.yaml``), score columns, extra cell
+coordinates, what enters a cell's id, a one-off ``prepare`` step, the cell function and an optional
+report section. More plug in with :func:`register_benchmark`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import ListConfig
+
+from lossnet.errors import ConfigError
+from lossnet.runs.launch import CellRequest
+
+__all__ = ["BENCHMARKS", "LAYERS", "Benchmark", "CellRequest", "get_benchmark", "register_benchmark",
+           "resolve_archs", "resolve_layers", "single_layer_cell"]
+
+
+LAYERS = ("E", "S", "M", "L")
+
+
+def _one_cell(cfg) -> list:
+    return [{}]
+
+
+def _no_identity(cfg, coords) -> dict:
+    return {}
+
+
+def _no_prepare(cfg, out) -> None:
+    return None
+
+
+def _no_check(cfg) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A benchmark the sweep can run.
+
+    Attributes:
+        name: ``lossnet sweep NAME``.
+        description: one line for ``--help``.
+        defaults: YAML of its settings, with ``scales: {quick: ..., paper: ...}`` presets.
+        scores: ``cfg -> [Score]``, the score columns its rows carry (for the analysis).
+        run: ``CellRequest -> {"scores": {column: value}, "details": {...}}``; raise
+            :class:`~lossnet.zoo.WeightsUnavailableError` to have the cell recorded as skipped.
+        variants: ``cfg -> [coords]``, extra cell coordinates (default ``[{}]``: one cell per
+            loss network); they become row columns.
+        identity: ``(cfg, coords) -> dict``, the settings that determine a cell's result (they
+            enter its id, with the architecture, layer, weights and seed).
+        prepare: ``(cfg, out) -> None``, run once in the parent before any cell (data generation,
+            checks).
+        check: ``cfg -> None``, validate settings (raise ConfigError).
+        report: ``(sweep dir, its rows, figures dir, markdown dir) -> markdown``, a section of its
+            own appended to the analysis (e.g. reference rows that are not loss networks).
+    """
+
+    name: str
+    description: str
+    defaults: str
+    scores: Callable[[Any], list]
+    run: Callable[[CellRequest], dict]
+    variants: Callable[[Any], list] = _one_cell
+    identity: Callable[[Any, dict], dict] = _no_identity
+    prepare: Callable[[Any, Path], None] = _no_prepare
+    check: Callable[[Any], None] = _no_check
+    report: Callable[[Path, list, Path, Path], str] | None = None
+
+
+BENCHMARKS: dict[str, Benchmark] = {}
+
+
+def register_benchmark(b: Benchmark, *, overwrite: bool = False) -> Benchmark:
+    """Make ``b`` available to ``lossnet sweep`` (benchmarks 2 and 3 plug in here)."""
+    if b.name in BENCHMARKS and not overwrite:
+        raise ValueError(f"benchmark {b.name!r} is already registered; pass overwrite=True")
+    BENCHMARKS[b.name] = b
+    return b
+
+
+def single_layer_cell(run_cell: Callable, req: CellRequest) -> dict:
+    """A cell of a benchmark whose ``run_cell(cfg, arch, layer, coords, *, loss_net, out, cid, seed,
+    label)`` takes the request's single-layer loss network, no sigmoid (benchmarks 2 and 3); bind it
+    with ``functools.partial(single_layer_cell, run_cell)`` (picklable)."""
+    net = req.loss_network()
+    res = run_cell(req.config, req.arch, req.layer, req.coords, loss_net=net, out=Path(req.out), cid=req.cid,
+                   seed=req.seed, label=req.label)
+    res["details"]["weights_source"] = net.weights_source
+    return res
+def get_benchmark(name: str) -> Benchmark:
+    if name not in BENCHMARKS:
+        raise ConfigError(f"unknown benchmark {name!r}; choose one of {', '.join(sorted(BENCHMARKS))}")
+    return BENCHMARKS[name]
+
+
+def _as_list(v) -> list[str]:
+    if v is None:
+        return []
+    if isinstance(v, (list, tuple, ListConfig)):
+        return [str(x).strip() for x in v if str(x).strip()]
+    return [s.strip() for s in str(v).split(",") if s.strip()]
+
+
+def resolve_archs(value) -> list[str]:
+    """``all`` | ``available`` | ``a,b,c`` (or a list) -> architecture names (registry order for
+    ``all``/``available``); unknown names raise ConfigError listing the known ones."""
+    from lossnet import zoo
+
+    names = _as_list(value)
+    if names == ["all"]:
+        return zoo.list_archs()
+    if names == ["available"]:
+        return [a for a in zoo.list_archs() if zoo.status(a).available]
+    known = zoo.list_archs()
+    bad = [a for a in names if a not in known]
+    if bad or not names:
+        raise ConfigError(f"unknown loss network(s) {bad or value!r}; use all, available or a comma list of "
+                          f"{', '.join(known)}")
+    return list(dict.fromkeys(names))
+
+
+def resolve_layers(value) -> list[str]:
+    layers = [x.upper() for x in _as_list(value)]
+    bad = [x for x in layers if x not in LAYERS]
+    if bad or not layers:
+        raise ConfigError(f"layer must be a comma list of E, S, M, L (Table II), got {value!r}")
+    return list(dict.fromkeys(layers))

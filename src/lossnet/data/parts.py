@@ -1,0 +1,175 @@
+"""A dataset as the papers' three parts: encoder images, probe images + targets, test images + targets.
+
+:func:`load_data` reads ``lunarlander`` (generated), ``stl10`` or ``svhn`` (official files) by
+name, as the experiments' configs describe them (:class:`ExperimentData`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lossnet.errors import ConfigError
+
+__all__ = ["DATASETS", "ExperimentData", "load_data", "subset"]
+
+
+DATASETS = ("lunarlander", "stl10", "svhn")
+"""Datasets the experiments know (``dataset=``)."""
+
+
+_TASKS = {
+    "lunarlander": ("regression", "position_error", False),
+    "stl10": ("classification", "accuracy", True),
+    "svhn": ("classification", "accuracy", True),
+}
+
+
+@dataclass
+class ExperimentData:
+    """One dataset split into the papers' three parts.
+
+    Attributes:
+        name: ``"lunarlander"``, ``"stl10"`` or ``"svhn"``.
+        task: ``"regression"`` (lander position) or ``"classification"``.
+        metric: ``"position_error"`` (mean Euclidean distance, pixels; lower is better) or
+            ``"accuracy"`` (fraction in [0, 1]; higher is better).
+        higher_is_better: direction of ``metric``.
+        size: image side S (64 for LunarLander/SVHN, 96 for STL-10).
+        encoder_images: uint8 (N_e, 3, S, S), trains the autoencoder (80/20 train/val inside).
+        probe_images, probe_targets: uint8 (N_p, 3, S, S) and float32 (N_p, 2) pixels or int64
+            (N_p,) labels; trains the probes (80/20 train/val inside).
+        test_images, test_targets: the test part, same layout.
+        identity: what identifies this data in a cell id (dataset settings, splits, counts).
+    """
+
+    name: str
+    task: str
+    metric: str
+    higher_is_better: bool
+    size: int
+    encoder_images: torch.Tensor
+    probe_images: torch.Tensor
+    probe_targets: torch.Tensor
+    test_images: torch.Tensor
+    test_targets: torch.Tensor
+    identity: dict = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {"n_encoder": len(self.encoder_images), "n_probe": len(self.probe_images),
+                "n_test": len(self.test_images)}
+
+
+def subset(n: int, limit: int | None, seed: int) -> torch.Tensor | None:
+    """Sorted seeded random indices of ``limit`` out of ``n`` items, or None to keep all."""
+    if limit is None or limit >= n:
+        return None
+    if limit < 2:
+        raise ConfigError(f"data limits must be >= 2 (got {limit})")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[:limit].sort().values
+
+
+def _take(x: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+    return x if idx is None else x[idx].contiguous()
+
+
+def _split_name(cfg, role: str, default: str) -> str:
+    val = cfg.data.get(f"{role}_split")
+    return str(val) if val is not None else default
+
+
+def _lunarlander(cfg, out: Path) -> tuple[dict, dict]:
+    from lossnet.data.lunarlander import generate_collection, load_run
+
+    ll = cfg.lunarlander
+    coll = Path(cfg.collection) if cfg.get("collection") else out / "collection"
+    rollouts = tuple(int(r) for r in ll.rollouts)
+    if len(rollouts) != 3:
+        raise ConfigError(f"lunarlander.rollouts must be three ints (runs 1, 2, 3), got {list(ll.rollouts)}")
+    workers = cfg.get("workers")
+    try:
+        generate_collection(coll, n_rollouts=rollouts, seed=int(ll.seed), steps=int(ll.steps), size=int(ll.size),
+                            workers=int(workers) if workers else None, progress=bool(cfg.progress))
+    except ValueError as e:  # an existing collection with other settings, bad sizes
+        raise ConfigError(str(e)) from None
+    parts = {}
+    for role, default in (("encoder", "run1"), ("probe", "run2"), ("test", "run3")):
+        name = _split_name(cfg, role, default)
+        if name not in ("run1", "run2", "run3"):
+            raise ConfigError(f"data.{role}_split for lunarlander must be run1, run2 or run3, got {name!r}")
+        run = load_run(coll, int(name[-1]))
+        parts[role] = (name, run.images, run.positions)
+    ident = {"collection": {"rollouts": list(rollouts), "steps": int(ll.steps), "seed": int(ll.seed),
+                            "size": int(ll.size)}}
+    return parts, ident
+
+
+def _official(cfg, name: str) -> tuple[dict, dict]:
+    from lossnet.data.datasets import load_stl10, load_svhn, split_roles
+
+    if not cfg.get("data_root"):
+        where = "the directory containing stl10_binary/" if name == "stl10" else \
+            "the directory holding train_32x32.mat, test_32x32.mat, extra_32x32.mat"
+        raise ConfigError(f"dataset={name} reads the official files: pass data_root=DIR ({where}); "
+                          f"see docs/experiments.md")
+    root = Path(str(cfg.data_root)).expanduser()
+    roles = split_roles(name)
+    verify = bool(cfg.data.verify)
+    parts, loaded = {}, {}
+    ident: dict[str, Any] = {}
+    if name == "svhn":
+        ident["svhn"] = {"size": int(cfg.svhn.size), "mode": str(cfg.svhn.mode)}
+    for role in ("encoder", "probe", "test"):
+        split = _split_name(cfg, role, roles[role])
+        if split not in loaded:
+            if name == "stl10":
+                if split not in ("unlabeled", "train", "test"):
+                    raise ConfigError(f"data.{role}_split for stl10 must be unlabeled, train or test, got {split!r}")
+                loaded[split] = load_stl10(root, split, verify=verify)
+            else:
+                if split not in ("train", "test", "extra"):
+                    raise ConfigError(f"data.{role}_split for svhn must be train, test or extra, got {split!r}")
+                loaded[split] = load_svhn(root, split, size=int(cfg.svhn.size), mode=str(cfg.svhn.mode),
+                                          verify=verify)
+        s = loaded[split]
+        if role != "encoder" and s.labels is None:
+            raise ConfigError(f"data.{role}_split={split!r} of {name} has no labels")
+        parts[role] = (split, s.images, s.labels)
+    return parts, ident
+
+
+def load_data(cfg, out: Path) -> ExperimentData:
+    """The three parts of ``cfg.dataset`` (module docstring of :class:`ExperimentData`).
+
+    LunarLander: the collection is generated (once; idempotent) into ``cfg.collection`` or
+    ``out/collection``; runs 1/2/3 are encoder/probe/test. STL-10: unlabeled/train/test; SVHN:
+    extra/train/test (``lossnet.data.datasets.SPLIT_ROLES``), from ``cfg.data_root``; any role can be
+    changed with ``data.<role>_split``. ``data.max_<role>`` keeps a seeded random subset.
+    """
+    name = str(cfg.dataset)
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    parts, ident = _lunarlander(cfg, out) if name == "lunarlander" else _official(cfg, name)
+    task, metric, hib = _TASKS[name]
+    seed = int(cfg.data.subset_seed)
+    picked = {}
+    for i, role in enumerate(("encoder", "probe", "test")):
+        split, images, targets = parts[role]
+        idx = subset(len(images), cfg.data.get(f"max_{role}"), seed + i)
+        picked[role] = (_take(images, idx), None if targets is None else _take(targets, idx))
+        ident[f"{role}_split"] = split
+        ident[f"max_{role}"] = None if idx is None else int(cfg.data.get(f"max_{role}"))  # only a binding cap
+        ident[f"n_{role}"] = len(picked[role][0])
+    ident["subset_seed"] = seed
+    if task == "regression":
+        picked = {k: (v[0], None if v[1] is None else v[1].float()) for k, v in picked.items()}
+    size = int(picked["encoder"][0].shape[-1])
+    for role, (imgs, _) in picked.items():
+        if len(imgs) < 5:
+            raise ConfigError(f"{name}: the {role} part has only {len(imgs)} images; need at least 5")
+    return ExperimentData(name, task, metric, hib, size, picked["encoder"][0], picked["probe"][0], picked["probe"][1],
+                          picked["test"][0], picked["test"][1], {"dataset": name, **ident})

@@ -1,0 +1,258 @@
+"""Running cells: in this process, in local worker processes, or as a SLURM job array (submitit).
+
+A cell is described by a picklable :class:`CellRequest` (built in the parent, run anywhere) and
+executed by :func:`execute`, which writes the finished row to ``cells/<id>/row.json`` before
+returning it, so a row whose parent died is adopted by the next run. Only the parent appends rows
+to the results table.
+
+* :func:`run_inline` -- one cell after the other in this process (``jobs=1``);
+* :func:`run_pool` -- ``jobs=N`` local worker processes (``concurrent.futures.ProcessPoolExecutor``);
+* :func:`run_slurm` -- ``launcher=slurm``: a job array through ``submitit.AutoExecutor``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from lossnet.errors import ConfigError, UserError
+from lossnet.runs.cells import environment, utc_now
+from lossnet.runs.table import clean
+from lossnet.utils import log
+
+__all__ = ["CellRequest", "Job", "execute", "run_inline", "run_pool", "run_slurm", "slurm_parameters"]
+
+
+@dataclass(frozen=True)
+class CellRequest:
+    """What a cell function gets (picklable; built in the parent, run in a worker).
+
+    ``weights`` is ``"imagenet"`` or ``"random"``; :meth:`weights_arg` turns it into the
+    ``weights=`` argument of :class:`~lossnet.zoo.LossNetwork` and :meth:`seeded` makes random
+    initialisation reproducible (seeded with ``init_seed``).
+    """
+
+    benchmark: str
+    cfg: dict  # the resolved sweep config (plain container)
+    arch: str
+    layer: str
+    coords: dict
+    cid: str
+    out: str
+    seed: int
+    weights: str
+    init_seed: int
+    label: str
+
+    @property
+    def config(self) -> DictConfig:
+        return OmegaConf.create(self.cfg)
+
+    @property
+    def weights_arg(self):
+        return "imagenet" if self.weights == "imagenet" else None
+
+    @contextmanager
+    def seeded(self):
+        """Context in which random weights are drawn reproducibly (global RNG restored after)."""
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.init_seed)
+            yield
+
+    def loss_network(self, sigmoid: bool = False):
+        """The cell's single-layer :class:`~lossnet.zoo.LossNetwork`."""
+        from lossnet.zoo import LossNetwork
+
+        with self.seeded():
+            return LossNetwork(self.arch, layers=[self.layer], weights=self.weights_arg, sigmoid=sigmoid)
+
+
+def base_row(req: CellRequest, spec: dict) -> dict:
+    return {"cell_id": req.cid, "benchmark": req.benchmark, "arch": req.arch, "layer": req.layer, **req.coords,
+            "seed": req.seed, "weights": req.weights}
+
+
+def skipped_row(req: CellRequest, spec: dict, reason: str) -> dict:
+    return {**base_row(req, spec), "status": "skipped", "reason": reason, "seconds": 0.0,
+            "config": {"spec": spec, "run": req.cfg}, **environment(), "timestamp": utc_now()}
+
+
+@dataclass(frozen=True)
+class Job:
+    request: CellRequest
+    spec: dict
+    bench: Benchmark
+    threads: int | None
+    extra_specs: tuple = ()
+
+
+def _register_specs(specs) -> None:
+    from lossnet.zoo import REGISTRY, register
+
+    for s in specs:
+        if s.name not in REGISTRY:
+            register(s)
+
+
+def execute(job: Job) -> dict:
+    """Run one cell; returns its complete row (also written to ``cells/<id>/row.json``)."""
+    import torch
+
+    from lossnet.zoo import WeightsUnavailableError
+
+    _register_specs(job.extra_specs)
+    req = job.request
+    old = torch.get_num_threads()
+    if job.threads:
+        torch.set_num_threads(int(job.threads))
+    t0 = time.perf_counter()
+    try:
+        res = job.bench.run(req)
+        row = {**base_row(req, job.spec), "status": "ok", **res["scores"]}
+        details = dict(res.get("details") or {})
+        row["weights_source"] = details.pop("weights_source", None)
+        row["details"] = details
+    except WeightsUnavailableError as e:
+        row = {**base_row(req, job.spec), "status": "skipped", "reason": str(e)}
+    finally:
+        torch.set_num_threads(old)
+    cfg = req.config
+    row.update(seconds=time.perf_counter() - t0, config={"spec": job.spec, "run": req.cfg}, **environment(),
+               device=str(cfg.device) if cfg.get("device") else ("cuda" if torch.cuda.is_available() else "cpu"),
+               threads=int(job.threads) if job.threads else old, timestamp=utc_now())
+    path = Path(req.out) / "cells" / req.cid / "row.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".row.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(clean(row)))
+    os.replace(tmp, path)
+    return row
+
+
+def _init_worker(specs) -> None:  # pragma: no cover - runs in worker processes
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*not writable.*")
+    _register_specs(specs)
+
+
+def extra_specs(archs: Sequence[str], need_pickle: bool) -> tuple:
+    """Specs of architectures registered at run time (workers re-register them)."""
+    from lossnet.zoo import get_spec
+    from lossnet.zoo.registry import _specs
+
+    builtin = {s.name for s in _specs()}
+    extra = []
+    for a in archs:
+        if a in builtin:
+            continue
+        s = get_spec(a)
+        if need_pickle:
+            try:
+                pickle.dumps(s)
+            except Exception as e:
+                raise ConfigError(f"architecture {a!r} was registered at run time with a build function that cannot be "
+                                  f"sent to worker processes ({e}); define its build at module level, or use jobs=1")
+        extra.append(s)
+    return tuple(extra)
+
+
+def run_inline(jobs: list[Job], record, fail) -> None:
+    for job in jobs:
+        try:
+            row = execute(job)
+        except Exception as e:  # noqa: BLE001 - one failing cell must not stop the others
+            fail(job, e, traceback.format_exc())
+            continue
+        record(row)
+
+
+def run_pool(jobs: list[Job], n: int, context: str, record, fail) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    extra = jobs[0].extra_specs if jobs else ()
+    ex = ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context(context), initializer=_init_worker,
+                             initargs=(extra,))
+    try:
+        pending = {ex.submit(execute, j): j for j in jobs}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                job = pending.pop(fut)
+                try:
+                    row = fut.result()
+                except Exception as e:  # noqa: BLE001
+                    fail(job, e, "".join(traceback.format_exception(e)))
+                    continue
+                record(row)
+    except BaseException:
+        ex.shutdown(wait=True, cancel_futures=True)
+        raise
+    ex.shutdown(wait=True)
+
+
+def import_submitit():
+    try:
+        import submitit
+    except ImportError:
+        raise UserError("launcher=slurm uses submitit, which is not installed: pip install lossnet[slurm] "
+                        "(or pip install submitit)") from None
+    return submitit
+
+
+def slurm_parameters(cfg: DictConfig, benchmark: str) -> dict:
+    """``AutoExecutor.update_parameters`` arguments from the ``slurm.*`` settings."""
+    s = cfg.slurm
+    params = {"name": f"lossnet-{benchmark}", "timeout_min": int(s.time_min), "gpus_per_node": int(s.gpus),
+              "cpus_per_task": int(s.cpus), "mem_gb": float(s.mem_gb),
+              "slurm_array_parallelism": int(s.array_parallelism)}
+    if s.partition:
+        params["slurm_partition"] = str(s.partition)
+    if s.additional:
+        params["slurm_additional_parameters"] = OmegaConf.to_container(s.additional, resolve=True)
+    return params
+
+
+def run_slurm(jobs: list[Job], cfg: DictConfig, out: Path, record, fail) -> None:
+    submitit = import_submitit()
+    folder = str(cfg.slurm.folder) if cfg.slurm.folder else str(out / "slurm" / "%j")
+    ex = submitit.AutoExecutor(folder=folder, cluster=cfg.slurm.cluster or None)
+    ex.update_parameters(**slurm_parameters(cfg, str(cfg.benchmark)))
+    submitted = []
+    with ex.batch():
+        for j in jobs:
+            submitted.append(ex.submit(execute, j))
+    by_job = {id(s): j for s, j in zip(submitted, jobs)}
+    log(f"submitted {len(submitted)} cells with submitit ({getattr(ex, 'cluster', '?')}); logs in {folder}")
+    poll = float(cfg.slurm.poll_seconds)
+    as_completed = getattr(getattr(submitit, "helpers", None), "as_completed", None)
+    if as_completed is not None:
+        finished = as_completed(submitted, poll_frequency=poll)
+    else:  # older submitit: poll
+        def _poll():
+            left = list(submitted)
+            while left:
+                for s in [s for s in left if s.done()]:
+                    left.remove(s)
+                    yield s
+                if left:
+                    time.sleep(poll)
+        finished = _poll()
+    for s in finished:
+        try:
+            row = s.result()
+        except Exception as e:  # noqa: BLE001 - FailedJobError etc.
+            fail(by_job[id(s)], e, str(e))
+            continue
+        record(row)

@@ -1,0 +1,123 @@
+"""The tidy results table of a run directory: ``results.jsonl`` (one JSON object per finished cell,
+appended durably) and its ``results.csv`` export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+__all__ = ["ResultsTable", "clean", "flatten_row"]
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe copy: non-finite floats -> None, tuples -> lists, tensors/numpy scalars -> Python."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (str, int)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if hasattr(obj, "item"):
+        return _clean(obj.item())
+    return str(obj)
+
+
+class ResultsTable:
+    """The tidy results table of a run directory.
+
+    ``results.jsonl``: one JSON object per finished cell (see docs/experiments.md for the columns),
+    appended as one full line followed by flush + fsync, so a killed sweep leaves complete rows
+    only (a torn last line, possible only on a crash mid-write, is ignored and repaired on the next
+    append). ``results.csv``: the same rows flattened (nested dicts as dotted columns, lists and
+    the full config as JSON strings), rewritten atomically after every append.
+    """
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / "results.jsonl"
+        self.csv_path = self.directory / "results.csv"
+
+    def rows(self) -> list[dict]:
+        """All complete rows in file order."""
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a torn last line from a crash mid-write
+        return out
+
+    def ids(self) -> set[str]:
+        return {r.get("cell_id") for r in self.rows()}
+
+    def _repair_tail(self) -> None:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with open(self.path, "rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) == b"\n":
+                return
+            f.seek(0)
+            keep = f.read().rfind(b"\n") + 1
+            f.truncate(keep)
+
+    def append(self, row: dict) -> None:
+        """Append one row durably (single write of a full line, flush, fsync) and refresh the CSV."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._repair_tail()
+        line = json.dumps(_clean(row), allow_nan=False) + "\n"
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        self.export_csv()
+
+    def export_csv(self, rows: Iterable[dict] | None = None) -> Path:
+        """Write ``results.csv`` (atomically) from the JSON-lines rows."""
+        rows = list(rows) if rows is not None else self.rows()
+        flat = [flatten_row(r) for r in rows]
+        cols: list[str] = []
+        for r in flat:
+            cols.extend(k for k in r if k not in cols)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for r in flat:
+            w.writerow(r)
+        tmp = self.csv_path.with_name(f".{self.csv_path.name}.{os.getpid()}.tmp")
+        tmp.write_text(buf.getvalue())
+        os.replace(tmp, self.csv_path)
+        return self.csv_path
+
+
+_JSON_COLUMNS = ("config", "history")
+
+
+def flatten_row(row: dict, prefix: str = "") -> dict:
+    """One CSV record: nested dicts become ``a.b`` columns; lists, ``config`` and ``history``
+    become JSON strings."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        key = f"{prefix}{k}"
+        if k in _JSON_COLUMNS and not prefix:
+            out[key] = json.dumps(v, sort_keys=True)
+        elif isinstance(v, dict):
+            out.update(flatten_row(v, key + "."))
+        elif isinstance(v, list):
+            out[key] = json.dumps(v)
+        else:
+            out[key] = v
+    return out
+clean = _clean  # public name
