@@ -235,20 +235,18 @@ def test_generate_collection_validation(tmp_path, kwargs):
 
 
 def test_cli(tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="lossnet data")
-    ll.add_cli(parser.add_subparsers(dest="command"))
-    argv = ["lunarlander", "--out", str(tmp_path / "c"), "--rollouts", "1", "1", "1",
+    from lossnet.cli import build_parser, main
+
+    argv = ["data", "lunarlander", "--out", str(tmp_path / "c"), "--rollouts", "1", "1", "1",
             "--steps", "8", "--size", "32", "--workers", "1", "--no-progress"]
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     assert args.rollouts == [1, 1, 1] and args.seed == 0
-    assert args.func(args) == 0
+    assert main(argv) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and "run1=8" in out[0]
     assert load_run(tmp_path / "c", 1).images.shape == (8, 3, 32, 32)
-    args = parser.parse_args(argv)
-    assert args.func(args) == 0 and "cached" in capsys.readouterr().out
-    args = parser.parse_args(["64" if a == "32" else a for a in argv])  # --size 64, was 32
-    with pytest.raises(SystemExit, match="different settings"):
-        args.func(args)
-    defaults = parser.parse_args(["lunarlander", "--out", "d"])
+    assert main(argv) == 0 and "cached" in capsys.readouterr().out
+    assert main(["64" if a == "32" else a for a in argv]) == 2  # --size 64, was 32
+    assert "different settings" in capsys.readouterr().err
+    defaults = build_parser().parse_args(["data", "lunarlander", "--out", "d"])
     assert defaults.rollouts == [20, 10, 10] and defaults.steps == 150 and defaults.size == 64

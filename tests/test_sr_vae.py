@@ -228,14 +228,9 @@ def test_run_sr_vae_end_to_end_and_resume(tmp_path, monkeypatch):
 
 
 def test_cli_print_config(capsys):
-    import argparse
+    from lossnet.cli import build_parser
 
-    from lossnet.experiments.sr_vae import add_cli
-
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers()
-    add_cli(sub)
-    args = p.parse_args(["srvae", "factors=[2]", "weights.preset=paper_literal", "--print-config"])
+    args = build_parser().parse_args(["srvae", "factors=[2]", "weights.preset=paper_literal", "--print-config"])
     args.func(args)
     out = capsys.readouterr().out
     assert "preset: paper_literal" in out and "- 2" in out

@@ -1,4 +1,4 @@
-"""The ``lossnet`` command line.
+"""The ``lossnet`` command line: a thin top layer that nothing in the package imports.
 
 ::
 
@@ -9,13 +9,16 @@
     lossnet demo [--out DIR]                 the main job: PW vs PS vs FP encoders on LunarLander
     lossnet pretrain --images DIR --out ENC  pretrain an encoder on your own images
     lossnet embed ENC --images DIR --out F   embeddings under an exported encoder
-    lossnet run EXPERIMENT [key=value ...]   run a configured experiment (configs/*.yaml)
+    lossnet run EXPERIMENT [key=value ...]   run a configured experiment (configs/EXPERIMENT.yaml)
     lossnet sweep BENCHMARK [key=value ...]  a benchmark over loss networks (resumable, parallel)
+    lossnet srvae [key=value ...]            the super-resolution VAE with perceptual loss vs bicubic
     lossnet select --images DIR              rank loss networks for your data
     lossnet report DIR                       markdown tables and figures from a results table
 
-Errors the user can fix (missing weights or data, bad options or values: ``ValueError``) print one
-line and exit 2; anything else is a bug and keeps its traceback.
+The parser is built without importing torch (``lossnet --help`` is fast); each command imports
+what it runs. Errors the user can fix (:class:`lossnet.errors.UserError`, missing weights or data,
+bad options or values: ``ValueError``) print one line and exit 2; anything else is a bug and keeps
+its traceback.
 """
 
 from __future__ import annotations
@@ -23,11 +26,43 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import warnings
+from pathlib import Path
+
+from lossnet import __version__
+from lossnet.errors import ConfigError, UserError
+
+__all__ = ["build_parser", "main"]
+
+_CONFIGS = Path(__file__).resolve().parent / "configs"
+EXPERIMENTS = ("paper_a", "paper_b")
 
 
-class UserError(Exception):
-    """An error whose message tells the user what to do; printed without a traceback."""
+def _benchmarks() -> list[str]:
+    return sorted(p.stem for p in _CONFIGS.glob("benchmark*.yaml"))
+
+
+def _split_print_config(args: argparse.Namespace) -> list[str]:
+    """``key=value`` overrides without ``--print-config`` (which may come after them; it then sets
+    ``args.print_config``); any other ``-option`` among them is an error."""
+    overrides = [o for o in args.overrides if o != "--print-config"]
+    args.print_config = args.print_config or len(overrides) != len(args.overrides)
+    bad = [o for o in overrides if o.startswith("-")]
+    if bad:
+        raise ConfigError(f"unknown option(s) {bad}; settings are key=value")
+    return overrides
+
+
+def _print_yaml(cfg) -> None:
+    from omegaconf import OmegaConf
+
+    print(OmegaConf.to_yaml(cfg), end="")
+
+
+# --------------------------------------------------------------------------------------------
+# weights, zoo, data
+# --------------------------------------------------------------------------------------------
 
 
 def _weights_list(args) -> None:
@@ -98,10 +133,179 @@ def _zoo(args) -> None:
               f"{r['weights'] or 'not available (lossnet weights list)'}")
 
 
+def _data_lunarlander(args) -> None:
+    from lossnet.data.lunarlander import generate_collection
+
+    out = Path(args.out)
+    cached = (out / "meta.json").is_file()
+    generate_collection(out, n_rollouts=tuple(args.rollouts), seed=args.seed, steps=args.steps, size=args.size,
+                        workers=args.workers, progress=not args.no_progress)
+    meta = json.loads((out / "meta.json").read_text())
+    counts = " ".join(f"{k}={v}" for k, v in meta["frames"].items())
+    how = "cached" if cached else f"{meta['seconds']:.1f} s, {meta['frames_per_s']:.0f} frames/s"
+    print(f"lunarlander: {counts} frames ({meta['size']}x{meta['size']}) in {out} [{how}]")
+
+
+# --------------------------------------------------------------------------------------------
+# demo, pretrain, embed
+# --------------------------------------------------------------------------------------------
+
+
+def _demo(args) -> None:
+    from lossnet.experiments.demo import DemoConfig, format_table, run_demo
+
+    cfg = DemoConfig(out=args.out, scale=args.scale, z=args.z, seed=args.seed, epochs=args.epochs,
+                     probe_epochs=args.probe_epochs, rollouts=tuple(args.rollouts) if args.rollouts else None,
+                     procedures=tuple(args.procedures), device=args.device, workers=args.workers,
+                     progress=not args.no_progress)
+    t0 = time.perf_counter()
+    rows = run_demo(cfg)
+    print()
+    print(format_table(rows))
+    pw = next((r for r in rows if r["procedure"] == "I-I-PW"), None)
+    if pw is not None:
+        for r in rows:
+            if r is not pw:
+                print(f"{r['procedure']}: error {r['test_error_px'] / pw['test_error_px']:.2f} x I-I-PW's, "
+                      f"epoch time {r['epoch_seconds'] / pw['epoch_seconds']:.2f} x I-I-PW's")
+    print(f"\nwrote {args.out}/results.json, results.md, error_vs_time.png, reconstructions_*.png "
+          f"({time.perf_counter() - t0:.0f} s)")
+
+
+def _load_images(spec: str, size: int):
+    """``lunarlander:DIR[:RUN]`` (a generated collection) or an image folder -> uint8 (N, 3, S, S)."""
+    if spec.startswith("lunarlander:"):
+        from lossnet.data.lunarlander import load_run
+
+        parts = spec.split(":")
+        return load_run(parts[1], int(parts[2]) if len(parts) > 2 else 1).images
+    from lossnet.data.datasets import load_image_folder
+
+    if not Path(spec).is_dir():
+        raise FileNotFoundError(f"{spec} is not a directory of images (or use lunarlander:DIR[:RUN])")
+    return load_image_folder(spec, size=size).images
+
+
+def _pretrain(args) -> None:
+    from lossnet.train.engine import FitConfig
+    from lossnet.train.procedures import EncoderConfig, train_encoder
+    from lossnet.zoo import create_loss_network
+
+    images = _load_images(args.images, args.size)
+    layer = int(args.layer) if args.layer and args.layer.lstrip("-").isdigit() else args.layer
+    net = create_loss_network(args.loss_net, layer, **({} if args.loss_net == "paper" else {"sigmoid": args.sigmoid}))
+    print(f"{len(images)} images {tuple(images.shape[1:])}; loss network {net.arch} {net.nodes}; {args.procedure}")
+    tr = train_encoder(images, EncoderConfig(procedure=args.procedure, z=args.z, variational=args.vae, gamma=args.gamma),
+                       FitConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                 device=args.device, patience=args.patience),
+                       loss_net=net, ckpt_dir=f"{args.out}/checkpoint")
+    tr.export(args.out)
+    print(f"best epoch {tr.result.best_epoch} (val loss {tr.result.best_val:.5g}), {tr.result.epoch_seconds:.1f} s/epoch; "
+          f"exported to {args.out}/encoder.safetensors + config.json")
+
+
+def _embed(args) -> None:
+    import numpy as np
+
+    from lossnet.train.procedures import embed_images
+
+    cfg = json.loads((Path(args.encoder) / "config.json").read_text())
+    images = _load_images(args.images, cfg["image_size"])
+    emb = embed_images(args.encoder, images)
+    np.save(args.out, emb.numpy())
+    print(f"embeddings {tuple(emb.shape)} -> {args.out}")
+
+
+# --------------------------------------------------------------------------------------------
+# run, sweep, srvae, select, report
+# --------------------------------------------------------------------------------------------
+
+
+def _run(args) -> None:
+    from lossnet.experiments.runner import load_config, run_experiment
+
+    overrides = _split_print_config(args)
+    if args.print_config:
+        _print_yaml(load_config(args.experiment, overrides))
+        return
+    print(run_experiment(args.experiment, overrides))
+
+
+def _sweep(args) -> None:
+    from lossnet.benchmarks.sweep import load_sweep_config, run_sweep
+
+    overrides = _split_print_config(args)
+    if args.print_config:
+        _print_yaml(load_sweep_config(args.benchmark, overrides))
+        return
+    print(run_sweep(args.benchmark, overrides))
+
+
+def _srvae(args) -> None:
+    from lossnet.experiments.sr_vae import load_config, run_sr_vae
+
+    overrides = _split_print_config(args)
+    if args.print_config:
+        _print_yaml(load_config(overrides))
+        return
+    print(run_sr_vae(overrides))
+
+
+def _select(args) -> None:
+    import torch
+
+    from lossnet.experiments.select import format_table, parse_candidates, select_folder
+    from lossnet.utils import log
+
+    kwargs = dict(candidates=args.candidates, weights=args.weights, max_images=args.max_images,
+                  test_fraction=args.test_fraction, epochs=args.epochs, z=args.z, probe_epochs=args.probe_epochs,
+                  grid=args.grid, fp_max_dim=args.fp_max_dim or None, budget_seconds=args.budget_seconds,
+                  baseline=not args.no_baseline, seed=args.seed, device=args.device, log=log)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        if args.candidates:
+            kwargs["candidates"] = parse_candidates(args.candidates)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    out = Path(args.out) if args.out else Path("runs") / f"select-{Path(args.images).expanduser().resolve().name}"
+    t0 = time.perf_counter()
+    sel = select_folder(args.images, size=args.size, out=out, **kwargs)
+    print(format_table(sel))
+    print()
+    print(sel.recommendation)
+    print(f"\n{time.perf_counter() - t0:.0f} s; evidence in {out / 'select.json'}")
+
+
+def _report(args) -> None:
+    from lossnet.benchmarks.sweep import is_sweep_dir, sweep_dirs, write_analysis
+
+    d = Path(args.dir)
+    if is_sweep_dir(d) or (sweep_dirs(d) and not (d / "results.jsonl").exists()):
+        print(write_analysis(d, out=args.out))
+        return
+    from lossnet.report import write_report
+
+    print(write_report(args.dir, out=args.out))
+
+
+# --------------------------------------------------------------------------------------------
+# The parser
+# --------------------------------------------------------------------------------------------
+
+
+def _overrides(p: argparse.ArgumentParser, example: str) -> None:
+    p.add_argument("overrides", nargs=argparse.REMAINDER, metavar="key=value", help=f"e.g. {example}")
+    p.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``lossnet`` argument parser (imports nothing heavy)."""
     p = argparse.ArgumentParser(prog="lossnet", description="Loss networks for PyTorch: perceptual and "
                                 "feature-prediction losses, encoder pretraining, loss-network benchmarks.")
+    p.add_argument("--version", action="version", version=f"lossnet {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    defaults = argparse.ArgumentDefaultsHelpFormatter
 
     w = sub.add_parser("weights", help="pretrained weights of the zoo")
     wsub = w.add_subparsers(dest="weights_command", required=True)
@@ -123,32 +327,166 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="generate or inspect datasets")
     dsub = d.add_subparsers(dest="data_command", required=True)
-    from lossnet.data import lunarlander
+    ll = dsub.add_parser("lunarlander", help="render the LunarLander-v3 image/position collection",
+                         description="Render random-policy LunarLander-v3 rollouts into three runs (encoder training; "
+                                     "probe training and testing with off-screen frames removed). The default is a "
+                                     "quick collection; the papers' scale is --rollouts 700 700 700.")
+    ll.add_argument("--out", required=True, metavar="DIR", help="output collection directory")
+    ll.add_argument("--rollouts", nargs=3, type=int, default=[20, 10, 10], metavar=("N1", "N2", "N3"),
+                    help="rollouts per run 1, 2, 3 (default: 20 10 10; papers: 700 700 700)")
+    ll.add_argument("--steps", type=int, default=150, help="frames per rollout (default: 150)")
+    ll.add_argument("--size", type=int, default=64, help="square frame side in pixels (default: 64)")
+    ll.add_argument("--seed", type=int, default=0, help="collection seed (default: %(default)s)")
+    ll.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    ll.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    ll.set_defaults(func=_data_lunarlander)
 
-    lunarlander.add_cli(dsub)
+    dm = sub.add_parser("demo", help="the main job: PW vs PS vs FP encoder pretraining on LunarLander",
+                        description="Generate a LunarLander collection, train I-I-PW, I-I-PS and I-F-FP encoders "
+                                    "(AlexNet 2nd ReLU + sigmoid loss network, z=64), fit the paper-B probe grid and "
+                                    "report the test position error and training time of each. Reruns resume.",
+                        formatter_class=defaults)
+    dm.add_argument("--out", default="demo_out", help="output directory")
+    dm.add_argument("--scale", default="quick", choices=["quick", "paper"],
+                    help="quick: minutes on a 2-core CPU; paper: 3x700 rollouts, 50 epochs (GPU)")
+    dm.add_argument("--procedures", nargs="+", default=["I-I-PW", "I-I-PS", "I-F-FP"],
+                    help="procedures to compare (I-I-PW I-I-PS F-I-PW F-I-PS I-F-FP F-F-FP)")
+    dm.add_argument("--z", type=int, default=64, help="embedding size")
+    dm.add_argument("--seed", type=int, default=0)
+    dm.add_argument("--epochs", type=int, help="encoder epochs (default from --scale)")
+    dm.add_argument("--probe-epochs", type=int, help="probe epochs (default from --scale)")
+    dm.add_argument("--rollouts", type=int, nargs=3, metavar=("N1", "N2", "N3"),
+                    help="rollouts of runs 1-3 (default from --scale)")
+    dm.add_argument("--workers", type=int, help="collection workers (default: all cores)")
+    dm.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    dm.add_argument("--no-progress", action="store_true", help="no progress bars")
+    dm.set_defaults(func=_demo)
 
-    from lossnet.experiments import cli as exp_cli
+    pt = sub.add_parser("pretrain", help="pretrain an image encoder on your own images", formatter_class=defaults)
+    pt.add_argument("--images", required=True, help="image folder, or lunarlander:DIR[:RUN]")
+    pt.add_argument("--out", required=True, help="export directory (encoder.safetensors + config.json)")
+    pt.add_argument("--procedure", default="I-F-FP", help="I-I-PW I-I-PS F-I-PW F-I-PS I-F-FP F-F-FP")
+    pt.add_argument("--loss-net", default="paper", help="'paper' (AlexNet 2nd ReLU + sigmoid) or an architecture")
+    pt.add_argument("--layer", default=None, help="E, S, M, L, an index or a node name (with --loss-net ARCH)")
+    pt.add_argument("--sigmoid", action="store_true", help="sigmoid on the loss network's features (with ARCH)")
+    pt.add_argument("--size", type=int, default=64, help="image size for folders (64 + 16n)")
+    pt.add_argument("--z", type=int, default=64)
+    pt.add_argument("--vae", action="store_true", help="train a VAE")
+    pt.add_argument("--gamma", type=float, default=1.0, help="KL weight for --vae")
+    pt.add_argument("--epochs", type=int, default=20)
+    pt.add_argument("--batch-size", type=int, default=128)
+    pt.add_argument("--lr", type=float, default=1e-3)
+    pt.add_argument("--patience", type=int, default=None, help="early stopping patience (epochs)")
+    pt.add_argument("--seed", type=int, default=0)
+    pt.add_argument("--device")
+    pt.set_defaults(func=_pretrain)
+    e = sub.add_parser("embed", help="embeddings of images under an exported encoder (.npy)")
+    e.add_argument("encoder", help="directory written by `lossnet pretrain` or the demo (encoders/NAME)")
+    e.add_argument("--images", required=True, help="image folder, or lunarlander:DIR[:RUN]")
+    e.add_argument("--out", required=True, help="output .npy file, (N, z) float32")
+    e.set_defaults(func=_embed)
 
-    exp_cli.add_commands(sub)
+    r = sub.add_parser(
+        "run", help="run a configured experiment sweep (configs/EXPERIMENT.yaml), resumable",
+        description="Run paper_a or paper_b: configs/EXPERIMENT.yaml merged with scales.<scale>, "
+                    "variants.<variant> and key=value overrides (dotted keys, lists as [a,b]). Finished cells "
+                    "are skipped on reruns; results go to <out>/results.jsonl (+ .csv) and <out>/report.md. "
+                    "Examples: `lossnet run paper_b dataset=lunarlander`, "
+                    "`lossnet run paper_a dataset=svhn data_root=~/data/svhn scale=paper`, "
+                    "`lossnet run paper_b variant=svhn_z500 data_root=~/data/svhn scale=paper`.")
+    r.add_argument("experiment", help=f"one of {', '.join(EXPERIMENTS)}")
+    _overrides(r, "dataset=svhn scale=paper z=[64,128] repeats=2 out=DIR data_root=DIR")
+    r.set_defaults(func=_run)
+
+    s = sub.add_parser(
+        "sweep", help="run a benchmark over many loss networks (resumable, parallel) + the cross-analysis",
+        description="Run BENCHMARK for every (architecture, layer) cell: loss_net=all|available|a,b,c, layer=E,S,M,L, "
+                    "any setting as key=value (see --print-config; defaults in configs/sweep.yaml and "
+                    "configs/BENCHMARK.yaml). Finished cells are never recomputed; cells whose ImageNet weights are "
+                    "missing are recorded as skipped. jobs=N runs N local worker processes; launcher=slurm submits "
+                    "a job array with submitit (slurm.partition=..., slurm.time_min=..., slurm.gpus=...). Writes "
+                    "OUT/results.jsonl (+ .csv) and OUT/analysis.md + figures. Examples: "
+                    "`lossnet sweep benchmark4 loss_net=alexnet,vgg16,efficientnet_lite0 jobs=2`, "
+                    "`lossnet sweep benchmark1 root=shared/data/sr layer=E,L`, "
+                    "`lossnet sweep benchmark4 scale=paper data_root=~/data launcher=slurm slurm.partition=gpu`.")
+    s.add_argument("benchmark", help=f"one of {', '.join(_benchmarks())}")
+    _overrides(s, "loss_net=alexnet,vgg16 layer=E,L jobs=2 scale=paper out=DIR")
+    s.set_defaults(func=_sweep)
+
+    v = sub.add_parser(
+        "srvae", help="super-resolution VAE with perceptual loss vs bicubic (x2, x4; with / without perceptual term)",
+        description="Train the SR-VAE with and without the VGG-16 relu3_3 perceptual term for every factor, score it "
+                    "and bicubic on the test sets (PSNR / SSIM, Y channel) and write OUT/results.jsonl (+ .csv), "
+                    "OUT/report.md and OUT/figures/ (defaults: configs/srvae.yaml). Finished rows are not recomputed. "
+                    "Examples: `lossnet srvae`, `lossnet srvae factors=[2] weights.preset=paper_literal "
+                    "runs=[perceptual]`, `lossnet srvae scale=paper pets_root=~/data/oxford-iiit-pet device=cuda`.")
+    _overrides(v, "out=DIR factors=[2] train.epochs=5 weights.preset=paper_literal threads=2")
+    v.set_defaults(func=_srvae)
+
+    sel = sub.add_parser(
+        "select", help="rank candidate loss networks for autoencoding your labelled images (fast proxy of benchmark 4)",
+        description="For each candidate loss network: its features of a subsample of your images, an I-F-FP encoder "
+                    "trained for a few epochs to predict them, and probes scored on held-out images (labels = class "
+                    "sub-folders). Prints the ranking with the evidence and a recommendation; writes select.json.",
+        formatter_class=defaults)
+    sel.add_argument("--images", required=True, help="image folder with one sub-folder per class")
+    sel.add_argument("--candidates", help="e.g. alexnet:E,alexnet:S,vgg16 (no :LAYER = all four); "
+                                          "default: every (architecture, layer) with weights available")
+    sel.add_argument("--budget-seconds", type=float, help="stop starting candidates once this is likely exceeded")
+    sel.add_argument("--out", help="directory for select.json (default runs/select-<folder name>)")
+    sel.add_argument("--size", type=int, default=64, help="image size (64 + 16n)")
+    sel.add_argument("--max-images", type=int, default=600, help="stratified subsample size")
+    sel.add_argument("--test-fraction", type=float, default=0.3, help="held-out share")
+    sel.add_argument("--epochs", type=int, default=3, help="I-F-FP encoder epochs")
+    sel.add_argument("--z", type=int, default=64, help="embedding size")
+    sel.add_argument("--probe-epochs", type=int, default=60)
+    sel.add_argument("--grid", default="paper_b", help="probe grid: paper_b (7 MLPs) or linear")
+    sel.add_argument("--fp-max-dim", type=int, default=4096,
+                     help="pool feature targets to at most this many values (0: never)")
+    sel.add_argument("--weights", default="imagenet", choices=["imagenet", "random"])
+    sel.add_argument("--no-baseline", action="store_true", help="skip the (pixels) baseline")
+    sel.add_argument("--seed", type=int, default=0)
+    sel.add_argument("--threads", type=int, default=1,
+                     help="torch threads (0: torch's default); the models are small, and extra threads mostly "
+                          "spin on a busy machine")
+    sel.add_argument("--device")
+    sel.set_defaults(func=_select)
+
+    rep = sub.add_parser("report", help="markdown tables and figures from a run directory's results.jsonl",
+                         description="Write DIR/report.md (tables) and DIR/figures/*.png from DIR/results.jsonl. "
+                                     "For a sweep directory (lossnet sweep), or a folder holding several, writes "
+                                     "DIR/analysis.md (Tables III/IV, correlations, Figs. 2-5) instead.")
+    rep.add_argument("dir", help="run directory (holding results.jsonl)")
+    rep.add_argument("--out", help="report file (default DIR/report.md or DIR/analysis.md)")
+    rep.set_defaults(func=_report)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``lossnet`` console command."""
+    """Entry point of the ``lossnet`` console command; returns the exit status."""
     warnings.filterwarnings("ignore", message=".*not writable.*")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from lossnet.zoo import ChecksumError, WeightsUnavailableError
-
+    args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (UserError, WeightsUnavailableError, ChecksumError, FileNotFoundError, ValueError) as e:
-        print(f"lossnet: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("lossnet: interrupted (rerun the same command to resume)", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - user-fixable errors are one line; the rest keep their traceback
+        if not _user_fixable(e):
+            raise
+        print(f"lossnet: error: {e}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _user_fixable(e: BaseException) -> bool:
+    if isinstance(e, (UserError, FileNotFoundError, ValueError)):
+        return True
+    if "lossnet.zoo" in sys.modules:  # weights errors (imported lazily, like everything else)
+        from lossnet.zoo import ChecksumError, WeightsUnavailableError
+
+        return isinstance(e, (ChecksumError, WeightsUnavailableError))
+    return False
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -41,6 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lossnet.benchmarks.base import Benchmark, CellRequest, register_benchmark
 from lossnet.config import read_text
+from lossnet.data.parts import load_data
 from lossnet.errors import ConfigError
 from lossnet.runs.encoder_cells import (
     RunContext,
@@ -50,7 +51,6 @@ from lossnet.runs.encoder_cells import (
     run_probes,
     train_and_embed,
 )
-from lossnet.data.parts import load_data
 from lossnet.runs.loss_nets import loss_net_identity
 
 NAME = "benchmark4"
@@ -233,9 +233,14 @@ def _train_online(ctx: RunContext, cid: str, *, z: int, seed: int, desc: str):
     cache (the loss network runs on the originals too: ~1.5x the compute, no feature memory)."""
     from dataclasses import asdict
 
-    from lossnet.train.engine import FitConfig, fit
-    from lossnet.train.procedures import EncoderConfig, TrainedEncoder, build_autoencoder, get_procedure
     from lossnet.runs.encoder_cells import TrainedCell
+    from lossnet.train.engine import FitConfig, fit
+    from lossnet.train.procedures import (
+        EncoderConfig,
+        TrainedEncoder,
+        build_autoencoder,
+        get_procedure,
+    )
 
     e, d = ctx.cfg.encoder, ctx.data
     proc = get_procedure("I-I-PS")

@@ -44,14 +44,13 @@ import hashlib
 import json
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-
-from functools import partial
 
 from lossnet.benchmarks.base import Benchmark, register_benchmark, single_layer_cell
 from lossnet.config import read_text
@@ -166,8 +165,8 @@ def data_file(cfg, out: Path) -> Path:
 def _build_data(cfg) -> dict[str, torch.Tensor]:
     """``train_image``/``train_mask``, ``test_image``/``test_mask`` and, for MRD with the official
     validation split, ``val_image``/``val_mask`` (uint8; masks in {0, 255})."""
-    from lossnet.data.roads import load_massachusetts_roads, synthetic_curvilinear
     from lossnet.data.parts import subset
+    from lossnet.data.roads import load_massachusetts_roads, synthetic_curvilinear
 
     size = int(cfg.size)
     if cfg.dataset == "synthetic":
@@ -378,9 +377,9 @@ def run_cell(cfg, arch: str | None, layer: str | None, coords: dict, *, loss_net
     ``out/cells/<cid>/last.pt``.
     """
     from lossnet.models.unet import IterativeUNet, UNet
-    from lossnet.train.engine import FitConfig, fit
     from lossnet.runs.loss_nets import loss_net_identity
     from lossnet.train.cache import with_target_features
+    from lossnet.train.engine import FitConfig, fit
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -463,9 +462,9 @@ def benchmark3_cell(arch: str | None, layer: str | None = "M", *, out: str | Pat
     Returns ``{"arch", "layer", "completeness", "correctness", "quality", "details", "seconds",
     "cell_id"}``.
     """
-    from lossnet.zoo import LossNetwork
     from lossnet.runs.cells import cell_id
     from lossnet.runs.loss_nets import loss_net_identity
+    from lossnet.zoo import LossNetwork
 
     cfg = OmegaConf.merge(load_defaults(scale), {"seed": seed, "progress": False, "device": None},
                           OmegaConf.create(overrides or {}))

@@ -27,21 +27,19 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from functools import partial
-
 from lossnet.benchmarks.base import Benchmark, register_benchmark, single_layer_cell
-from lossnet.config import read_text
-from lossnet.utils import best_device
+from lossnet.config import read_text, require_dir
 from lossnet.errors import ConfigError
 from lossnet.runs.cells import cell_id, reference_rows
-from lossnet.config import require_dir
 from lossnet.train.cache import with_target_features
+from lossnet.utils import best_device
 
 NAME = "benchmark2"
 METRICS = ("psnr", "ssim")
@@ -347,8 +345,8 @@ def benchmark2_cell(arch: str | None, layer: str | None = None, *, factor: int =
 
     Returns ``{"arch", "layer", "factor", <score columns>, "details", "seconds"}``.
     """
-    from lossnet.zoo import LossNetwork
     from lossnet.runs.loss_nets import loss_net_identity
+    from lossnet.zoo import LossNetwork
 
     cfg = OmegaConf.merge(load_defaults(scale), {"factors": [factor], "seed": seed},
                           OmegaConf.create(overrides or {}))
@@ -381,7 +379,14 @@ def sr_crops_figure(cfg, factor: int, columns: list[tuple[str, Path]], path: Pat
     """Input (nearest-neighbour enlarged) / model outputs / target crops of the ``examples`` test
     images (central ``crop`` px). ``columns``: (title, folder holding the saved outputs
     ``<set>_<name>_x<factor>.png``, as :func:`evaluate` writes them). None when nothing was saved."""
-    from lossnet.data.sr import center_patch, degrade, image_files, modcrop, read_image, resolve_test_set
+    from lossnet.data.sr import (
+        center_patch,
+        degrade,
+        image_files,
+        modcrop,
+        read_image,
+        resolve_test_set,
+    )
     from lossnet.report.figures import image_grid
 
     size = int(cfg.get("crop", 96))

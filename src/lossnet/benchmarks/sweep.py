@@ -46,11 +46,26 @@ from omegaconf import DictConfig, OmegaConf
 
 import lossnet.benchmarks  # noqa: F401 (registers the four benchmarks)
 from lossnet.benchmarks.base import (
-    BENCHMARKS, Benchmark, CellRequest, get_benchmark, register_benchmark, resolve_archs, resolve_layers)
+    BENCHMARKS,
+    Benchmark,
+    CellRequest,
+    get_benchmark,
+    register_benchmark,
+    resolve_archs,
+    resolve_layers,
+)
 from lossnet.config import read_text
 from lossnet.errors import ConfigError, SweepError, UserError
 from lossnet.runs.cells import cell_id, remove_checkpoints, utc_now
-from lossnet.runs.launch import Job, extra_specs, import_submitit, run_inline, run_pool, run_slurm, skipped_row
+from lossnet.runs.launch import (
+    Job,
+    extra_specs,
+    import_submitit,
+    run_inline,
+    run_pool,
+    run_slurm,
+    skipped_row,
+)
 from lossnet.runs.table import ResultsTable
 from lossnet.utils import log
 
@@ -264,7 +279,7 @@ def run_sweep(benchmark: str, overrides: Sequence[str] = (), *, on_row: Callable
         log(f"analysis: {path}")
     if failures:
         raise SweepError(f"{len(failures)} cell(s) failed: " + "; ".join(f"{l} ({m})" for l, m in failures[:5])
-                         + (" ..." if len(failures) > 5 else "") + f". Tracebacks above; rerun to retry them.")
+                         + (" ..." if len(failures) > 5 else "") + ". Tracebacks above; rerun to retry them.")
     return out
 
 
@@ -290,7 +305,7 @@ def is_sweep_dir(path: str | os.PathLike) -> bool:
     return (Path(path) / "sweep.json").is_file()
 
 
-def _sweep_dirs(path: Path) -> list[Path]:
+def sweep_dirs(path: Path) -> list[Path]:
     if is_sweep_dir(path):
         return [path]
     return sorted(p for p in path.iterdir() if p.is_dir() and is_sweep_dir(p)) if path.is_dir() else []
@@ -302,7 +317,7 @@ def write_analysis(path: str | os.PathLike, *, out: str | os.PathLike | None = N
     from lossnet.report.analysis import Score, analysis_markdown
 
     path = Path(path)
-    dirs = _sweep_dirs(path)
+    dirs = sweep_dirs(path)
     if not dirs:
         raise UserError(f"{path} is not a sweep directory (no sweep.json) and holds none")
     rows, scores, per_dir = [], [], []

@@ -54,7 +54,6 @@ Off-screen frames
 
 from __future__ import annotations
 
-import argparse
 import json
 import numbers
 import os
@@ -73,7 +72,6 @@ if TYPE_CHECKING:  # torch is imported lazily: spawn workers and ``--help`` stay
 __all__ = [
     "ENV_ID",
     "LunarLanderRun",
-    "add_cli",
     "generate_collection",
     "generate_run",
     "load_run",
@@ -410,57 +408,3 @@ def load_run(collection_dir: str | os.PathLike, run: int) -> LunarLanderRun:
         rollout=torch.from_numpy(arrays["rollout"]),
         onscreen=torch.from_numpy(arrays["onscreen"]),
     )
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def _cli(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    cached = (out / "meta.json").is_file()
-    start = time.perf_counter()
-    try:
-        generate_collection(
-            out,
-            n_rollouts=tuple(args.rollouts),
-            seed=args.seed,
-            steps=args.steps,
-            size=args.size,
-            workers=args.workers,
-            progress=not args.no_progress,
-        )
-    except ValueError as e:
-        raise SystemExit(f"lossnet data lunarlander: error: {e}") from None
-    meta = json.loads((out / "meta.json").read_text())
-    counts = " ".join(f"{k}={v}" for k, v in meta["frames"].items())
-    how = "cached" if cached else f"{meta['seconds']:.1f} s, {meta['frames_per_s']:.0f} frames/s"
-    print(f"lunarlander: {counts} frames ({meta['size']}x{meta['size']}) in {out} [{how}]")
-    return 0
-
-
-def add_cli(subparsers) -> argparse.ArgumentParser:
-    """Add the ``lunarlander`` sub-command to ``subparsers`` (from ``add_subparsers()`` of
-    the ``lossnet data`` parser); its handler is ``set_defaults(func=...)``, taking the
-    parsed namespace. Returns the new sub-parser."""
-    p = subparsers.add_parser(
-        "lunarlander",
-        help="render the LunarLander-v3 image/position collection",
-        description=(
-            "Render random-policy LunarLander-v3 rollouts into three runs (encoder training; "
-            "probe training and testing with off-screen frames removed). The default is a "
-            "quick collection; the papers' scale is --rollouts 700 700 700."
-        ),
-    )
-    p.add_argument("--out", required=True, metavar="DIR", help="output collection directory")
-    p.add_argument(
-        "--rollouts", nargs=3, type=int, default=list(DEFAULT_ROLLOUTS),
-        metavar=("N1", "N2", "N3"),
-        help="rollouts per run 1, 2, 3 (default: 20 10 10; papers: 700 700 700)",
-    )
-    p.add_argument("--steps", type=int, default=150, help="frames per rollout (default: 150)")
-    p.add_argument("--size", type=int, default=64, help="square frame side in pixels (default: 64)")
-    p.add_argument("--seed", type=int, default=0, help="collection seed (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    p.set_defaults(func=_cli)
-    return p

@@ -33,10 +33,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lossnet.utils import best_device
 from lossnet.losses import pixel_loss
 from lossnet.models import Autoencoder, ImageDecoder
 from lossnet.train.engine import FitConfig, FitResult, fit
+from lossnet.utils import best_device
 
 __all__ = ["DecoderRetrainResult", "FrozenEncoderDecoder", "retrain_decoder", "reconstruction_errors"]
 

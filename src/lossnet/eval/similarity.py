@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
@@ -27,8 +26,15 @@ import torch
 from torch import nn
 
 from lossnet.data.bapps import (  # noqa: F401 (re-exported: the readers' old home)
-    BAPPS_2AFC_CATEGORIES, BAPPS_HOWTO, BAPPS_JND_CATEGORIES, BAPPS_LAYOUT, _missing, _resolve_root, load_bapps_2afc,
-    load_bapps_jnd)
+    BAPPS_2AFC_CATEGORIES,
+    BAPPS_HOWTO,
+    BAPPS_JND_CATEGORIES,
+    BAPPS_LAYOUT,
+    _missing,
+    _resolve_root,
+    load_bapps_2afc,
+    load_bapps_jnd,
+)
 from lossnet.losses import perceptual_distance
 
 __all__ = [
@@ -166,7 +172,9 @@ def pixel_l2_distance(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
 
 def ssim_distance(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     """``1 - SSIM`` per image (torchmetrics, RGB, data_range 1, 11x11 Gaussian window): (N,)."""
-    from torchmetrics.functional.image import structural_similarity_index_measure as ssim
+    from torchmetrics.functional.image import (
+        structural_similarity_index_measure as ssim,
+    )
 
     return 1.0 - ssim(x0.float(), x1.float(), data_range=1.0, reduction="none")
 

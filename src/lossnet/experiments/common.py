@@ -13,10 +13,25 @@ from lossnet.config import require_dir, scaled_defaults  # noqa: F401
 from lossnet.data.parts import DATASETS, ExperimentData, load_data, subset  # noqa: F401
 from lossnet.errors import ConfigError  # noqa: F401
 from lossnet.runs.cells import (  # noqa: F401
-    cell_id, ensure_reference, environment, reference_rows, reference_table, remove_checkpoints, utc_now)
+    cell_id,
+    ensure_reference,
+    environment,
+    reference_rows,
+    reference_table,
+    remove_checkpoints,
+    utc_now,
+)
 from lossnet.runs.encoder_cells import (  # noqa: F401
-    RunContext, TrainedCell, encoder_row, encoder_settings, finish_cell, fmt_score, probe_settings, run_probes,
-    train_and_embed)
+    RunContext,
+    TrainedCell,
+    encoder_row,
+    encoder_settings,
+    finish_cell,
+    fmt_score,
+    probe_settings,
+    run_probes,
+    train_and_embed,
+)
 from lossnet.runs.loss_nets import build_loss_net, loss_net_identity  # noqa: F401
 from lossnet.runs.table import ResultsTable, flatten_row  # noqa: F401
 from lossnet.train.cache import with_target_features  # noqa: F401

@@ -63,9 +63,9 @@ class DemoConfig:
 
 def run_demo(cfg: DemoConfig) -> list[dict]:
     """Run the demo; returns the result rows (also written to ``cfg.out``)."""
-    from lossnet.train.cache import FeatureCache
     from lossnet.data.lunarlander import generate_collection, load_run
     from lossnet.eval.probes import fit_probe_grid
+    from lossnet.train.cache import FeatureCache
     from lossnet.train.engine import FitConfig
     from lossnet.train.procedures import EncoderConfig, get_procedure, train_encoder
     from lossnet.zoo import LossNetwork

@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from lossnet.eval.decoder_retrain import retrain_decoder
-from lossnet.train.engine import FitConfig
 from lossnet.errors import ConfigError
+from lossnet.eval.decoder_retrain import retrain_decoder
+from lossnet.runs.cells import cell_id
 from lossnet.runs.encoder_cells import (
     RunContext,
     encoder_row,
@@ -26,7 +26,7 @@ from lossnet.runs.encoder_cells import (
     run_probes,
     train_and_embed,
 )
-from lossnet.runs.cells import cell_id
+from lossnet.train.engine import FitConfig
 
 NAME = "paper_a"
 

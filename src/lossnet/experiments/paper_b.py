@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lossnet.train.procedures import PROCEDURES, get_procedure
 from lossnet.errors import ConfigError
+from lossnet.runs.cells import cell_id
 from lossnet.runs.encoder_cells import (
     RunContext,
     encoder_row,
@@ -25,7 +25,7 @@ from lossnet.runs.encoder_cells import (
     run_probes,
     train_and_embed,
 )
-from lossnet.runs.cells import cell_id
+from lossnet.train.procedures import PROCEDURES, get_procedure
 
 NAME = "paper_b"
 

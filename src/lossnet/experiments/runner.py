@@ -15,8 +15,6 @@ resumes where it stopped; a half-trained cell resumes from its engine checkpoint
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -24,77 +22,27 @@ from typing import Callable, Sequence
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lossnet.experiments import paper_a, paper_b
+from lossnet import config
 from lossnet.data.parts import DATASETS, load_data
 from lossnet.errors import ConfigError
-from lossnet.runs.table import ResultsTable
+from lossnet.experiments import paper_a, paper_b
+from lossnet.runs.cells import remove_checkpoints
 from lossnet.runs.encoder_cells import RunContext
 from lossnet.runs.loss_nets import build_loss_net, loss_net_identity
+from lossnet.runs.table import ResultsTable
 from lossnet.utils import log
-from lossnet.runs.cells import remove_checkpoints
-
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-"""Where the experiment YAML files live (``configs/`` at the repository root links here)."""
 
 EXPERIMENTS = {"paper_a": paper_a, "paper_b": paper_b}
 """Experiment name -> module with ``check(cfg)``, ``cells(ctx)``, ``run_cell(...)``, ``describe_row(row)``."""
 
-_PRESET_KEYS = ("scales", "variants")
 _LIST_KEYS = ("z", "procedures", "models")
 
 
-# --------------------------------------------------------------------------------------------
-# Configuration
-# --------------------------------------------------------------------------------------------
-
-
 def config_path(experiment: str) -> Path:
+    """``configs/EXPERIMENT.yaml`` of a known experiment."""
     if experiment not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment {experiment!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
-    path = CONFIG_DIR / f"{experiment}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"config file {path} is missing")
-    return path
-
-
-def valid_keys(node: DictConfig, prefix: str = "") -> list[str]:
-    """Dotted keys of every setting in ``node`` (leaves and sections), presets excluded."""
-    keys = []
-    for k in node.keys():
-        if not prefix and k in _PRESET_KEYS:
-            continue
-        full = f"{prefix}{k}"
-        child = node._get_node(k)
-        if isinstance(child, DictConfig) and not child._is_none():
-            keys.extend(valid_keys(child, full + "."))
-        else:
-            keys.append(full)
-    return keys
-
-
-def _check_key(base: DictConfig, key: str, experiment: str) -> None:
-    node = base
-    parts = key.split(".")
-    for i, part in enumerate(parts):
-        if (i == 0 and part in _PRESET_KEYS) or not isinstance(node, DictConfig) or part not in node:
-            raise ConfigError(f"unknown setting {key!r} for {experiment}; valid keys: "
-                              f"{', '.join(valid_keys(base))}")
-        node = node._get_node(part)
-
-
-def parse_overrides(overrides: Sequence[str], base: DictConfig, experiment: str) -> DictConfig:
-    """``key=value`` strings -> a DictConfig, every key checked against ``base``."""
-    items = []
-    for o in overrides:
-        if "=" not in o or o.startswith("="):
-            raise ConfigError(f"overrides are key=value, got {o!r} (e.g. dataset=svhn z=[64,128] encoder.epochs=5)")
-        key = o.split("=", 1)[0].strip()
-        _check_key(base, key, experiment)
-        items.append(o)
-    try:
-        return OmegaConf.from_dotlist(items)
-    except Exception as e:  # omegaconf grammar errors
-        raise ConfigError(f"cannot parse overrides {items}: {e}") from None
+    return config.config_path(experiment)
 
 
 def load_config(experiment: str, overrides: Sequence[str] = ()) -> DictConfig:
@@ -104,7 +52,7 @@ def load_config(experiment: str, overrides: Sequence[str] = ()) -> DictConfig:
     scales, variants, datasets or sweep values.
     """
     base = OmegaConf.load(config_path(experiment))
-    over = parse_overrides(overrides, base, experiment)
+    over = config.parse_overrides(overrides, base, experiment)
     scales = base.get("scales") or {}
     variants = base.get("variants") or {}
     scale = over.get("scale", base.get("scale"))
@@ -113,11 +61,11 @@ def load_config(experiment: str, overrides: Sequence[str] = ()) -> DictConfig:
         raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(scales)}")
     if variant is not None and variant not in variants:
         raise ConfigError(f"unknown variant {variant!r}; choose one of {', '.join(variants) or '(none)'}")
-    plain = OmegaConf.masked_copy(base, [k for k in base.keys() if k not in _PRESET_KEYS])
+    plain = OmegaConf.masked_copy(base, [k for k in base.keys() if k not in config.PRESET_KEYS])
     layers = [plain, scales[scale]] + ([variants[variant]] if variant is not None else []) + [over]
     for layer in layers[1:-1]:  # presets may only set existing keys, too
-        for k in valid_keys(layer):
-            _check_key(base, k, experiment)
+        for k in config.valid_keys(layer):
+            config.check_key(base, k, experiment)
     cfg = OmegaConf.merge(*layers)
     cfg.scale, cfg.variant = scale, variant
     return _finalise(cfg, experiment)
@@ -204,64 +152,3 @@ def _run(experiment: str, cfg: DictConfig, loss_net, on_row) -> Path:
         path = write_report(out)
         log(f"report: {path}")
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-
-
-def _run_cli(args: argparse.Namespace) -> None:
-    overrides = [o for o in args.overrides if o != "--print-config"]
-    if len(overrides) != len(args.overrides):
-        args.print_config = True
-    bad = [o for o in overrides if o.startswith("-")]
-    if bad:
-        raise ConfigError(f"unknown option(s) {bad}; overrides are key=value")
-    args.overrides = overrides
-    if args.print_config:
-        print(OmegaConf.to_yaml(load_config(args.experiment, args.overrides)), end="")
-        return
-    out = run_experiment(args.experiment, args.overrides)
-    print(out)
-
-
-def _report_cli(args: argparse.Namespace) -> None:
-    from lossnet.report import write_report
-
-    path = write_report(args.dir, out=args.out)
-    print(path)
-
-
-def add_cli(sub) -> None:
-    """Register ``lossnet run`` and ``lossnet report`` on the top-level sub-parsers."""
-    r = sub.add_parser(
-        "run", help="run a configured experiment sweep (configs/EXPERIMENT.yaml), resumable",
-        description="Run paper_a or paper_b: configs/EXPERIMENT.yaml merged with scales.<scale>, "
-                    "variants.<variant> and key=value overrides (dotted keys, lists as [a,b]). Finished cells "
-                    "are skipped on reruns; results go to <out>/results.jsonl (+ .csv) and <out>/report.md. "
-                    "Examples: `lossnet run paper_b dataset=lunarlander`, "
-                    "`lossnet run paper_a dataset=svhn data_root=~/data/svhn scale=paper`, "
-                    "`lossnet run paper_b variant=svhn_z500 data_root=~/data/svhn scale=paper`.")
-    r.add_argument("experiment", help=f"one of {', '.join(sorted(EXPERIMENTS))}")
-    r.add_argument("overrides", nargs=argparse.REMAINDER, metavar="key=value",
-                   help="e.g. dataset=svhn scale=paper z=[64,128] repeats=2 out=DIR data_root=DIR")
-    r.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    r.set_defaults(func=_run_cli)
-
-    rep = sub.add_parser("report", help="markdown tables and figures from a run directory's results.jsonl",
-                         description="Write DIR/report.md (tables) and DIR/figures/*.png from DIR/results.jsonl.")
-    rep.add_argument("dir", help="run directory (holding results.jsonl)")
-    rep.add_argument("--out", help="report file (default DIR/report.md)")
-    rep.set_defaults(func=_report_cli)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m lossnet.experiments.runner run|report ...`` (same as the ``lossnet`` commands)."""
-    from lossnet.cli import main as cli_main
-
-    return cli_main(list(argv) if argv is not None else None)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

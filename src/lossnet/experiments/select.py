@@ -27,7 +27,6 @@ label-free statistic of the features or the reconstructions cannot stand in for 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -41,7 +40,7 @@ import torch
 from ..errors import UserError
 
 __all__ = ["CandidateResult", "Selection", "parse_candidates", "default_candidates", "select", "select_folder",
-           "format_table", "add_cli"]
+           "format_table"]
 
 LAYERS = ("E", "S", "M", "L")
 BASELINE = "(pixels)"
@@ -220,7 +219,7 @@ def _targets(net, images: torch.Tensor, max_dim: int | None, batch_size: int,
     """Pooled sigmoid features (N, C, h, w) of uint8 images, the unpooled shape, GFLOPs per image."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .benchmark4 import pool_to
+    from ..benchmarks.autoencoding import pool_to
 
     net = net.to(device)
     with FlopCounterMode(display=False) as fc:
@@ -467,59 +466,3 @@ def select_folder(folder: str | os.PathLike, *, size: int = 64, out: str | os.Pa
     if out is not None:
         sel.write_json(Path(out) / "select.json")
     return sel
-
-
-def _cli(args: argparse.Namespace) -> None:
-    from ..utils import log
-
-    kwargs: dict[str, Any] = dict(
-        candidates=args.candidates, weights=args.weights, max_images=args.max_images,
-        test_fraction=args.test_fraction, epochs=args.epochs, z=args.z, probe_epochs=args.probe_epochs,
-        grid=args.grid, fp_max_dim=args.fp_max_dim or None, budget_seconds=args.budget_seconds,
-        baseline=not args.no_baseline, seed=args.seed, device=args.device, log=log)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        if args.candidates:
-            kwargs["candidates"] = parse_candidates(args.candidates)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    out = Path(args.out) if args.out else Path("runs") / f"select-{Path(args.images).expanduser().resolve().name}"
-    t0 = time.perf_counter()
-    sel = select_folder(args.images, size=args.size, out=out, **kwargs)
-    print(format_table(sel))
-    print()
-    print(sel.recommendation)
-    print(f"\n{time.perf_counter() - t0:.0f} s; evidence in {out / 'select.json'}")
-
-
-def add_cli(sub) -> None:
-    """Register ``lossnet select``."""
-    p = sub.add_parser(
-        "select", help="rank candidate loss networks for autoencoding your labelled images (fast proxy of benchmark 4)",
-        description="For each candidate loss network: its features of a subsample of your images, an I-F-FP encoder "
-                    "trained for a few epochs to predict them, and probes scored on held-out images (labels = class "
-                    "sub-folders). Prints the ranking with the evidence and a recommendation; writes select.json.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--images", required=True, help="image folder with one sub-folder per class")
-    p.add_argument("--candidates", help="e.g. alexnet:E,alexnet:S,vgg16 (no :LAYER = all four); "
-                                        "default: every (architecture, layer) with weights available")
-    p.add_argument("--budget-seconds", type=float, help="stop starting candidates once this is likely exceeded")
-    p.add_argument("--out", help="directory for select.json (default runs/select-<folder name>)")
-    p.add_argument("--size", type=int, default=64, help="image size (64 + 16n)")
-    p.add_argument("--max-images", type=int, default=600, help="stratified subsample size")
-    p.add_argument("--test-fraction", type=float, default=0.3, help="held-out share")
-    p.add_argument("--epochs", type=int, default=3, help="I-F-FP encoder epochs")
-    p.add_argument("--z", type=int, default=64, help="embedding size")
-    p.add_argument("--probe-epochs", type=int, default=60)
-    p.add_argument("--grid", default="paper_b", help="probe grid: paper_b (7 MLPs) or linear")
-    p.add_argument("--fp-max-dim", type=int, default=4096, help="pool feature targets to at most this many values "
-                                                                "(0: never)")
-    p.add_argument("--weights", default="imagenet", choices=["imagenet", "random"])
-    p.add_argument("--no-baseline", action="store_true", help="skip the (pixels) baseline")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (0: torch's default); the models are small, and extra threads mostly "
-                        "spin on a busy machine")
-    p.add_argument("--device")
-    p.set_defaults(func=_cli)

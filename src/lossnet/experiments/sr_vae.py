@@ -50,14 +50,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from lossnet.config import read_text
-from lossnet.utils import best_device
+from lossnet.config import read_text, require_dir
 from lossnet.errors import ConfigError
-from lossnet.runs.table import ResultsTable
 from lossnet.runs.cells import cell_id, environment
-from lossnet.utils import log
-from lossnet.config import require_dir
+from lossnet.runs.table import ResultsTable
 from lossnet.train.cache import with_target_features
+from lossnet.utils import best_device, log
 
 NAME = "srvae"
 RUNS = ("perceptual", "no_perceptual")
@@ -297,8 +295,8 @@ def build_model(cfg, factor: int):
 def train_sr_vae(cfg, factor: int, weights: dict[str, float], loss_net, *, seed: int, ckpt_dir: Path | None,
                  data=None, label: str = ""):
     """Train one SR-VAE; returns ``(model in eval mode, FitResult, data info)`` (best validation PSNR kept)."""
-    from lossnet.train.engine import FitConfig, fit
     from lossnet.benchmarks.super_resolution import val_psnr
+    from lossnet.train.engine import FitConfig, fit
 
     train, val, info = data or training_data(cfg, factor, seed)
     torch.manual_seed(seed)
@@ -368,8 +366,8 @@ def run_sr_vae(overrides: Sequence[str] | dict | None = None, out: str | Path | 
     table, figures and ``report.md`` under ``out`` (default ``cfg.out``). Rows already in the
     table are not recomputed; an interrupted training resumes from ``out/runs/<id>/last.pt``.
     Returns the path of ``report.md``."""
-    from lossnet.data.sr import bicubic_upsample
     from lossnet.benchmarks.super_resolution import evaluate
+    from lossnet.data.sr import bicubic_upsample
     from lossnet.runs.cells import utc_now
 
     cfg = load_config(overrides)
@@ -501,37 +499,3 @@ def write_report(out: str | Path, cfg=None) -> Path:
     p = out / "report.md"
     p.write_text("\n".join(lines) + "\n")
     return p
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-
-
-def _cli(args) -> None:
-    overrides = [o for o in args.overrides if o != "--print-config"]
-    print_config = args.print_config or len(overrides) != len(args.overrides)
-    bad = [o for o in overrides if o.startswith("-")]
-    if bad:
-        raise ConfigError(f"unknown option(s) {bad}; settings are key=value")
-    if print_config:
-        print(OmegaConf.to_yaml(load_config(overrides)), end="")
-        return
-    print(run_sr_vae(overrides))
-
-
-def add_cli(sub) -> None:
-    """Register ``lossnet srvae [key=value ...] [--print-config]``."""
-    import argparse
-
-    s = sub.add_parser(
-        "srvae", help="super-resolution VAE with perceptual loss vs bicubic (x2, x4; with / without perceptual term)",
-        description="Train the SR-VAE (spatial latent, residual over bicubic) with and without the VGG-16 relu3_3 "
-                    "perceptual term for every factor, score it and bicubic on the test sets (PSNR / SSIM, Y channel) "
-                    "and write OUT/results.jsonl (+ .csv), OUT/report.md and OUT/figures/. Finished rows are not "
-                    "recomputed. Examples: `lossnet srvae`, `lossnet srvae factors=[2] weights.preset=paper_literal "
-                    "runs=[perceptual]`, `lossnet srvae scale=paper pets_root=~/data/oxford-iiit-pet device=cuda`.")
-    s.add_argument("overrides", nargs=argparse.REMAINDER, metavar="key=value",
-                   help="e.g. out=DIR factors=[2] train.epochs=5 weights.preset=paper_literal threads=2")
-    s.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
-    s.set_defaults(func=_cli)

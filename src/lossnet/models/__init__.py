@@ -1,5 +1,11 @@
 """Models trained with loss networks: image/feature encoders and decoders, autoencoders, VAEs."""
 
-from lossnet.models.autoencoder import Autoencoder, FeatureDecoder, FeatureEncoder, ImageDecoder, ImageEncoder
+from lossnet.models.autoencoder import (
+    Autoencoder,
+    FeatureDecoder,
+    FeatureEncoder,
+    ImageDecoder,
+    ImageEncoder,
+)
 
 __all__ = ["Autoencoder", "FeatureDecoder", "FeatureEncoder", "ImageDecoder", "ImageEncoder"]

@@ -11,7 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lossnet.report.tables import DATASET_LABELS, group_rows, load_rows, paper_a_markdown, paper_b_markdown
+from lossnet.report.tables import (
+    DATASET_LABELS,
+    group_rows,
+    load_rows,
+    paper_a_markdown,
+    paper_b_markdown,
+)
 
 __all__ = ["write_report", "load_rows"]
 

@@ -16,7 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from lossnet.report.tables import MODEL_LABELS, MODEL_ORDER, PROCEDURE_ORDER, _ordered, group_rows, mean_std
+from lossnet.report.tables import (
+    MODEL_LABELS,
+    MODEL_ORDER,
+    PROCEDURE_ORDER,
+    _ordered,
+    group_rows,
+    mean_std,
+)
 
 __all__ = ["performance_vs_time", "convergence", "score_vs_z", "scaled_val_curves", "image_grid", "save_png"]
 

@@ -92,7 +92,7 @@ def skipped_row(req: CellRequest, spec: dict, reason: str) -> dict:
 class Job:
     request: CellRequest
     spec: dict
-    bench: Benchmark
+    bench: Any  # lossnet.benchmarks.base.Benchmark (duck-typed: runs sits below benchmarks)
     threads: int | None
     extra_specs: tuple = ()
 

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lossnet.zoo.network import LossNetwork
 from lossnet.utils import best_device, lossnet_home, module_device  # noqa: F401 (re-exported)
+from lossnet.zoo.network import LossNetwork
 from lossnet.zoo.weights import read_manifest
 
 
