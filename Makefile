@@ -25,6 +25,7 @@ demo: weights
 	$(BIN)/lossnet demo --out $(DEMO_OUT)
 
 test: weights
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 bench: weights

@@ -151,13 +151,28 @@ def _data_lunarlander(args) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _demo(args) -> None:
-    from lossnet.experiments.demo import DemoConfig, format_table, run_demo
+_DEMO_FLAGS = ("out", "scale", "procedures", "z", "seed", "epochs", "probe_epochs", "rollouts", "workers", "device")
 
-    cfg = DemoConfig(out=args.out, scale=args.scale, z=args.z, seed=args.seed, epochs=args.epochs,
-                     probe_epochs=args.probe_epochs, rollouts=tuple(args.rollouts) if args.rollouts else None,
-                     procedures=tuple(args.procedures), device=args.device, workers=args.workers,
-                     progress=not args.no_progress)
+
+def _demo(args) -> None:
+    from lossnet.experiments.demo import format_table, load_config, run_demo
+
+    overrides = _split_print_config(args)
+    for k in _DEMO_FLAGS:  # the flags are shorthands for key=value settings
+        v = getattr(args, k)
+        if v is not None:
+            overrides.append(f"{k}=[{','.join(map(str, v))}]" if isinstance(v, list) else f"{k}={v}")
+    if args.no_progress:
+        overrides.append("progress=false")
+    cfg = load_config(overrides)
+    if args.print_config:
+        from dataclasses import asdict
+
+        from omegaconf import OmegaConf
+
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items() if k != "extra"}
+        print(OmegaConf.to_yaml(OmegaConf.create(d)), end="")
+        return
     t0 = time.perf_counter()
     rows = run_demo(cfg)
     print()
@@ -168,7 +183,7 @@ def _demo(args) -> None:
             if r is not pw:
                 print(f"{r['procedure']}: error {r['test_error_px'] / pw['test_error_px']:.2f} x I-I-PW's, "
                       f"epoch time {r['epoch_seconds'] / pw['epoch_seconds']:.2f} x I-I-PW's")
-    print(f"\nwrote {args.out}/results.json, results.md, error_vs_time.png, reconstructions_*.png "
+    print(f"\nwrote {cfg.out}/results.json, results.md, error_vs_time.png, reconstructions_*.png "
           f"({time.perf_counter() - t0:.0f} s)")
 
 
@@ -344,15 +359,17 @@ def build_parser() -> argparse.ArgumentParser:
     dm = sub.add_parser("demo", help="the main job: PW vs PS vs FP encoder pretraining on LunarLander",
                         description="Generate a LunarLander collection, train I-I-PW, I-I-PS and I-F-FP encoders "
                                     "(AlexNet 2nd ReLU + sigmoid loss network, z=64), fit the paper-B probe grid and "
-                                    "report the test position error and training time of each. Reruns resume.",
-                        formatter_class=defaults)
-    dm.add_argument("--out", default="demo_out", help="output directory")
-    dm.add_argument("--scale", default="quick", choices=["quick", "paper"],
-                    help="quick: minutes on a 2-core CPU; paper: 3x700 rollouts, 50 epochs (GPU)")
-    dm.add_argument("--procedures", nargs="+", default=["I-I-PW", "I-I-PS", "I-F-FP"],
-                    help="procedures to compare (I-I-PW I-I-PS F-I-PW F-I-PS I-F-FP F-F-FP)")
-    dm.add_argument("--z", type=int, default=64, help="embedding size")
-    dm.add_argument("--seed", type=int, default=0)
+                                    "report the test position error and training time of each. Reruns resume. "
+                                    "Defaults: configs/demo.yaml; the flags are shorthands for its keys, and any key "
+                                    "can be set as key=value (see --print-config).")
+    dm.add_argument("--out", help="output directory (demo_out)")
+    dm.add_argument("--scale", choices=["quick", "paper"],
+                    help="quick (default): minutes on a 2-core CPU; paper: 3x700 rollouts, 50 epochs (GPU)")
+    dm.add_argument("--procedures", nargs="+",
+                    help="procedures to compare (default I-I-PW I-I-PS I-F-FP; any of I-I-PW I-I-PS F-I-PW F-I-PS "
+                         "I-F-FP F-F-FP)")
+    dm.add_argument("--z", type=int, help="embedding size (64)")
+    dm.add_argument("--seed", type=int, help="seed (0)")
     dm.add_argument("--epochs", type=int, help="encoder epochs (default from --scale)")
     dm.add_argument("--probe-epochs", type=int, help="probe epochs (default from --scale)")
     dm.add_argument("--rollouts", type=int, nargs=3, metavar=("N1", "N2", "N3"),
@@ -360,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--workers", type=int, help="collection workers (default: all cores)")
     dm.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     dm.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _overrides(dm, "epochs=4 z=32 lr=0.002")
     dm.set_defaults(func=_demo)
 
     pt = sub.add_parser("pretrain", help="pretrain an image encoder on your own images", formatter_class=defaults)

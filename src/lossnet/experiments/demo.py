@@ -22,12 +22,26 @@ from pathlib import Path
 
 import torch
 
-SCALES = {
-    # 2-core CPU, < 10 minutes in total
-    "quick": dict(rollouts=(40, 40, 16), epochs=8, probe_epochs=200, batch_size=64),
-    # a larger run (GPU recommended): paper-sized collection, paper-B encoder/probe epochs
-    "paper": dict(rollouts=(700, 700, 700), epochs=50, probe_epochs=500, batch_size=128),
-}
+from lossnet.errors import ConfigError
+from lossnet import config
+
+SCALES = {k: dict(v) for k, v in config.load("demo").scales.items()}
+"""Per-scale values of the unset settings: ``scales`` in ``configs/demo.yaml``."""
+
+
+def load_config(overrides=()):
+    """``configs/demo.yaml`` < ``key=value`` overrides (checked against the file's keys); the
+    scale's values fill the settings left null. Returns the resolved :class:`DemoConfig`."""
+    from omegaconf import OmegaConf
+
+    base = config.load("demo")
+    over = config.parse_overrides(list(overrides), base, "demo")
+    plain = OmegaConf.masked_copy(base, [k for k in base.keys() if k not in config.PRESET_KEYS])
+    d = OmegaConf.to_container(OmegaConf.merge(plain, over), resolve=True)
+    d["procedures"] = tuple(d["procedures"]) if isinstance(d["procedures"], list) else (str(d["procedures"]),)
+    if d.get("rollouts") is not None:
+        d["rollouts"] = tuple(d["rollouts"])
+    return DemoConfig(**d).resolved()
 
 
 @dataclass
@@ -51,7 +65,7 @@ class DemoConfig:
 
     def resolved(self) -> "DemoConfig":
         if self.scale not in SCALES:
-            raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
+            raise ConfigError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
         d = asdict(self)
         for k, v in SCALES[self.scale].items():
             if d[k] is None:

@@ -1,0 +1,95 @@
+"""The package layout: layers, deprecated aliases, configs, and a CLI that imports lazily."""
+
+import importlib
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from lossnet import config
+from lossnet.cli import main
+
+
+def test_lossnet_help_imports_no_torch():
+    code = ("import sys; from lossnet.cli import build_parser; build_parser().format_help(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'omegaconf')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_errors_module_is_a_leaf():
+    src = importlib.import_module("lossnet.errors").__file__
+    text = open(src).read()
+    assert "import lossnet" not in text and "from lossnet" not in text
+    from lossnet.errors import ConfigError, UserError
+
+    assert issubclass(ConfigError, UserError) and issubclass(ConfigError, ValueError)
+
+
+@pytest.mark.parametrize("old, new", [
+    ("lossnet.experiments.benchmark2", "lossnet.benchmarks.super_resolution"),
+    ("lossnet.experiments.benchmark3", "lossnet.benchmarks.delineation"),
+    ("lossnet.experiments.benchmark4", "lossnet.benchmarks.autoencoding"),
+    ("lossnet.experiments.sweep", "lossnet.benchmarks.sweep"),
+    ("lossnet.data.cache", "lossnet.train.cache"),
+    ("lossnet.data.fakes", "lossnet.testing.fakes"),
+    ("lossnet.data.fakes_bapps", "lossnet.testing.bapps"),
+])
+def test_moved_modules_keep_their_old_names(old, new):
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match="moved to"):
+        mod = importlib.import_module(old)
+    assert mod is importlib.import_module(new)
+
+
+def test_experiments_common_reexports_every_old_name():
+    sys.modules.pop("lossnet.experiments.common", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        common = importlib.import_module("lossnet.experiments.common")
+    from lossnet.runs.encoder_cells import train_and_embed
+    from lossnet.runs.table import ResultsTable
+
+    for name in ("ConfigError", "ResultsTable", "RunContext", "build_loss_net", "cell_id", "encoder_row", "environment",
+                 "finish_cell", "load_data", "log", "loss_net_identity", "reference_rows", "remove_checkpoints",
+                 "require_dir", "scaled_defaults", "subset", "train_and_embed", "with_target_features"):
+        assert hasattr(common, name), name
+    assert common.ResultsTable is ResultsTable and common.train_and_embed is train_and_embed
+
+
+@pytest.mark.parametrize("name", ["paper_a", "paper_b", "benchmark1", "benchmark2", "benchmark3", "benchmark4",
+                                  "srvae", "demo", "sweep"])
+def test_every_config_file_loads_with_scales(name):
+    cfg = config.load(name)
+    if name != "sweep":
+        assert set(cfg.scales) >= {"quick", "paper"}
+        assert "scales" not in config.scaled(name, "paper")
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["run", "paper_b", "--print-config"], "procedures:"),
+    (["sweep", "benchmark1", "--print-config"], "n_patches: 32"),
+    (["sweep", "benchmark2", "scale=paper", "--print-config"], "scale: paper"),
+    (["sweep", "benchmark3", "--print-config"], "iterations:"),
+    (["sweep", "benchmark4", "--print-config"], "dataset"),
+    (["srvae", "--print-config"], "factors:"),
+    (["demo", "epochs=3", "--print-config"], "epochs: 3"),
+])
+def test_print_config_for_every_command(argv, expect, capsys):
+    assert main(argv) == 0
+    assert expect in capsys.readouterr().out
+
+
+def test_unknown_setting_is_one_line_naming_the_valid_keys(capsys):
+    assert main(["demo", "epoch=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown setting 'epoch'" in err[0] and "epochs" in err[0]
+
+
+def test_version(capsys):
+    from lossnet import __version__
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"lossnet {__version__}"
