@@ -14,6 +14,7 @@ def test_demo_writes_table_results_and_figures(tmp_path, offline_weights, capsys
     assert rc == 0
     printed = capsys.readouterr().out
     assert "I-I-PW" in printed and "I-F-FP" in printed and "test error (px)" in printed
+    assert "s left" in printed and printed.count("s elapsed") == 3  # an ETA after each procedure
     res = json.loads((out / "results.json").read_text())
     rows = {r["procedure"]: r for r in res["rows"]}
     assert set(rows) == {"I-I-PW", "I-I-PS", "I-F-FP"}

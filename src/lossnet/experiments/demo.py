@@ -107,8 +107,10 @@ def run_demo(cfg: DemoConfig) -> list[dict]:
     feats = {r: cache.get(runs[r].images, loss_net) for r in (1, 2, 3)}
 
     rows = []
+    slowest = 0.0  # seconds of the slowest procedure so far (for the ETA)
     for i, name in enumerate(cfg.procedures):
         say(f"[3/4] encoder {i + 1}/{len(cfg.procedures)}: {name}, z={cfg.z}, {cfg.epochs} epochs")
+        t_proc = time.perf_counter()
         fit_cfg = FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
                             device=cfg.device, progress=cfg.progress, desc=name)
         trained = train_encoder(runs[1].images, EncoderConfig(procedure=name, z=cfg.z), fit_cfg, loss_net=loss_net,
@@ -136,6 +138,8 @@ def run_demo(cfg: DemoConfig) -> list[dict]:
         if get_procedure(name).decoder == "image":
             pick = torch.linspace(0, len(runs[3]) - 1, 8).long()  # spread over the test run
             _save_reconstructions(trained, runs[3].images[pick], out / f"reconstructions_{name}.png")
+        slowest = max(slowest, time.perf_counter() - t_proc)
+        say("      " + _eta(name, grid.test_metric, i + 1, len(cfg.procedures), time.perf_counter() - t_start, slowest))
     total = time.perf_counter() - t_start
     meta = {"config": asdict(cfg), "collection_seconds": collection_seconds, "total_seconds": total,
             "frames": {r: len(runs[r]) for r in (1, 2, 3)}, "torch": torch.__version__,
@@ -143,6 +147,14 @@ def run_demo(cfg: DemoConfig) -> list[dict]:
             "device": cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")}
     _write_outputs(out, rows, meta)
     return rows
+
+
+def _eta(name: str, error: float, done: int, total: int, elapsed: float, slowest: float) -> str:
+    """One progress line after a procedure: its error, the elapsed time (s) and an ETA that assumes
+    each remaining procedure costs what the slowest finished one did (``slowest``, s)."""
+    left = (total - done) * slowest
+    tail = f"; about {left:.0f} s left" if done < total else "; done"
+    return f"{name}: test error {error:.2f} px; {elapsed:.0f} s elapsed{tail}"
 
 
 def _save_reconstructions(trained, images: torch.Tensor, path: Path) -> None:
