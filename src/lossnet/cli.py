@@ -236,34 +236,32 @@ def _embed(args) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def _configured(args, load, run) -> None:
+    """A config-driven command: ``--print-config`` prints ``load(overrides)``, else ``run(overrides)``
+    runs and its output directory is printed."""
+    overrides = _split_print_config(args)
+    if args.print_config:
+        _print_yaml(load(overrides))
+        return
+    print(run(overrides))
+
+
 def _run(args) -> None:
     from lossnet.experiments.runner import load_config, run_experiment
 
-    overrides = _split_print_config(args)
-    if args.print_config:
-        _print_yaml(load_config(args.experiment, overrides))
-        return
-    print(run_experiment(args.experiment, overrides))
+    _configured(args, lambda o: load_config(args.experiment, o), lambda o: run_experiment(args.experiment, o))
 
 
 def _sweep(args) -> None:
     from lossnet.benchmarks.sweep import load_sweep_config, run_sweep
 
-    overrides = _split_print_config(args)
-    if args.print_config:
-        _print_yaml(load_sweep_config(args.benchmark, overrides))
-        return
-    print(run_sweep(args.benchmark, overrides))
+    _configured(args, lambda o: load_sweep_config(args.benchmark, o), lambda o: run_sweep(args.benchmark, o))
 
 
 def _srvae(args) -> None:
     from lossnet.experiments.sr_vae import load_config, run_sr_vae
 
-    overrides = _split_print_config(args)
-    if args.print_config:
-        _print_yaml(load_config(overrides))
-        return
-    print(run_sr_vae(overrides))
+    _configured(args, load_config, run_sr_vae)
 
 
 def _select(args) -> None:

@@ -14,18 +14,8 @@ import torch
 from torch import nn
 
 from lossnet.eval.metrics import accuracy, position_error
-from lossnet.eval.probe_specs import (  # noqa: F401
-    ACTIVATIONS,
-    GRIDS,
-    OUTPUTS,
-    TASKS,
-    FittedProbe,
-    GridResult,
-    ProbeMLP,
-    ProbeResult,
-    ProbeSpec,
-    make_grid,
-)
+from lossnet.eval.probe_specs import (
+    ACTIVATIONS, TASKS, FittedProbe, GridResult, ProbeMLP, ProbeResult, ProbeSpec, make_grid)
 
 
 @dataclass
