@@ -87,7 +87,7 @@ def test_corrupted_safetensors_is_refused_by_checksum(tmp_path, monkeypatch):
 
 def test_user_file_source_is_validated(tmp_path, monkeypatch):
     monkeypatch.setenv("LOSSNET_HOME", str(tmp_path))
-    sd = {k: v for k, v in LossNetwork("squeezenet1_1", ["L"], weights=None).body.state_dict().items()}
+    sd = _squeezenet_sd()  # a complete state dict (a truncated one is refused: see the hostile cases below)
     good = tmp_path / "sq.pth"
     torch.save(sd, good)
     st = W.fetch("squeezenet1_1", file=good)
@@ -191,3 +191,158 @@ def test_distance_matches_lpips_package_with_same_trunk(offline_weights, arch, l
         theirs_u = theirs_uniform.eval()(x0 * 2 - 1, x1 * 2 - 1).flatten()
     torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(uniform, theirs_u, atol=1e-5, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile weight files: validated on every route before anything stored is replaced
+# --------------------------------------------------------------------------------------------
+
+
+def _squeezenet_sd() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    import torchvision
+
+    return torchvision.models.squeezenet1_1(weights=None).state_dict()
+
+
+def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    good = _squeezenet_sd()
+    cases = {}
+
+    def save(name, obj, match):
+        p = tmp_path / f"{name}.pth"
+        torch.save(obj, p)
+        cases[name] = (p, match)
+
+    save("empty", {}, "empty state dict")
+    save("partial", dict(list(good.items())[:4]), "missing")
+    save("nan", {**good, "features.0.weight": torch.full_like(good["features.0.weight"], float("nan"))}, "NaN")
+    save("int8", {k: v.to(torch.int8) for k, v in good.items()}, "dtype torch.int8")
+    save("shape", {**good, "features.0.weight": torch.zeros(1, 3, 3, 3)}, "wrong shapes")
+    save("unknown", {**good, "fc.weight": torch.zeros(2)}, "unknown keys")
+    save("not_a_dict", [torch.zeros(1)], "not a state dict")
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(os.urandom(48))
+    cases["junk"] = (junk, "cannot be read")
+    return cases
+
+
+@pytest.mark.parametrize("case", ["empty", "partial", "nan", "int8", "shape", "unknown", "not_a_dict", "junk"])
+def test_hostile_weights_file_is_refused_and_good_weights_kept(tmp_path, monkeypatch, capsys, case):
+    """{} / partial / NaN / int8 / wrong-shape / unknown-key / non-dict / 48 random bytes --file -> one-line error, stored weights untouched."""
+    monkeypatch.setenv("LOSSNET_HOME", str(tmp_path / "home"))
+    good = tmp_path / "good.pth"
+    torch.save(_squeezenet_sd(), good)
+    assert cli.main(["weights", "fetch", "squeezenet1_1", "--file", str(good)]) == 0
+    stored = W.weights_dir() / "squeezenet1_1.safetensors"
+    before = W.sha256_file(stored)
+    path, match = _bad_files(tmp_path)[case]
+    capsys.readouterr()
+    assert cli.main(["weights", "fetch", "squeezenet1_1", "--file", str(path), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert match in err and str(path) in err and "Traceback" not in err, err
+    assert W.sha256_file(stored) == before and W.read_manifest()["squeezenet1_1"]["sha256"] == before
+    assert not list(W.weights_dir().glob("*.tmp"))
+    LossNetwork("squeezenet1_1", layers=["E"])  # still loads
+
+
+def _hub_file(tmp_path: Path, monkeypatch) -> Path:
+    """squeezenet1_1's state dict saved under a torchvision-style name carrying its own sha256 prefix."""
+    monkeypatch.setenv("LOSSNET_HOME", str(tmp_path / "home"))
+    raw = tmp_path / "raw.pth"
+    torch.save(_squeezenet_sd(), raw)
+    hub = tmp_path / "hub" / f"squeezenet1_1-{W.sha256_file(raw)[:8]}.pth"
+    hub.parent.mkdir()
+    raw.rename(hub)
+    monkeypatch.setattr(W, "torchvision_cache_file", lambda arch: hub if arch == "squeezenet1_1" else None)
+    W._VERIFIED_HUB.clear()
+    return hub
+
+
+def test_hostile_torch_hub_cache_file_random_bytes_or_truncated(tmp_path, monkeypatch):
+    """random bytes / truncated torch-hub cache file -> ChecksumError naming the file and the hash prefix."""
+    hub = _hub_file(tmp_path, monkeypatch)
+    net = LossNetwork("squeezenet1_1", layers=["E"])
+    assert net.weights_source == "torchvision"
+    data = hub.read_bytes()
+    W._VERIFIED_HUB.clear()
+    hub.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ChecksumError, match=f"{hub.name}.*truncated, corrupted"):
+        LossNetwork("squeezenet1_1", layers=["E"])
+    hub.write_bytes(os.urandom(len(data)))
+    with pytest.raises(ChecksumError, match=hub.name.split("-")[1][:8]):
+        W.load_state_dict("squeezenet1_1")
+
+
+def test_hostile_real_alexnet_name_with_random_bytes_is_refused(tmp_path, monkeypatch):
+    """random bytes saved as torchvision's alexnet-owt-7be5be79.pth -> ChecksumError (not loaded as 'torchvision')."""
+    monkeypatch.setenv("LOSSNET_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    path = W.torchvision_cache_file("alexnet")
+    assert path.name == "alexnet-owt-7be5be79.pth"
+    path.parent.mkdir(parents=True)
+    torch.save({"features.0.weight": torch.zeros(64, 3, 11, 11)}, path)
+    with pytest.raises(ChecksumError, match="7be5be79"):
+        LossNetwork("alexnet", layers=["E"])
+
+
+def test_hostile_pip_sdist_with_wrong_hash_is_refused_before_its_build_code_runs(tmp_path):
+    """an sdist whose sha256 differs from the pinned one -> ChecksumError, its setup.py never runs."""
+    import tarfile
+
+    marker = tmp_path / "setup_py_ran"
+    src = tmp_path / "evilpkg-0.1.0"
+    src.mkdir()
+    (src / "setup.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n"
+                                  "from setuptools import setup\nsetup(name='evilpkg', version='0.1.0')\n")
+    index = tmp_path / "index"
+    index.mkdir()
+    with tarfile.open(index / "evilpkg-0.1.0.tar.gz", "w:gz") as tar:
+        tar.add(src, arcname=src.name)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(ChecksumError, match="pinned sha256"):
+        W._pip_download("evilpkg==0.1.0", "0" * 64, str(dest), sdist=True,
+                        pip_args=("--no-index", "--find-links", str(index), "--no-build-isolation"))
+    assert not marker.exists()
+
+
+# The 14 architectures of the paper, with the exact key sets of torchvision's official files.
+PAPER_ARCHS = [a for a in list_archs() if a != "efficientnet_lite0"]
+_OFFICIAL_KWARGS = {"googlenet": dict(aux_logits=True, init_weights=False),
+                    "inception_v3": dict(aux_logits=True, init_weights=False)}
+
+
+def _official_model(arch: str):
+    import torchvision
+
+    return getattr(torchvision.models, arch)(weights=None, **_OFFICIAL_KWARGS.get(arch, {}))
+
+
+def test_official_key_sets_of_all_14_architectures_validate():
+    """torchvision's official state-dict layout (incl. aux1/aux2/AuxLogits) of all 14 archs -> accepted."""
+    assert len(PAPER_ARCHS) == 14
+    for arch in PAPER_ARCHS:
+        with torch.device("meta"):
+            meta = _official_model(arch).state_dict()
+        sd = {k: torch.zeros(v.shape, dtype=v.dtype) for k, v in meta.items()}
+        out = W.validate_state_dict(arch, sd, f"official {arch}")
+        assert set(out) == set(W.expected_tensors(arch)), arch
+        if arch in W.AUX_PREFIXES:
+            assert len(out) < len(sd)
+
+
+@pytest.mark.parametrize("arch", ["googlenet", "inception_v3", "resnet18", "squeezenet1_1", "efficientnet_b0"])
+def test_official_torchvision_file_fetch_file_loads_its_values(tmp_path, monkeypatch, capsys, arch):
+    """official-layout file (random values) via `weights fetch ARCH --file F` -> LossNetwork's parameters equal the file's."""
+    monkeypatch.setenv("LOSSNET_HOME", str(tmp_path / "home"))
+    torch.manual_seed(0)
+    sd = _official_model(arch).state_dict()
+    f = tmp_path / f"{arch}.pth"
+    torch.save(sd, f)
+    assert cli.main(["weights", "fetch", arch, "--file", str(f)]) == 0, capsys.readouterr().err
+    net = LossNetwork(arch, layers=["L"])
+    body = net.body.state_dict()
+    assert body
+    for k, v in body.items():
+        torch.testing.assert_close(v, sd[k], rtol=0, atol=0, msg=k)

@@ -215,6 +215,10 @@ def _pretrain(args) -> None:
                                  device=args.device, patience=args.patience),
                        loss_net=net, ckpt_dir=f"{args.out}/checkpoint")
     tr.export(args.out)
+    if not args.keep_checkpoint:  # only needed to resume an interrupted run; the export is complete
+        import shutil
+
+        shutil.rmtree(Path(args.out) / "checkpoint", ignore_errors=True)
     print(f"best epoch {tr.result.best_epoch} (val loss {tr.result.best_val:.5g}), {tr.result.epoch_seconds:.1f} s/epoch; "
           f"exported to {args.out}/encoder.safetensors + config.json")
 
@@ -395,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--patience", type=int, default=None, help="early stopping patience (epochs)")
     pt.add_argument("--seed", type=int, default=0)
     pt.add_argument("--device")
+    pt.add_argument("--keep-checkpoint", action="store_true",
+                    help="keep OUT/checkpoint/last.pt after a successful export (by default it is deleted)")
     pt.set_defaults(func=_pretrain)
     e = sub.add_parser("embed", help="embeddings of images under an exported encoder (.npy)")
     e.add_argument("encoder", help="directory written by `lossnet pretrain` or the demo (encoders/NAME)")

@@ -219,7 +219,10 @@ class _OnlinePS(torch.nn.Module):
 
     def __init__(self, model, loss_net) -> None:
         super().__init__()
-        self.model, self.loss_net = model, loss_net
+        from lossnet.train.engine import Frozen
+
+        # Frozen: the loss network is not a submodule, so it is never written to last.pt
+        self.model, self.loss_net = model, Frozen(loss_net)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         from lossnet.losses import perceptual_loss

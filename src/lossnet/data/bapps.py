@@ -71,17 +71,16 @@ def _list_files(d: Path, exts: Sequence[str]) -> list[str]:
 
 def _read_images(paths: Sequence[str], load_size: Optional[int]) -> torch.Tensor:
     """PNG paths -> uint8 (N, 3, H, W); resized like the official ``transforms.Resize(load_size)``."""
-    from PIL import Image
+    from lossnet.data.images import open_rgb
 
     out = None
     for i, p in enumerate(paths):
-        with Image.open(p) as im:
-            im = im.convert("RGB")
-            if load_size is not None and min(im.size) != load_size:
-                import torchvision.transforms.functional as TF
+        im = open_rgb(p)  # the shared reader: 16-bit scaled, transparency on white, bad files named
+        if load_size is not None and min(im.size) != load_size:
+            import torchvision.transforms.functional as TF
 
-                im = TF.resize(im, load_size)  # smaller edge -> load_size, bilinear + antialias
-            a = np.asarray(im, dtype=np.uint8)
+            im = TF.resize(im, load_size)  # smaller edge -> load_size, bilinear + antialias
+        a = np.asarray(im, dtype=np.uint8)
         if out is None:
             out = torch.empty((len(paths), 3, a.shape[0], a.shape[1]), dtype=torch.uint8)
         if a.shape[:2] != tuple(out.shape[2:]):
@@ -90,8 +89,21 @@ def _read_images(paths: Sequence[str], load_size: Optional[int]) -> torch.Tensor
     return out
 
 
-def _read_scalars(paths: Sequence[str]) -> torch.Tensor:
-    return torch.tensor([float(np.load(p).reshape(())) for p in paths], dtype=torch.float32)
+def _read_scalars(paths: Sequence[str], what: str = "judge") -> torch.Tensor:
+    """One fraction of human votes per ``.npy`` file; each must be a single finite value in [0, 1]."""
+    vals = []
+    for p in paths:
+        try:
+            a = np.load(p, allow_pickle=False)
+            v = float(np.asarray(a, dtype=np.float64).reshape(()))
+        except (ValueError, TypeError, OSError) as e:
+            raise ValueError(f"BAPPS {what} file {p} is not a single number ({e}); it should hold one fraction of "
+                             "human votes in [0, 1]") from None
+        if not 0.0 <= v <= 1.0:  # also false for NaN
+            raise ValueError(f"BAPPS {what} file {p} holds {v}, outside [0, 1]: {what} values are fractions of human "
+                             "votes; the file is corrupted or not from BAPPS")
+        vals.append(v)
+    return torch.tensor(vals, dtype=torch.float32)
 
 
 def _read_folder_set(base: Path, img_subs: Sequence[str], np_sub: str, what: str,
@@ -106,7 +118,7 @@ def _read_folder_set(base: Path, img_subs: Sequence[str], np_sub: str, what: str
     if len(set(counts.values())) != 1 or not next(iter(counts.values())):
         raise ValueError(f"BAPPS {what} at {base}: file counts differ or are zero: {counts}")
     imgs = [_read_images(lists[s], load_size) for s in img_subs]
-    return (*imgs, _read_scalars(lists[np_sub]))
+    return (*imgs, _read_scalars(lists[np_sub], np_sub))
 
 
 def load_bapps_2afc(root: PathLike, split: str = "val", categories: Optional[Sequence[str]] = None,

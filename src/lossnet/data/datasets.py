@@ -396,13 +396,11 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 def _load_square(path: Path, size: int) -> np.ndarray:
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im).convert("RGB")
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from err
+    from lossnet.data.images import open_rgb
+
+    im = open_rgb(path)  # 16-bit scaled, transparency on white, unreadable -> ValueError
     w, h = im.size
     s = min(w, h)
     left, top = int(round((w - s) / 2.0)), int(round((h - s) / 2.0))  # as torchvision CenterCrop
@@ -421,7 +419,8 @@ def load_image_folder(
 ) -> ImageSet:
     """Load a user's own images from a folder.
 
-    Each image is EXIF-rotated, converted to RGB, centre-cropped to a square (side =
+    Each image is read by :func:`lossnet.data.images.open_rgb` (EXIF-rotated, 16-bit scaled to 8,
+    transparency composited on white, fully transparent files refused), centre-cropped to a square (side =
     shorter edge, offsets as torchvision's ``CenterCrop``) and resized to ``size x size``
     with PIL bilinear resampling (antialiased when shrinking). Files are taken in sorted
     order of their path relative to ``root``; extensions match case-insensitively;

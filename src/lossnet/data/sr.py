@@ -38,15 +38,11 @@ TEST_SETS = {"set5": "CSet5", "set14": "CSet14", "bsd100": "CBSD68"}
 
 
 def read_image(path: PathLike) -> torch.Tensor:
-    """One image file as uint8 (3, H, W), EXIF-rotated, greyscale/alpha converted to RGB."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    """One image file as uint8 (3, H, W) by :func:`lossnet.data.images.open_rgb`'s rules (EXIF-rotated,
+    greyscale replicated, 16-bit scaled to 8 bits, transparency composited on white)."""
+    from lossnet.data.images import read_rgb_array
 
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im).convert("RGB")
-            arr = np.array(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from err
+    arr = np.array(read_rgb_array(path))
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 

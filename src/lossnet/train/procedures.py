@@ -23,7 +23,9 @@ teacher-feature cache; only PS reconstructions pass through the loss network dur
 from __future__ import annotations
 
 import json
+import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,7 +37,29 @@ from ..train.cache import FeatureCache
 from ..losses import feature_prediction_loss, kl_divergence, perceptual_loss, pixel_loss
 from ..models import Autoencoder, FeatureDecoder, FeatureEncoder, ImageDecoder, ImageEncoder
 from ..zoo.network import LossNetwork
-from .engine import FitConfig, FitResult, fit
+from ..zoo.weights import ChecksumError, sha256_file
+from .engine import FitConfig, FitResult, Frozen, fit
+
+DECODER_WARN_PARAMS = 100_000_000
+"""Feature decoders with more parameters than this get a warning before they are built
+(override per call with ``warn_params=`` or for a whole run with ``$LOSSNET_DECODER_WARN_PARAMS``)."""
+
+
+class LargeModelWarning(UserWarning):
+    """A model about to be built is very large (memory, checkpoint size)."""
+
+
+def _warn_params() -> int:
+    v = os.environ.get("LOSSNET_DECODER_WARN_PARAMS")
+    try:
+        return int(float(v)) if v else DECODER_WARN_PARAMS
+    except ValueError:
+        raise ValueError(f"LOSSNET_DECODER_WARN_PARAMS must be a number of parameters, got {v!r}") from None
+
+
+def feature_decoder_params(z: int, feat_dim: int, hidden: int) -> int:
+    """Parameters of :class:`~lossnet.models.FeatureDecoder` (z -> hidden -> feat_dim MLP)."""
+    return z * hidden + hidden + hidden * feat_dim + feat_dim
 
 
 @dataclass(frozen=True)
@@ -81,8 +105,26 @@ class EncoderConfig:
     pixel_loss: str = "mse"
 
 
-def build_autoencoder(proc: Procedure, cfg: EncoderConfig, size: int, feat_dim: int) -> Autoencoder:
-    """The encoder/decoder pair of ``proc`` for ``size`` x ``size`` images and ``feat_dim`` features."""
+def build_autoencoder(proc: Procedure, cfg: EncoderConfig, size: int, feat_dim: int, *,
+                      warn_params: int | None = None) -> Autoencoder:
+    """The encoder/decoder pair of ``proc`` for ``size`` x ``size`` images and ``feat_dim`` features.
+
+    A feature decoder (FP procedures) has ``hidden * feat_dim`` weights, so an early layer with
+    a large feature map makes it huge (vgg11 E at 96 px: 537M parameters, an 8.6 GB ``last.pt``).
+    Over ``warn_params`` parameters (default :data:`DECODER_WARN_PARAMS` or
+    ``$LOSSNET_DECODER_WARN_PARAMS``) one :class:`LargeModelWarning` line says how big and what to do.
+    """
+    if proc.decoder == "feature":
+        n = feature_decoder_params(cfg.z, feat_dim, cfg.hidden)
+        limit = _warn_params() if warn_params is None else warn_params
+        if n > limit:
+            gb = n * 4 / 1e9
+            warnings.warn(
+                f"{proc.name}: the feature decoder for {feat_dim:,} feature values has {n / 1e6:,.0f}M parameters "
+                f"({gb:.1f} GB float32; a training checkpoint with Adam state and the best copy is ~{4 * gb:.1f} GB). "
+                f"Use a later loss-network layer, pool the features (fp_max_dim=... in benchmark4 / select), "
+                f"or a smaller hidden width; raise LOSSNET_DECODER_WARN_PARAMS (now {limit:,}) to silence this.",
+                LargeModelWarning, stacklevel=2)
     enc = (ImageEncoder(cfg.z, size, cfg.variational) if proc.encoder == "image"
            else FeatureEncoder(feat_dim, cfg.z, cfg.hidden, cfg.variational))
     dec = ImageDecoder(cfg.z, size) if proc.decoder == "image" else FeatureDecoder(cfg.z, feat_dim, cfg.hidden)
@@ -98,7 +140,8 @@ class EncoderTask(nn.Module):
         if proc.loss == "ps" and loss_net is None:
             raise ValueError(f"{proc.name} needs a loss network")
         self.proc, self.cfg, self.model = proc, cfg, model
-        self.loss_net = loss_net if proc.loss == "ps" else None
+        # Frozen: not a submodule, so neither last.pt nor best_state ever holds the loss network's weights
+        self.loss_net = Frozen(loss_net) if proc.loss == "ps" else None
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inp = batch["image"] if self.proc.encoder == "image" else batch["feat"]
@@ -148,21 +191,50 @@ class TrainedEncoder:
         return torch.cat(out)
 
     def export(self, directory: str | Path) -> Path:
-        """Write ``encoder.safetensors`` (whole autoencoder) and ``config.json`` to ``directory``."""
+        """Write ``encoder.safetensors`` (whole autoencoder) and ``config.json`` to ``directory``.
+
+        ``config.json`` records the safetensors file's sha256 (``encoder_sha256``), checked by
+        :func:`load_encoder` / :func:`embed_images`.
+        """
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous().cpu() for k, v in self.model.state_dict().items()}, str(d / "encoder.safetensors"))
+        tmp = d / f".encoder.safetensors.tmp{os.getpid()}"
+        save_file({k: v.contiguous().cpu() for k, v in self.model.state_dict().items()}, str(tmp))
+        digest = sha256_file(tmp)
+        os.replace(tmp, d / "encoder.safetensors")
         (d / "config.json").write_text(json.dumps({
             "procedure": self.procedure, "encoder": asdict(self.config), "fit": asdict(self.fit),
             "image_size": self.image_size, "feat_shape": list(self.feat_shape), "loss_net": self.loss_net,
-            "best_epoch": self.result.best_epoch, "history": self.result.history}, indent=2))
+            "best_epoch": self.result.best_epoch, "history": self.result.history, "encoder_sha256": digest}, indent=2))
         return d
+
+
+def _read_export(directory: str | Path) -> tuple[Path, dict]:
+    d = Path(directory)
+    cfg_path, weights = d / "config.json", d / "encoder.safetensors"
+    for p in (cfg_path, weights):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} is missing: {d} is not an exported encoder (written by `lossnet pretrain "
+                                    f"--out DIR` or TrainedEncoder.export)")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{cfg_path} is not valid JSON ({e}); re-export the encoder") from None
+    expected = cfg.get("encoder_sha256")
+    if expected is None:
+        warnings.warn(f"{cfg_path} records no encoder_sha256 (exported by an older lossnet): {weights} cannot be "
+                      "verified; re-export it to add the checksum", UserWarning, stacklevel=3)
+    else:
+        got = sha256_file(weights)
+        if got != expected:
+            raise ChecksumError(f"{weights} has sha256 {got} but {cfg_path} records {expected}: the file was corrupted "
+                                f"or changed after export. Copy the export again or re-run `lossnet pretrain`.")
+    return d, cfg
 
 
 def load_encoder(directory: str | Path) -> Autoencoder:
     """Rebuild an exported autoencoder (eval mode) from :meth:`TrainedEncoder.export`'s files."""
-    d = Path(directory)
-    cfg = json.loads((d / "config.json").read_text())
+    d, cfg = _read_export(directory)
     enc_cfg = EncoderConfig(**cfg["encoder"])
     feat_dim = 1
     for s in cfg["feat_shape"]:
@@ -178,8 +250,7 @@ def embed_images(directory: str | Path, images: torch.Tensor, batch_size: int = 
     Feature encoders get the loss network named in the export's config (its features are
     computed here); image sizes must match the encoder's.
     """
-    d = Path(directory)
-    cfg = json.loads((d / "config.json").read_text())
+    d, cfg = _read_export(directory)
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != cfg["image_size"]:
         raise ValueError(f"images must be uint8 (N, 3, {cfg['image_size']}, {cfg['image_size']}) for this encoder, "
                          f"got {images.dtype} {tuple(images.shape)}")

