@@ -110,7 +110,7 @@ def build_autoencoder(proc: Procedure, cfg: EncoderConfig, size: int, feat_dim: 
     """The encoder/decoder pair of ``proc`` for ``size`` x ``size`` images and ``feat_dim`` features.
 
     A feature decoder (FP procedures) has ``hidden * feat_dim`` weights, so an early layer with
-    a large feature map makes it huge (vgg11 E at 96 px: 537M parameters, an 8.6 GB ``last.pt``).
+    a large feature map makes it huge (vgg11 E at 64 px: 537M parameters, an 8.6 GB ``last.pt``).
     Over ``warn_params`` parameters (default :data:`DECODER_WARN_PARAMS` or
     ``$LOSSNET_DECODER_WARN_PARAMS``) one :class:`LargeModelWarning` line says how big and what to do.
     """
