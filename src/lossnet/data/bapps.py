@@ -100,7 +100,7 @@ def _read_scalars(paths: Sequence[str], what: str = "judge") -> torch.Tensor:
             raise ValueError(f"BAPPS {what} file {p} is not a single number ({e}); it should hold one fraction of "
                              "human votes in [0, 1]") from None
         if not 0.0 <= v <= 1.0:  # also false for NaN
-            raise ValueError(f"BAPPS {what} file {p} holds {v}, outside [0, 1]: {what} values are fractions of human "
+            raise ValueError(f"BAPPS {what} file {p} holds {v:g}, outside [0, 1]: {what} values are fractions of human "
                              "votes; the file is corrupted or not from BAPPS")
         vals.append(v)
     return torch.tensor(vals, dtype=torch.float32)
