@@ -169,3 +169,62 @@ def test_zoo_cli_unknown_arch_is_a_clear_error(capsys):
     assert cli.main(["zoo", "--describe", "vgg17"]) == 2
     err = capsys.readouterr().err
     assert "unknown loss-network architecture 'vgg17'" in err and "Traceback" not in err
+
+
+# A layer just before an in-place activation in each architecture (None: none is addressable).
+PRE_ACTIVATION = {
+    "alexnet": 0, "vgg11": 0, "vgg16": 7, "vgg16_bn": 4, "vgg19": 2, "resnet18": 1, "resnet50": 1,
+    "resnext50_32x4d": 1, "googlenet": "conv1.bn", "inception_v3": "Conv2d_2b_3x3.bn", "efficientnet_b0": None,
+    "efficientnet_b7": None, "densenet121": 1, "squeezenet1_1": "features.3.squeeze",
+    "efficientnet_lite0": "features.0.1.batch_norm",
+}
+
+
+@pytest.mark.parametrize("arch", list_archs())
+def test_multi_layer_request_returns_the_single_layer_features_exactly(arch, monkeypatch):
+    """No in-place activation overwrites a returned map: one request of E, S, M, L and a
+    pre-activation layer gives exactly the maps of five single-layer requests (same weights)."""
+    import copy
+    import dataclasses
+
+    from lossnet.zoo import registry
+
+    spec = get_spec(arch)
+    torch.manual_seed(0)
+    model = spec.build()  # random init of e.g. VGG's classifier is slow: build once, copy
+    monkeypatch.setitem(registry.REGISTRY, arch, dataclasses.replace(spec, build=lambda: copy.deepcopy(model)))
+    sd = model.state_dict()
+    pre = PRE_ACTIVATION.get(arch, "missing")
+    assert pre != "missing", f"add {arch} to PRE_ACTIVATION"
+    layers = ([pre] if pre is not None else []) + ["E", "S", "M", "L"]
+    size = 75 if arch == "inception_v3" else 64
+    x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        multi = LossNetwork(arch, layers=layers, weights=sd)(x)
+        for ref, got in zip(layers, multi):
+            (single,) = LossNetwork(arch, layers=[ref], weights=sd)(x)
+            assert torch.equal(single, got), f"{arch} layer {ref}: max diff {(single - got).abs().max():.3g}"
+    if pre is not None:
+        assert multi[0].min() < 0, f"{arch}: pre-activation layer {pre} should have negative values"
+
+
+def test_vgg16_conv7_is_not_overwritten_by_relu8():
+    net = LossNetwork("vgg16", layers=[7, 8], weights=None)
+    conv7, relu8 = net(torch.rand(1, 3, 32, 32))
+    assert conv7.min() < 0 and relu8.min() == 0
+    assert torch.equal(conv7.clamp(min=0), relu8)
+
+
+def test_loss_network_and_every_arch_spec_pickle():
+    import pickle
+
+    for arch in list_archs():
+        spec = get_spec(arch)
+        back = pickle.loads(pickle.dumps(spec))
+        assert back.name == spec.name and back.layers == spec.layers
+        assert type(back.build()) is type(spec.build()) if arch in ("alexnet", "squeezenet1_1") else True
+    net = LossNetwork("alexnet", layers=["E", "S"], weights=None)
+    back = pickle.loads(pickle.dumps(net))
+    x = torch.rand(1, 3, 32, 32)
+    assert all(torch.equal(a, b) for a, b in zip(net(x), back(x)))
+    assert back.spec.build.fn_name == "alexnet"

@@ -10,10 +10,12 @@ normalisation (ImageNet mean/std unless the weights expect otherwise) is applied
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
@@ -65,6 +67,46 @@ def resolve_layer(spec: ArchSpec, model: nn.Module, ref: LayerRef) -> str:
         raise ValueError(f"{spec.name}: {ref!r} is neither E/S/M/L, a child index, nor a node name; "
                          f"node names look like {eval_nodes[1:4]} (see torchvision get_graph_node_names)")
     raise ValueError(f"layer must be 'E'/'S'/'M'/'L', an int index or a node name, got {ref!r}")
+
+
+_INPLACE_OPERATORS = {operator.iadd: operator.add, operator.isub: operator.sub, operator.imul: operator.mul,
+                      operator.itruediv: operator.truediv}
+
+
+def _disable_inplace_modules(model: nn.Module) -> None:
+    """Set ``inplace=False`` on every submodule that has the attribute (ReLU, ReLU6, SiLU, Hardswish,
+    Dropout, timm's activations, ...), so no module overwrites a tensor another layer returned."""
+    for m in model.modules():
+        if isinstance(getattr(m, "inplace", None), bool):
+            m.inplace = False
+
+
+def _disable_inplace_nodes(gm: fx.GraphModule) -> None:
+    """Rewrite in-place calls the trace recorded (``F.relu(x, inplace=True)``, ``torch.relu_``,
+    ``x.add_(y)``, ``x += y``) as their out-of-place forms.
+
+    An in-place activation after a returned layer (e.g. VGG's ``ReLU(inplace=True)`` after a
+    requested conv) would otherwise overwrite that layer's output before it is returned.
+    """
+    for node in gm.graph.nodes:
+        if node.op not in ("call_function", "call_method"):
+            continue
+        if node.kwargs.get("inplace") is True:
+            node.kwargs = {**node.kwargs, "inplace": False}
+        if node.op == "call_function" and node.target in _INPLACE_OPERATORS:
+            node.target = _INPLACE_OPERATORS[node.target]
+            continue
+        name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+        if not isinstance(name, str) or not name.endswith("_") or name.startswith("_") or name == "requires_grad_":
+            continue
+        if node.op == "call_method" and hasattr(torch.Tensor, name[:-1]):
+            node.target = name[:-1]
+        elif node.op == "call_function":
+            for ns in (torch, F, torch.Tensor):
+                if getattr(ns, name, None) is node.target and hasattr(ns, name[:-1]):
+                    node.target = getattr(ns, name[:-1])
+                    break
+    gm.recompile()
 
 
 def _prune(gm: fx.GraphModule) -> fx.GraphModule:
@@ -131,7 +173,10 @@ class LossNetwork(nn.Module):
         self.spec = spec
         self.layer_refs = list(layers)
         self.nodes = [resolve_layer(spec, model, r) for r in layers]
-        self.body = _prune(create_feature_extractor(model, return_nodes={n: str(i) for i, n in enumerate(self.nodes)}))
+        _disable_inplace_modules(model)
+        body = create_feature_extractor(model, return_nodes={n: str(i) for i, n in enumerate(self.nodes)})
+        _disable_inplace_nodes(body)
+        self.body = _prune(body)
         if sd is not None:
             self._load(sd)
         if normalize not in ("imagenet", "lpips", None):

@@ -99,14 +99,36 @@ def list_archs() -> list[str]:
     return list(REGISTRY)
 
 
-def _tv(fn_name: str, **kwargs) -> Callable[[], nn.Module]:
-    def build() -> nn.Module:
+class TorchvisionBuilder:
+    """Picklable ``build() -> nn.Module``: ``torchvision.models.<fn_name>(weights=None, **kwargs)``.
+
+    A module-level callable (not a closure) so that an :class:`ArchSpec`, and a
+    :class:`~lossnet.zoo.LossNetwork` holding one, survive ``pickle`` / ``torch.save`` /
+    ``multiprocessing``.
+    """
+
+    def __init__(self, fn_name: str, **kwargs) -> None:
+        self.fn_name, self.kwargs = fn_name, dict(kwargs)
+        self.__name__ = f"build_{fn_name}"
+
+    def __call__(self) -> nn.Module:
         import torchvision.models as tvm
 
-        return getattr(tvm, fn_name)(weights=None, **kwargs)
+        return getattr(tvm, self.fn_name)(weights=None, **self.kwargs)
 
-    build.__name__ = f"build_{fn_name}"
-    return build
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TorchvisionBuilder) and (self.fn_name, self.kwargs) == (other.fn_name, other.kwargs)
+
+    def __hash__(self) -> int:
+        return hash((self.fn_name, tuple(sorted(self.kwargs.items()))))
+
+    def __repr__(self) -> str:
+        args = "".join(f", {k}={v!r}" for k, v in self.kwargs.items())
+        return f"TorchvisionBuilder({self.fn_name!r}{args})"
+
+
+def _tv(fn_name: str, **kwargs) -> TorchvisionBuilder:
+    return TorchvisionBuilder(fn_name, **kwargs)
 
 
 class EfficientNetLite0(nn.Module):
@@ -129,8 +151,12 @@ class EfficientNetLite0(nn.Module):
         return self.classifier(torch.flatten(self.head(self.features(x)), 1))
 
 
+def _relu(*n: str) -> tuple[str, ...]:
+    return tuple(f"{k} ReLU" for k in n)
+
+
 def _specs() -> list[ArchSpec]:
-    relu = lambda *n: tuple(f"{k} ReLU" for k in n)  # noqa: E731
+    relu = _relu  # module-level (picklable specs)
     return [
         ArchSpec("alexnet", _tv("alexnet"), "features", (1, 4, 7, 11), relu("1st", "2nd", "3rd", "5th"),
                  56.522, 717, 8, False, False, False, False, "Other",
