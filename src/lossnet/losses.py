@@ -1,8 +1,17 @@
 """Losses built on loss networks; each has a functional form and an ``nn.Module`` form.
 
-Conventions: images are float tensors (N, 3, H, W) with values in [0, 1]; feature maps are
-(N, C, H, W); feature vectors (N, D). Inputs are validated once at the public entry point and
+Conventions: images are float tensors (N, 3, H, W) with values in [0, 1] (``input_range="[-1,1]"``
+for decoders with a tanh output); feature maps are (N, C, H, W); feature vectors (N, D). Inputs are
+validated once at the public entry point (:mod:`lossnet.checks`: one fused reduction per input,
+skipped under ``torch.compile``; ``validate=False`` keeps only the free shape/dtype checks) and
 every check raises one ``ValueError`` that says what was wrong.
+
+Reductions: every loss takes ``reduction="mean" | "sum" | "none"``: ``"none"`` returns one value
+per image, shape (N,) (the mean over that image's elements; :func:`perceptual_distance` is
+per-image already); ``"mean"`` is the mean over all elements (= the mean of the ``"none"`` values);
+``"sum"`` is the sum over all elements. Channel convention: squared feature differences are
+*averaged* over channels (``F.mse_loss``), as the papers' "averaged" losses; piq's
+``ContentLoss`` sums over channels instead, so its value is C times ours per layer.
 
 =====================================  =====================================================
 pixel loss (PW)                        :func:`pixel_loss` / :class:`PixelLoss` (mse, l1, bce)
@@ -27,93 +36,98 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import check_images, check_pair, check_tensor, to_unit_range
 from .zoo.network import LossNetwork
 
-REDUCTIONS = ("mean", "sum")
+__all__ = ["REDUCTIONS", "FeaturePredictionLoss", "FeatureReconstructionLoss", "KLDivergence", "PerceptualDistance",
+           "PerceptualLoss", "PixelLoss", "check_pair", "check_tensor", "feature_prediction_loss",
+           "feature_reconstruction_loss", "kl_divergence", "perceptual_distance", "perceptual_loss", "pixel_loss",
+           "unit_normalize"]
+
+REDUCTIONS = ("mean", "sum", "none")
 
 
 # --------------------------------------------------------------------------------------------
-# Validation
+# Validation and reductions
 # --------------------------------------------------------------------------------------------
 
 
-def check_tensor(x: torch.Tensor, name: str, *, ndim: int | Sequence[int] | None = None, channels: int | None = None,
-                 unit_range: bool = False) -> None:
-    """Raise ValueError unless ``x`` is a finite float tensor of the expected rank, channels and range."""
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name} must be a float tensor, got dtype {x.dtype}; convert uint8 images with x.float() / 255")
-    if ndim is not None:
-        dims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
-        if x.ndim not in dims:
-            raise ValueError(f"{name} must have {' or '.join(map(str, dims))} dimensions, got shape {tuple(x.shape)}")
-    if channels is not None and x.shape[1] != channels:
-        raise ValueError(f"{name} must have {channels} channels (N, {channels}, H, W), got shape {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or Inf values")
-    if unit_range:
-        lo, hi = x.min().item(), x.max().item()
-        if lo < 0.0 or hi > 1.0:
-            raise ValueError(f"{name} must be images with values in [0, 1], got min {lo:.4g} max {hi:.4g}; "
-                             "divide uint8 images by 255 and undo any normalisation")
+def _check_images(x: torch.Tensor, name: str, input_range: str = "[0,1]", validate: bool = True) -> None:
+    check_images(x, name, input_range=input_range, validate=validate)
 
 
-def check_pair(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str], *, same_shape: bool = True) -> None:
-    if a.shape[0] != b.shape[0]:
-        raise ValueError(f"batch mismatch: {names[0]} has {a.shape[0]} items, {names[1]} has {b.shape[0]}")
-    if same_shape and a.shape != b.shape:
-        raise ValueError(f"shape mismatch: {names[0]} {tuple(a.shape)} vs {names[1]} {tuple(b.shape)}")
+def _check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
-def _check_images(x: torch.Tensor, name: str) -> None:
-    check_tensor(x, name, ndim=4, channels=3, unit_range=True)
+def _reduce_elements(err: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Element-wise errors (N, ...) -> scalar mean / sum, or (N,) per-item means."""
+    _check_reduction(reduction)
+    if reduction == "mean":
+        return err.mean()
+    if reduction == "sum":
+        return err.sum()
+    return err.flatten(1).mean(1)
 
 
 def _reduce(per_item: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Per-item values (N,) -> their mean / sum, or themselves for ``"none"``."""
+    _check_reduction(reduction)
     if reduction == "mean":
         return per_item.mean()
     if reduction == "sum":
         return per_item.sum()
-    raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return per_item
+
+
+def _features(net, x: torch.Tensor) -> list[torch.Tensor]:
+    """The loss network's features of already-checked images (no second input check)."""
+    extract = getattr(net, "extract", None)
+    return extract(x) if extract is not None else net(x)
 
 
 # --------------------------------------------------------------------------------------------
 # Pixel loss (PW)
 # --------------------------------------------------------------------------------------------
 
-
-def _pixel(x: torch.Tensor, target: torch.Tensor, kind: str, reduction: str) -> torch.Tensor:
-    if kind == "mse":
-        return F.mse_loss(x, target, reduction=reduction)
-    if kind == "l1":
-        return F.l1_loss(x, target, reduction=reduction)
-    if kind == "bce":
-        return F.binary_cross_entropy(x, target, reduction=reduction)
-    raise ValueError(f"pixel loss kind must be 'mse', 'l1' or 'bce', got {kind!r}")
+_PIXEL = {"mse": F.mse_loss, "l1": F.l1_loss, "bce": F.binary_cross_entropy}
 
 
-def pixel_loss(x: torch.Tensor, target: torch.Tensor, kind: str = "mse", reduction: str = "mean") -> torch.Tensor:
+def _pixel_kind(kind: str):
+    if kind not in _PIXEL:
+        raise ValueError(f"pixel loss kind must be 'mse', 'l1' or 'bce', got {kind!r}")
+    return _PIXEL[kind]
+
+
+def pixel_loss(x: torch.Tensor, target: torch.Tensor, kind: str = "mse", reduction: str = "mean", *,
+               input_range: str = "[0,1]", validate: bool = True) -> torch.Tensor:
     """Pixel-wise loss (paper A Eq. 1) between images ``x`` and ``target`` (N, 3, H, W) in [0, 1].
 
-    ``reduction="mean"`` averages over every element, ``"sum"`` sums them.
+    ``kind``: ``"mse"``, ``"l1"`` or ``"bce"`` (BCE needs [0, 1]). ``reduction`` as in the module
+    docstring: a scalar (``"mean"``, ``"sum"``) or (N,) per-image means (``"none"``).
     """
-    _check_images(x, "x")
-    _check_images(target, "target")
+    fn = _pixel_kind(kind)
+    _check_reduction(reduction)
+    _check_images(x, "x", input_range, validate)
+    _check_images(target, "target", input_range, validate)
     check_pair(x, target, ("x", "target"))
-    return _pixel(x, target, kind, reduction)
+    return _reduce_elements(fn(x, target, reduction="none"), reduction)
 
 
 class PixelLoss(nn.Module):
     """Module form of :func:`pixel_loss`."""
 
-    def __init__(self, kind: str = "mse", reduction: str = "mean") -> None:
+    def __init__(self, kind: str = "mse", reduction: str = "mean", *, input_range: str = "[0,1]",
+                 validate: bool = True) -> None:
         super().__init__()
-        _pixel(torch.zeros(1), torch.zeros(1), kind, reduction)  # validate options now
-        self.kind, self.reduction = kind, reduction
+        _pixel_kind(kind)  # validate options now
+        _check_reduction(reduction)
+        to_unit_range(torch.zeros(1), input_range)
+        self.kind, self.reduction, self.input_range, self.validate = kind, reduction, input_range, validate
 
     def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return pixel_loss(x, target, self.kind, self.reduction)
+        return pixel_loss(x, target, self.kind, self.reduction, input_range=self.input_range, validate=self.validate)
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,36 +136,37 @@ class PixelLoss(nn.Module):
 
 
 def _feature_mse(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], reduction: str) -> torch.Tensor:
-    return sum(F.mse_loss(fa, fb, reduction=reduction) for fa, fb in zip(a, b))
+    return sum(_reduce_elements((fa - fb).pow(2), reduction) for fa, fb in zip(a, b))
 
 
 def perceptual_loss(loss_net: LossNetwork, x: torch.Tensor, target: torch.Tensor | None = None, *,
                     target_features: Sequence[torch.Tensor] | torch.Tensor | None = None,
-                    reduction: str = "mean") -> torch.Tensor:
+                    reduction: str = "mean", input_range: str = "[0,1]", validate: bool = True) -> torch.Tensor:
     """Deep perceptual similarity loss: squared error between loss-network features.
 
     ``sum_k (p(target)_k - p(x)_k)^2`` over all extracted features (paper A Eq. 2 with f = squared
     error; systematic analysis Eq. 6), averaged instead of summed when ``reduction="mean"``, and
-    summed over layers when the loss network has several.
+    summed over layers when the loss network has several (``"none"``: (N,) per-image values).
 
     Args:
         loss_net: a :class:`~lossnet.zoo.LossNetwork`.
-        x: reconstructions (N, 3, H, W) in [0, 1]; gradients flow into it.
-        target: the original images (N, 3, H, W) in [0, 1], or None when ``target_features`` is given.
+        x: reconstructions (N, 3, H, W) in [0, 1] (or ``input_range``); gradients flow into it.
+        target: the original images, same layout, or None when ``target_features`` is given.
         target_features: the loss network's features of the targets, e.g. from the teacher-feature
             cache (a tensor for a single layer or a list, one per layer).
     """
-    _check_images(x, "x")
+    _check_reduction(reduction)
+    _check_images(x, "x", input_range, validate)
     if target_features is None:
         if target is None:
             raise ValueError("give either target images or target_features")
-        _check_images(target, "target")
+        _check_images(target, "target", input_range, validate)
         check_pair(x, target, ("x", "target"))
         with torch.no_grad():
-            target_features = loss_net(target)
+            target_features = _features(loss_net, to_unit_range(target, input_range))
     elif isinstance(target_features, torch.Tensor):
         target_features = [target_features]
-    feats = loss_net(x)
+    feats = _features(loss_net, to_unit_range(x, input_range))
     if len(feats) != len(target_features):
         raise ValueError(f"loss network returns {len(feats)} layers but {len(target_features)} target feature maps were given")
     targets = []
@@ -171,18 +186,22 @@ class PerceptualLoss(nn.Module):
     ``PerceptualLoss("paper")`` (AlexNet up to the 2nd ReLU with a sigmoid).
     """
 
-    def __init__(self, loss_net: LossNetwork | str = "paper", layers=None, reduction: str = "mean", **kwargs) -> None:
+    def __init__(self, loss_net: LossNetwork | str = "paper", layers=None, reduction: str = "mean", *,
+                 input_range: str = "[0,1]", validate: bool = True, **kwargs) -> None:
         super().__init__()
         if isinstance(loss_net, str):
             loss_net = LossNetwork(loss_net, **({"layers": layers} if layers is not None else {}), **kwargs)
-        _reduce(torch.zeros(1), reduction)
-        self.loss_net, self.reduction = loss_net, reduction
+        _check_reduction(reduction)
+        to_unit_range(torch.zeros(1), input_range)
+        self.loss_net, self.reduction, self.input_range, self.validate = loss_net, reduction, input_range, validate
 
     def forward(self, x, target=None, target_features=None):
-        return perceptual_loss(self.loss_net, x, target, target_features=target_features, reduction=self.reduction)
+        return perceptual_loss(self.loss_net, x, target, target_features=target_features, reduction=self.reduction,
+                               input_range=self.input_range, validate=self.validate)
 
 
-def feature_prediction_loss(pred: torch.Tensor, target_features: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def feature_prediction_loss(pred: torch.Tensor, target_features: torch.Tensor, reduction: str = "mean", *,
+                            validate: bool = True) -> torch.Tensor:
     """Feature prediction loss (paper B Eq. 3): squared error between a predicted feature vector
     and the loss network's features of the input image.
 
@@ -190,25 +209,26 @@ def feature_prediction_loss(pred: torch.Tensor, target_features: torch.Tensor, r
         pred: (N, D) predicted features, e.g. from a feature decoder.
         target_features: (N, D) or (N, C, H, W) with C*H*W = D, the loss network's features of the
             input (typically read from the teacher-feature cache); flattened in C, H, W order.
-        reduction: ``"mean"`` over all N*D elements or ``"sum"``.
+        reduction: ``"mean"`` over all N*D elements, ``"sum"``, or ``"none"`` ((N,) per-item means).
     """
-    check_tensor(pred, "pred", ndim=2)
-    check_tensor(target_features, "target_features", ndim=(2, 4))
+    _check_reduction(reduction)
+    check_tensor(pred, "pred", ndim=2, validate=validate)
+    check_tensor(target_features, "target_features", ndim=(2, 4), validate=validate)
     target = target_features.reshape(target_features.shape[0], -1)
     check_pair(pred, target, ("pred", "target_features (flattened)"))
-    return F.mse_loss(pred, target.to(pred.dtype), reduction=reduction)
+    return _reduce_elements((pred - target.to(pred.dtype)).pow(2), reduction)
 
 
 class FeaturePredictionLoss(nn.Module):
     """Module form of :func:`feature_prediction_loss`."""
 
-    def __init__(self, reduction: str = "mean") -> None:
+    def __init__(self, reduction: str = "mean", *, validate: bool = True) -> None:
         super().__init__()
-        _reduce(torch.zeros(1), reduction)
-        self.reduction = reduction
+        _check_reduction(reduction)
+        self.reduction, self.validate = reduction, validate
 
     def forward(self, pred: torch.Tensor, target_features: torch.Tensor) -> torch.Tensor:
-        return feature_prediction_loss(pred, target_features, self.reduction)
+        return feature_prediction_loss(pred, target_features, self.reduction, validate=self.validate)
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,12 +237,15 @@ class FeaturePredictionLoss(nn.Module):
 
 
 def feature_reconstruction_loss(feats_x: Sequence[torch.Tensor], feats_target: Sequence[torch.Tensor],
-                                weights: Sequence[float] | None = None) -> torch.Tensor:
+                                weights: Sequence[float] | None = None, reduction: str = "mean", *,
+                                validate: bool = True) -> torch.Tensor:
     """``sum_n w_n ||phi_n(x) - phi_n(target)||_2^2 / (C_n H_n W_n)``, averaged over the batch.
 
     Systematic analysis Eq. 3 (one layer, Johnson et al.) and Eq. 5 (several layers, topology
     loss). Each item of ``feats_*`` is (N, C_n, H_n, W_n); ``weights`` default to 1 per layer.
+    ``reduction``: ``"mean"`` over the batch (the paper's), ``"sum"`` over it, ``"none"``: (N,).
     """
+    _check_reduction(reduction)
     if len(feats_x) != len(feats_target) or not feats_x:
         raise ValueError(f"need the same non-zero number of layers, got {len(feats_x)} and {len(feats_target)}")
     if weights is None:
@@ -231,12 +254,11 @@ def feature_reconstruction_loss(feats_x: Sequence[torch.Tensor], feats_target: S
         raise ValueError(f"{len(weights)} weights for {len(feats_x)} layers")
     total = 0.0
     for i, (a, b) in enumerate(zip(feats_x, feats_target)):
-        check_tensor(a, f"feats_x[{i}]", ndim=4)
-        check_tensor(b, f"feats_target[{i}]", ndim=4)
+        check_tensor(a, f"feats_x[{i}]", ndim=4, validate=validate)
+        check_tensor(b, f"feats_target[{i}]", ndim=4, validate=validate)
         check_pair(a, b, (f"feats_x[{i}]", f"feats_target[{i}]"))
-        per_item = (a - b).pow(2).flatten(1).sum(1) / a[0].numel()
-        total = total + weights[i] * per_item.mean()
-    return total
+        total = total + weights[i] * (a - b).pow(2).flatten(1).mean(1)
+    return _reduce(total, reduction)
 
 
 class FeatureReconstructionLoss(nn.Module):
@@ -245,9 +267,11 @@ class FeatureReconstructionLoss(nn.Module):
     Single-channel inputs (segmentation maps) are repeated to 3 channels, as in the topology loss.
     """
 
-    def __init__(self, loss_net: LossNetwork, weights: Sequence[float] | None = None) -> None:
+    def __init__(self, loss_net: LossNetwork, weights: Sequence[float] | None = None, reduction: str = "mean", *,
+                 validate: bool = True) -> None:
         super().__init__()
-        self.loss_net, self.weights = loss_net, weights
+        _check_reduction(reduction)
+        self.loss_net, self.weights, self.reduction, self.validate = loss_net, weights, reduction, validate
 
     def forward(self, x: torch.Tensor, target: torch.Tensor,
                 target_features: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
@@ -255,13 +279,14 @@ class FeatureReconstructionLoss(nn.Module):
         (e.g. cached once for fixed training targets); then ``target`` is only checked."""
         if x.ndim == 4 and x.shape[1] == 1:
             x, target = x.expand(-1, 3, -1, -1), target.expand(-1, 3, -1, -1)
-        _check_images(x, "x")
-        _check_images(target, "target")
+        _check_images(x, "x", validate=self.validate)
+        _check_images(target, "target", validate=self.validate)
         check_pair(x, target, ("x", "target"))
         if target_features is None:
             with torch.no_grad():
-                target_features = self.loss_net(target)
-        return feature_reconstruction_loss(self.loss_net(x), list(target_features), self.weights)
+                target_features = _features(self.loss_net, target)
+        return feature_reconstruction_loss(_features(self.loss_net, x), list(target_features), self.weights,
+                                           self.reduction, validate=self.validate)
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,12 +300,15 @@ def unit_normalize(f: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
 
 
 def perceptual_distance(feats0: Sequence[torch.Tensor], feats1: Sequence[torch.Tensor],
-                        channel_weights: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+                        channel_weights: Sequence[torch.Tensor] | None = None, *,
+                        spatial_size: tuple[int, int] | None = None) -> torch.Tensor:
     """Per-image distance ``d = sum_n mean_hw( w_n . (z_n - z0_n)^2 )`` (systematic analysis Eq. 1).
 
     ``z`` are channel-wise unit-normalised features (N, C_n, H_n, W_n). ``channel_weights[n]`` has
     C_n non-negative entries (LPIPS' linear layers); uniform weights (all ones: a plain channel
-    sum) when None. Returns a tensor of shape (N,).
+    sum) when None. Returns a tensor of shape (N,); with ``spatial_size=(H, W)`` instead the map
+    (N, 1, H, W): each layer's per-pixel distance upsampled bilinearly to (H, W) and summed, as the
+    ``lpips`` package's ``spatial=True``.
     """
     if len(feats0) != len(feats1) or not feats0:
         raise ValueError(f"need the same non-zero number of layers, got {len(feats0)} and {len(feats1)}")
@@ -297,7 +325,10 @@ def perceptual_distance(feats0: Sequence[torch.Tensor], feats1: Sequence[torch.T
             if w.shape[1] != diff.shape[1]:
                 raise ValueError(f"layer {i}: {w.shape[1]} channel weights for {diff.shape[1]} channels")
             per_pixel = (diff * w).sum(1)
-        d = d + per_pixel.mean((1, 2))
+        if spatial_size is None:
+            d = d + per_pixel.mean((1, 2))
+        else:
+            d = d + F.interpolate(per_pixel[:, None], size=tuple(spatial_size), mode="bilinear", align_corners=False)
     return d
 
 
@@ -316,13 +347,25 @@ class PerceptualDistance(nn.Module):
         weights: loss-network weights, as for :class:`LossNetwork`.
         normalize: input normalisation; ``"lpips"`` (default with lpips_weights) reproduces the
             lpips package exactly, ``"imagenet"`` otherwise.
+        reduction: ``"none"`` (default: (N,) distances), ``"mean"`` or ``"sum"`` over the batch.
+        spatial: return the distance map (N, 1, H, W) at the input size instead (``reduction``
+            must then be ``"none"``), as ``lpips.LPIPS(spatial=True)``.
+        input_range: ``"[0,1]"`` (default) or ``"[-1,1]"`` (the lpips package's convention).
+        validate: value checks of the inputs (see :mod:`lossnet.checks`).
 
-    ``forward(x0, x1)`` takes two batches of [0, 1] images (N, 3, H, W) and returns (N,) distances.
+    ``forward(x0, x1)`` takes two batches of images (N, 3, H, W). Features of an input that needs
+    no gradient are computed under ``torch.no_grad`` (no graph is kept for them).
     """
 
     def __init__(self, arch: str | LossNetwork = "alexnet", layers=None, lpips_weights: bool = False,
-                 weights="imagenet", normalize: str | None = None) -> None:
+                 weights="imagenet", normalize: str | None = None, *, reduction: str = "none", spatial: bool = False,
+                 input_range: str = "[0,1]", validate: bool = True) -> None:
         super().__init__()
+        _check_reduction(reduction)
+        to_unit_range(torch.zeros(1), input_range)
+        if spatial and reduction != "none":
+            raise ValueError("spatial=True returns one map per image: use reduction='none'")
+        self.reduction, self.spatial, self.input_range, self.validate = reduction, spatial, input_range, validate
         if isinstance(arch, LossNetwork):
             self.net = arch
             name = arch.arch
@@ -345,12 +388,21 @@ class PerceptualDistance(nn.Module):
                 self.register_buffer(f"lin{k}", w, persistent=False)
             self.channel_weights = len(ws)
 
+    def _feats(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = to_unit_range(x, self.input_range)
+        if x.requires_grad or not torch.is_grad_enabled():
+            return _features(self.net, x)
+        with torch.no_grad():
+            return _features(self.net, x)
+
     def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
-        _check_images(x0, "x0")
-        _check_images(x1, "x1")
+        _check_images(x0, "x0", self.input_range, self.validate)
+        _check_images(x1, "x1", self.input_range, self.validate)
         check_pair(x0, x1, ("x0", "x1"))
         cw = None if self.channel_weights is None else [getattr(self, f"lin{k}") for k in range(self.channel_weights)]
-        return perceptual_distance(self.net(x0), self.net(x1), cw)
+        d = perceptual_distance(self._feats(x0), self._feats(x1), cw,
+                                spatial_size=tuple(x0.shape[2:]) if self.spatial else None)
+        return d if self.spatial else _reduce(d, self.reduction)
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,22 +410,25 @@ class PerceptualDistance(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "mean", *,
+                  validate: bool = True) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) per latent dimension, ``-0.5 (1 + logvar - mu^2 - exp(logvar))``.
 
     ``reduction="mean"`` averages over batch and latent dimensions (the papers' "averaged over
-    dimensions", to be weighted by gamma); ``"sum"`` sums over dimensions and averages over the batch.
+    dimensions", to be weighted by gamma); ``"sum"`` sums over dimensions and averages over the batch;
+    ``"none"``: (N,) per-item means over dimensions.
     Inputs: (N, Z) each.
     """
-    check_tensor(mu, "mu", ndim=2)
-    check_tensor(logvar, "logvar", ndim=2)
+    _check_reduction(reduction)
+    check_tensor(mu, "mu", ndim=2, validate=validate)
+    check_tensor(logvar, "logvar", ndim=2, validate=validate)
     check_pair(mu, logvar, ("mu", "logvar"))
     kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
     if reduction == "mean":
         return kl.mean()
     if reduction == "sum":
         return kl.sum(1).mean()
-    raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return kl.mean(1)
 
 
 class KLDivergence(nn.Module):
@@ -381,6 +436,7 @@ class KLDivergence(nn.Module):
 
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
+        _check_reduction(reduction)
         self.reduction = reduction
 
     def forward(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

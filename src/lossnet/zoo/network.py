@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
+from lossnet.checks import check_images
+
 from .registry import LAYER_KEYS, ArchSpec, get_spec
 from .weights import load_state_dict
 
@@ -189,6 +191,7 @@ class LossNetwork(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.sigmoid = sigmoid
+        self.validate = True  # value checks of forward()'s input (lossnet.checks)
         for p in self.parameters():
             p.requires_grad_(False)
         self.eval()
@@ -214,10 +217,15 @@ class LossNetwork(nn.Module):
         return self.spec.name
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"LossNetwork expects images of shape (N, 3, H, W), got {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise ValueError(f"LossNetwork expects float images in [0, 1], got dtype {x.dtype}")
+        """Features of images ``x`` (N, 3, H, W), float in [0, 1]: a list with one (N, C, H, W) map
+        per requested layer. The input is checked as every loss checks it (:mod:`lossnet.checks`:
+        0-255 floats, NaN and already-normalised images are refused; ``self.validate = False``
+        keeps only the free shape/dtype checks)."""
+        check_images(x, "LossNetwork input", validate=self.validate)
+        return self.extract(x)
+
+    def extract(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """:meth:`forward` without the input check (for callers that checked ``x`` already)."""
         if self.normalize is not None:
             x = (x - self.mean) / self.std
         out = self.body(x)
