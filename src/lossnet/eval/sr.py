@@ -54,22 +54,19 @@ def prepare_for_scoring(sr: torch.Tensor, hr: torch.Tensor, *, border: int = 0, 
 
 def psnr_ssim(sr: torch.Tensor, hr: torch.Tensor, *, border: int = 0, colour: str = "y",
               quantize: bool = True) -> list[SRScore]:
-    """Per-image ``{"psnr": dB, "ssim": [-1, 1]}`` of (N, 3, H, W) images in [0, 1]."""
+    """Per-image ``{"psnr": dB, "ssim": [-1, 1]}`` of (N, 3, H, W) images in [0, 1], scored as one
+    batch in float64."""
     from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
     a, b = prepare_for_scoring(sr, hr, border=border, colour=colour, quantize=quantize)
-    out = []
-    for i in range(len(a)):
-        p = peak_signal_noise_ratio(a[i:i + 1].double(), b[i:i + 1].double(), data_range=1.0)
-        # float32: float64 convolutions are ~10x slower on CPU; the SSIM differs by < 1e-6
-        _, full = structural_similarity_index_measure(a[i:i + 1].float(), b[i:i + 1].float(), data_range=1.0,
-                                                      gaussian_kernel=True, sigma=1.5, kernel_size=11,
-                                                      return_full_image=True)
-        # torchmetrics averages over reflection-padded windows too; keep the windows inside the
-        # image (Wang et al.'s and scikit-image's convention)
-        s = full[..., _SSIM_PAD:-_SSIM_PAD, _SSIM_PAD:-_SSIM_PAD].double().mean()
-        out.append({"psnr": float(p), "ssim": float(s)})
-    return out
+    a, b = a.double(), b.double()  # float64: SSIM within 1e-6 of scikit-image (float32: ~4e-5)
+    psnr = peak_signal_noise_ratio(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    _, full = structural_similarity_index_measure(a, b, data_range=1.0, gaussian_kernel=True, sigma=1.5,
+                                                  kernel_size=11, return_full_image=True)
+    # torchmetrics averages over reflection-padded windows too; keep the windows inside the
+    # image (Wang et al.'s and scikit-image's convention)
+    ssim = full[..., _SSIM_PAD:-_SSIM_PAD, _SSIM_PAD:-_SSIM_PAD].flatten(1).mean(1)
+    return [{"psnr": float(p), "ssim": float(s)} for p, s in zip(psnr.tolist(), ssim.tolist())]
 
 
 @torch.no_grad()
