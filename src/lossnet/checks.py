@@ -49,7 +49,9 @@ def check_tensor(x: torch.Tensor, name: str, *, ndim: int | Sequence[int] | None
     if ndim is not None:
         dims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if x.ndim not in dims:
-            raise ValueError(f"{name} must have {' or '.join(map(str, dims))} dimensions, got shape {tuple(x.shape)}")
+            layout = f" (N, {channels}, H, W)" if channels is not None and dims == (4,) else ""
+            raise ValueError(f"{name} must have {' or '.join(map(str, dims))} dimensions{layout}, "
+                             f"got shape {tuple(x.shape)}")
     if channels is not None and x.shape[1] != channels:
         raise ValueError(f"{name} must have {channels} channels (N, {channels}, H, W), got shape {tuple(x.shape)}")
     if not _value_checks_on(validate) or x.numel() == 0:

@@ -296,7 +296,7 @@ class FeatureReconstructionLoss(nn.Module):
 
 def unit_normalize(f: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     """Channel-wise unit normalisation of (N, C, H, W) features, as the lpips package does."""
-    return f / (f.pow(2).sum(1, keepdim=True).sqrt() + eps)
+    return f / (torch.linalg.vector_norm(f, dim=1, keepdim=True) + eps)
 
 
 def perceptual_distance(feats0: Sequence[torch.Tensor], feats1: Sequence[torch.Tensor],
@@ -317,14 +317,14 @@ def perceptual_distance(feats0: Sequence[torch.Tensor], feats1: Sequence[torch.T
     d = 0.0
     for i, (a, b) in enumerate(zip(feats0, feats1)):
         check_pair(a, b, (f"feats0[{i}]", f"feats1[{i}]"))
-        diff = (unit_normalize(a) - unit_normalize(b)).pow(2)
+        diff = (unit_normalize(a) - unit_normalize(b)).square()
         if channel_weights is None:
             per_pixel = diff.sum(1)
         else:
-            w = channel_weights[i].reshape(1, -1, 1, 1).to(diff)
+            w = channel_weights[i].to(diff).reshape(1, -1, 1, 1)
             if w.shape[1] != diff.shape[1]:
                 raise ValueError(f"layer {i}: {w.shape[1]} channel weights for {diff.shape[1]} channels")
-            per_pixel = (diff * w).sum(1)
+            per_pixel = F.conv2d(diff, w)[:, 0]  # the weighted channel sum as a 1x1 convolution (a matmul)
         if spatial_size is None:
             d = d + per_pixel.mean((1, 2))
         else:
