@@ -202,6 +202,15 @@ def _load_images(spec: str, size: int):
 
 
 def _pretrain(args) -> None:
+    from lossnet.runs.lock import run_lock
+    from lossnet.utils import ensure_writable_dir
+
+    out = ensure_writable_dir(args.out, "--out directory")  # before the images are read
+    with run_lock(out):  # one writer per export directory
+        _pretrain_locked(args)
+
+
+def _pretrain_locked(args) -> None:
     from lossnet.train.engine import FitConfig
     from lossnet.train.procedures import EncoderConfig, train_encoder
     from lossnet.zoo import create_loss_network
@@ -227,12 +236,23 @@ def _embed(args) -> None:
     import numpy as np
 
     from lossnet.train.procedures import embed_images
+    from lossnet.utils import atomic_write, ensure_writable_file
 
-    cfg = json.loads((Path(args.encoder) / "config.json").read_text())
+    out = Path(args.out) if args.out.endswith(".npy") else Path(args.out + ".npy")  # as np.save names it
+    ensure_writable_file(out, "--out file")  # parents created, checked before the work
+    cfg_path = Path(args.encoder) / "config.json"
+    if not cfg_path.is_file():
+        raise UserError(f"{args.encoder} is not an exported encoder (no config.json); use a directory written by "
+                        f"`lossnet pretrain --out DIR`")
+    cfg = json.loads(cfg_path.read_text())
     images = _load_images(args.images, cfg["image_size"])
     emb = embed_images(args.encoder, images)
-    np.save(args.out, emb.numpy())
-    print(f"embeddings {tuple(emb.shape)} -> {args.out}")
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, emb.numpy())
+    atomic_write(out, buf.getvalue())
+    print(f"embeddings {tuple(emb.shape)} -> {out}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -504,6 +524,10 @@ def main(argv: list[str] | None = None) -> int:
 def _user_fixable(e: BaseException) -> bool:
     if isinstance(e, (UserError, FileNotFoundError, ValueError)):
         return True
+    if isinstance(e, OSError):  # full disk, read-only output, permissions, a file where a directory goes
+        from lossnet.utils import is_fs_error
+
+        return is_fs_error(e)
     if "lossnet.zoo" in sys.modules:  # weights errors (imported lazily, like everything else)
         from lossnet.zoo import ChecksumError, WeightsUnavailableError
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lossnet.errors import ConfigError
 
-__all__ = ["CONFIG_DIR", "PRESET_KEYS", "config_path", "load", "parse_overrides", "read_text", "require_dir",
+__all__ = ["CONFIG_DIR", "PRESET_KEYS", "check_type", "config_path", "load", "parse_overrides", "read_text", "require_dir",
            "scaled", "scaled_defaults", "valid_keys"]
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -82,9 +82,58 @@ def parse_overrides(overrides: Sequence[str], base: DictConfig, what: str) -> Di
         check_key(base, o.split("=", 1)[0].strip(), what)
         items.append(o)
     try:
-        return OmegaConf.from_dotlist(items)
+        over = OmegaConf.from_dotlist(items)
     except Exception as e:  # omegaconf grammar errors
         raise ConfigError(f"cannot parse overrides {items}: {e}") from None
+    for o in items:
+        key = o.split("=", 1)[0].strip()
+        default = OmegaConf.select(base, key)
+        if default is None and isinstance(base.get("scales"), DictConfig):  # filled in by the scale
+            for preset in base.scales.values():
+                if isinstance(preset, DictConfig) and OmegaConf.select(preset, key) is not None:
+                    default = OmegaConf.select(preset, key)
+                    break
+        if default is None and key.rsplit(".", 1)[-1] in NULL_DEFAULT_TYPES:
+            default = NULL_DEFAULT_TYPES[key.rsplit(".", 1)[-1]]
+        check_type(key, OmegaConf.select(over, key), default, o)
+    return over
+
+
+NULL_DEFAULT_TYPES = {"threads": 0, "workers": 0, "patience": 0, "max_encoder": 0, "max_probe": 0, "max_test": 0,
+                      "convergence_z": 0, "sigmoid": False, "budget_seconds": 0.0}
+"""Example values (for their type) of settings whose default is ``null``, by leaf name."""
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", list: "a list like [a,b]",
+               dict: "a mapping like {a: 1}"}
+
+
+def check_type(key: str, value, default, text: str = "") -> None:
+    """Raise :class:`ConfigError` unless override ``value`` has the type of the base ``default``
+    (ints pass as floats; a scalar passes where the default is a list; ``None`` defaults and
+    strings accept anything, ``null`` resets any key)."""
+    if value is None or default is None or isinstance(default, str):
+        return
+    if isinstance(value, str) and value.startswith("${"):
+        return  # an interpolation, resolved later
+    if isinstance(default, DictConfig):
+        ok, want = isinstance(value, DictConfig), dict
+    elif isinstance(default, ListConfig):
+        ok, want = not isinstance(value, DictConfig), list
+    elif isinstance(default, bool):
+        ok, want = isinstance(value, bool), bool
+    elif isinstance(default, int):
+        ok, want = isinstance(value, int) and not isinstance(value, bool), int
+    elif isinstance(default, float):
+        ok, want = isinstance(value, (int, float)) and not isinstance(value, bool), float
+    else:
+        return
+    if not ok:
+        shown = text or f"{key}={value}"
+        if isinstance(default, (DictConfig, ListConfig)):
+            shown_default = OmegaConf.to_yaml(default).strip()
+        else:
+            shown_default = str(default).lower() if isinstance(default, bool) else repr(default)
+        raise ConfigError(f"{shown}: {key} must be {_TYPE_NAMES[want]} (its default is {shown_default})")
 
 
 def scaled_defaults(defaults: str | DictConfig, scale: str = "quick") -> DictConfig:

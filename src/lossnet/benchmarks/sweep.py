@@ -66,8 +66,9 @@ from lossnet.runs.launch import (
     run_slurm,
     skipped_row,
 )
+from lossnet.runs.lock import run_lock
 from lossnet.runs.table import ResultsTable
-from lossnet.utils import log
+from lossnet.utils import ensure_writable_dir, is_fs_error, log
 
 __all__ = ["BENCHMARKS", "Benchmark", "CellRequest", "SWEEP_DEFAULTS", "SweepError", "effective_rows", "is_sweep_dir",
            "load_sweep_config", "plan", "register_benchmark", "run_sweep", "write_analysis"]
@@ -194,14 +195,18 @@ def run_sweep(benchmark: str, overrides: Sequence[str] = (), *, on_row: Callable
     Raises:
         SweepError: after the analysis is written, if some cells raised (rerun to retry them).
     """
-    from lossnet import zoo
-
     cfg = load_sweep_config(benchmark, overrides)
     bench = BENCHMARKS[benchmark]
     if cfg.launcher == "slurm":
         import_submitit()  # fail before any work
-    out = Path(str(cfg.out)).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_writable_dir(Path(str(cfg.out)), "out")  # before any work
+    with run_lock(out):  # one writer per run directory
+        return _run_sweep_locked(benchmark, cfg, bench, out, on_row)
+
+
+def _run_sweep_locked(benchmark: str, cfg: DictConfig, bench: Benchmark, out: Path, on_row) -> Path:
+    from lossnet import zoo
+
     _write_manifest(out, cfg, bench)
     table = ResultsTable(out)
     rows = table.rows()
@@ -211,10 +216,20 @@ def run_sweep(benchmark: str, overrides: Sequence[str] = (), *, on_row: Callable
     cells = plan(cfg, bench)
     t0 = time.perf_counter()
 
+    failures: list[tuple[str, str]] = []
+
     def record(row: dict) -> None:
         cid = row["cell_id"]
         if row.get("status") == "ok" or cid not in skipped:
-            table.append(row)
+            try:
+                table.append(row)
+            except OSError as e:
+                if not is_fs_error(e):
+                    raise
+                # e.g. a full disk: this cell fails (its row.json, if written, is adopted next time)
+                failures.append((f"{row['arch']}:{row['layer']}", f"{type(e).__name__}: {e}"))
+                log(f"  FAILED {row['arch']}:{row['layer']}: cannot append its row: {e}")
+                return
             (ok if row.get("status") == "ok" else skipped).add(cid)
         (out / "cells" / cid / "row.json").unlink(missing_ok=True)
         if not cfg.keep_checkpoints:
@@ -249,7 +264,6 @@ def run_sweep(benchmark: str, overrides: Sequence[str] = (), *, on_row: Callable
         + (" with SLURM (submitit)" if cfg.launcher == "slurm" else ""))
     for row in new_skips:
         record(row)
-    failures: list[tuple[str, str]] = []
 
     def fail(job: Job, e: BaseException, tb: str) -> None:
         failures.append((job.request.label, f"{type(e).__name__}: {e}"))
@@ -270,7 +284,10 @@ def run_sweep(benchmark: str, overrides: Sequence[str] = (), *, on_row: Callable
         if cfg.launcher == "slurm":
             run_slurm(jobs, cfg, out, record, fail)
         elif local_pool:
-            run_pool(jobs, min(int(cfg.jobs), len(jobs)), str(cfg.mp_context), record, fail)
+            dev = str(cfg.device or "")
+            # each worker its own GPU (round robin) unless the config pins a device (cpu, cuda:1 ...)
+            run_pool(jobs, min(int(cfg.jobs), len(jobs)), str(cfg.mp_context), record, fail,
+                     gpus=[] if dev and dev != "cuda" else None)
         else:
             run_inline(jobs, record, fail)
     log(f"sweep finished in {time.perf_counter() - t0:.0f} s; results in {table.path}")

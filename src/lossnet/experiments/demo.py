@@ -76,7 +76,17 @@ class DemoConfig:
 
 
 def run_demo(cfg: DemoConfig) -> list[dict]:
-    """Run the demo; returns the result rows (also written to ``cfg.out``)."""
+    """Run the demo; returns the result rows (also written to ``cfg.out``). Holds the lock of
+    ``cfg.out`` (:mod:`lossnet.runs.lock`) while it runs."""
+    from lossnet.runs.lock import run_lock
+    from lossnet.utils import ensure_writable_dir
+
+    out = ensure_writable_dir(Path(cfg.resolved().out), "demo output directory")
+    with run_lock(out):
+        return _run_demo_locked(cfg)
+
+
+def _run_demo_locked(cfg: DemoConfig) -> list[dict]:
     from lossnet.data.lunarlander import generate_collection, load_run
     from lossnet.eval.probes import fit_probe_grid
     from lossnet.train.cache import FeatureCache

@@ -28,9 +28,10 @@ from lossnet.errors import ConfigError
 from lossnet.experiments import paper_a, paper_b
 from lossnet.runs.cells import remove_checkpoints
 from lossnet.runs.encoder_cells import RunContext
+from lossnet.runs.lock import run_lock
 from lossnet.runs.loss_nets import build_loss_net, loss_net_identity
 from lossnet.runs.table import ResultsTable
-from lossnet.utils import log
+from lossnet.utils import atomic_write, ensure_writable_dir, fault_point, log
 
 EXPERIMENTS = {"paper_a": paper_a, "paper_b": paper_b}
 """Experiment name -> module with ``check(cfg)``, ``cells(ctx)``, ``run_cell(...)``, ``describe_row(row)``."""
@@ -121,12 +122,17 @@ def run_experiment(experiment: str, overrides: Sequence[str] = (), *, loss_net=N
 
 
 def _run(experiment: str, cfg: DictConfig, loss_net, on_row) -> Path:
+    out = ensure_writable_dir(Path(str(cfg.out)), "out")  # before any data are generated
+    with run_lock(out):  # one writer per run directory
+        return _run_locked(experiment, cfg, loss_net, on_row, out)
+
+
+def _run_locked(experiment: str, cfg: DictConfig, loss_net, on_row, out: Path) -> Path:
     mod = EXPERIMENTS[experiment]
-    out = Path(str(cfg.out)).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    atomic_write(out / "config.yaml", OmegaConf.to_yaml(cfg))
     t0 = time.perf_counter()
     data = load_data(cfg, out)
+    fault_point("data")
     net = loss_net if loss_net is not None else build_loss_net(cfg.loss_net)
     table = ResultsTable(out)
     ctx = RunContext(cfg, out, data, net, loss_net_identity(net), _feature_cache(cfg, out), table, on_row)
@@ -149,6 +155,7 @@ def _run(experiment: str, cfg: DictConfig, loss_net, on_row) -> Path:
     if cfg.report:
         from lossnet.report import write_report
 
+        fault_point("report")
         path = write_report(out)
         log(f"report: {path}")
     return out

@@ -365,17 +365,25 @@ def run_sr_vae(overrides: Sequence[str] | dict | None = None, out: str | Path | 
     """Train and evaluate the SR-VAE for every factor and run, plus bicubic; write the results
     table, figures and ``report.md`` under ``out`` (default ``cfg.out``). Rows already in the
     table are not recomputed; an interrupted training resumes from ``out/runs/<id>/last.pt``.
-    Returns the path of ``report.md``."""
-    from lossnet.benchmarks.super_resolution import evaluate
-    from lossnet.data.sr import bicubic_upsample
-    from lossnet.runs.cells import utc_now
+    Returns the path of ``report.md``. Holds the lock of ``out`` (:mod:`lossnet.runs.lock`)."""
+    from lossnet.runs.lock import run_lock
+    from lossnet.utils import ensure_writable_dir
 
     cfg = load_config(overrides)
     out = Path(out if out is not None else cfg.out)
     cfg.out = str(out)
+    _dir(cfg.sr_root, "sr_root")
+    with run_lock(ensure_writable_dir(out, "out")):  # one writer per run directory
+        return _run_locked(cfg, out)
+
+
+def _run_locked(cfg, out: Path) -> Path:
+    from lossnet.benchmarks.super_resolution import evaluate
+    from lossnet.data.sr import bicubic_upsample
+    from lossnet.runs.cells import utc_now
+
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
-    _dir(cfg.sr_root, "sr_root")
     table = ResultsTable(out)
     have = table.ids()
     seed = int(cfg.seed)

@@ -46,7 +46,7 @@ def write_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
     from lossnet.report import figures as figs
 
     run_dir = Path(run_dir)
-    rows = load_rows(run_dir)
+    rows = load_rows(run_dir, required=("cell_id", "experiment", "dataset"))
     report = Path(out) if out is not None else run_dir / "report.md"
     fig_dir = report.parent / "figures"
     lines = [f"# lossnet report: {run_dir}", ""]
@@ -87,7 +87,6 @@ def write_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
         else:
             lines.append(f"({len(g)} rows of an experiment this report does not know.)")
     report.parent.mkdir(parents=True, exist_ok=True)
-    tmp = report.with_name(f".{report.name}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, report)
-    return report
+    from lossnet.utils import atomic_write
+
+    return atomic_write(report, "\n".join(lines) + "\n")

@@ -109,7 +109,7 @@ def train_and_embed(ctx: RunContext, cid: str, *, procedure: str, z: int, variat
                         patience=None if e.patience is None else int(e.patience),
                         device=ctx.cfg.get("device") or None, progress=bool(ctx.cfg.progress), desc=desc)
     te = train_encoder(ctx.data.encoder_images, enc_cfg, fit_cfg, loss_net=ctx.loss_net, cache=ctx.cache,
-                       ckpt_dir=ctx.cell_dir(cid))
+                       ckpt_dir=ctx.cell_dir(cid), identity={"cell": cid})
     t0 = time.perf_counter()
     d = ctx.data
     probe_x = te.embed(d.probe_images, ctx.feats(d.probe_images) if te.uses_features else None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import sys
 import time
 import traceback
 from contextlib import contextmanager
@@ -27,9 +28,10 @@ from omegaconf import DictConfig, OmegaConf
 from lossnet.errors import ConfigError, UserError
 from lossnet.runs.cells import environment, utc_now
 from lossnet.runs.table import clean
-from lossnet.utils import log
+from lossnet.utils import atomic_write, log
 
-__all__ = ["CellRequest", "Job", "execute", "run_inline", "run_pool", "run_slurm", "slurm_parameters"]
+__all__ = ["CellRequest", "Job", "execute", "run_inline", "run_pool", "run_slurm", "slurm_parameters", "visible_gpus",
+           "worker_gpu"]
 
 
 @dataclass(frozen=True)
@@ -133,15 +135,74 @@ def execute(job: Job) -> dict:
                threads=int(job.threads) if job.threads else old, timestamp=utc_now())
     path = Path(req.out) / "cells" / req.cid / "row.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".row.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(clean(row)))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(clean(row)), point="row_write")  # a full disk leaves no .tmp file
     return row
 
 
-def _init_worker(specs) -> None:  # pragma: no cover - runs in worker processes
+# --------------------------------------------------------------------------------------------
+# Local workers: they die with their parent, and each gets its own GPU
+# --------------------------------------------------------------------------------------------
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries (``[]`` without CUDA).
+
+    Read from ``$CUDA_VISIBLE_DEVICES`` when set, else ``0 .. torch.cuda.device_count() - 1``.
+    """
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def worker_gpu(index: int, gpus: Sequence[str]) -> str | None:
+    """The GPU of local worker ``index``: round robin over ``gpus`` (None when there are none)."""
+    return gpus[index % len(gpus)] if gpus else None
+
+
+def _die_with_parent(parent: int) -> None:  # pragma: no cover - runs in worker processes
+    """Make this worker exit when process ``parent`` dies (even by SIGKILL).
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``; everywhere (and as a backstop): a daemon thread
+    that kills this process when its parent pid changes (re-parenting to init / a subreaper).
+    """
+    import signal
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    ppid = os.getppid()
+    if ppid != parent and ppid == 1:  # the parent died before prctl took effect
+        os._exit(1)
+    # (with forkserver the direct parent is the fork server, which exits with the real parent)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != ppid:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="lossnet-parent-watch", daemon=True).start()
+
+
+def _init_worker(specs, parent: int | None = None, counter=None, gpus: Sequence[str] = ()) -> None:  # pragma: no cover
     import warnings
 
+    if parent is not None:
+        _die_with_parent(parent)
+    if counter is not None and gpus:
+        with counter.get_lock():
+            index = counter.value
+            counter.value += 1
+        os.environ["CUDA_VISIBLE_DEVICES"] = worker_gpu(index, gpus)  # before CUDA is initialised here
     warnings.filterwarnings("ignore", message=".*not writable.*")
     _register_specs(specs)
 
@@ -177,13 +238,24 @@ def run_inline(jobs: list[Job], record, fail) -> None:
         record(row)
 
 
-def run_pool(jobs: list[Job], n: int, context: str, record, fail) -> None:
+def run_pool(jobs: list[Job], n: int, context: str, record, fail, gpus: Sequence[str] | None = None) -> None:
+    """Run ``jobs`` on ``n`` local worker processes (start method ``context``).
+
+    Workers exit when this process dies, even by SIGKILL (no orphans finishing queued cells and
+    holding memory). With several GPUs (``gpus``, default :func:`visible_gpus`) each worker gets
+    its own, round robin: it sees only that one (``CUDA_VISIBLE_DEVICES``), so ``device=cuda``
+    in a cell means the worker's GPU. Pass ``gpus=[]`` to leave ``CUDA_VISIBLE_DEVICES`` alone.
+    """
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     extra = jobs[0].extra_specs if jobs else ()
-    ex = ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context(context), initializer=_init_worker,
-                             initargs=(extra,))
+    ctx = mp.get_context(context)
+    gpus = list(visible_gpus() if gpus is None else gpus)
+    if len(gpus) > 1:
+        log(f"  {n} workers over GPUs {','.join(gpus)} (round robin, CUDA_VISIBLE_DEVICES per worker)")
+    ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker,
+                             initargs=(extra, os.getpid(), ctx.Value("i", 0), gpus if len(gpus) > 1 else ()))
     try:
         pending = {ex.submit(execute, j): j for j in jobs}
         while pending:
@@ -229,6 +301,10 @@ def run_slurm(jobs: list[Job], cfg: DictConfig, out: Path, record, fail) -> None
     folder = str(cfg.slurm.folder) if cfg.slurm.folder else str(out / "slurm" / "%j")
     ex = submitit.AutoExecutor(folder=folder, cluster=cfg.slurm.cluster or None)
     ex.update_parameters(**slurm_parameters(cfg, str(cfg.benchmark)))
+    if int(cfg.slurm.gpus) > 1:
+        log(f"lossnet: warning: slurm.gpus={int(cfg.slurm.gpus)} reserves {int(cfg.slurm.gpus)} GPUs per cell, but a "
+            f"cell trains on one (cuda:0 of its allocation); set slurm.gpus=1 and raise slurm.array_parallelism "
+            f"to use more GPUs")
     submitted = []
     with ex.batch():
         for j in jobs:

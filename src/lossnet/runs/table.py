@@ -60,7 +60,8 @@ class ResultsTable:
         return out
 
     def ids(self) -> set[str]:
-        return {r.get("cell_id") for r in self.rows()}
+        """The distinct cell ids of the rows."""
+        return {r.get("cell_id") for r in self.rows() if isinstance(r, dict)}
 
     def _repair_tail(self) -> None:
         if not self.path.exists() or self.path.stat().st_size == 0:
@@ -75,7 +76,10 @@ class ResultsTable:
 
     def append(self, row: dict) -> None:
         """Append one row durably (single write of a full line, flush, fsync) and refresh the CSV."""
+        from lossnet.utils import fault_point
+
         self.directory.mkdir(parents=True, exist_ok=True)
+        fault_point("row_append")
         self._repair_tail()
         line = json.dumps(_clean(row), allow_nan=False) + "\n"
         with open(self.path, "a", encoding="utf-8") as f:
@@ -96,10 +100,9 @@ class ResultsTable:
         w.writeheader()
         for r in flat:
             w.writerow(r)
-        tmp = self.csv_path.with_name(f".{self.csv_path.name}.{os.getpid()}.tmp")
-        tmp.write_text(buf.getvalue())
-        os.replace(tmp, self.csv_path)
-        return self.csv_path
+        from lossnet.utils import atomic_write
+
+        return atomic_write(self.csv_path, buf.getvalue())
 
 
 _JSON_COLUMNS = ("config", "history")

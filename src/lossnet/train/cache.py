@@ -34,24 +34,29 @@ def images_fingerprint(images: torch.Tensor) -> str:
     return h.hexdigest()[:16]
 
 
-def cache_key(images: torch.Tensor, net: LossNetwork, dtype: torch.dtype) -> str:
-    """Key of (dataset, loss network, layers, options, weights) for the cache."""
+def net_identity(net: LossNetwork) -> dict:
+    """What identifies a loss network's features: architecture, graph nodes, sigmoid,
+    normalisation, weight source and checksum (a hash of the parameters for random weights)."""
     weights = read_manifest().get(net.arch, {}).get("sha256") if net.weights_source not in (None, "state_dict") else None
     parts = {
-        "images": images_fingerprint(images),
         "arch": net.arch,
-        "nodes": net.nodes,
+        "nodes": list(net.nodes),
         "sigmoid": net.sigmoid,
         "normalize": net.normalize,
         "weights": net.weights_source,
         "weights_sha": weights,
-        "dtype": str(dtype),
     }
     if net.weights_source is None:  # random weights: key on the actual parameters
         h = hashlib.sha256()
         for p in net.state_dict().values():
             h.update(p.cpu().numpy().tobytes())
         parts["params"] = h.hexdigest()[:16]
+    return parts
+
+
+def cache_key(images: torch.Tensor, net: LossNetwork, dtype: torch.dtype) -> str:
+    """Key of (dataset, loss network, layers, options, weights) for the cache."""
+    parts = {"images": images_fingerprint(images), **net_identity(net), "dtype": str(dtype)}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 

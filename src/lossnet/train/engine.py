@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..utils import best_device
+from ..utils import best_device, fault_point, log
 
 
 @dataclass
@@ -96,6 +96,22 @@ class FitResult:
         return sum(h["train_seconds"] + h["val_seconds"] for h in self.history)
 
 
+def checkpoint_identity(cfg: FitConfig, identity: dict | None = None) -> dict:
+    """What a checkpoint must match to be resumed: the fit settings (``fit``, the hash of
+    :meth:`FitConfig.identity`) plus the caller's ``identity`` entries (JSON-normalised)."""
+    extra = json.loads(json.dumps(identity or {}, sort_keys=True, default=str))
+    if "fit" in extra:
+        raise ValueError("identity key 'fit' is reserved for the fit settings")
+    return {"fit": cfg.identity(), **extra}
+
+
+def _identity_changes(stored: dict | None, current: dict) -> list[str]:
+    """Keys whose values differ (all keys for a checkpoint without an identity)."""
+    if not isinstance(stored, dict):
+        return ["(a checkpoint without an identity)"]
+    return sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+
+
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A seeded random (train, validation) split of ``range(n)``; validation gets round(n * fraction)."""
     if not 0 < val_fraction < 1:
@@ -143,7 +159,8 @@ def _check_data(data: dict[str, torch.Tensor]) -> int:
 
 def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_dir: str | os.PathLike | None = None,
         on_epoch_end: Callable[[int, dict], None] | None = None, val_data: dict[str, torch.Tensor] | None = None,
-        validate: Callable[[nn.Module, dict[str, torch.Tensor], torch.device], float] | None = None) -> FitResult:
+        validate: Callable[[nn.Module, dict[str, torch.Tensor], torch.device], float] | None = None,
+        identity: dict | None = None) -> FitResult:
     """Train ``task`` on ``data`` and leave it holding the best-validation-epoch weights.
 
     Args:
@@ -158,6 +175,10 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
         validate: ``(task, validation data, device) -> float``, lower is better, called in eval
             mode under ``torch.no_grad`` instead of the mean ``task.loss`` (the validation data
             are the held-out slice of ``data``, or ``val_data``, as tensors on the CPU).
+        identity: everything else that changes the result, JSON-able (data digest, procedure, loss
+            network, model settings ...); callers extend it. The checkpoint stores it with the fit
+            settings, and a checkpoint written with other settings is not resumed: training starts
+            fresh and one line on stderr names the keys that changed.
     """
     n = _check_data(data)
     if val_data is not None:
@@ -184,9 +205,20 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
     best_state = None
     start = 0
     ckpt = Path(ckpt_dir) / "last.pt" if ckpt_dir is not None else None
+    ident = checkpoint_identity(cfg, identity)
     if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
-        if state.get("config") == cfg.identity():
+        try:
+            state = torch.load(ckpt, map_location=device, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - unreadable (truncated by a foreign tool, other format)
+            log(f"{ckpt}: not resuming, the checkpoint cannot be read ({type(e).__name__}); training from scratch")
+            state = {}
+        changed = _identity_changes(state.get("identity"), ident) if state else []
+        if not state:
+            pass
+        elif changed:
+            log(f"{ckpt}: not resuming, the checkpoint was written with other settings "
+                f"(changed: {', '.join(changed)}); training from scratch")
+        else:
             task.load_state_dict(state["task"])
             opt.load_state_dict(state["optimizer"])
             best_state = state["best_state"]
@@ -231,13 +263,20 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
         elif cfg.patience is not None and epoch - result.best_epoch >= cfg.patience:
             result.stopped_early = True
         bar.set_postfix(train=f"{row['train_loss']:.4g}", val=f"{val:.4g}", best=result.best_epoch)
+        fault_point("epoch")
         if ckpt is not None:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             tmp = ckpt.with_suffix(f".tmp{os.getpid()}")
-            torch.save({"config": cfg.identity(), "task": task.state_dict(), "optimizer": opt.state_dict(),
-                        "best_state": best_state, "history": result.history, "best_epoch": result.best_epoch,
-                        "best_val": result.best_val, "stopped_early": result.stopped_early}, tmp)
-            os.replace(tmp, ckpt)
+            try:
+                fault_point("checkpoint")
+                torch.save({"config": cfg.identity(), "identity": ident, "task": task.state_dict(),
+                            "optimizer": opt.state_dict(), "best_state": best_state, "history": result.history,
+                            "best_epoch": result.best_epoch, "best_val": result.best_val,
+                            "stopped_early": result.stopped_early}, tmp)
+                os.replace(tmp, ckpt)
+            except BaseException:
+                tmp.unlink(missing_ok=True)  # a full disk leaves no partial files
+                raise
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
     if best_state is not None:

@@ -33,7 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..train.cache import FeatureCache
+from ..train.cache import FeatureCache, images_fingerprint, net_identity
 from ..losses import feature_prediction_loss, kl_divergence, perceptual_loss, pixel_loss
 from ..models import Autoencoder, FeatureDecoder, FeatureEncoder, ImageDecoder, ImageEncoder
 from ..zoo.network import LossNetwork
@@ -270,11 +270,15 @@ def embed_images(directory: str | Path, images: torch.Tensor, batch_size: int = 
 
 
 def train_encoder(images: torch.Tensor, cfg: EncoderConfig, fit_cfg: FitConfig, *, loss_net: LossNetwork,
-                  cache: FeatureCache | None = None, ckpt_dir: str | Path | None = None) -> TrainedEncoder:
+                  cache: FeatureCache | None = None, ckpt_dir: str | Path | None = None,
+                  identity: dict | None = None) -> TrainedEncoder:
     """Pretrain an encoder with one procedure on uint8 images (N, 3, S, S).
 
     The loss network's features of ``images`` come from ``cache`` (computed once per dataset and
-    loss network); ``loss_net`` must return a single layer.
+    loss network); ``loss_net`` must return a single layer. A checkpoint in ``ckpt_dir`` is
+    resumed only when it was written for the same images (digest), procedure and model settings,
+    loss network and fit settings, plus ``identity`` (anything else the caller's result depends
+    on); otherwise training starts fresh (one line on stderr says what changed).
     """
     proc = get_procedure(cfg.procedure)
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
@@ -292,7 +296,9 @@ def train_encoder(images: torch.Tensor, cfg: EncoderConfig, fit_cfg: FitConfig, 
     data = {"image": images}
     if proc.encoder == "feature" or proc.loss in ("ps", "fp"):
         data["feat"] = feats
-    result = fit(task, data, fit_cfg, ckpt_dir=ckpt_dir)
+    ident = {"data": images_fingerprint(images), "procedure": proc.name, "model": asdict(cfg),
+             "loss_net": net_identity(loss_net), **(identity or {})}
+    result = fit(task, data, fit_cfg, ckpt_dir=ckpt_dir, identity=ident)
     return TrainedEncoder(proc.name, model, cfg, fit_cfg, result, images.shape[-1], tuple(feats.shape[1:]),
                           {"arch": loss_net.arch, "layers": [str(x) for x in loss_net.layer_refs],
                            "sigmoid": loss_net.sigmoid}, feature_seconds)

@@ -228,7 +228,15 @@ class LossNetwork(nn.Module):
         """:meth:`forward` without the input check (for callers that checked ``x`` already)."""
         if self.normalize is not None:
             x = (x - self.mean) / self.std
-        out = self.body(x)
+        try:
+            out = self.body(x)
+        except RuntimeError as e:  # pooling / convolution windows larger than the shrunken input
+            msg = str(e)
+            if not any(s in msg for s in ("too small", "smaller than", "greater than input", "can't be greater")):
+                raise
+            raise ValueError(f"{x.shape[-2]}x{x.shape[-1]} images are too small for {self.arch} up to layer(s) "
+                             f"{', '.join(map(str, self.layer_refs))} ({msg.splitlines()[0][:120]}); use larger "
+                             f"images or an earlier layer (e.g. E)") from None
         feats = [out[str(i)] for i in range(len(self.nodes))]
         if self.sigmoid:
             feats = [torch.sigmoid(f) for f in feats]
