@@ -232,3 +232,14 @@ def test_benchmark4_cell_variants(collection, tmp_path, offline_weights):
 
     f = torch.arange(2 * 4 * 6 * 6, dtype=torch.float32).view(2, 4, 6, 6)
     assert pool_to(f, 10_000) is f and pool_to(f, 40).shape == (2, 4, 3, 3) and pool_to(f, 3).shape == (2, 4, 1, 1)
+
+
+def test_slurm_launcher_real_submitit_debug_cluster(sr_dir, tmp_path, capfd, offline_weights):
+    """The real submitit path (AutoExecutor, cluster=debug runs the jobs in this process); slurm.gpus>1 warns
+    that a cell trains on one GPU."""
+    pytest.importorskip("submitit")
+    out = run_sweep("benchmark1", ["loss_net=alexnet", "layer=E,S", f"root={sr_dir}", "n_patches=4", "launcher=slurm",
+                                   "slurm.cluster=debug", "slurm.gpus=2", "report=false", f"out={tmp_path / 'd'}"])
+    rows = _ok(ResultsTable(out).rows())
+    assert sorted(r["layer"] for r in rows) == ["E", "S"] and len({r["cell_id"] for r in rows}) == 2
+    assert "a cell trains on one" in capfd.readouterr().err

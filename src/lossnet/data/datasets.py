@@ -382,7 +382,11 @@ def load_svhn(
                 stacklevel=2,
             )
     if data is None:
-        data, labels = _read_svhn_direct(path)
+        try:
+            data, labels = _read_svhn_direct(path)
+        except Exception as e:  # noqa: BLE001 - scipy.io raises many kinds on a corrupt file
+            raise ValueError(f"{path} is not a readable SVHN .mat file ({type(e).__name__}: {str(e)[:100]}); "
+                             f"download it again from http://ufldl.stanford.edu/housenumbers/") from None
 
     images = _svhn_to_size(_to_uint8_nchw(data), size, mode)
     del data

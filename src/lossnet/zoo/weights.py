@@ -143,7 +143,15 @@ def read_manifest() -> dict:
     p = _manifest_path()
     if not p.exists():
         return {}
-    return json.loads(p.read_text())
+    try:
+        manifest = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"the weights manifest {p} is corrupt ({e}); delete it and run "
+                         f"`lossnet weights fetch ARCH --force` to rebuild it") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"the weights manifest {p} is not a JSON object; delete it and run "
+                         f"`lossnet weights fetch ARCH --force` to rebuild it")
+    return manifest
 
 
 def _write_manifest(manifest: dict) -> None:
