@@ -236,6 +236,7 @@ class _PixelNet(torch.nn.Module):
     """The baseline's "loss network": the image itself (in [0, 1])."""
 
     arch, layer_refs, sigmoid = BASELINE, ["-"], False
+    nodes, normalize, weights_source = ["input"], None, "pixels"  # what identifies it (train.cache.net_identity)
 
     def forward(self, x):
         return [x]
