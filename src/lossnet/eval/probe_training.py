@@ -288,7 +288,9 @@ class _Alone(_Trainable):
         super().__init__()
         self.probe = probe
         self.n_probes = 1
-        self.register_buffer("softmax", torch.tensor([probe.spec.output == "softmax"]), persistent=False)
+        dev = next(probe.parameters()).device
+        self.register_buffer("softmax", torch.tensor([probe.spec.output == "softmax"], device=dev),
+                             persistent=False)
         self.best = {k: v.detach().clone() for k, v in probe.state_dict().items()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
