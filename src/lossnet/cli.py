@@ -139,9 +139,14 @@ def _data_lunarlander(args) -> None:
     out = Path(args.out)
     cached = (out / "meta.json").is_file()
     generate_collection(out, n_rollouts=tuple(args.rollouts), seed=args.seed, steps=args.steps, size=args.size,
-                        workers=args.workers, progress=not args.no_progress)
+                        workers=args.workers, progress=not args.no_progress,
+                        offscreen_tolerance=args.offscreen_tolerance)
     meta = json.loads((out / "meta.json").read_text())
     counts = " ".join(f"{k}={v}" for k, v in meta["frames"].items())
+    off = meta.get("offscreen_fraction") or {}
+    removed = [f"{k} {100 * v:.1f} %" for k, v in off.items() if meta["offscreen_removed"].get(k)]
+    if removed and not cached:
+        counts += " (off screen removed: " + ", ".join(removed) + ")"
     how = "cached" if cached else f"{meta['seconds']:.1f} s, {meta['frames_per_s']:.0f} frames/s"
     print(f"lunarlander: {counts} frames ({meta['size']}x{meta['size']}) in {out} [{how}]")
 
@@ -369,8 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      "probe training and testing with off-screen frames removed). The default is a "
                                      "quick collection; the papers' scale is --rollouts 700 700 700.")
     ll.add_argument("--out", required=True, metavar="DIR", help="output collection directory")
-    ll.add_argument("--rollouts", nargs=3, type=int, default=[20, 10, 10], metavar=("N1", "N2", "N3"),
-                    help="rollouts per run 1, 2, 3 (default: 20 10 10; papers: 700 700 700)")
+    ll.add_argument("--rollouts", nargs="+", type=int, default=[20, 10, 10], metavar="N",
+                    help="rollouts per run: three (runs 1, 2, 3; paper B: 700 700 700) or two (paper A: 700 700, "
+                         "run 2 split 80/20 into probe and test) (default: 20 10 10)")
+    ll.add_argument("--offscreen-tolerance", type=float, default=18.0, metavar="PX",
+                    help="a frame is on screen if the lander origin is within the image extended by PX render "
+                         "pixels (of 600 x 400) on every edge (default: 18, the authors' criterion; 0: strictly "
+                         "inside)")
     ll.add_argument("--steps", type=int, default=150, help="frames per rollout (default: 150)")
     ll.add_argument("--size", type=int, default=64, help="square frame side in pixels (default: 64)")
     ll.add_argument("--seed", type=int, default=0, help="collection seed (default: %(default)s)")

@@ -14,7 +14,7 @@ import torch
 
 from lossnet.errors import ConfigError
 
-__all__ = ["DATASETS", "ExperimentData", "load_data", "subset"]
+__all__ = ["DATASETS", "LAYOUTS", "ExperimentData", "load_data", "subset"]
 
 
 DATASETS = ("lunarlander", "stl10", "svhn")
@@ -82,29 +82,66 @@ def _split_name(cfg, role: str, default: str) -> str:
     return str(val) if val is not None else default
 
 
+LAYOUTS = ("paper_a", "paper_b")
+"""LunarLander layouts (``lunarlander.layout``): ``paper_a`` -- two runs (paper A: 1400 rollouts,
+the first 700 unaltered train the autoencoder, the other 700 have off-screen frames removed and
+are split 80/20, in frame order as the authors' ``split_data`` does, into probe training and
+test); ``paper_b`` -- three runs (thesis Part II: encoder / probe / test runs of 700 rollouts)."""
+
+
 def _lunarlander(cfg, out: Path) -> tuple[dict, dict]:
-    from lossnet.data.lunarlander import generate_collection, load_run
+    from lossnet.data.lunarlander import PAPER_OFFSCREEN_TOLERANCE, generate_collection, load_run
 
     ll = cfg.lunarlander
+    layout = str(ll.get("layout") or "paper_b")
+    if layout not in LAYOUTS:
+        raise ConfigError(f"lunarlander.layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    n_runs = 2 if layout == "paper_a" else 3
     coll = Path(cfg.collection) if cfg.get("collection") else out / "collection"
     rollouts = tuple(int(r) for r in ll.rollouts)
-    if len(rollouts) != 3:
-        raise ConfigError(f"lunarlander.rollouts must be three ints (runs 1, 2, 3), got {list(ll.rollouts)}")
+    if len(rollouts) != n_runs:
+        what = "two ints (runs 1 and 2; run 2 is split into probe and test)" if n_runs == 2 else \
+            "three ints (runs 1, 2, 3)"
+        raise ConfigError(f"lunarlander.rollouts must be {what} for lunarlander.layout={layout}, "
+                          f"got {list(ll.rollouts)}")
+    tol = ll.get("offscreen_tolerance")
+    tol = PAPER_OFFSCREEN_TOLERANCE if tol is None else float(tol)
+    test_fraction = float(ll.get("test_fraction") or 0.2)
+    if layout == "paper_a" and not (0.0 < test_fraction < 1.0):
+        raise ConfigError(f"lunarlander.test_fraction must be in (0, 1), got {test_fraction}")
     workers = cfg.get("workers")
     try:
         generate_collection(coll, n_rollouts=rollouts, seed=int(ll.seed), steps=int(ll.steps), size=int(ll.size),
-                            workers=int(workers) if workers else None, progress=bool(cfg.progress))
+                            workers=int(workers) if workers else None, progress=bool(cfg.progress),
+                            offscreen_tolerance=tol)
     except ValueError as e:  # an existing collection with other settings, bad sizes
         raise ConfigError(str(e)) from None
+    runs: dict[str, tuple] = {}
+    for r in range(1, n_runs + 1):
+        run = load_run(coll, r)
+        runs[f"run{r}"] = (run.images, run.positions)
+    if layout == "paper_a":
+        images, positions = runs["run2"]
+        n_test = int(round(len(images) * test_fraction))
+        cut = len(images) - n_test
+        runs["run2_probe"] = (images[:cut], positions[:cut])
+        runs["run2_test"] = (images[cut:], positions[cut:])
+        defaults = (("encoder", "run1"), ("probe", "run2_probe"), ("test", "run2_test"))
+    else:
+        defaults = (("encoder", "run1"), ("probe", "run2"), ("test", "run3"))
     parts = {}
-    for role, default in (("encoder", "run1"), ("probe", "run2"), ("test", "run3")):
+    for role, default in defaults:
         name = _split_name(cfg, role, default)
-        if name not in ("run1", "run2", "run3"):
-            raise ConfigError(f"data.{role}_split for lunarlander must be run1, run2 or run3, got {name!r}")
-        run = load_run(coll, int(name[-1]))
-        parts[role] = (name, run.images, run.positions)
+        if name not in runs:
+            raise ConfigError(f"data.{role}_split for lunarlander (layout {layout}) must be one of "
+                              f"{', '.join(runs)}, got {name!r}")
+        parts[role] = (name, *runs[name])
     ident = {"collection": {"rollouts": list(rollouts), "steps": int(ll.steps), "seed": int(ll.seed),
                             "size": int(ll.size)}}
+    if tol != 0.0:  # 0: the criterion of collections made before the tolerance (same cell ids)
+        ident["collection"]["offscreen_tolerance"] = tol
+    if layout == "paper_a":
+        ident["collection"].update(layout=layout, test_fraction=test_fraction)
     return parts, ident
 
 
@@ -146,7 +183,9 @@ def load_data(cfg, out: Path) -> ExperimentData:
     """The three parts of ``cfg.dataset`` (module docstring of :class:`ExperimentData`).
 
     LunarLander: the collection is generated (once; idempotent) into ``cfg.collection`` or
-    ``out/collection``; runs 1/2/3 are encoder/probe/test. STL-10: unlabeled/train/test; SVHN:
+    ``out/collection``; ``lunarlander.layout`` (:data:`LAYOUTS`) ``paper_b``: runs 1/2/3 are
+    encoder/probe/test; ``paper_a``: run 1 is the encoder part, run 2 (off-screen frames removed)
+    is split in frame order into probe (first 1 - ``lunarlander.test_fraction``) and test parts. STL-10: unlabeled/train/test; SVHN:
     extra/train/test (``lossnet.data.datasets.SPLIT_ROLES``), from ``cfg.data_root``; any role can be
     changed with ``data.<role>_split``. ``data.max_<role>`` keeps a seeded random subset.
     """

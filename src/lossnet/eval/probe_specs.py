@@ -33,8 +33,8 @@ class ProbeSpec:
         hidden: hidden layer widths, e.g. ``(64, 32)``; ``()`` is a linear probe.
         activation: ``"relu"`` or ``"sigmoid"`` after each hidden layer (ignored, and normalised
             to ``"relu"``, for linear probes).
-        output: ``"plain"`` (raw outputs / logits) or ``"softmax"`` (class probabilities;
-            classification only).
+        output: ``"plain"`` (raw outputs / logits) or ``"softmax"`` (a softmax over the outputs
+            as output layer; trained with the task's loss on the softmax outputs).
     """
 
     hidden: tuple[int, ...] = ()
@@ -166,18 +166,19 @@ GRIDS: dict[str, list[ProbeSpec]] = {
     "linear": [ProbeSpec(())],
 }
 """Named probe grids (see module docstring). ``paper_a`` holds all 36 combinations including
-softmax outputs; use :func:`make_grid` with ``task="regression"`` for the 18 plain ones."""
+softmax outputs (for every task, as in the paper); ``make_grid(..., softmax=False)`` gives the 18
+plain ones."""
 
 
-def make_grid(name: str, task: str | None = None) -> list[ProbeSpec]:
-    """The probe specs of grid ``name`` (a copy). With ``task="regression"`` softmax-output specs
-    are dropped (softmax outputs are meaningless for position regression)."""
+def make_grid(name: str, task: str | None = None, softmax: bool = True) -> list[ProbeSpec]:
+    """The probe specs of grid ``name`` (a copy); ``softmax=False`` drops softmax-output specs.
+    ``task`` is only checked (the grids are the same for every task, as in paper A)."""
     if name not in GRIDS:
         raise ValueError(f"unknown probe grid {name!r}; known grids: {sorted(GRIDS)}")
     if task is not None and task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     specs = list(GRIDS[name])
-    if task == "regression":
+    if not softmax:
         specs = [s for s in specs if s.output == "plain"]
     return specs
 
@@ -190,8 +191,8 @@ def make_grid(name: str, task: str | None = None) -> list[ProbeSpec]:
 @dataclass
 class ProbeResult:
     """One probe of a grid. ``best_epoch`` is 1-based; ``best_val_loss`` is the training
-    objective on the validation split (regression: MSE of standardised targets; classification:
-    cross-entropy); ``test_metric`` is position error (target units) or accuracy. A probe whose
+    objective on the validation split (regression: MSE of the (standardised) targets;
+    classification: cross-entropy or MSE vs one-hot, on the probe's outputs); ``test_metric`` is position error (target units) or accuracy. A probe whose
     validation loss never became finite keeps its initial parameters and ``best_epoch == 0``."""
 
     name: str

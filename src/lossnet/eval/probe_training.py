@@ -37,6 +37,13 @@ class _Prepared:
     y_std: torch.Tensor | None
     train_idx: torch.Tensor
     val_idx: torch.Tensor
+    loss: str = "cross_entropy"
+
+
+LOSSES = ("cross_entropy", "mse")
+"""Classification losses of a probe grid (``classification_loss``): ``cross_entropy`` of the
+probe's outputs (logits; probabilities for softmax probes) or ``mse`` between the outputs and the
+one-hot targets (the authors' code, guspih/Perceptual-Autoencoders ``experiment.py``)."""
 
 
 def _to_tensor(a, what: str) -> torch.Tensor:
@@ -108,10 +115,6 @@ def _resolve_specs(grid, task: str) -> list[ProbeSpec]:
             raise ValueError(f"grid must be a grid name or ProbeSpecs, got {grid!r}") from None
         if not specs or not all(isinstance(s, ProbeSpec) for s in specs):
             raise ValueError("grid must be a grid name or a non-empty sequence of ProbeSpec")
-    if task == "regression":
-        soft = [s.name for s in specs if s.output == "softmax"]
-        if soft:
-            raise ValueError(f"softmax-output probes are for classification only: {soft}")
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate probe specs in grid: {names}")
@@ -120,10 +123,17 @@ def _resolve_specs(grid, task: str) -> list[ProbeSpec]:
 
 def _prepare(
     train_x, train_y, test_x, test_y, *, task, grid, epochs, batch_size, lr, val_fraction, seed,
-    device, standardize, num_classes,
+    device, standardize, num_classes, standardize_targets=None, classification_loss="cross_entropy",
 ) -> _Prepared:
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if classification_loss not in LOSSES:
+        raise ValueError(f"classification_loss must be one of {LOSSES}, got {classification_loss!r}")
+    for name, flag in (("standardize", standardize), ("standardize_targets", standardize_targets)):
+        if flag is not None and not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {flag!r}")
+    if standardize_targets is None:
+        standardize_targets = standardize
     specs = _resolve_specs(grid, task)
     if int(epochs) < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -189,7 +199,7 @@ def _prepare(
 
     y_mean = y_std = None
     if task == "regression":
-        if standardize:
+        if standardize_targets:
             y_mean = y_tr.mean(0)
             y_std = y_tr.std(0, unbiased=False)
             y_std = torch.where(y_std > 1e-8, y_std, torch.ones_like(y_std))
@@ -204,6 +214,7 @@ def _prepare(
         x_tr=x_tr.contiguous(), y_tr=y_tr.contiguous(), x_val=x_val.contiguous(),
         y_val=y_val.contiguous(), x_test_raw=xt, y_test=yt, x_mean=x_mean, x_std=x_std,
         y_mean=y_mean, y_std=y_std, train_idx=train_idx, val_idx=val_idx,
+        loss="mse" if task == "regression" else classification_loss,
     )
 
 
@@ -222,14 +233,25 @@ def _batch_generator(seed: int) -> torch.Generator:
 # --------------------------------------------------------------------------------------------
 
 
-def _per_probe_loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
-    """Mean loss per probe, ``(P,)``.
+def _per_probe_loss(out: torch.Tensor, y: torch.Tensor, task: str, softmax: torch.Tensor | None = None,
+                    loss: str = "cross_entropy") -> torch.Tensor:
+    """Mean loss per probe, ``(P,)``, on each probe's *outputs*.
 
     ``out (P, T, B)``: pre-softmax outputs of ``P`` probes for a batch of ``B`` samples (batch
-    last); ``y``: standardised targets ``(B, T)`` (MSE over batch and target dims) or labels
-    ``(B,)`` (cross-entropy = NLL of the softmax, also for softmax-output probes)."""
+    last); ``softmax (P,)`` bool: probes whose output layer is a softmax over the ``T`` outputs
+    (paper A: "the output layer either lacked activation function or used Softmax") -- their
+    outputs are ``softmax(out)``, and the loss is computed on those. ``y``: (standardised)
+    targets ``(B, T)`` for regression (MSE over batch and target dims) or labels ``(B,)``:
+    ``loss="cross_entropy"`` -- cross-entropy of the outputs taken as class scores (logits for
+    plain probes; probabilities for softmax probes), ``loss="mse"`` -- MSE between the outputs
+    and the one-hot targets (the authors' code)."""
+    if softmax is not None and bool(softmax.any()):
+        out = torch.where(softmax.view(-1, 1, 1), torch.softmax(out, dim=1), out)
     if task == "regression":
         return (out - y.t()).square().mean(dim=(1, 2))
+    if loss == "mse":
+        onehot = torch.nn.functional.one_hot(y, out.shape[1]).to(out.dtype).t()  # (T, B)
+        return (out - onehot).square().mean(dim=(1, 2))
     logp = torch.log_softmax(out, dim=1)
     idx = y.view(1, 1, -1).expand(out.shape[0], 1, -1)
     return -logp.gather(1, idx).mean(dim=(1, 2))
@@ -240,6 +262,7 @@ class _Trainable(nn.Module):
     ``snapshot(improved (P,))`` keeps best-epoch parameters, ``export()`` -> ProbeMLPs."""
 
     n_probes: int
+    softmax: torch.Tensor  # (P,) bool, the model's probe order: softmax output layer
 
     def optim_params(self) -> list[torch.Tensor]:
         return list(self.parameters())
@@ -265,6 +288,9 @@ class _Alone(_Trainable):
         super().__init__()
         self.probe = probe
         self.n_probes = 1
+        dev = next(probe.parameters()).device
+        self.register_buffer("softmax", torch.tensor([probe.spec.output == "softmax"], device=dev),
+                             persistent=False)
         self.best = {k: v.detach().clone() for k, v in probe.state_dict().items()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -325,6 +351,8 @@ class _FusedGrid(_Trainable):
         self.order = [i for g in self.groups for i in g.members] + self.linear_members
         pos_of = {spec_i: pos for pos, spec_i in enumerate(self.order)}
         dev = probes[0].linears()[0].weight.device
+        self.register_buffer("softmax", torch.tensor([specs[i].output == "softmax" for i in self.order],
+                                                     device=dev), persistent=False)
         dtype = probes[0].linears()[0].weight.dtype
 
         # ---- parameter layout: (shape, [(fused pos, numel) per probe], source tensors)
@@ -477,13 +505,14 @@ def _make_adam(params, lr: float, device: torch.device) -> torch.optim.Optimizer
 
 
 @torch.no_grad()
-def _eval_loss(model: _Trainable, x: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+def _eval_loss(model: _Trainable, x: torch.Tensor, y: torch.Tensor, task: str,
+               loss: str = "cross_entropy") -> torch.Tensor:
     """Mean loss per probe over a whole split, ``(P,)``, in chunks bounded in memory."""
     chunk = max(256, (1 << 22) // max(1, model.n_probes * 64))
     total = None
     for i in range(0, x.shape[0], chunk):
         xb, yb = x[i : i + chunk], y[i : i + chunk]
-        l = _per_probe_loss(model(xb), yb, task) * xb.shape[0]
+        l = _per_probe_loss(model(xb), yb, task, model.softmax, loss) * xb.shape[0]
         total = l if total is None else total + l
     return total / x.shape[0]
 
@@ -502,12 +531,13 @@ def _train(model: _Trainable, prep: _Prepared, *, epochs, batch_size, lr, seed, 
         perm = torch.randperm(n, generator=gen).to(prep.device)
         xs, ys = prep.x_tr[perm], prep.y_tr[perm]
         for i in range(0, n, batch_size):
-            loss = _per_probe_loss(model(xs[i : i + batch_size]), ys[i : i + batch_size], prep.task)
+            loss = _per_probe_loss(model(xs[i : i + batch_size]), ys[i : i + batch_size], prep.task,
+                                   model.softmax, prep.loss)
             model.zero_grad_()
             loss.sum().backward()
             model.after_backward()
             opt.step()
-        val = _eval_loss(model, prep.x_val, prep.y_val, prep.task)
+        val = _eval_loss(model, prep.x_val, prep.y_val, prep.task, prep.loss)
         history[:, epoch - 1] = val
         improved = val < best
         best = torch.where(improved, val, best)

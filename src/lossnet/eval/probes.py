@@ -16,19 +16,29 @@ Grids (:data:`GRIDS`, :func:`make_grid`):
   ``[64, 32]``, ``[64, 64]``, ``[128, 128]`` (thesis, "For each trained autoencoder 7 predictor
   MLPs").
 * ``"paper_a"`` -- 1 or 2 hidden layers of 32/64/128 units, second layer not larger than the first
-  (9 shapes), ReLU or sigmoid, plain or softmax output: 36 probes. Softmax output is only
-  meaningful for classification, so for ``task="regression"`` the grid is the 18 plain-output
-  probes (``make_grid("paper_a", task="regression")``; ``fit_probe_grid`` does this itself).
+  (9 shapes), ReLU or sigmoid, plain or softmax output: 36 probes for every task (the paper uses
+  one grid for all datasets; ``make_grid("paper_a", task="regression", softmax=False)`` gives
+  the 18 plain-output ones).
 * ``"linear"`` -- one linear layer.
 
-Losses. Regression: MSE on targets standardised with the train-split mean/std (reported metrics
-are in the original units). Classification: cross-entropy. A ``softmax``-output probe outputs
-probabilities; it is trained with the negative log-likelihood of those probabilities, computed
-stably as ``-log_softmax(logits)[y]`` -- mathematically the same loss as a plain probe's
-cross-entropy on its logits, so softmax probes differ from plain ones only in their own random
-initialisation and in returning probabilities (applying ``CrossEntropyLoss`` *on* probabilities,
-a double softmax, would be a different and poorly scaled objective and would make validation
-losses incomparable across the grid, so it is not done).
+Losses (on each probe's *outputs*). A ``softmax``-output probe applies a softmax over its
+outputs as its output layer (paper A: "the output layer either lacked activation function or used
+Softmax") and is trained with the same loss on those outputs as a plain probe on its raw outputs:
+
+* regression: MSE between the outputs and the targets (standardised with the train-split
+  mean/std when ``standardize_targets``; reported metrics are in the original units). A softmax
+  probe's outputs are positive and sum to 1, so it fits positions poorly; paper A's grid has it for
+  every dataset, and the selection by validation loss then simply passes it over;
+* classification, ``classification_loss="mse"`` (the authors' code, papers A and B presets): MSE
+  between the outputs (logits, or probabilities for softmax probes) and the one-hot targets;
+* classification, ``classification_loss="cross_entropy"`` (the default of :func:`fit_probe_grid`):
+  cross-entropy of the outputs taken as class scores -- logits for plain probes, the
+  probabilities for softmax probes (a bounded, flatter objective: a softmax probe's loss cannot
+  go below ``-log(e / (e + K - 1))``).
+
+Every probe of a grid uses one loss, so the validation losses the selection compares are on one
+scale for a given task/loss (a softmax probe's loss is simply worse when its output layer does not
+fit the task).
 
 Efficiency. :func:`fit_probe_grid` trains all probes of a grid in one pass over the data: every
 minibatch goes through a fused network in which the first layers of all probes are one wide
@@ -92,6 +102,8 @@ def fit_probe_grid(
     standardize: bool = True,
     progress: bool = True,
     num_classes: int | None = None,
+    standardize_targets: bool | None = None,
+    classification_loss: str = "cross_entropy",
 ) -> GridResult:
     """Train every probe of a grid at once on frozen embeddings and evaluate the best one.
 
@@ -100,10 +112,10 @@ def fit_probe_grid(
         train_y: regression targets ``(N, T)`` float (e.g. lander x/y in pixels; ``(N,)`` is
             read as ``T = 1``) or class labels ``(N,)`` int64 for classification.
         test_x, test_y: the test split, same layout.
-        task: ``"regression"`` (MSE on standardised targets; metric: mean Euclidean position
-            error in target units) or ``"classification"`` (cross-entropy; metric: accuracy).
-        grid: a name in :data:`GRIDS` or a sequence of :class:`ProbeSpec`. For regression,
-            named grids drop softmax-output probes.
+        task: ``"regression"`` (MSE on the (standardised) targets; metric: mean Euclidean
+            position error in target units) or ``"classification"`` (``classification_loss``;
+            metric: accuracy).
+        grid: a name in :data:`GRIDS` or a sequence of :class:`ProbeSpec`.
         epochs: training epochs per probe (500 in the papers); the best validation epoch is kept.
         batch_size, lr: minibatch size and Adam learning rate.
         val_fraction: share of the probe-training data held out for validation (seeded random
@@ -111,9 +123,15 @@ def fit_probe_grid(
         seed: drives the split, the batch order and every probe's initialisation (a probe's init
             depends only on ``seed`` and its spec).
         device: where to train; default: ``train_x``'s device (CPU for numpy input).
-        standardize: standardise embeddings (and regression targets) with train-split statistics.
+        standardize: standardise the input embeddings (and, unless ``standardize_targets`` is
+            given, the regression targets) with train-split mean/std.
         progress: show a tqdm bar over epochs.
         num_classes: number of classes; default ``max(label) + 1``.
+        standardize_targets: standardise regression targets with train-split mean/std (MSE is
+            then on standardised targets; predictions and metrics stay in target units);
+            ``None``: as ``standardize``.
+        classification_loss: ``"cross_entropy"`` (of the probe outputs as class scores) or
+            ``"mse"`` (outputs vs one-hot targets, the authors' code).
 
     Returns:
         :class:`GridResult` with per-probe rows, the selected probe (lowest validation loss),
@@ -122,7 +140,8 @@ def fit_probe_grid(
     prep = _prepare(
         train_x, train_y, test_x, test_y, task=task, grid=grid, epochs=epochs,
         batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed, device=device,
-        standardize=standardize, num_classes=num_classes,
+        standardize=standardize, num_classes=num_classes, standardize_targets=standardize_targets,
+        classification_loss=classification_loss,
     )
     probes = [
         s.build(prep.in_dim, prep.out_dim, seed=_probe_seed(seed, s)).to(prep.device)
@@ -166,6 +185,8 @@ def fit_probe_sequential(
     standardize: bool = True,
     progress: bool = True,
     num_classes: int | None = None,
+    standardize_targets: bool | None = None,
+    classification_loss: str = "cross_entropy",
 ) -> GridResult:
     """Naive baseline with the same protocol as :func:`fit_probe_grid`: each probe is an
     ``nn.Sequential`` trained on its own, one after another (same split, batch order and
@@ -173,7 +194,8 @@ def fit_probe_sequential(
     prep = _prepare(
         train_x, train_y, test_x, test_y, task=task, grid=grid, epochs=epochs,
         batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed, device=device,
-        standardize=standardize, num_classes=num_classes,
+        standardize=standardize, num_classes=num_classes, standardize_targets=standardize_targets,
+        classification_loss=classification_loss,
     )
     bar = _progress_bar(epochs * len(prep.specs), f"probes one by one ({len(prep.specs)})", progress)
     probes, hist, be, bv = [], [], [], []

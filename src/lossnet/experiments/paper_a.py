@@ -6,6 +6,13 @@ I-I-PS with ``variational`` off/on). Each cell trains the autoencoder, fits two 
 embeddings -- the MLP grid of paper A (Tables II-IV) and a linear regressor (Tables V-VII) -- and
 retrains a fresh image decoder on the frozen encoder with pixel-wise MSE loss, scoring the test
 reconstructions with the L1 norm (Table VIII; :mod:`lossnet.eval.decoder_retrain`).
+
+Fig. 5 (originals and their reconstructions by a pixel-wise and a perceptually trained autoencoder,
+before and after the decoder is retrained): each cell writes the first ``figures.reconstructions``
+test images, the autoencoder's own reconstructions and the retrained decoder's to
+``cells/<id>/reconstructions.npz`` (uint8 (K, 3, S, S) ``original``, ``before``, ``after``); the
+row's ``recon_examples`` names the file and the report draws the figure
+(:func:`lossnet.report.figures.reconstructions`).
 """
 
 from __future__ import annotations
@@ -108,8 +115,42 @@ def run_cell(ctx: RunContext, coords: dict, sp: dict[str, Any], cid: str, label:
         row.update({"recon_rel_l1": rd.rel_l1, "recon_l1": rd.l1, "recon_mse": rd.mse,
                     "recon_val_loss": rd.result.best_val, "recon_best_epoch": rd.result.best_epoch,
                     "recon_seconds": rd.seconds})
+        k = int((ctx.cfg.get("figures") or {}).get("reconstructions", 4) or 0)
+        if k > 0:
+            row["recon_examples"] = save_reconstructions(ctx.cell_dir(cid) / "reconstructions.npz",
+                                                         ctx.data.test_images[:k], cell.encoder.model, rd.decoder,
+                                                         ctx.device).relative_to(ctx.out).as_posix()
     row["cell_seconds"] = time.perf_counter() - t0
     return finish_cell(ctx, cid, sp, row, cell)
+
+
+def save_reconstructions(path, images, autoencoder, retrained_decoder, device) -> "Path":
+    """Write ``original`` (the uint8 (K, 3, S, S) ``images``), ``before`` (the autoencoder's own
+    reconstructions) and ``after`` (``retrained_decoder`` on the autoencoder's ``mu``) as uint8 to
+    ``path`` (npz); returns ``path``. Image-input autoencoders only (papers A/B's I-I models)."""
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    def to_u8(x: torch.Tensor) -> np.ndarray:
+        return (x.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    was = autoencoder.training
+    autoencoder.eval()
+    retrained_decoder.eval()
+    try:
+        with torch.no_grad():
+            x = images.to(device).float() / 255
+            mu = autoencoder.to(device).embed(x)
+            before = autoencoder.decoder(mu)
+            after = retrained_decoder.to(device)(mu)
+    finally:
+        autoencoder.train(was)
+    np.savez_compressed(path, original=images.cpu().numpy(), before=to_u8(before), after=to_u8(after))
+    return path
 
 
 def describe_row(row: dict) -> str:

@@ -8,6 +8,12 @@ lowest validation loss is tested). Each row records the test score, the selected
 encoder's per-epoch history (for the convergence figure, Fig. 9), epoch and total training time
 (Figs. 6-8, Table 2). Table 1 (SVHN, z = 500, probes trained on ``extra``) is the ``svhn_z500``
 variant of ``configs/paper_b.yaml``.
+
+Baseline (``baseline.simple_cnn``): per repeat one cell trains Table 2's "Simple CNN" -- the image
+encoder of Fig. 3 followed by an MLP with one hidden layer of 256 units
+(:class:`lossnet.models.simple_cnn.SimpleCNN`) -- end to end on the probe part's labels and tests
+it on the test part. Its rows have ``procedure = "SimpleCNN"`` and ``baseline = "simple_cnn"``;
+the report shows them as their own row of the Table 2 analogue.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from lossnet.runs.encoder_cells import (
 from lossnet.train.procedures import PROCEDURES, get_procedure
 
 NAME = "paper_b"
+BASELINE = "SimpleCNN"
+"""``procedure`` of the Simple-CNN baseline rows."""
 
 
 def check(cfg) -> None:
@@ -41,10 +49,32 @@ def check(cfg) -> None:
         raise ConfigError(f"repeats must be >= 1, got {cfg.repeats}")
 
 
+def baseline_z(cfg) -> int:
+    """z (encoder output width) of the Simple-CNN baseline: ``baseline.z``, else the smallest z."""
+    b = cfg.get("baseline") or {}
+    return int(b.get("z") or min(int(z) for z in cfg.z))
+
+
 def plan(cfg) -> list[dict]:
-    """Cell coordinates in run order: repeat-major, so every repeat completes all procedures."""
-    return [{"procedure": get_procedure(str(p)).name, "z": int(z), "repeat": r, "seed": int(cfg.seed) + r}
-            for r in range(int(cfg.repeats)) for z in cfg.z for p in cfg.procedures]
+    """Cell coordinates in run order: repeat-major, so every repeat completes all procedures (and
+    then its Simple-CNN baseline cell when ``baseline.simple_cnn``)."""
+    out = []
+    b = cfg.get("baseline") or {}
+    for r in range(int(cfg.repeats)):
+        out += [{"procedure": get_procedure(str(p)).name, "z": int(z), "repeat": r, "seed": int(cfg.seed) + r}
+                for z in cfg.z for p in cfg.procedures]
+        if b.get("simple_cnn"):
+            out.append({"procedure": BASELINE, "z": baseline_z(cfg), "repeat": r, "seed": int(cfg.seed) + r})
+    return out
+
+
+def baseline_settings(cfg) -> dict:
+    """Training settings of the Simple-CNN baseline (``baseline.*``, falling back to ``encoder.*``)."""
+    b, e = cfg.get("baseline") or {}, cfg.encoder
+    pick = lambda k, d: b.get(k) if b.get(k) is not None else d  # noqa: E731
+    return {"epochs": int(pick("epochs", e.epochs)), "batch_size": int(pick("batch_size", e.batch_size)),
+            "lr": float(pick("lr", e.lr)), "val_fraction": float(pick("val_fraction", e.val_fraction)),
+            "hidden": int(pick("hidden", 256)), "patience": None if b.get("patience") is None else int(b.patience)}
 
 
 def setting(ctx: RunContext) -> dict:
@@ -54,13 +84,67 @@ def setting(ctx: RunContext) -> dict:
 
 
 def spec(ctx: RunContext, coords: dict, shared: dict | None = None) -> dict:
-    return {"setting": shared or setting(ctx), "cell": {**coords, "variational": False}}
+    cell = {**coords, "variational": False}
+    if coords["procedure"] == BASELINE:
+        cell["baseline"] = baseline_settings(ctx.cfg)
+    return {"setting": shared or setting(ctx), "cell": cell}
+
+
+def run_baseline_cell(ctx: RunContext, coords: dict, sp: dict[str, Any], cid: str, label: str) -> dict:
+    """Train the Simple CNN end to end on the probe part, test it; append and return the row."""
+    import time
+
+    import torch
+
+    from lossnet.eval.metrics import accuracy, position_error
+    from lossnet.models.simple_cnn import SimpleCNN, SimpleCNNTask
+    from lossnet.train.engine import FitConfig, fit, split_indices
+
+    t0 = time.perf_counter()
+    d, bs = ctx.data, baseline_settings(ctx.cfg)
+    seed = int(coords["seed"])
+    regression = d.task == "regression"
+    targets = d.probe_targets
+    y_mean = y_std = None
+    if regression:
+        tr, _ = split_indices(len(targets), bs["val_fraction"], seed)  # the split fit() uses
+        y_mean, y_std = targets[tr].mean(0), targets[tr].std(0, unbiased=False).clamp_min(1e-8)
+        targets = (targets - y_mean) / y_std
+        loss = "regression"
+    else:
+        loss = str(ctx.cfg.probe.get("classification_loss") or "cross_entropy")
+    out_dim = targets.shape[1] if regression else 10
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SimpleCNN(out_dim, z=int(coords["z"]), size=d.size, hidden=bs["hidden"])
+    task = SimpleCNNTask(model, loss, y_mean, y_std)
+    fit_cfg = FitConfig(epochs=bs["epochs"], batch_size=bs["batch_size"], lr=bs["lr"], seed=seed,
+                        val_fraction=bs["val_fraction"], patience=bs["patience"],
+                        device=ctx.cfg.get("device") or None, progress=bool(ctx.cfg.progress), desc=label)
+    res = fit(task, {"image": d.probe_images, "target": targets}, fit_cfg, ckpt_dir=ctx.cell_dir(cid))
+    pred = task.predict(d.test_images)
+    score = position_error(pred, d.test_targets) if regression else accuracy(pred, d.test_targets)
+    hist = res.history
+    upto = hist[: res.best_epoch + 1] if res.best_epoch >= 0 else hist
+    row = {"experiment": NAME, "dataset": d.name, "procedure": BASELINE, "model": BASELINE, "baseline": "simple_cnn",
+           "loss": "labels", "variational": False, "z": coords["z"], "repeat": coords["repeat"], "seed": seed,
+           "metric": d.metric, "higher_is_better": d.higher_is_better, "test_score": float(score),
+           "probe": f"end to end (hidden {bs['hidden']})", "probe_val_loss": res.best_val, "probe_seconds": 0.0,
+           "val_loss": res.best_val, "best_epoch": res.best_epoch, "epochs_run": len(hist),
+           "epoch_seconds": res.epoch_seconds, "train_seconds": sum(h["train_seconds"] for h in hist),
+           "total_seconds": res.total_seconds, "time_to_best_seconds": sum(h["train_seconds"] for h in upto),
+           "feature_seconds": 0.0, "embed_seconds": 0.0, "resumed_epochs": res.resumed_from,
+           "stopped_early": res.stopped_early, "history": [dict(h) for h in hist]}
+    row["cell_seconds"] = time.perf_counter() - t0
+    return finish_cell(ctx, cid, sp, row)
 
 
 def run_cell(ctx: RunContext, coords: dict, sp: dict[str, Any], cid: str, label: str) -> dict:
-    """Train, embed, probe; append and return the row."""
+    """Train, embed, probe; append and return the row (the baseline: :func:`run_baseline_cell`)."""
     import time
 
+    if coords["procedure"] == BASELINE:
+        return run_baseline_cell(ctx, coords, sp, cid, label)
     t0 = time.perf_counter()
     cell = train_and_embed(ctx, cid, procedure=coords["procedure"], z=coords["z"], variational=False,
                            seed=coords["seed"], desc=label)
@@ -88,6 +172,9 @@ def cells(ctx: RunContext) -> list[tuple[dict, dict, str, str]]:
 def describe_row(row: dict) -> str:
     from lossnet.runs.encoder_cells import fmt_score
 
+    if row.get("baseline"):
+        return (f"{row['metric']} {fmt_score(row['metric'], row['test_score'])} (Simple CNN), "
+                f"{row['epoch_seconds']:.1f} s/epoch")
     return (f"{row['metric']} {fmt_score(row['metric'], row['test_score'])} ({row['probe']}), "
             f"{row['epoch_seconds']:.1f} s/epoch, best epoch {row['best_epoch'] + 1}/{row['epochs_run']}")
 

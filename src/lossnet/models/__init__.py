@@ -7,5 +7,6 @@ from lossnet.models.autoencoder import (
     ImageDecoder,
     ImageEncoder,
 )
+from lossnet.models.simple_cnn import SimpleCNN
 
-__all__ = ["Autoencoder", "FeatureDecoder", "FeatureEncoder", "ImageDecoder", "ImageEncoder"]
+__all__ = ["Autoencoder", "FeatureDecoder", "FeatureEncoder", "ImageDecoder", "ImageEncoder", "SimpleCNN"]

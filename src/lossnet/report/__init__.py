@@ -68,7 +68,8 @@ def write_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
         lines += ["", f"## {title.get(exp, exp)} — {DATASET_LABELS.get(ds, ds)}{tag}", "", _settings_note(g), ""]
         if exp == "paper_b":
             lines.append(paper_b_markdown(g))
-            if figures:
+            g = [r for r in g if not r.get("baseline")]  # figures: the encoder procedures
+            if figures and g:
                 run_cfg = (g[0].get("config") or {}).get("run", {})
                 cz = (run_cfg.get("figures") or {}).get("convergence_z")
                 made = [figs.performance_vs_time(g, fig_dir / f"{stem}_score_vs_epoch_time.png",
@@ -84,6 +85,11 @@ def write_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
             if figures:
                 p = figs.score_vs_z(g, fig_dir / f"{stem}_score_vs_z.png")
                 lines += ["", f"![{p.stem}]({os.path.relpath(p, report.parent)})"]
+                rec = figs.reconstructions(g, run_dir, fig_dir / f"{stem}_reconstructions.png")
+                if rec is not None:
+                    lines += ["", "Fig. 5 analogue: test images and their reconstructions before / after the "
+                              "decoder is retrained with pixel-wise loss:", "",
+                              f"![{rec.stem}]({os.path.relpath(rec, report.parent)})"]
         else:
             lines.append(f"({len(g)} rows of an experiment this report does not know.)")
     report.parent.mkdir(parents=True, exist_ok=True)

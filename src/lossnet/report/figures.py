@@ -207,3 +207,41 @@ def _save(fig, path: str | Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def reconstructions(rows: Sequence[dict], run_dir: str | Path, path: str | Path, *, z: int | None = None,
+                    n: int = 4, title: str | None = None) -> Path | None:
+    """Paper A Fig. 5: original test images and their reconstructions by every model of one z
+    (default: the smallest z with a pixel-wise and a perceptual autoencoder), before (the
+    autoencoder's own decoder) and after retraining the decoder with pixel-wise loss. Reads the
+    ``recon_examples`` files of the rows (repeat 0 where present); one row of the grid per test
+    image, columns "Original", then "<model>" / "<model> retrained" in paper A's model order.
+    Returns None when no row has reconstructions."""
+    import numpy as np
+    import torch
+
+    have = [r for r in rows if r.get("recon_examples")]
+    if not have:
+        return None
+    zs = sorted({int(r["z"]) for r in have})
+    if z is None:
+        both = [zz for zz in zs if {"pw", "ps"} <= {r.get("loss") for r in have if int(r["z"]) == zz}]
+        z = (both or zs)[0]
+    picked: dict[str, dict] = {}
+    for r in sorted(have, key=lambda r: int(r.get("repeat", 0))):
+        if int(r["z"]) == z and r["model"] not in picked:
+            picked[r["model"]] = r
+    models = _ordered(picked, MODEL_ORDER)
+    arrays = {}
+    for m in models:
+        with np.load(Path(run_dir) / picked[m]["recon_examples"]) as f:
+            arrays[m] = {k: torch.from_numpy(f[k]) for k in ("original", "before", "after")}
+    k = min(n, *(len(a["original"]) for a in arrays.values()))
+    grid = []
+    for i in range(k):
+        row = [("Original", arrays[models[0]]["original"][i])]
+        for m in models:
+            label = picked[m].get("model_label") or m
+            row += [(label, arrays[m]["before"][i]), (f"{label} retrained", arrays[m]["after"][i])]
+        grid.append(row)
+    return image_grid(grid, path, title=title or f"Reconstructions (z={z}): before / after decoder retraining")

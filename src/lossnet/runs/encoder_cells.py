@@ -19,8 +19,8 @@ from lossnet.data.parts import ExperimentData
 from lossnet.runs.cells import cell_id, environment, remove_checkpoints, utc_now
 from lossnet.runs.table import ResultsTable
 
-__all__ = ["RunContext", "TrainedCell", "encoder_row", "encoder_settings", "finish_cell", "fmt_score", "probe_settings",
-           "run_probes", "train_and_embed"]
+__all__ = ["RunContext", "TrainedCell", "encoder_row", "encoder_settings", "finish_cell", "fmt_score", "probe_options",
+           "probe_settings", "run_probes", "train_and_embed"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -80,6 +80,22 @@ def probe_settings(cfg) -> dict:
          "val_fraction": float(p.val_fraction)}
     if p.get("linear_grid") is not None:
         d["linear_grid"] = str(p.linear_grid)
+    d.update(probe_options(cfg))
+    return d
+
+
+def probe_options(cfg) -> dict:
+    """``fit_probe_grid`` options of ``cfg.probe`` (absent keys: the function's defaults, which
+    keep the cell ids of configs without them): ``standardize_inputs``, ``standardize_targets``,
+    ``classification_loss``."""
+    p = cfg.probe
+    d = {}
+    if p.get("standardize_inputs") is not None:
+        d["standardize"] = bool(p.standardize_inputs)
+    if p.get("standardize_targets") is not None:
+        d["standardize_targets"] = bool(p.standardize_targets)
+    if p.get("classification_loss") is not None:
+        d["classification_loss"] = str(p.classification_loss)
     return d
 
 
@@ -131,7 +147,7 @@ def run_probes(ctx: RunContext, cell: TrainedCell, grid: str, seed: int):
                               epochs=int(p.epochs), batch_size=int(p.batch_size), lr=float(p.lr),
                               val_fraction=float(p.val_fraction), seed=int(seed), device=ctx.device,
                               progress=bool(ctx.cfg.progress),
-                              num_classes=10 if d.task == "classification" else None)
+                              num_classes=10 if d.task == "classification" else None, **probe_options(ctx.cfg))
     finally:
         torch.set_num_threads(threads)
 
