@@ -30,7 +30,8 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.g
 ENV.pop("LOSSNET_FAULT", None)
 TINY = ["lunarlander.rollouts=[2,2,2]", "lunarlander.steps=60", "data.max_encoder=32", "data.max_probe=24",
         "data.max_test=24", "encoder.epochs=2", "encoder.batch_size=16", "encoder.hidden=64", "probe.epochs=3",
-        "probe.batch_size=16", "threads=1", "progress=false", "loss_net.weights=random"]
+        "probe.batch_size=16", "threads=1", "progress=false", "loss_net.weights=random",
+        "baseline.simple_cnn=false"]  # paper B's Simple-CNN cells are tested in test_experiments
 
 
 def _one_error_line(capsys) -> str:
