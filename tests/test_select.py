@@ -12,7 +12,8 @@ from torch import nn
 
 from lossnet.errors import UserError
 from lossnet.cli import main as cli_main
-from lossnet.experiments.select import format_table, parse_candidates, select, select_folder, stratified_split
+from lossnet.experiments.select import augmented_view, format_table, parse_candidates, retrieval_scores, select, \
+    select_folder, select_label_free, stratified_split
 from lossnet.zoo import REGISTRY, register
 from lossnet.zoo.registry import ArchSpec
 
@@ -122,8 +123,10 @@ def test_select_folder_and_cli(tiny_archs, tmp_path, capsys):
     x, y = colour_images(10)
     _write_folder(tmp_path / "labelled", x, y)
     _write_folder(tmp_path / "flat", x[:10])
-    with pytest.raises(UserError, match="class sub-folders"):
+    with pytest.raises(UserError, match="too few images"):  # no class sub-folders: label-free, but 10 is too few
         select_folder(tmp_path / "flat", candidates=[(HUE, "E")], weights="random")
+    with pytest.raises(UserError, match="--label-free"):
+        select_folder(tmp_path / "flat", candidates=[(HUE, "E")], weights="random", label_free=False)
     assert cli_main(["select", "--images", str(tmp_path / "flat"), "--candidates", f"{HUE}:E"]) == 2
     assert cli_main(["select", "--images", str(tmp_path / "labelled"), "--candidates", f"{HUE}:E,{BRIGHT}:E",
                      "--weights", "random", "--epochs", "1", "--probe-epochs", "2", "--no-baseline",
@@ -134,3 +137,58 @@ def test_select_folder_and_cli(tiny_archs, tmp_path, capsys):
     assert data["settings"]["classes"] == ["class0", "class1", "class2"] and data["settings"]["n_images"] == 30
     assert {r["name"] for r in data["results"]} == {f"{HUE}:E", f"{BRIGHT}:E"}
     assert data["recommended"] in {f"{HUE}:E", f"{BRIGHT}:E"}
+
+
+def test_retrieval_scores_known_values():
+    g = torch.Generator().manual_seed(0)
+    gal = torch.randn(6, 4, generator=g)
+    rr, hit = retrieval_scores(gal.clone(), gal)
+    assert torch.equal(rr, torch.ones(6, dtype=torch.float64)) and bool(hit.all())
+    q = gal.clone()
+    q[0] = gal[1]  # query 0 is exactly gallery 1: its own original is at best tied, and ties count against it
+    rr, hit = retrieval_scores(q, gal)
+    assert rr[0] <= 0.5 and not hit[0] and bool(hit[1:].all())
+    with pytest.raises(ValueError, match="same shape"):
+        retrieval_scores(q[:3], gal)
+
+
+def test_augmented_view_is_seeded_and_small():
+    x, _ = colour_images(4)
+    a, b, c = augmented_view(x, 1), augmented_view(x, 1), augmented_view(x, 2)
+    assert a.dtype == torch.uint8 and a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
+    d = (a.float() - x.float()).abs().mean() / 255
+    assert 0.005 < float(d) < 0.2
+    with pytest.raises(ValueError, match="uint8"):
+        augmented_view(x.float())
+
+
+def test_label_free_folder_end_to_end_and_deterministic(tiny_archs, tmp_path, capsys):
+    x, _ = colour_images(14)
+    _write_folder(tmp_path / "flat", x)
+    kw = dict(candidates=[(HUE, "E"), (BRIGHT, "E")], weights={HUE: HUE_WEIGHTS, BRIGHT: BRIGHT_WEIGHTS},
+              epochs=2, batch_size=16, z=8, hidden=64, seed=3)
+    msgs = []
+    a = select_folder(tmp_path / "flat", log=msgs.append, out=tmp_path / "sel", **kw)
+    assert any("no class sub-folders" in m and "label-free" in m for m in msgs)
+    b = select_label_free(a_images := _load(tmp_path / "flat"), **kw)
+    assert [(r.name, r.score) for r in a.results] == [(r.name, r.score) for r in b.results]
+    assert a.settings["mode"] == "label-free" and a.settings["n_test"] == 13 and a.settings["classes"] is None
+    ok = [r for r in a.results if r.status == "ok"]
+    assert {r.name for r in ok} == {"(pixels)", f"{HUE}:E", f"{BRIGHT}:E"}
+    assert all(0 < r.score <= 1 and 0 <= r.top1 <= r.score for r in ok)
+    assert [r.rank for r in ok] == [1, 2, 3] and ok[0].score >= ok[1].score >= ok[2].score
+    assert "MRR" in format_table(a) and "augmentation-retrieval" in a.recommendation
+    data = json.loads((tmp_path / "sel" / "select.json").read_text())
+    assert data["settings"]["mode"] == "label-free" and "per_image" not in data["results"][0]
+    c = select_label_free(a_images, **{**kw, "seed": 4})
+    assert [r.score for r in c.results] != [r.score for r in a.results]
+    assert len(a_images) == 42
+    assert cli_main(["select", "--images", str(tmp_path / "flat"), "--label-free", "--candidates", f"{HUE}:E",
+                     "--weights", "random", "--epochs", "1", "--no-baseline", "--out", str(tmp_path / "cli")]) == 0
+    assert "MRR" in capsys.readouterr().out
+
+
+def _load(folder):
+    from lossnet.data.datasets import load_image_folder
+
+    return load_image_folder(folder, size=64).images

@@ -312,7 +312,7 @@ def _select(args) -> None:
         raise UserError(str(e)) from None
     out = Path(args.out) if args.out else Path("runs") / f"select-{Path(args.images).expanduser().resolve().name}"
     t0 = time.perf_counter()
-    sel = select_folder(args.images, size=args.size, out=out, **kwargs)
+    sel = select_folder(args.images, size=args.size, out=out, label_free=True if args.label_free else None, **kwargs)
     print(format_table(sel))
     print()
     print(sel.recommendation)
@@ -481,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "trained for a few epochs to predict them, and probes scored on held-out images (labels = class "
                     "sub-folders). Prints the ranking with the evidence and a recommendation; writes select.json.",
         formatter_class=defaults)
-    sel.add_argument("--images", required=True, help="image folder with one sub-folder per class")
+    sel.add_argument("--images", required=True, help="image folder with one sub-folder per class (or unlabeled)")
     sel.add_argument("--candidates", help="e.g. alexnet:E,alexnet:S,vgg16 (no :LAYER = all four); "
                                           "default: every (architecture, layer) with weights available")
     sel.add_argument("--budget-seconds", type=float, help="stop starting candidates once this is likely exceeded")
@@ -497,6 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="pool feature targets to at most this many values (0: never)")
     sel.add_argument("--weights", default="imagenet", choices=["imagenet", "random"])
     sel.add_argument("--no-baseline", action="store_true", help="skip the (pixels) baseline")
+    sel.add_argument("--label-free", action="store_true", help="ignore labels: rank by retrieval of augmented views of "
+                     "held-out images (automatic when the folder has no class sub-folders)")
     sel.add_argument("--seed", type=int, default=0)
     sel.add_argument("--threads", type=int, default=1,
                      help="torch threads (0: torch's default); the models are small, and extra threads mostly "

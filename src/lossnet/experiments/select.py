@@ -19,10 +19,12 @@ ties, and the cheapest of them (fewest FLOPs per image) is named as the budget o
 clearly cheaper. A ``(pixels)`` baseline -- the same encoder predicting the pooled image itself,
 i.e. no loss network -- shows whether any loss network helps at all.
 
-Without labels (no class sub-folders) there is no downstream signal and :func:`select_folder`
-raises :class:`~lossnet.cli.UserError`: the systematic analysis finds the best extraction layer
-depends on the downstream task and dataset (SVHN favours middle layers, STL-10 late ones), so a
-label-free statistic of the features or the reconstructions cannot stand in for it.
+Without labels (no class sub-folders, or ``label_free=True``), :func:`select_label_free` ranks
+the same I-F-FP encoders by how well their embedding tells each held-out image apart from the
+other held-out images under small perturbations: the augmented view of every held-out image
+queries all held-out originals, scored by the mean reciprocal rank of its own original
+(docs/choosing.md, "Without labels", for the criterion, its justification and how well it agreed
+with the labelled ranking).
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ import torch
 
 from ..errors import UserError
 
-__all__ = ["CandidateResult", "Selection", "parse_candidates", "default_candidates", "select", "select_folder",
-           "format_table"]
+__all__ = ["CandidateResult", "Selection", "parse_candidates", "default_candidates", "select", "select_label_free",
+           "select_folder", "format_table", "augmented_view", "retrieval_scores"]
 
 LAYERS = ("E", "S", "M", "L")
 BASELINE = "(pixels)"
@@ -68,6 +70,10 @@ class CandidateResult:
             the same held-out images, ``|mean(d)| < 1.96 sd(d) / sqrt(n)`` with
             ``d = correct_best - correct_this`` per image.
         correct: per held-out image, whether the selected probe was right (not written to JSON).
+        per_image: label-free mode: per held-out image, the reciprocal rank of its own original
+            among all held-out originals when its augmented view is the query (not written to JSON);
+            ``score`` is their mean and the paired tie test uses them.
+        top1: label-free mode: fraction of augmented views whose nearest original is their own.
     """
 
     arch: str
@@ -86,7 +92,9 @@ class CandidateResult:
     reason: str | None = None
     rank: int | None = None
     tied_with_best: bool = False
+    top1: float | None = None
     correct: list[bool] | None = field(default=None, repr=False)
+    per_image: list[float] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -110,6 +118,7 @@ class Selection:
         for r in self.results:
             d = {**asdict(r), "name": r.name}
             d.pop("correct")
+            d.pop("per_image")
             res.append(d)
         return {"recommended": self.recommended, "budget_pick": self.budget_pick,
                 "recommendation": self.recommendation, "settings": self.settings, "results": res}
@@ -270,6 +279,82 @@ def _evaluate(net, arch: str, layer: str, data: dict, s: dict, log) -> Candidate
 
 
 # --------------------------------------------------------------------------------------------
+# Label-free scoring: retrieval of augmented views among the held-out images
+# --------------------------------------------------------------------------------------------
+
+
+def augmented_view(images: torch.Tensor, seed: int = 0, *, max_shift: int | None = None, brightness: float = 0.1,
+                   contrast: float = 0.1, noise: float = 0.03) -> torch.Tensor:
+    """A perturbed copy of uint8 images (N, 3, S, S): per image a random translation of up to
+    ``max_shift`` pixels (default S // 16; reflection at the borders), a contrast factor in
+    ``1 +- contrast`` and a brightness offset in ``+- brightness`` (fractions of the [0, 1] range), plus
+    Gaussian pixel noise of standard deviation ``noise``; rounded back to uint8. Deterministic in ``seed``."""
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise ValueError(f"images must be uint8 (N, C, S, S), got {images.dtype} {tuple(images.shape)}")
+    g = torch.Generator().manual_seed(seed)
+    n, _, h, w = images.shape
+    m = max(1, min(h, w) // 16) if max_shift is None else int(max_shift)
+    x = images.float().div(255)
+    if m > 0:
+        padded = torch.nn.functional.pad(x, (m, m, m, m), mode="reflect")
+        dy, dx = (torch.randint(0, 2 * m + 1, (2, n), generator=g)).tolist()
+        x = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    c = 1 + (torch.rand(n, 1, 1, 1, generator=g) * 2 - 1) * contrast
+    b = (torch.rand(n, 1, 1, 1, generator=g) * 2 - 1) * brightness
+    mean = x.mean((1, 2, 3), keepdim=True)
+    x = (x - mean) * c + mean + b + noise * torch.randn(x.shape, generator=g)
+    return x.clamp(0, 1).mul(255).round().to(torch.uint8)
+
+
+def retrieval_scores(queries: torch.Tensor, gallery: torch.Tensor, mean: torch.Tensor | None = None,
+                     std: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per query i, the rank of ``gallery[i]`` among all gallery rows by cosine similarity.
+
+    Embeddings (N, z) are first standardised per dimension with ``mean``/``std`` (e.g. of the
+    training embeddings; default: the gallery's). Returns (reciprocal ranks (N,) in (0, 1], 1 =
+    the own original is the nearest; top-1 hits (N,) bool). Ties count against the query.
+    """
+    if queries.shape != gallery.shape or queries.ndim != 2:
+        raise ValueError(f"queries and gallery must be (N, z) of the same shape, got {tuple(queries.shape)} and "
+                         f"{tuple(gallery.shape)}")
+    q, gal = queries.double(), gallery.double()
+    mean = gal.mean(0) if mean is None else mean.double()
+    std = gal.std(0) if std is None else std.double()
+    std = std.clamp_min(1e-8)
+    q = torch.nn.functional.normalize((q - mean) / std, dim=1)
+    gal = torch.nn.functional.normalize((gal - mean) / std, dim=1)
+    sim = q @ gal.T
+    own = sim.diagonal().unsqueeze(1)
+    others = sim >= own
+    others.fill_diagonal_(False)
+    rank = 1 + others.sum(1)
+    return 1.0 / rank.double(), rank == 1
+
+
+def _evaluate_label_free(net, arch: str, layer: str, data: dict, s: dict, log) -> CandidateResult:
+    from ..train.engine import FitConfig
+    from ..train.procedures import EncoderConfig, train_encoder
+
+    t0 = time.perf_counter()
+    feats, shape, gflops = _targets(net, data["train_images"], s["fp_max_dim"], 128, s["device"] or "cpu")
+    t1 = time.perf_counter()
+    te = train_encoder(data["train_images"], EncoderConfig(procedure="I-F-FP", z=s["z"], hidden=s["hidden"]),
+                       FitConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], seed=s["seed"],
+                                 device=s["device"], progress=s["progress"], desc=f"{arch}:{layer}"),
+                       loss_net=net, cache=_Fixed(feats))
+    train_x = te.embed(data["train_images"]).cpu()
+    t2 = time.perf_counter()
+    gallery, queries = te.embed(data["test_images"]).cpu(), te.embed(data["test_views"]).cpu()
+    rr, hit = retrieval_scores(queries, gallery, train_x.mean(0), train_x.std(0))
+    t3 = time.perf_counter()
+    n = len(rr)
+    sd = float(rr.std(unbiased=True)) if n > 1 else 0.0
+    return CandidateResult(arch, layer, "ok", float(rr.mean()), sd / math.sqrt(n), t3 - t0, t1 - t0, t2 - t1,
+                           t3 - t2, shape, int(feats[0].numel()), gflops, "augmentation retrieval",
+                           per_image=rr.tolist(), top1=float(hit.double().mean()))
+
+
+# --------------------------------------------------------------------------------------------
 # Selection
 # --------------------------------------------------------------------------------------------
 
@@ -301,23 +386,13 @@ def select(images: torch.Tensor, labels: torch.Tensor, *, candidates: Sequence[t
     Returns:
         :class:`Selection`, results ranked best first.
     """
-    from ..zoo import WeightsUnavailableError, create_loss_network, status
-
     say = log or (lambda m: None)
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be uint8 (N, 3, S, S), got {images.dtype} {tuple(images.shape)}")
     labels = torch.as_tensor(labels, dtype=torch.int64)
     if len(labels) != len(images):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
-    if candidates is None:
-        cands = default_candidates(weights)
-        if not cands:
-            raise UserError("no loss network has weights here (see `lossnet weights list`); pass --weights random "
-                            "to rank randomly initialised ones, or fetch some weights")
-    elif isinstance(candidates, str):
-        cands = parse_candidates(candidates)
-    else:
-        cands = [(a, str(l).upper()) for a, l in candidates]
+    cands = _resolve_candidates(candidates, weights)
     train_idx, test_idx = stratified_split(labels, max_images, test_fraction, seed)
     if len(test_idx) < 2 or len(train_idx) < 10:
         raise UserError(f"too few images for a held-out estimate ({len(train_idx)} train, {len(test_idx)} test); "
@@ -335,6 +410,79 @@ def select(images: torch.Tensor, labels: torch.Tensor, *, candidates: Sequence[t
                 {k: (v if isinstance(v, str) or v is None else "state_dict") for k, v in weights.items()}}
     say(f"{len(train_idx)} train / {len(test_idx)} held-out images, {num_classes} classes, "
         f"{len(cands)} candidate(s){' + pixel baseline' if baseline else ''}")
+    results = _run_candidates(cands, weights, baseline, budget_seconds, seed,
+                              lambda net, arch, layer: _evaluate(net, arch, layer, data, s, say), say, "accuracy")
+    return _rank(results, settings)
+
+
+def select_label_free(images: torch.Tensor, *, candidates: Sequence[tuple[str, str]] | str | None = None,
+                      weights: Any = "imagenet", max_images: int | None = 600, test_fraction: float = 0.3,
+                      epochs: int = 3, z: int = 64, hidden: int = 1024, batch_size: int = 32, lr: float = 1e-3,
+                      fp_max_dim: int | None = 4096, budget_seconds: float | None = None, baseline: bool = True,
+                      seed: int = 0, device: str | None = None, progress: bool = False,
+                      log: Callable[[str], None] | None = None, **augment) -> Selection:
+    """Rank loss networks for autoencoding unlabeled ``images`` (docs/choosing.md, "Without labels").
+
+    Per candidate, the I-F-FP encoder of :func:`select` is trained on a seeded random train part;
+    each held-out image then gets an :func:`augmented_view` (small shift, contrast/brightness,
+    noise), and the view is used to retrieve its own original among all held-out originals by
+    cosine similarity of the (train-standardised) embeddings. The score is the mean reciprocal
+    rank (MRR, in (0, 1], higher is better; ``top1`` is the fraction retrieved first). Ties with the
+    best: the paired test of :func:`select` on the per-image reciprocal ranks.
+
+    Args as :func:`select` (no labels, no probes); ``**augment`` goes to :func:`augmented_view`
+    (``max_shift``, ``brightness``, ``contrast``, ``noise``).
+    """
+    say = log or (lambda m: None)
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be uint8 (N, 3, S, S), got {getattr(images, 'dtype', type(images))} "
+                         f"{tuple(getattr(images, 'shape', ()))}")
+    cands = _resolve_candidates(candidates, weights)
+    g = torch.Generator().manual_seed(seed)
+    n_all = len(images)
+    keep = n_all if not max_images or max_images >= n_all else int(max_images)
+    idx = torch.randperm(n_all, generator=g)[:keep]
+    n_test = max(2, round(keep * test_fraction))
+    test_idx, train_idx = idx[:n_test].sort().values, idx[n_test:].sort().values
+    if len(test_idx) < 10 or len(train_idx) < 10:
+        raise UserError(f"too few images for a held-out estimate ({len(train_idx)} train, {len(test_idx)} test); "
+                        "give at least ~40 images")
+    test_images = images[test_idx].contiguous()
+    data = {"train_images": images[train_idx].contiguous(), "test_images": test_images,
+            "test_views": augmented_view(test_images, seed + 1, **augment)}
+    s = {"z": int(z), "hidden": int(hidden), "epochs": int(epochs), "batch_size": int(batch_size), "lr": float(lr),
+         "fp_max_dim": fp_max_dim, "seed": int(seed), "device": device, "progress": bool(progress)}
+    settings = {**s, "mode": "label-free", "n_train": len(train_idx), "n_test": len(test_idx),
+                "image_size": int(images.shape[-1]), "max_images": max_images, "test_fraction": test_fraction,
+                "budget_seconds": budget_seconds, "procedure": "I-F-FP", "augment": dict(augment),
+                "criterion": "mean reciprocal rank of each held-out image's augmented view among the held-out images",
+                "weights": weights if isinstance(weights, str) or weights is None else
+                {k: (v if isinstance(v, str) or v is None else "state_dict") for k, v in weights.items()}}
+    say(f"label-free: {len(train_idx)} train / {len(test_idx)} held-out images, {len(cands)} candidate(s)"
+        f"{' + pixel baseline' if baseline else ''}")
+    results = _run_candidates(cands, weights, baseline, budget_seconds, seed,
+                              lambda net, arch, layer: _evaluate_label_free(net, arch, layer, data, s, say), say,
+                              "retrieval MRR")
+    return _rank(results, settings)
+
+
+def _resolve_candidates(candidates, weights) -> list[tuple[str, str]]:
+    if candidates is None:
+        cands = default_candidates(weights)
+        if not cands:
+            raise UserError("no loss network has weights here (see `lossnet weights list`); pass --weights random "
+                            "to rank randomly initialised ones, or fetch some weights")
+        return cands
+    if isinstance(candidates, str):
+        return parse_candidates(candidates)
+    return [(a, str(l).upper()) for a, l in candidates]
+
+
+def _run_candidates(cands, weights, baseline: bool, budget_seconds, seed: int,
+                    evaluate: Callable[[Any, str, str], CandidateResult], say, what: str) -> list[CandidateResult]:
+    """Evaluate the baseline (optional) and every candidate in turn, within the time budget."""
+    from ..zoo import WeightsUnavailableError, create_loss_network, status
+
     results: list[CandidateResult] = []
     t_start = time.perf_counter()
     times: list[float] = []
@@ -360,14 +508,14 @@ def select(images: torch.Tensor, labels: torch.Tensor, *, candidates: Sequence[t
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(seed)
                     net = create_loss_network(arch, layer, weights=w, sigmoid=True)
-            r = _evaluate(net, arch, layer, data, s, say)
+            r = evaluate(net, arch, layer)
         except WeightsUnavailableError as e:
             results.append(CandidateResult(arch, layer, "skipped", reason=str(e)))
             continue
         times.append(r.seconds)
         results.append(r)
-        say(f"  {r.name}: accuracy {r.score:.3f} +- {r.stderr:.3f} ({r.seconds:.1f} s)")
-    return _rank(results, settings)
+        say(f"  {r.name}: {what} {r.score:.3f} +- {r.stderr:.3f} ({r.seconds:.1f} s)")
+    return results
 
 
 def _rank(results: list[CandidateResult], settings: dict) -> Selection:
@@ -386,7 +534,9 @@ def _rank(results: list[CandidateResult], settings: dict) -> Selection:
     cheapest = min(tied, key=lambda r: (flops(r), -r.score))
     budget = cheapest if flops(cheapest) < 0.8 * flops(best) else None  # only a clear saving counts
     n = settings["n_test"]
-    text = (f"Recommended: {best.name}, the highest held-out accuracy ({best.score:.3f} +- {best.stderr:.3f} on "
+    label_free = settings.get("mode") == "label-free"
+    what = "augmentation-retrieval score (MRR)" if label_free else "accuracy"
+    text = (f"Recommended: {best.name}, the highest held-out {what} ({best.score:.3f} +- {best.stderr:.3f} on "
             f"{n} images).")
     if len(tied) > 1:
         text += (f" Within noise of it (paired test on the same images): "
@@ -402,16 +552,23 @@ def _rank(results: list[CandidateResult], settings: dict) -> Selection:
                      "to tell.")
         else:
             text += f" The pixel baseline (no loss network) scores {base.score:.3f}."
+    if label_free:
+        text += (" Label-free: the score measures how well each embedding tells held-out images apart under small "
+                 "perturbations, not a downstream task; with a few labelled images, the labelled mode is more "
+                 "direct (docs/choosing.md).")
     text += (" This is a small-scale proxy (few epochs, a subsample): confirm the top candidates with "
              "`lossnet sweep benchmark4` or full training before committing.")
     return Selection(ok + rest, best.name, text, settings, budget.name if budget is not None else None)
 
 
 def _paired_tie(a: CandidateResult, b: CandidateResult) -> bool:
-    """Whether ``b``'s accuracy is within noise of ``a``'s on the same held-out images."""
-    if a.correct is None or b.correct is None or len(a.correct) != len(b.correct):
+    """Whether ``b``'s score is within noise of ``a``'s on the same held-out images (paired test on the
+    per-image values: correctness, or reciprocal ranks in the label-free mode)."""
+    va = a.per_image if a.per_image is not None else a.correct
+    vb = b.per_image if b.per_image is not None else b.correct
+    if va is None or vb is None or len(va) != len(vb):
         return a.score - b.score < 1.96 * math.sqrt(a.stderr ** 2 + b.stderr ** 2)
-    d = torch.tensor(a.correct, dtype=torch.float64) - torch.tensor(b.correct, dtype=torch.float64)
+    d = torch.tensor(va, dtype=torch.float64) - torch.tensor(vb, dtype=torch.float64)
     n = len(d)
     sd = float(d.std(unbiased=True)) if n > 1 else 0.0
     return float(d.mean()) <= 1.96 * max(sd, 1.0 / n) / math.sqrt(n)
@@ -419,7 +576,8 @@ def _paired_tie(a: CandidateResult, b: CandidateResult) -> bool:
 
 def format_table(sel: Selection) -> str:
     """The ranking as a plain-text table."""
-    head = f"{'rank':>4}  {'loss network':<24}{'accuracy':>9}{'+-se':>7}{'seconds':>9}  {'features CxHxW':<16}" \
+    col = "MRR" if sel.settings.get("mode") == "label-free" else "accuracy"
+    head = f"{'rank':>4}  {'loss network':<24}{col:>9}{'+-se':>7}{'seconds':>9}  {'features CxHxW':<16}" \
            f"{'target':>7}{'MFLOPs':>9}  note"
     lines = [head, "-" * len(head)]
     for r in sel.results:
@@ -444,26 +602,37 @@ def format_table(sel: Selection) -> str:
 
 
 def select_folder(folder: str | os.PathLike, *, size: int = 64, out: str | os.PathLike | None = None,
-                  **kwargs) -> Selection:
-    """:func:`select` on an image folder with class sub-folders (``FOLDER/<class>/*.png``); writes
-    ``select.json`` to ``out`` when given. Raises :class:`~lossnet.cli.UserError` without labels."""
+                  label_free: bool | None = None, **kwargs) -> Selection:
+    """:func:`select` on an image folder with class sub-folders (``FOLDER/<class>/*.png``), or
+    :func:`select_label_free` when ``label_free`` is True, or when it is None (automatic) and the
+    folder has no class sub-folders (a message says so through ``log``). Writes ``select.json`` to
+    ``out`` when given. Probe settings (``probe_epochs``, ``probe_batch_size``, ``grid``) are ignored
+    in the label-free mode."""
     from ..data.datasets import load_image_folder
 
+    say = kwargs.get("log") or (lambda m: None)
     try:
         s = load_image_folder(folder, size=size)
     except ValueError as e:
         raise UserError(str(e)) from None
-    if s.labels is None:
-        raise UserError(
-            f"{folder} has no labels: lossnet select needs images in class sub-folders (FOLDER/<class>/<image>), "
-            "because it ranks loss networks by the held-out accuracy of probes on the embeddings. Without labels "
-            "there is no downstream signal to rank by: the best extraction layer depends on the task and the "
-            "data (docs/choosing.md), so no label-free score is offered. Label a few hundred images, or pick by the "
-            "paper's defaults (docs/choosing.md).")
-    if len(s.classes or []) < 2:
-        raise UserError(f"{folder} has a single class sub-folder ({s.classes}); need at least two classes")
-    sel = select(s.images, s.labels, **kwargs)
-    sel.settings.update(folder=str(Path(folder).resolve()), classes=s.classes, n_images=len(s.images))
+    if label_free is None and s.labels is None:
+        say(f"{folder} has no class sub-folders, so there are no labels: ranking label-free (retrieval of augmented "
+            "views of held-out images; docs/choosing.md). Put images in FOLDER/<class>/ to rank by held-out "
+            "probe accuracy instead.")
+        label_free = True
+    if label_free:
+        lf = {k: v for k, v in kwargs.items() if k not in ("probe_epochs", "probe_batch_size", "grid")}
+        sel = select_label_free(s.images, **lf)
+    else:
+        if s.labels is None:
+            raise UserError(f"{folder} has no labels (no class sub-folders FOLDER/<class>/<image>); run with "
+                            "--label-free (label_free=True) to rank without labels")
+        if len(s.classes or []) < 2:
+            raise UserError(f"{folder} has a single class sub-folder ({s.classes}); need at least two classes, or "
+                            "rank without labels with --label-free")
+        sel = select(s.images, s.labels, **kwargs)
+    sel.settings.update(folder=str(Path(folder).resolve()), classes=s.classes if not label_free else None,
+                        n_images=len(s.images))
     if out is not None:
         sel.write_json(Path(out) / "select.json")
     return sel
