@@ -14,11 +14,13 @@ A leaf module: it imports nothing of lossnet.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
 
-__all__ = ["INPUT_RANGES", "RANGE_TOLERANCE", "check_images", "check_pair", "check_tensor", "to_unit_range"]
+__all__ = ["INPUT_RANGES", "RANGE_TOLERANCE", "check_images", "check_input_range", "check_pair", "check_tensor",
+           "to_unit_range"]
 
 RANGE_TOLERANCE = 1e-2
 """How far outside the declared input range values may lie and still be accepted (unchanged)."""
@@ -27,7 +29,8 @@ INPUT_RANGES = {"[0,1]": (0.0, 1.0), "[-1,1]": (-1.0, 1.0)}
 """The accepted ``input_range`` values and their bounds."""
 
 
-def _range(input_range: str) -> tuple[float, float]:
+def check_input_range(input_range: str) -> tuple[float, float]:
+    """The (low, high) bounds of an ``input_range`` option; ValueError for an unknown one."""
     key = input_range.replace(" ", "")
     if key not in INPUT_RANGES:
         raise ValueError(f"input_range must be one of {', '.join(INPUT_RANGES)}, got {input_range!r}")
@@ -45,7 +48,8 @@ def check_tensor(x: torch.Tensor, name: str, *, ndim: int | Sequence[int] | None
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
-        raise ValueError(f"{name} must be a float tensor, got dtype {x.dtype}; convert uint8 images with x.float() / 255")
+        raise ValueError(f"{name} must be a float tensor, got dtype {x.dtype}; "
+                         "convert uint8 images with x.float() / 255")
     if ndim is not None:
         dims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if x.ndim not in dims:
@@ -57,7 +61,7 @@ def check_tensor(x: torch.Tensor, name: str, *, ndim: int | Sequence[int] | None
     if not _value_checks_on(validate) or x.numel() == 0:
         return
     lo, hi = (float(v) for v in torch.stack(torch.aminmax(x.detach())).tolist())  # one pass, one sync
-    if lo != lo or hi != hi or lo in (float("inf"), float("-inf")) or hi in (float("inf"), float("-inf")):
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN propagates into aminmax
         raise ValueError(f"{name} contains NaN or Inf values")
     if value_range is not None:
         a, b = value_range
@@ -69,7 +73,7 @@ def check_tensor(x: torch.Tensor, name: str, *, ndim: int | Sequence[int] | None
 
 def check_images(x: torch.Tensor, name: str, *, input_range: str = "[0,1]", validate: bool = True) -> None:
     """``x`` must be float images (N, 3, H, W) in ``input_range`` (see the module docstring)."""
-    check_tensor(x, name, ndim=4, channels=3, value_range=_range(input_range), validate=validate)
+    check_tensor(x, name, ndim=4, channels=3, value_range=check_input_range(input_range), validate=validate)
 
 
 def check_pair(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str], *, same_shape: bool = True) -> None:
@@ -82,5 +86,5 @@ def check_pair(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str], *, same
 
 def to_unit_range(x: torch.Tensor, input_range: str) -> torch.Tensor:
     """Images in ``input_range`` mapped to ``[0, 1]`` (identity for ``"[0,1]"``)."""
-    a, b = _range(input_range)
+    a, b = check_input_range(input_range)
     return x if (a, b) == (0.0, 1.0) else (x - a) / (b - a)

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_images, check_pair, check_tensor, to_unit_range
+from .checks import check_images, check_input_range, check_pair, check_tensor, to_unit_range
 from .zoo.network import LossNetwork
 
 __all__ = ["REDUCTIONS", "FeaturePredictionLoss", "FeatureReconstructionLoss", "KLDivergence", "PerceptualDistance",
@@ -123,7 +123,7 @@ class PixelLoss(nn.Module):
         super().__init__()
         _pixel_kind(kind)  # validate options now
         _check_reduction(reduction)
-        to_unit_range(torch.zeros(1), input_range)
+        check_input_range(input_range)
         self.kind, self.reduction, self.input_range, self.validate = kind, reduction, input_range, validate
 
     def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -192,7 +192,7 @@ class PerceptualLoss(nn.Module):
         if isinstance(loss_net, str):
             loss_net = LossNetwork(loss_net, **({"layers": layers} if layers is not None else {}), **kwargs)
         _check_reduction(reduction)
-        to_unit_range(torch.zeros(1), input_range)
+        check_input_range(input_range)
         self.loss_net, self.reduction, self.input_range, self.validate = loss_net, reduction, input_range, validate
 
     def forward(self, x, target=None, target_features=None):
@@ -362,7 +362,7 @@ class PerceptualDistance(nn.Module):
                  input_range: str = "[0,1]", validate: bool = True) -> None:
         super().__init__()
         _check_reduction(reduction)
-        to_unit_range(torch.zeros(1), input_range)
+        check_input_range(input_range)
         if spatial and reduction != "none":
             raise ValueError("spatial=True returns one map per image: use reduction='none'")
         self.reduction, self.spatial, self.input_range, self.validate = reduction, spatial, input_range, validate

@@ -251,8 +251,10 @@ class _PixelNet(torch.nn.Module):
         return [x]
 
 
-def _evaluate(net, arch: str, layer: str, data: dict, s: dict, log) -> CandidateResult:
-    from ..eval.probes import fit_probe_grid
+def _train_candidate(net, arch: str, layer: str, data: dict, s: dict):
+    """The step both modes share: the candidate's (pooled) feature targets of the training images and
+    an I-F-FP encoder trained to predict them. Returns (encoder, target shape, target size, GFLOPs,
+    t_start, t_feats)."""
     from ..train.engine import FitConfig
     from ..train.procedures import EncoderConfig, train_encoder
 
@@ -263,6 +265,13 @@ def _evaluate(net, arch: str, layer: str, data: dict, s: dict, log) -> Candidate
                        FitConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], seed=s["seed"],
                                  device=s["device"], progress=s["progress"], desc=f"{arch}:{layer}"),
                        loss_net=net, cache=_Fixed(feats))
+    return te, shape, int(feats[0].numel()), gflops, t0, t1
+
+
+def _evaluate(net, arch: str, layer: str, data: dict, s: dict, log) -> CandidateResult:
+    from ..eval.probes import fit_probe_grid
+
+    te, shape, dim, gflops, t0, t1 = _train_candidate(net, arch, layer, data, s)
     train_x, test_x = te.embed(data["train_images"]), te.embed(data["test_images"])
     t2 = time.perf_counter()
     grid = fit_probe_grid(train_x, data["train_labels"], test_x, data["test_labels"], task="classification",
@@ -274,7 +283,7 @@ def _evaluate(net, arch: str, layer: str, data: dict, s: dict, log) -> Candidate
     n = len(data["test_labels"])
     p = (acc * n + 1) / (n + 2)  # Laplace-smoothed, so that 0 % or 100 % still carry an error
     return CandidateResult(arch, layer, "ok", acc, math.sqrt(p * (1 - p) / n), t3 - t0, t1 - t0,
-                           t2 - t1, t3 - t2, shape, int(feats[0].numel()), gflops, grid.selected_name,
+                           t2 - t1, t3 - t2, shape, dim, gflops, grid.selected_name,
                            correct=correct)
 
 
@@ -332,16 +341,7 @@ def retrieval_scores(queries: torch.Tensor, gallery: torch.Tensor, mean: torch.T
 
 
 def _evaluate_label_free(net, arch: str, layer: str, data: dict, s: dict, log) -> CandidateResult:
-    from ..train.engine import FitConfig
-    from ..train.procedures import EncoderConfig, train_encoder
-
-    t0 = time.perf_counter()
-    feats, shape, gflops = _targets(net, data["train_images"], s["fp_max_dim"], 128, s["device"] or "cpu")
-    t1 = time.perf_counter()
-    te = train_encoder(data["train_images"], EncoderConfig(procedure="I-F-FP", z=s["z"], hidden=s["hidden"]),
-                       FitConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], seed=s["seed"],
-                                 device=s["device"], progress=s["progress"], desc=f"{arch}:{layer}"),
-                       loss_net=net, cache=_Fixed(feats))
+    te, shape, dim, gflops, t0, t1 = _train_candidate(net, arch, layer, data, s)
     train_x = te.embed(data["train_images"]).cpu()
     t2 = time.perf_counter()
     gallery, queries = te.embed(data["test_images"]).cpu(), te.embed(data["test_views"]).cpu()
@@ -350,7 +350,7 @@ def _evaluate_label_free(net, arch: str, layer: str, data: dict, s: dict, log) -
     n = len(rr)
     sd = float(rr.std(unbiased=True)) if n > 1 else 0.0
     return CandidateResult(arch, layer, "ok", float(rr.mean()), sd / math.sqrt(n), t3 - t0, t1 - t0, t2 - t1,
-                           t3 - t2, shape, int(feats[0].numel()), gflops, "augmentation retrieval",
+                           t3 - t2, shape, dim, gflops, "augmentation retrieval",
                            per_image=rr.tolist(), top1=float(hit.double().mean()))
 
 
