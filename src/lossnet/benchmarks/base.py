@@ -96,6 +96,7 @@ def single_layer_cell(run_cell: Callable, req: CellRequest) -> dict:
     res["details"]["weights_source"] = net.weights_source
     return res
 def get_benchmark(name: str) -> Benchmark:
+    """The registered :class:`Benchmark` called ``name``; ConfigError listing the known ones otherwise."""
     if name not in BENCHMARKS:
         raise ConfigError(f"unknown benchmark {name!r}; choose one of {', '.join(sorted(BENCHMARKS))}")
     return BENCHMARKS[name]
@@ -128,6 +129,7 @@ def resolve_archs(value) -> list[str]:
 
 
 def resolve_layers(value) -> list[str]:
+    """``E,S,M,L`` (a comma string or a list) -> the extraction-layer keys, validated, duplicates dropped."""
     layers = [x.upper() for x in _as_list(value)]
     bad = [x for x in layers if x not in LAYERS]
     if bad or not layers:

@@ -71,6 +71,7 @@ DEFAULTS = read_text("benchmark1")
 
 
 def scores(cfg) -> list:
+    """The score columns of a benchmark-1 sweep (the proxy adds its discriminative rows)."""
     from lossnet.report.analysis import Score
 
     s = [Score(t, "benchmark1", True) for t in cfg.tasks]
@@ -81,6 +82,7 @@ def scores(cfg) -> list:
 
 
 def check(cfg) -> None:
+    """Validate the benchmark-1 settings (``data``, ``tasks``)."""
     if cfg.data not in ("proxy", "bapps"):
         raise ConfigError(f"data must be proxy or bapps, got {cfg.data!r}")
     bad = [t for t in cfg.tasks if t not in ("2afc", "jnd")]
@@ -89,12 +91,14 @@ def check(cfg) -> None:
 
 
 def identity(cfg, coords) -> dict:
+    """The settings that determine a benchmark-1 cell's result (they enter its id)."""
     d = {"data": str(cfg.data), "root": str(cfg.root), "normalize": cfg.normalize, "tasks": list(cfg.tasks)}
     d.update({"n_patches": int(cfg.n_patches)} if cfg.data == "proxy" else {"split": str(cfg.split)})
     return d
 
 
 def prepare(cfg, out) -> None:
+    """Before any cell: ``root`` must be an existing folder."""
     if not cfg.root:
         what = "an image folder such as shared/data/sr" if cfg.data == "proxy" else "the BAPPS dataset folder"
         raise ConfigError(f"benchmark1 needs root=DIR ({what}); see docs/benchmark1.md")
@@ -103,6 +107,7 @@ def prepare(cfg, out) -> None:
 
 
 def run(req: CellRequest) -> dict:
+    """The sweep's cell: :func:`benchmark1_cell` for the request's loss network and layer."""
     c = req.config
     with req.seeded():
         res = benchmark1_cell(req.arch, req.layer, data=str(c.data), root=Path(str(c.root)).expanduser(),

@@ -323,6 +323,7 @@ def is_sweep_dir(path: str | os.PathLike) -> bool:
 
 
 def sweep_dirs(path: Path) -> list[Path]:
+    """``path`` itself if it is a sweep directory, else the sweep directories directly under it."""
     if is_sweep_dir(path):
         return [path]
     return sorted(p for p in path.iterdir() if p.is_dir() and is_sweep_dir(p)) if path.is_dir() else []

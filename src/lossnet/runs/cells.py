@@ -47,6 +47,7 @@ def environment() -> dict:
 
 
 def utc_now() -> str:
+    """The current UTC time as ISO 8601 with milliseconds (the rows' ``timestamp``)."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
 

@@ -188,4 +188,5 @@ def finish_cell(ctx: RunContext, cid: str, spec: dict, row: dict, cell: TrainedC
 
 
 def fmt_score(metric: str, value: float) -> str:
+    """A score for progress lines: pixels for position errors, percent for accuracies."""
     return f"{value:.2f} px" if metric == "position_error" else f"{100 * value:.1f} %"

@@ -81,17 +81,21 @@ class CellRequest:
 
 
 def base_row(req: CellRequest, spec: dict) -> dict:
+    """The identifying columns of a cell's row (cell id, benchmark, arch, layer, coordinates, seed, weights)."""
     return {"cell_id": req.cid, "benchmark": req.benchmark, "arch": req.arch, "layer": req.layer, **req.coords,
             "seed": req.seed, "weights": req.weights}
 
 
 def skipped_row(req: CellRequest, spec: dict, reason: str) -> dict:
+    """A complete ``skipped`` row for a cell that was not run (``reason`` says why, e.g. missing weights)."""
     return {**base_row(req, spec), "status": "skipped", "reason": reason, "seconds": 0.0,
             "config": {"spec": spec, "run": req.cfg}, **environment(), "timestamp": utc_now()}
 
 
 @dataclass(frozen=True)
 class Job:
+    """One cell to execute: its request and spec, the benchmark, torch threads, extra architectures to register."""
+
     request: CellRequest
     spec: dict
     bench: Any  # lossnet.benchmarks.base.Benchmark (duck-typed: runs sits below benchmarks)
@@ -229,6 +233,7 @@ def extra_specs(archs: Sequence[str], need_pickle: bool) -> tuple:
 
 
 def run_inline(jobs: list[Job], record, fail) -> None:
+    """Execute ``jobs`` one after the other in this process; ``record(row)`` or ``fail(job, e, tb)`` each."""
     for job in jobs:
         try:
             row = execute(job)
@@ -275,6 +280,7 @@ def run_pool(jobs: list[Job], n: int, context: str, record, fail, gpus: Sequence
 
 
 def import_submitit():
+    """The ``submitit`` module, or one :class:`UserError` saying how to install it."""
     try:
         import submitit
     except ImportError:
@@ -297,6 +303,7 @@ def slurm_parameters(cfg: DictConfig, benchmark: str) -> dict:
 
 
 def run_slurm(jobs: list[Job], cfg: DictConfig, out: Path, record, fail) -> None:
+    """Submit ``jobs`` as a SLURM job array (submitit) and ``record``/``fail`` each as it finishes."""
     submitit = import_submitit()
     folder = str(cfg.slurm.folder) if cfg.slurm.folder else str(out / "slurm" / "%j")
     ex = submitit.AutoExecutor(folder=folder, cluster=cfg.slurm.cluster or None)
