@@ -260,6 +260,12 @@ def test_benchmark2_config_errors(tmp_path):
                                  f"train_root={root / 'train'}", f"out={tmp_path / 'p'}"])
     with pytest.raises(ConfigError, match="train_images must be"):
         run_sweep("benchmark2", ["loss_net=alexnet", "train_images=600", f"out={tmp_path}"])
+    small = ["loss_net=alexnet", "layer=E", "weights=random", f"train_root={root / 'train'}", f"sr_root={root}"]
+    with pytest.raises(ConfigError, match="holds 6 images; train_images=7"):  # before any reference is computed
+        run_sweep("benchmark2", small + ["train_images=7", "n_patches=7", f"out={tmp_path / 'q'}"])
+    with pytest.raises(ConfigError, match="holds 1 images; val_images=2"):
+        run_sweep("benchmark2", small + [f"val_root={root / 'CSet14'}", "val_images=2", f"out={tmp_path / 'q'}"])
+    assert not (tmp_path / "q" / "reference").exists()
 
 
 def test_residual_transformer_starts_at_bicubic():

@@ -366,10 +366,18 @@ def compute_references(cfg, out: Path, *, seed: int | None = None) -> list[dict]
 
 def prepare(cfg, out: Path) -> None:
     """Once per sweep, in the parent: check the folders, compute the reference rows."""
-    _root(cfg.train_root, "train_root")
-    val_root(cfg)
+    from lossnet.data.sr import image_files, resolve_test_set
+
+    n_train = len(image_files(_root(cfg.train_root, "train_root")))
+    if cfg.get("train_images") is not None and n_train < int(cfg.train_images):
+        raise ConfigError(f"train_root={cfg.train_root} holds {n_train} images; train_images={cfg.train_images} "
+                          "distinct ones are needed (lower train_images, or train_images=null to draw crops with "
+                          "replacement)")
+    vr = val_root(cfg)
+    if vr is not None and len(image_files(vr)) < int(cfg.val_images):
+        raise ConfigError(f"val_root={cfg.val_root} holds {len(image_files(vr))} images; val_images={cfg.val_images} "
+                          "are needed")
     sr_root = _root(cfg.sr_root, "sr_root")
-    from lossnet.data.sr import resolve_test_set
 
     for s in _sets(cfg):
         try:
