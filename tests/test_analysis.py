@@ -110,13 +110,15 @@ def test_analysis_markdown(tmp_path, monkeypatch):
     scores = [ACC, ERR, SIM, Score("never_run", "b9", True)]
     md = an.analysis_markdown(_rows(), scores, tmp_path / "figures", md_dir=tmp_path)
     assert "## Table III" in md and "## Table IV" in md and "## Correlations" in md
+    assert "Ranks among 2 of the paper's 14 architectures (alexnet, vgg16)" in md
+    assert "## Correlations of the best layer with whole-architecture attributes (Table I)" in md
     assert "| vgg16 | 1.5 | 1 | 1.25 |" in md  # columns b1, b4, overall; best first
     assert "| alexnet | M (0.9) | S (2) | E (0.7) |" in md
     assert "never_run" not in md  # scores without values are left out
     skipped = md.split("## Skipped cells")[1]
     assert "| resnet18 | E,L | no weights \\| fetch them |" in skipped
     assert "alexnet" not in skipped  # a skipped row superseded by an ok row is not listed
-    for name in ("fig2_layers", "fig3_grouped", "fig4_flops", "fig5_top1"):
+    for name in ("fig2_layers", "fig3_grouped", "fig4_flops", "fig5_top1", "fig5b_arch"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000
         assert f"(figures/{name}.png)" in md
 
@@ -148,8 +150,64 @@ def test_attributes_of_runtime_archs_are_not_cached_on_disk(tmp_path, monkeypatc
     try:
         d = an.attributes("tmp_analysis_arch", "M", 32)
         assert d["channels"] == 4 and d["conv1x1"] and d["top1"] is None
+        # not in Table I: no depth / MFLOPS there; the whole network's parameters are still counted (112 + 20)
+        assert d["arch_depth"] is None and d["arch_mflops"] is None and d["arch_params"] == 132
         assert not (tmp_path / "describe_cache.json").exists()
         an.attributes("alexnet", "E", 64)  # built-in: cached on disk
         assert "alexnet|E|64" in json.loads((tmp_path / "describe_cache.json").read_text())
     finally:
         REGISTRY.pop("tmp_analysis_arch", None)
+
+
+ARCH_FAKE = {  # whole-architecture attributes of four architectures (arch_mflops enters as log10)
+    "alexnet": {"arch_depth": 1, "arch_mflops": 10.0, "arch_params": 7, "top1": None},
+    "vgg16": {"arch_depth": 2, "arch_mflops": 100.0, "arch_params": 7, "top1": 60.0},
+    "resnet18": {"arch_depth": 3, "arch_mflops": 1000.0, "arch_params": 7, "top1": 70.0},
+    "squeezenet1_1": {"arch_depth": 4, "arch_mflops": 10000.0, "arch_params": 7, "top1": 80.0},
+}
+
+
+def test_arch_correlations_use_the_best_layer_per_architecture(monkeypatch):
+    monkeypatch.setattr(an, "attributes", lambda arch, layer, input_size=224: {**FAKE_ATTRS[layer], **ARCH_FAKE[arch]})
+    s = Score("s", "b", True)
+    # best layers: alexnet 1.0 (L), vgg16 3.0 (E), resnet18 2.0 (M), squeezenet1_1 4.0 (S); the other layers are worse
+    table = {}
+    for arch, (layer, v) in zip(ARCH_FAKE, [("L", 1.0), ("E", 3.0), ("M", 2.0), ("S", 4.0)]):
+        table.update({(arch, l): {"s": v - 10.0} for l in "ESML"})
+        table[(arch, layer)] = {"s": v}
+    corr = {c["attribute"]: c for c in an.arch_correlations(table, [s])}
+    # x = 1, 2, 3, 4 against y = 1, 3, 2, 4: r = rho = 0.8, p = 0.2 (see test_correlations_hand_computed)
+    d = corr["arch_depth"]
+    assert d["n"] == 4 and d["pearson"] == pytest.approx(0.8) and d["spearman"] == pytest.approx(0.8)
+    assert d["pearson_p"] == pytest.approx(0.2)
+    assert corr["arch_mflops"]["pearson"] == pytest.approx(0.8)  # log10 of 10 .. 10^4 = 1 .. 4
+    # top1 unknown for alexnet: 3 observations, x = 60, 70, 80 against y = 3, 2, 4 -> r = 0.5
+    assert corr["top1"]["n"] == 3 and corr["top1"]["pearson"] == pytest.approx(0.5)
+    assert math.isnan(corr["arch_params"]["pearson"])  # constant
+    # per loss network, the whole-architecture attributes repeat over the layers: 16 observations
+    per_net = {c["attribute"]: c for c in an.correlations(table, [s])}
+    assert per_net["arch_depth"]["n"] == 16 and per_net["depth"]["n"] == 16
+
+
+def test_whole_architecture_attributes_known_values(tmp_path, monkeypatch):
+    monkeypatch.setattr(an, "_attr_cache_path", lambda: tmp_path / "describe_cache.json")
+    an._ATTR_MEMO.clear()
+    # an entry written before total_params existed is recomputed, not trusted
+    (tmp_path / "describe_cache.json").write_text(json.dumps({"alexnet|E|64": {"params": 1, "depth": 1}}))
+    e, l = an.attributes("alexnet", "E", 64), an.attributes("alexnet", "L", 64)
+    # Table I: AlexNet depth 8, 717 MFLOPS, 56.522 % top-1; torchvision's AlexNet has 61,100,840 parameters
+    for d in (e, l):
+        assert (d["arch_depth"], d["arch_mflops"], d["top1"], d["arch_params"]) == (8, 717, 56.522, 61_100_840)
+        assert d["arch_batchnorm"] is False and d["arch_conv1x1"] is False
+    assert e["params"] == 23_296 and e["depth"] == 1  # the truncated network: conv1 (64 x 3 x 11 x 11 + 64)
+    assert json.loads((tmp_path / "describe_cache.json").read_text())["alexnet|E|64"]["total_params"] == 61_100_840
+
+
+def test_population_note():
+    from lossnet.zoo import PAPER_ARCHS
+
+    assert an.population_note(PAPER_ARCHS) == "Ranks among the paper's 14 architectures (as its Table III)."
+    assert "Ranks among 2 of the paper's 14 architectures (alexnet, vgg16)" in an.population_note(["vgg16", "alexnet"])
+    note = an.population_note(["alexnet", "vgg16", "efficientnet_lite0"])
+    assert note.startswith("Ranks among 3 architectures incl. efficientnet_lite0 (not in the paper) and 2 of the "
+                           "paper's 14")

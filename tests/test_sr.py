@@ -114,7 +114,7 @@ def test_patches_and_training_pairs(tmp_path):
 
 def test_shared_test_sets_and_bicubic_reference(sr_dir):
     assert resolve_test_set(sr_dir, "set5").name == "CSet5"
-    assert resolve_test_set(sr_dir, "bsd100").name == "CBSD68"
+    assert resolve_test_set(sr_dir, "cbsd68").name == "CBSD68"
     with pytest.raises(FileNotFoundError, match="set5"):
         resolve_test_set(sr_dir, "urban100")
     images = load_images(resolve_test_set(sr_dir, "set5"))
@@ -186,6 +186,64 @@ def test_benchmark2_sweep_with_references_and_crops(tmp_path):
     assert seen == [] and len(ResultsTable(out / "reference").rows()) == n_ref
 
 
+def test_bsd100_is_not_cbsd68(sr_dir, tmp_path):
+    """CBSD68 (68 images) is named and labelled cbsd68; bsd100 reads a real BSD100 folder only."""
+    from lossnet.benchmarks.super_resolution import score_name, scores, set_key
+    from lossnet.benchmarks.sweep import load_sweep_config
+
+    with pytest.raises(FileNotFoundError, match="use cbsd68"):  # the shared folder has no BSD100
+        resolve_test_set(sr_dir, "bsd100")
+    (tmp_path / "BSD100").mkdir()
+    assert resolve_test_set(tmp_path, "bsd100") == tmp_path / "BSD100"
+    assert [set_key(n) for n in ("bsd100", str(tmp_path / "BSD100"), "cbsd68", str(sr_dir / "CBSD68"), "CSet5")] == [
+        "bsd100", "bsd100", "cbsd68", "cbsd68", "set5"]
+    assert score_name(str(sr_dir / "CBSD68"), "psnr", 4) == "cbsd68_psnr_x4"
+    quick = [s.name for s in scores(load_sweep_config("benchmark2"))]
+    assert "cbsd68_psnr_x4" in quick and not any(c.startswith("bsd100") for c in quick)
+    paper = [s.name for s in scores(load_sweep_config("benchmark2", ["scale=paper"]))]
+    assert "bsd100_ssim_x8" in paper and not any(c.startswith("cbsd68") for c in paper)
+
+
+def _flat_images(folder, values, h, w):
+    """One constant-colour PNG per value (a crop of image i is all ``values[i]``: its source is known)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for v in values:
+        Image.fromarray(np.full((h, w, 3), v, np.uint8)).save(folder / f"img{v:03d}.png")
+
+
+def _sources(x):
+    """The constant value of each (3, P, P) crop."""
+    assert all(int(p.min()) == int(p.max()) for p in x)
+    return [int(p[0, 0, 0]) for p in x]
+
+
+def test_validation_from_val_root_and_seeded_training_subset(tmp_path):
+    train = tmp_path / "train"
+    _flat_images(train, range(10, 18), 40, 48)  # 8 usable training images
+    _flat_images(train, [200], 20, 20)  # too small for 32 px crops: passed over
+    _flat_images(train / "val", range(100, 105), 40, 40)  # val_root inside train_root: must not be trained on
+    kw = dict(factor=4, patch=32, n_patches=8, val_images=3, val_patch=32, val_root=train / "val", seed=0)
+    tr, va, info = sr_training_data(train, train_images=8, subset_seed=1, **kw)
+    val_src = _sources(va["hr"])
+    assert len(set(val_src)) == 3 and set(val_src) <= set(range(100, 105))  # 3 distinct val_root images
+    assert info["val_source"] == "val_root" and all(f.startswith(str(train / "val")) for f in info["val_files"])
+    src = _sources(tr["hr"])
+    assert sorted(src) == list(range(10, 18))  # no validation image, no repeat, the small one passed over
+    assert info["train_images"] == 8 and info["sampling"] == "subset without replacement"
+    # the same subset_seed gives the same subset; another gives another; crops spread evenly over the images
+    a = _sources(sr_training_data(train, train_images=4, subset_seed=1, **kw)[0]["hr"])
+    b = _sources(sr_training_data(train, train_images=4, subset_seed=1, **kw)[0]["hr"])
+    c = _sources(sr_training_data(train, train_images=4, subset_seed=2, **kw)[0]["hr"])
+    assert a == b and len(set(a)) == 4 and all(a.count(v) == 2 for v in a) and set(c) != set(a)
+    assert a[:4] == a[4:]  # crop i from image i mod 4
+    with pytest.raises(ValueError, match="only 8 of"):
+        sr_training_data(train, train_images=9, subset_seed=1, **kw)
+    with pytest.raises(ValueError, match="val_images=6"):
+        sr_training_data(train, train_images=4, **{**kw, "val_images": 6})
+
+
 def test_benchmark2_config_errors(tmp_path):
     from lossnet.errors import ConfigError
     from lossnet.benchmarks.sweep import run_sweep
@@ -195,6 +253,19 @@ def test_benchmark2_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="train_root"):
         run_sweep("benchmark2", ["loss_net=alexnet", "layer=E", "weights=random", f"train_root={tmp_path / 'nope'}",
                                  f"out={tmp_path}"])
+    # scale=paper validates on a separate folder (MS-COCO val): no silent hold-out of training files
+    root = _fake_sr_root(tmp_path / "sr")
+    with pytest.raises(ConfigError, match="set val_root=DIR"):
+        run_sweep("benchmark2", ["scale=paper", "loss_net=alexnet", "layer=E", "weights=random",
+                                 f"train_root={root / 'train'}", f"out={tmp_path / 'p'}"])
+    with pytest.raises(ConfigError, match="train_images must be"):
+        run_sweep("benchmark2", ["loss_net=alexnet", "train_images=600", f"out={tmp_path}"])
+    small = ["loss_net=alexnet", "layer=E", "weights=random", f"train_root={root / 'train'}", f"sr_root={root}"]
+    with pytest.raises(ConfigError, match="holds 6 images; train_images=7"):  # before any reference is computed
+        run_sweep("benchmark2", small + ["train_images=7", "n_patches=7", f"out={tmp_path / 'q'}"])
+    with pytest.raises(ConfigError, match="holds 1 images; val_images=2"):
+        run_sweep("benchmark2", small + [f"val_root={root / 'CSet14'}", "val_images=2", f"out={tmp_path / 'q'}"])
+    assert not (tmp_path / "q" / "reference").exists()
 
 
 def test_residual_transformer_starts_at_bicubic():
@@ -223,10 +294,16 @@ def test_benchmark2_cell_x8_pixel_baseline(tmp_path):
     root = _fake_sr_root(tmp_path / "sr")
     over = {"sr_root": str(root), "train_root": str(root / "train"), "test_sets": ["set5"], "patch": 32,
             "n_patches": 4, "val_images": 2, "val_patch": 32, "model": {"blocks": 1, "channels": 4, "residual": False},
-            "train": {"epochs": 1, "batch_size": 4}, "eval": {"border": 0}}
+            "train": {"epochs": 1, "batch_size": 4}, "eval": {"border": 0},
+            "val_root": str(root / "CSet14"), "train_images": 4, "subset_seed": 3}  # the paper's data options
+    with pytest.raises(ValueError, match="val_images=2"):  # CSet14 here holds one image
+        benchmark2_cell(None, factor=8, out=tmp_path / "run", overrides=over)
+    over["val_images"] = 1
     row = benchmark2_cell(None, factor=8, out=tmp_path / "run", overrides=over)
     assert row["arch"] == "pixel" and row["factor"] == 8 and "set5_psnr_x8" in row and "set5_ssim_x8" in row
     assert len(row["details"]["history"]) == 1 and not row["details"]["data"]["patch"] % 8
+    data = row["details"]["data"]
+    assert data["val_files"] == [str(root / "CSet14" / "zebra.png")] and data["train_images"] == 4
 
 
 def test_frozen_loss_net_is_not_checkpointed_and_cached_targets_match():

@@ -243,3 +243,28 @@ def test_slurm_launcher_real_submitit_debug_cluster(sr_dir, tmp_path, capfd, off
     rows = _ok(ResultsTable(out).rows())
     assert sorted(r["layer"] for r in rows) == ["E", "S"] and len({r["cell_id"] for r in rows}) == 2
     assert "a cell trains on one" in capfd.readouterr().err
+
+
+def test_loss_net_all_is_the_papers_14_and_extras_are_opt_in(monkeypatch):
+    from lossnet.benchmarks.base import resolve_archs
+    from lossnet.zoo import PAPER_ARCHS, list_archs
+
+    assert len(PAPER_ARCHS) == 14 and "efficientnet_lite0" in list_archs()
+    assert resolve_archs("all") == [a for a in list_archs() if a in PAPER_ARCHS] and len(resolve_archs("all")) == 14
+    assert "efficientnet_lite0" not in resolve_archs("all")
+    assert resolve_archs("all,efficientnet_lite0") == resolve_archs("all") + ["efficientnet_lite0"]  # opt-in by name
+    assert resolve_archs("registered") == list_archs()
+    real_status = zoo.status
+
+    def fake_status(arch):  # only alexnet, vgg16 and efficientnet_lite0 have weights
+        st = real_status(arch)
+        st.available = arch in ("alexnet", "vgg16", "efficientnet_lite0")
+        return st
+
+    monkeypatch.setattr(zoo, "status", fake_status)
+    assert resolve_archs("available") == ["alexnet", "vgg16"]  # the paper's 14 with weights present
+    assert resolve_archs("efficientnet_lite0,available,alexnet") == ["efficientnet_lite0", "alexnet", "vgg16"]
+    cfg = load_sweep_config("benchmark4", ["loss_net=all"])
+    assert list(cfg.loss_net) == resolve_archs("all")
+    with pytest.raises(ConfigError, match="all \\(the paper's 14\\)"):
+        resolve_archs("al")

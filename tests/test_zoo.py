@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from lossnet.zoo import LossNetwork, describe, get_spec, graph_depth, list_archs
+from lossnet.zoo import PAPER_ARCHS, LossNetwork, describe, get_spec, graph_depth, list_archs, paper_archs
 from lossnet.zoo.network import _holder_children
 
 PAPER_14 = ["alexnet", "vgg11", "vgg16", "vgg16_bn", "vgg19", "resnet18", "resnet50", "resnext50_32x4d",
@@ -17,7 +17,8 @@ PAPER_14 = ["alexnet", "vgg11", "vgg16", "vgg16_bn", "vgg19", "resnet18", "resne
 
 def test_registry_has_the_14_paper_architectures_plus_lite0():
     assert list_archs()[:14] == PAPER_14
-    assert "efficientnet_lite0" in list_archs()
+    assert "efficientnet_lite0" in list_archs() and "efficientnet_lite0" not in PAPER_ARCHS
+    assert paper_archs() == PAPER_14 == list(PAPER_ARCHS)  # what a sweep's loss_net=all means
     assert get_spec("vgg16").layers == (3, 8, 15, 29)
     assert get_spec("alexnet").top1 == pytest.approx(56.522)
     assert get_spec("squeezenet1_1").mflops == 360

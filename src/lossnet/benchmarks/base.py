@@ -19,7 +19,7 @@ from lossnet.errors import ConfigError
 from lossnet.runs.launch import CellRequest
 
 __all__ = ["BENCHMARKS", "LAYERS", "Benchmark", "CellRequest", "get_benchmark", "register_benchmark",
-           "resolve_archs", "resolve_layers", "single_layer_cell"]
+           "ARCH_KEYWORDS", "resolve_archs", "resolve_layers", "single_layer_cell"]
 
 
 LAYERS = ("E", "S", "M", "L")
@@ -110,22 +110,35 @@ def _as_list(v) -> list[str]:
     return [s.strip() for s in str(v).split(",") if s.strip()]
 
 
+ARCH_KEYWORDS = ("all", "available", "registered")
+"""Keywords of ``loss_net``: ``all`` = the paper's 14 architectures (:data:`lossnet.zoo.PAPER_ARCHS`),
+``available`` = those of the 14 whose ImageNet weights are present on this machine, ``registered``
+= every registered architecture (the 14, ``efficientnet_lite0`` and any registered at run time)."""
+
+
 def resolve_archs(value) -> list[str]:
-    """``all`` | ``available`` | ``a,b,c`` (or a list) -> architecture names (registry order for
-    ``all``/``available``); unknown names raise ConfigError listing the known ones."""
+    """``loss_net`` -> architecture names: a comma list (or list) of :data:`ARCH_KEYWORDS` and
+    registered names, expanded in registry order and de-duplicated, e.g. ``all,efficientnet_lite0``
+    = the paper's 14 plus EfficientNet-Lite0. Unknown names raise ConfigError listing the known ones."""
     from lossnet import zoo
 
     names = _as_list(value)
-    if names == ["all"]:
-        return zoo.list_archs()
-    if names == ["available"]:
-        return [a for a in zoo.list_archs() if zoo.status(a).available]
     known = zoo.list_archs()
-    bad = [a for a in names if a not in known]
+    bad = [a for a in names if a not in known and a not in ARCH_KEYWORDS]
     if bad or not names:
-        raise ConfigError(f"unknown loss network(s) {bad or value!r}; use all, available or a comma list of "
-                          f"{', '.join(known)}")
-    return list(dict.fromkeys(names))
+        raise ConfigError(f"unknown loss network(s) {bad or value!r}; use all (the paper's 14), available (those of "
+                          f"the 14 with weights here), registered, or a comma list of {', '.join(known)}")
+    out: list[str] = []
+    for n in names:
+        if n == "all":
+            out += zoo.paper_archs()
+        elif n == "available":
+            out += [a for a in zoo.paper_archs() if zoo.status(a).available]
+        elif n == "registered":
+            out += known
+        else:
+            out.append(n)
+    return list(dict.fromkeys(out))
 
 
 def resolve_layers(value) -> list[str]:

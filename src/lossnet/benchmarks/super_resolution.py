@@ -4,16 +4,20 @@ One cell = one loss network (architecture ``arch`` truncated at extraction layer
 sigmoid) x one upscaling factor:
 
 1. Johnson et al.'s transformation network (:class:`~lossnet.models.transformer.TransformerNet`)
-   is trained on random ``patch``-sized crops of an image folder (MS-COCO in the paper,
-   ``../shared/data/sr/CSun_Hays80`` here) degraded by Gaussian blur (sigma 1) + bicubic
-   downsampling (:func:`lossnet.data.sr.degrade`), with the feature reconstruction loss of
-   Eq. 3, ``||phi(x_hat) - phi(x)||^2 / (C H W)``;
-2. after every epoch it is validated on held-out images (the last ``val_images`` files of the
-   folder, central crops) and the epoch with the best PSNR is kept -- the paper's guard against
-   models that collapse to black images;
-3. the kept model super-resolves the full images of Set5, Set14 and BSD100 (CSet5, CSet14, CBSD68
-   here); the scores are their mean PSNR and SSIM (:mod:`lossnet.eval.sr`: luma Y of BT.601,
-   ``factor`` border pixels removed, 8-bit output).
+   is trained on random ``patch``-sized crops of an image folder degraded by Gaussian blur
+   (sigma 1) + bicubic downsampling (:func:`lossnet.data.sr.degrade`), with the feature
+   reconstruction loss of Eq. 3, ``||phi(x_hat) - phi(x)||^2 / (C H W)``. ``scale=paper``: 10k
+   MS-COCO 2014 train images drawn without replacement with ``subset_seed``, one 288 px crop
+   each (``train_images``); quick: 512 crops drawn with replacement from
+   ``../shared/data/sr/CSun_Hays80``;
+2. after every epoch it is validated and the epoch with the best PSNR is kept -- the paper's guard
+   against models that collapse to black images. ``scale=paper``: ``val_images=100`` images of
+   ``val_root`` (MS-COCO 2014 val), none of them trained on; quick (``val_root=holdout``): the last
+   ``val_images`` files of the training folder, held out of training (central crops);
+3. the kept model super-resolves the full images of the test sets (the paper: Set5, Set14,
+   BSD100; quick: CSet5, CSet14 and CBSD68, whose columns say ``cbsd68``); the scores are their
+   mean PSNR and SSIM (:mod:`lossnet.eval.sr`: luma Y of BT.601, ``factor`` border pixels removed,
+   8-bit output).
 
 Reference rows (not loss networks, computed once per sweep in :func:`prepare` and written to
 ``<out>/reference/results.jsonl``): ``bicubic`` upsampling and the transformation network trained with
@@ -74,12 +78,16 @@ def _sets(cfg) -> list[str]:
 
 
 def set_key(name: str) -> str:
-    """Column-friendly key of a test set: ``set5`` for set5 / CSet5 / .../CSet5."""
-    base = Path(str(name)).name
-    for k, v in {"set5": "CSet5", "set14": "CSet14", "bsd100": "CBSD68"}.items():
-        if base.lower() in (k, v.lower()):
+    """Column-friendly key of a test set: ``set5`` for set5 / Set5 / CSet5 / .../CSet5, ``bsd100``
+    for bsd100 / .../BSD100, ``cbsd68`` for cbsd68 / .../CBSD68 (:data:`lossnet.data.sr.TEST_SETS`);
+    otherwise the folder name, lower case."""
+    from lossnet.data.sr import TEST_SETS
+
+    base = Path(str(name)).name.lower()
+    for k, folders in TEST_SETS.items():
+        if base == k or base in (f.lower() for f in folders):
             return k
-    return "".join(c if c.isalnum() else "_" for c in base.lower())
+    return "".join(c if c.isalnum() else "_" for c in base)
 
 
 def score_name(test_set: str, metric: str, factor: int) -> str:
@@ -119,6 +127,10 @@ def check_sr_training(cfg) -> None:
     for k in ("n_patches", "val_images"):
         if int(cfg[k]) < 1:
             raise ConfigError(f"{k} must be >= 1, got {cfg[k]}")
+    n_img = cfg.get("train_images")
+    if n_img is not None and not 1 <= int(n_img) <= int(cfg.n_patches):
+        raise ConfigError(f"train_images must be null or 1..n_patches={cfg.n_patches} (at least one crop per "
+                          f"image), got {n_img}")
     if int(cfg.train.epochs) < 1 or int(cfg.train.batch_size) < 1:
         raise ConfigError("train.epochs and train.batch_size must be >= 1")
 
@@ -132,12 +144,41 @@ def _root(value, what: str) -> Path:
     return require_dir(value, what, "docs/benchmark2.md")
 
 
+HOLDOUT = "holdout"
+"""``val_root`` value: validate on the last ``val_images`` files of ``train_root`` (quick scale)."""
+
+
+def val_root(cfg) -> Path | None:
+    """The validation folder, or None for :data:`HOLDOUT` (ConfigError when unset or missing)."""
+    v = cfg.get("val_root")
+    if str(v) == HOLDOUT:
+        return None
+    if not v:
+        raise ConfigError("set val_root=DIR, a folder of validation images (the paper: MS-COCO 2014 val, "
+                          f"val_images=100 of them), or val_root={HOLDOUT} to hold out the last val_images "
+                          "training files (see docs/benchmark2.md)")
+    return _root(v, "val_root")
+
+
+def data_options(cfg) -> dict:
+    """Keyword arguments of :func:`lossnet.data.sr.sr_training_data` besides the factor."""
+    n_img = cfg.get("train_images")
+    return dict(patch=int(cfg.patch), n_patches=int(cfg.n_patches), val_images=int(cfg.val_images),
+                val_patch=int(cfg.val_patch), sigma=float(cfg.blur_sigma), antialias=bool(cfg.antialias),
+                val_root=val_root(cfg), train_images=None if n_img is None else int(n_img),
+                subset_seed=int(cfg.get("subset_seed", 0)))
+
+
 def identity(cfg, coords: dict) -> dict:
     """Everything besides (arch, layer, weights, seed) that determines a cell's result."""
     from lossnet.data.sr import folder_digest
 
     train_root = _root(cfg.train_root, "train_root")
+    vr = val_root(cfg)
+    n_img = cfg.get("train_images")
     return {"factor": int(coords["factor"]), "train_data": folder_digest(train_root),
+            "val_data": HOLDOUT if vr is None else folder_digest(vr),
+            "train_images": None if n_img is None else int(n_img), "subset_seed": int(cfg.get("subset_seed", 0)),
             "test_sets": _sets(cfg), "val_images": int(cfg.val_images), "val_patch": int(cfg.val_patch),
             "patch": int(cfg.patch), "n_patches": int(cfg.n_patches), "blur_sigma": float(cfg.blur_sigma),
             "antialias": bool(cfg.antialias), "model": OmegaConf.to_container(cfg.model, resolve=True),
@@ -212,10 +253,8 @@ def train_sr(cfg, factor: int, loss_net, *, seed: int, ckpt_dir: Path | None, la
     from lossnet.models.transformer import TransformerNet
     from lossnet.train.engine import FitConfig, fit
 
-    train, val, info = data or sr_training_data(
-        _root(cfg.train_root, "train_root"), factor=factor, patch=int(cfg.patch), n_patches=int(cfg.n_patches),
-        val_images=int(cfg.val_images), val_patch=int(cfg.val_patch), sigma=float(cfg.blur_sigma),
-        antialias=bool(cfg.antialias), seed=seed)
+    train, val, info = data or sr_training_data(_root(cfg.train_root, "train_root"), factor=factor, seed=seed,
+                                                **data_options(cfg))
     torch.manual_seed(seed)
     model = TransformerNet(factor, int(cfg.model.blocks), int(cfg.model.channels), bool(cfg.model.get("residual", False)))
     train = with_target_features(train, "hr", loss_net, cfg)
@@ -327,9 +366,18 @@ def compute_references(cfg, out: Path, *, seed: int | None = None) -> list[dict]
 
 def prepare(cfg, out: Path) -> None:
     """Once per sweep, in the parent: check the folders, compute the reference rows."""
-    _root(cfg.train_root, "train_root")
+    from lossnet.data.sr import image_files, resolve_test_set
+
+    n_train = len(image_files(_root(cfg.train_root, "train_root")))
+    if cfg.get("train_images") is not None and n_train < int(cfg.train_images):
+        raise ConfigError(f"train_root={cfg.train_root} holds {n_train} images; train_images={cfg.train_images} "
+                          "distinct ones are needed (lower train_images, or train_images=null to draw crops with "
+                          "replacement)")
+    vr = val_root(cfg)
+    if vr is not None and len(image_files(vr)) < int(cfg.val_images):
+        raise ConfigError(f"val_root={cfg.val_root} holds {len(image_files(vr))} images; val_images={cfg.val_images} "
+                          "are needed")
     sr_root = _root(cfg.sr_root, "sr_root")
-    from lossnet.data.sr import resolve_test_set
 
     for s in _sets(cfg):
         try:

@@ -13,9 +13,10 @@ Conventions (Johnson et al. 2016 as the systematic-analysis paper runs it, Sec. 
 * :func:`bicubic_upsample`: the reference row, PyTorch bicubic (``align_corners=False``), clamped
   to [0, 1].
 
-The shared SR images (``../shared/data/sr``) are CSet5, CSet14, CBSD68 (stand-in for BSD100) and
-CSun_Hays80 (a small training folder standing in for MS-COCO); :data:`TEST_SETS` maps the
-paper's names to them.
+The shared SR images (``../shared/data/sr``) are CSet5, CSet14, CBSD68 and CSun_Hays80 (a small
+training folder standing in for MS-COCO); :data:`TEST_SETS` maps test-set names to folders.
+CBSD68 (68 images of the BSD test split) is *not* the paper's BSD100 (100 other BSD images): it
+is named and labelled ``cbsd68``; ``bsd100`` reads a real BSD100 folder only.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from lossnet.data.datasets import IMAGE_EXTENSIONS
 
 PathLike = str | os.PathLike
 
-TEST_SETS = {"set5": "CSet5", "set14": "CSet14", "bsd100": "CBSD68"}
-"""The paper's test set -> folder name under the SR root (CBSD68 stands in for BSD100)."""
+TEST_SETS = {"set5": ("Set5", "CSet5"), "set14": ("Set14", "CSet14"), "bsd100": ("BSD100",), "cbsd68": ("CBSD68",)}
+"""Test-set name -> folder names under the SR root, tried in order (CSet5 / CSet14 are the colour
+Set5 / Set14 images; CBSD68 is a different image set from BSD100, so it has its own name)."""
 
 
 def read_image(path: PathLike) -> torch.Tensor:
@@ -76,18 +78,22 @@ def load_images(root: PathLike, max_images: int | None = None) -> list[tuple[str
 
 
 def resolve_test_set(sr_root: PathLike, name: str) -> Path:
-    """The folder of test set ``name``: a paper name (``set5``, ``set14``, ``bsd100``), a folder
-    name under ``sr_root`` (``CSet5``) or a path."""
+    """The folder of test set ``name``: a name of :data:`TEST_SETS` (``set5``, ``set14``, ``bsd100``,
+    ``cbsd68``), a folder name under ``sr_root`` (``CSet5``) or a path."""
     cand = Path(str(name)).expanduser()
     if cand.is_dir():
         return cand
-    folder = TEST_SETS.get(str(name).lower(), str(name))
-    path = Path(sr_root).expanduser() / folder
-    if not path.is_dir():
-        known = ", ".join(f"{k} ({v})" for k, v in TEST_SETS.items())
-        raise FileNotFoundError(f"test set {name!r}: {path} is not a directory; use one of {known} under an SR "
-                                "root that holds them (e.g. sr_root=../shared/data/sr), or a folder path")
-    return path
+    root = Path(sr_root).expanduser()
+    folders = TEST_SETS.get(str(name).lower(), (str(name),))
+    for folder in folders:
+        if (root / folder).is_dir():
+            return root / folder
+    known = ", ".join(f"{k} ({' or '.join(v)})" for k, v in TEST_SETS.items())
+    hint = (" CBSD68 (68 images) is a different set, not a stand-in: use cbsd68 for it, or point bsd100 at a "
+            "BSD100 folder (sr_root=DIR holding BSD100, or a path)." if str(name).lower() == "bsd100" else "")
+    raise FileNotFoundError(f"test set {name!r}: no {' or '.join(folders)} folder under {root}; use one of {known} "
+                            f"under an SR root that holds them (e.g. sr_root=../shared/data/sr), or a folder path."
+                            + hint)
 
 
 def modcrop(img: torch.Tensor, factor: int) -> torch.Tensor:
@@ -139,6 +145,51 @@ def bicubic_upsample(lr: torch.Tensor, factor: int) -> torch.Tensor:
     return F.interpolate(lr, scale_factor=factor, mode="bicubic", align_corners=False).clamp_(0, 1)
 
 
+def subset_files(files: Sequence[Path], n: int, seed: int) -> list[Path]:
+    """``n`` of ``files`` drawn without replacement (a seeded permutation's first ``n``; the same
+    ``seed`` gives the same subset, in draw order)."""
+    if n > len(files):
+        raise ValueError(f"cannot draw {n} distinct images from {len(files)}")
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(int(seed)))
+    return [files[i] for i in order[:n].tolist()]
+
+
+def subset_patches(files: Sequence[Path], n_images: int, n_patches: int, size: int, *, subset_seed: int,
+                   seed: int) -> tuple[torch.Tensor, list[Path], int]:
+    """The paper's training set: ``n_images`` distinct images drawn without replacement (seeded by
+    ``subset_seed``; images smaller than ``size`` on a side are passed over and the draw continues)
+    and ``n_patches`` uniform random ``size x size`` crops spread evenly over them (crop ``i`` from
+    image ``i mod n_images``; ``n_patches == n_images``: one crop per image). Each image is read,
+    cropped and dropped, so 10k MS-COCO images need only the crops' memory.
+
+    Returns ``(uint8 (n_patches, 3, size, size), the images used in draw order, images passed over)``.
+    """
+    if n_images < 1 or n_patches < 1:
+        raise ValueError(f"n_images and n_patches must be >= 1, got {n_images}, {n_patches}")
+    order = subset_files(files, len(files), subset_seed)
+    g = torch.Generator().manual_seed(int(seed))
+    out = torch.empty((n_patches, 3, size, size), dtype=torch.uint8)
+    used: list[Path] = []
+    small = 0
+    for p in order:
+        if len(used) == n_images:
+            break
+        im = read_image(p)
+        if im.shape[-2] < size or im.shape[-1] < size:
+            small += 1
+            continue
+        k = len(used)
+        for i in range(k, n_patches, n_images):
+            top = int(torch.randint(im.shape[-2] - size + 1, (1,), generator=g))
+            left = int(torch.randint(im.shape[-1] - size + 1, (1,), generator=g))
+            out[i] = im[:, top:top + size, left:left + size]
+        used.append(p)
+    if len(used) < n_images:
+        raise ValueError(f"only {len(used)} of {len(files)} training images are at least {size}x{size} "
+                         f"({small} smaller); need train_images={n_images}")
+    return out, used, small
+
+
 def random_patches(images: Sequence[torch.Tensor], n: int, size: int, seed: int = 0) -> torch.Tensor:
     """``n`` random ``size x size`` crops, uint8 (n, 3, size, size): each from an image drawn
     uniformly (with replacement) from those at least ``size`` on each side, at a uniform position.
@@ -177,28 +228,57 @@ def make_pairs(hr: torch.Tensor, factor: int, sigma: float = 1.0, antialias: boo
 
 def sr_training_data(train_root: PathLike, *, factor: int, patch: int, n_patches: int, val_images: int,
                      val_patch: int | None = None, sigma: float = 1.0, antialias: bool = True, seed: int = 0,
-                     max_images: int | None = None) -> tuple[dict, dict, dict]:
-    """Training and validation pairs from an image folder (MS-COCO in the paper).
+                     max_images: int | None = None, val_root: PathLike | None = None,
+                     train_images: int | None = None, subset_seed: int = 0) -> tuple[dict, dict, dict]:
+    """Training and validation pairs from image folders (MS-COCO 2014 train / val in the paper).
 
-    The last ``val_images`` files (sorted order) are held out; validation uses their central
-    ``val_patch`` crops (default ``patch``; the paper validates on 100 MS-COCO val images). The
-    rest give ``n_patches`` random ``patch``-sized crops (seeded). Returns ``(train, val, info)``
-    with ``train``/``val`` = ``{"lr", "hr"}`` uint8 tensors.
+    Validation: with ``val_root``, ``val_images`` images of that folder drawn without replacement
+    (``subset_seed``; the paper: 100 MS-COCO val images), and no image of ``val_root`` is trained
+    on, also where it lies inside ``train_root``; without it, the last ``val_images`` files of ``train_root``
+    (sorted order) are held out. Validation uses their central ``val_patch`` crops (default
+    ``patch``), cut to the smallest side among them.
+
+    Training: with ``train_images``, :func:`subset_patches` (the paper: 10k images drawn without
+    replacement, one ``patch`` crop each); without it, every remaining image is loaded and
+    ``n_patches`` crops are drawn from them with replacement (:func:`random_patches`). Crop
+    positions are seeded by ``seed``.
+
+    Returns ``(train, val, info)`` with ``train``/``val`` = ``{"lr", "hr"}`` uint8 tensors and
+    ``info`` the counts (and ``val_files``, the validation images' paths).
     """
     if patch % factor:
         raise ValueError(f"patch size {patch} must be a multiple of the factor {factor}")
     files = image_files(train_root)[:max_images]
-    if len(files) <= val_images:
-        raise ValueError(f"{train_root} has {len(files)} images; need more than val_images={val_images}")
-    tr_files, va_files = files[:len(files) - val_images], files[len(files) - val_images:]
-    train_imgs = [read_image(p) for p in tr_files]
+    if val_root is None:
+        if len(files) <= val_images:
+            raise ValueError(f"{train_root} has {len(files)} images; need more than val_images={val_images}")
+        tr_files, va_files = files[:len(files) - val_images], files[len(files) - val_images:]
+    else:
+        pool = image_files(val_root)
+        if len(pool) < val_images:
+            raise ValueError(f"val_root {val_root} has {len(pool)} images; need val_images={val_images}")
+        va_files = subset_files(pool, val_images, subset_seed)
+        held = {p.resolve() for p in pool}  # the whole validation folder, also where it lies inside train_root
+        tr_files = [p for p in files if p.resolve() not in held]
+        if not tr_files:
+            raise ValueError(f"every image of {train_root} is a validation image of {val_root}")
     vp = int(val_patch or patch)
     val_hr = [modcrop(center_patch(read_image(p), vp), factor) for p in va_files]
     side = min(min(v.shape[-2], v.shape[-1]) for v in val_hr)
     side -= side % factor
     val_hr = torch.stack([center_patch(v, side) for v in val_hr])
-    train = make_pairs(random_patches(train_imgs, n_patches, patch, seed), factor, sigma, antialias)
+    info: dict = {}
+    if train_images is None:
+        hr = random_patches([read_image(p) for p in tr_files], n_patches, patch, seed)
+        n_train = len(tr_files)
+    else:
+        hr, used, small = subset_patches(tr_files, int(train_images), n_patches, patch, subset_seed=subset_seed,
+                                         seed=seed)
+        n_train = len(used)
+        info.update(sampling="subset without replacement", subset_seed=int(subset_seed), images_too_small=small)
+    train = make_pairs(hr, factor, sigma, antialias)
     val = make_pairs(val_hr, factor, sigma, antialias)
-    info = {"train_images": len(tr_files), "val_images": len(va_files), "patch": patch, "val_patch": side,
-            "n_patches": n_patches}
+    info = {"train_images": n_train, "val_images": len(va_files), "patch": patch, "val_patch": side,
+            "n_patches": n_patches, "val_source": "val_root" if val_root is not None else "held out of train_root",
+            **info, "val_files": [str(p) for p in va_files]}
     return train, val, info

@@ -9,15 +9,22 @@ Input: result rows with ``arch``, ``layer`` (E/S/M/L), ``status`` (``"ok"``, the
 * Table IV -- the best extraction layer per architecture and score (ties: the earlier layer);
 * Fig. 2 -- score by extraction layer per architecture; Fig. 3 -- grouped by layer;
   Fig. 4 -- score vs log10 FLOPs of the truncated network; Fig. 5 -- best score vs ImageNet top-1;
-* Pearson and Spearman correlations (with p-values) between every score and the architecture /
-  layer attributes: ImageNet top-1, parameters and depth up to the layer, fraction of parameters,
-  features and channels at the layer, FLOPs, batch norm, skip connections, branching, 1x1 convs;
-  and between every pair of scores (:func:`score_correlations`);
+* Pearson and Spearman correlations (with p-values) between every score and the attributes, one
+  observation per loss network (:func:`correlations`): of the truncated network (parameters and
+  depth up to the layer, fraction of parameters, features and channels at the layer, FLOPs, batch
+  norm, 1x1 convs) and of the whole architecture (ImageNet top-1, Table I's depth and MFLOPS, all
+  parameters, skip connections, branching);
+* the whole-architecture attributes (:data:`ARCH_ATTRIBUTES`) against each architecture's best
+  layer, one observation per architecture (:func:`arch_correlations`; Fig. 5b);
+* correlations between every pair of scores (:func:`score_correlations`);
+* which population Table III ranks: the paper's 14 architectures or others
+  (:func:`population_note`);
 * the skipped cells with their reasons.
 
 Scores where lower is better (e.g. a position error in pixels) are ranked accordingly and keep
 their sign in the correlations. Attributes are computed by :func:`lossnet.zoo.describe` (cached on
-disk for the built-in architectures) and read from the registry (top-1, skip, branch).
+disk for the built-in architectures) and read from the registry (top-1, Table I's depth and
+MFLOPS, skip, branch, conv1x1, batch norm of the whole architecture).
 """
 
 from __future__ import annotations
@@ -78,7 +85,7 @@ def attributes(arch: str, layer: str, input_size: int = 224) -> dict:
                 cache = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):
                 cache = {}
-        if key in cache:
+        if "total_params" in cache.get(key, {}):  # entries written before total_params are recomputed
             d = cache[key]
         else:
             d = describe(arch, layer, input_size).as_dict()
@@ -90,12 +97,27 @@ def attributes(arch: str, layer: str, input_size: int = 224) -> dict:
                 tmp.replace(path)
         _ATTR_MEMO[memo_key] = d
     d = dict(_ATTR_MEMO[memo_key])
-    d.update(top1=spec.top1, skip=spec.skip, branch=spec.branch, family=spec.family)
+    d.update(top1=spec.top1, skip=spec.skip, branch=spec.branch, family=spec.family, arch_depth=spec.depth,
+             arch_mflops=spec.mflops, arch_params=d["total_params"], arch_batchnorm=spec.batchnorm,
+             arch_conv1x1=spec.conv1x1)
     return d
 
 
 ATTRIBUTES = ("top1", "params", "params_fraction", "depth", "features", "channels", "flops", "batchnorm", "skip",
-              "branch", "conv1x1")
+              "branch", "conv1x1", "arch_depth", "arch_mflops", "arch_params")
+"""Attributes correlated per loss network. ``params``, ``params_fraction``, ``depth``, ``features``,
+``channels``, ``flops`` (log10), ``batchnorm`` and ``conv1x1`` describe the network truncated at the
+layer; ``top1``, ``skip``, ``branch`` and the ``arch_*`` ones the whole architecture: ``arch_depth``
+and ``arch_mflops`` (log10) as the paper's Table I gives them (None for architectures not in it),
+``arch_params`` counted on the full model, classifier included."""
+
+ARCH_ATTRIBUTES = ("top1", "arch_depth", "arch_mflops", "arch_params", "arch_batchnorm", "skip", "branch",
+                   "arch_conv1x1")
+"""Whole-architecture attributes (Table I) correlated with each architecture's best layer
+(:func:`arch_correlations`); ``arch_mflops`` as log10."""
+
+LOG_ATTRIBUTES = ("flops", "arch_mflops")
+"""Attributes correlated (and plotted) as log10."""
 
 
 def cells(rows: list[dict], scores: list[Score]) -> dict[tuple[str, str], dict]:
@@ -159,14 +181,38 @@ def average_ranks(best: dict, scores: list[Score]) -> dict[str, dict[str, float]
     return out
 
 
-def correlations(table: dict, scores: list[Score], input_size: int = 224) -> list[dict]:
-    """Pearson and Spearman coefficients and p-values of each score against each attribute.
+def _attr_values(dicts: list[dict], a: str) -> np.ndarray:
+    """Attribute ``a`` of each dict as floats (NaN where missing; log10 for :data:`LOG_ATTRIBUTES`)."""
+    x = np.array([np.nan if d.get(a) is None else float(d[a]) for d in dicts])
+    if a in LOG_ATTRIBUTES:
+        x = np.where(x > 0, np.log10(np.where(x > 0, x, 1.0)), np.nan)
+    return x
 
-    Every loss network (arch, layer) is one observation. Scores where lower is better are kept as
-    they are (read the sign accordingly). Constant attributes give NaN.
-    """
+
+def _corr(x: np.ndarray, y: np.ndarray) -> dict:
+    """``n``, Pearson and Spearman r with two-sided p over the pairs where ``x`` is known; NaN with
+    fewer than 3 pairs or a constant side."""
     from scipy.stats import pearsonr, spearmanr
 
+    ok = ~np.isnan(x)
+    row = {"n": int(ok.sum())}
+    if ok.sum() >= 3 and np.ptp(x[ok]) > 0 and np.ptp(y[ok]) > 0:
+        pr, pp = pearsonr(x[ok], y[ok])
+        sr, sp = spearmanr(x[ok], y[ok])
+        row.update(pearson=float(pr), pearson_p=float(pp), spearman=float(sr), spearman_p=float(sp))
+    else:
+        row.update(pearson=float("nan"), pearson_p=float("nan"), spearman=float("nan"), spearman_p=float("nan"))
+    return row
+
+
+def correlations(table: dict, scores: list[Score], input_size: int = 224) -> list[dict]:
+    """Pearson and Spearman coefficients and p-values of each score against each of :data:`ATTRIBUTES`.
+
+    Every loss network (arch, layer) is one observation (whole-architecture attributes repeat over
+    its layers). Scores where lower is better are kept as they are (read the sign accordingly).
+    Constant attributes give NaN; loss networks without a value (e.g. Table I's depth of an
+    architecture not in the paper) are left out of that attribute's ``n``.
+    """
     keys = sorted(table, key=lambda k: (_arch_order(k[0]), LAYERS.index(k[1])))
     attrs = {k: attributes(k[0], k[1], input_size) for k in keys}
     out = []
@@ -174,19 +220,42 @@ def correlations(table: dict, scores: list[Score], input_size: int = 224) -> lis
         ks = [k for k in keys if s.name in table[k]]
         y = np.array([table[k][s.name] for k in ks])
         for a in ATTRIBUTES:
-            x = np.array([np.nan if attrs[k].get(a) is None else float(attrs[k][a]) for k in ks])
-            if a == "flops":
-                x = np.where(x > 0, np.log10(np.where(x > 0, x, 1.0)), np.nan)
-            ok = ~np.isnan(x)
-            row = {"score": s.name, "attribute": a, "n": int(ok.sum())}
-            if ok.sum() >= 3 and np.ptp(x[ok]) > 0 and np.ptp(y[ok]) > 0:
-                pr, pp = pearsonr(x[ok], y[ok])
-                sr, sp = spearmanr(x[ok], y[ok])
-                row.update(pearson=float(pr), pearson_p=float(pp), spearman=float(sr), spearman_p=float(sp))
-            else:
-                row.update(pearson=float("nan"), pearson_p=float("nan"), spearman=float("nan"), spearman_p=float("nan"))
-            out.append(row)
+            out.append({"score": s.name, "attribute": a, **_corr(_attr_values([attrs[k] for k in ks], a), y)})
     return out
+
+
+def arch_correlations(table: dict, scores: list[Score], input_size: int = 224) -> list[dict]:
+    """Each score of an architecture's best layer (:func:`best_layers`) against its whole-architecture
+    attributes (:data:`ARCH_ATTRIBUTES`: ImageNet top-1, Table I's depth and log10 MFLOPS, all
+    parameters, batch norm, skip connections, branching, 1x1 convs); one observation per architecture."""
+    best = best_layers(table, scores)
+    out = []
+    for s in scores:
+        picks = best.get(s.name, {})
+        archs = list(picks)
+        y = np.array([picks[a][1] for a in archs])
+        attrs = [attributes(a, picks[a][0], input_size) for a in archs]
+        for a in ARCH_ATTRIBUTES:
+            out.append({"score": s.name, "attribute": a, **_corr(_attr_values(attrs, a), y)})
+    return out
+
+
+def population_note(archs) -> str:
+    """Which population Table III ranks: the paper's 14 architectures, some of them, or a set with
+    architectures the paper does not have (whose ranks are then not comparable to its Table III)."""
+    from lossnet.zoo import PAPER_ARCHS
+
+    archs = sorted(set(archs), key=_arch_order)
+    paper = [a for a in archs if a in PAPER_ARCHS]
+    extra = [a for a in archs if a not in PAPER_ARCHS]
+    n = len(archs)
+    if not extra and len(paper) == len(PAPER_ARCHS):
+        return f"Ranks among the paper's {len(PAPER_ARCHS)} architectures (as its Table III)."
+    if not extra:
+        return (f"Ranks among {n} of the paper's {len(PAPER_ARCHS)} architectures ({', '.join(paper)}); "
+                f"the paper ranks all {len(PAPER_ARCHS)}, so ranks here (1..{n}) are not its Table III ranks.")
+    return (f"Ranks among {n} architectures incl. {', '.join(extra)} (not in the paper) and {len(paper)} of the "
+            f"paper's {len(PAPER_ARCHS)}; not comparable to the paper's Table III.")
 
 
 def figures(table: dict, scores: list[Score], out_dir: Path, input_size: int = 224) -> list[Path]:
@@ -250,6 +319,22 @@ def figures(table: dict, scores: list[Score], out_dir: Path, input_size: int = 2
         ax.set_xlabel("ImageNet top-1 (%)")
         ax.set_title(s.name, fontsize=9)
     paths.append(_save(fig, out_dir / "fig5_top1.png"))
+
+    whole = (("arch_depth", "depth (Table I)"), ("arch_mflops", "log10 MFLOPS (Table I)"),
+             ("arch_params", "log10 parameters"))
+    fig, axes = plt.subplots(n, len(whole), figsize=(4.2 * len(whole), 3.4 * n), squeeze=False)
+    fig.suptitle("Fig. 5b: best layer's score vs whole-architecture attributes")
+    for row, s in zip(axes, scores):
+        for ax, (attr, label) in zip(row, whole):
+            for a, (l, v) in best.get(s.name, {}).items():
+                x = attributes(a, l, input_size).get(attr)
+                if x is not None and x > 0:
+                    x = math.log10(x) if attr != "arch_depth" else x
+                    ax.scatter(x, v)
+                    ax.annotate(f"{a}:{l}", (x, v), fontsize=7)
+            ax.set_xlabel(label)
+            ax.set_title(s.name, fontsize=9)
+    paths.append(_save(fig, out_dir / "fig5b_arch.png"))
     return paths
 
 
@@ -322,6 +407,7 @@ def analysis_markdown(rows: list[dict], scores: list[Score], out_dir: Path, inpu
         lines += ["Scores: " + ", ".join(f"`{s.name}` ({s.benchmark}, {'higher' if s.higher_is_better else 'lower'} "
                                          f"is better)" for s in scores) + ".", "",
                   "## Table III: average rank of each architecture's best layer (1 = best)", "",
+                  population_note(ranks), "",
                   "For each score the architectures are ranked by their best layer's value (ties share the mean "
                   "rank); ranks are averaged per benchmark, and `overall` weights each benchmark equally.", "",
                   "| architecture | " + " | ".join(benchmarks) + " | overall |",
@@ -342,14 +428,26 @@ def analysis_markdown(rows: list[dict], scores: list[Score], out_dir: Path, inpu
             lines.append(f"| {a} | {l} | " + " | ".join(_fmt(table[(a, l)].get(s.name, float('nan'))) for s in scores)
                          + " |")
         corr = correlations(table, scores, input_size)
+        corr_head = ["| score | attribute | n | Pearson r | p | Spearman rho | p |",
+                     "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+
+        def corr_lines(rows_):
+            return [f"| {c['score']} | {c['attribute']} | {c['n']} | {_fmt(c['pearson'])} | {_fmt(c['pearson_p'])}"
+                    f" | {_fmt(c['spearman'])} | {_fmt(c['spearman_p'])} |" for c in rows_]
+
         lines += ["", "## Correlations with architecture / layer attributes", "",
-                  f"One observation per loss network; FLOPs as log10 at {input_size}x{input_size}. p-values are "
-                  "two-sided. Scores where lower is better keep their sign (read a negative r as 'better').", "",
-                  "| score | attribute | n | Pearson r | p | Spearman rho | p |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-        for c in corr:
-            lines.append(f"| {c['score']} | {c['attribute']} | {c['n']} | {_fmt(c['pearson'])} | {_fmt(c['pearson_p'])}"
-                         f" | {_fmt(c['spearman'])} | {_fmt(c['spearman_p'])} |")
+                  f"One observation per loss network. `params`, `params_fraction`, `depth`, `features`, `channels`, "
+                  f"`flops` (log10 at {input_size}x{input_size}), `batchnorm` and `conv1x1` describe the network "
+                  "truncated at the layer; `top1`, `skip`, `branch` and `arch_*` the whole architecture "
+                  "(`arch_depth`, `arch_mflops` (log10): the paper's Table I, absent for architectures it does not "
+                  "have; `arch_params`: all parameters of the full model). p-values are two-sided. Scores where "
+                  "lower is better keep their sign (read a negative r as 'better').", ""] + corr_head + corr_lines(corr)
+        lines += ["", "## Correlations of the best layer with whole-architecture attributes (Table I)", "",
+                  "One observation per architecture: its best layer's score (Table IV) against ImageNet top-1, "
+                  "Table I's depth and log10 MFLOPS, all parameters, batch norm, skip connections, branching and "
+                  "1x1 convolutions of the whole architecture (the paper: 'the total depth and number of parameters "
+                  "of a model do not affect its downstream performance as a loss network').", ""]
+        lines += corr_head + corr_lines(arch_correlations(table, scores, input_size))
         pairs = score_correlations(table, scores)
         if pairs:
             lines += ["", "## Correlations between scores", "",

@@ -337,6 +337,7 @@ class LossNetworkInfo:
     node: str
     params: int  # parameters up to the layer
     params_fraction: float  # of the whole architecture's parameters
+    total_params: int  # of the whole architecture (classifier included)
     depth: int  # up to the layer, paper's definition
     channels: int
     height: int
@@ -373,6 +374,7 @@ def describe(arch: str, layer: LayerRef = "L", input_size: int = 224) -> LossNet
         node=net.nodes[0],
         params=params,
         params_fraction=params / total,
+        total_params=total,
         depth=graph_depth(net.body),
         channels=f.shape[1],
         height=f.shape[2],

@@ -75,6 +75,11 @@ class ArchSpec:
 
 REGISTRY: dict[str, ArchSpec] = {}
 
+PAPER_ARCHS = ("alexnet", "vgg11", "vgg16", "vgg16_bn", "vgg19", "resnet18", "resnet50", "resnext50_32x4d",
+               "googlenet", "inception_v3", "efficientnet_b0", "efficientnet_b7", "densenet121", "squeezenet1_1")
+"""The 14 architectures of the systematic-analysis paper (Tables I and II). A sweep's ``loss_net=all``
+means these; every other registered architecture (``efficientnet_lite0``, your own) is opt-in by name."""
+
 
 def register(spec: ArchSpec, *, overwrite: bool = False) -> ArchSpec:
     """Add an architecture to the registry (use this to sweep your own loss networks)."""
@@ -97,6 +102,11 @@ def get_spec(name: str) -> ArchSpec:
 def list_archs() -> list[str]:
     """Registered architecture names, in registration order (Table II order, then extras)."""
     return list(REGISTRY)
+
+
+def paper_archs() -> list[str]:
+    """The registered architectures among the paper's 14 (:data:`PAPER_ARCHS`), in registration order."""
+    return [a for a in REGISTRY if a in PAPER_ARCHS]
 
 
 class TorchvisionBuilder:
