@@ -3,8 +3,9 @@
 * 2 processes (``torch.multiprocessing`` with a gloo group) train the same as 1 process on the
   same global batch (weights and history), with uneven shares of the last batch, a custom
   ``validate`` and resuming from rank 0's checkpoint; BatchNorm on the CPU keeps the ranks equal.
-* ``lossnet run`` and ``lossnet pretrain`` under ``python -m torch.distributed.run
-  --nproc-per-node 2``: one results row per cell, one checkpoint, one export; a rerun resumes.
+* ``lossnet pretrain`` and ``lossnet run`` under ``python -m torch.distributed.run
+  --nproc-per-node 2``: a killed pretraining resumes from rank 0's checkpoint; one results row
+  per cell, one checkpoint, one export; a rerun recomputes nothing.
 """
 
 from __future__ import annotations
@@ -167,14 +168,23 @@ _DRIVER = """
 import sys
 from lossnet import cli, distributed
 pretrain, run = sys.argv[1].split("\\x1f"), sys.argv[2].split("\\x1f")
-for args in (pretrain, pretrain, run, run):  # each twice: the second time resumes / finds every cell done
+for args in (pretrain, run, run):  # run twice: the second time finds every cell done
     assert cli.main(args) == 0
     print(f"rank {distributed.rank()} of {distributed.world_size()} finished {args[0]}", flush=True)
 """
 
 
+def _torchrun(tmp_path: Path, args: list[str], fault: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    env.pop("LOSSNET_FAULT", None)
+    if fault:
+        env["LOSSNET_FAULT"] = fault
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+
+
 def test_commands_under_torchrun_write_once_and_resume(tmp_path, offline_weights):
-    """`lossnet pretrain` and `lossnet run` (each twice) in one ``torchrun --nproc-per-node 2`` job."""
+    """`lossnet pretrain` killed in its 2nd epoch, then resumed; `lossnet run` twice; 2 processes each."""
     import numpy as np
     from PIL import Image
 
@@ -185,29 +195,32 @@ def test_commands_under_torchrun_write_once_and_resume(tmp_path, offline_weights
         Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(imgs / f"{i:02d}.png")
     enc, out = tmp_path / "enc", tmp_path / "b"
     pretrain = ["pretrain", "--images", str(imgs), "--out", str(enc), "--procedure", "F-F-FP", "--z", "8",
-                "--epochs", "2", "--batch-size", "8", "--loss-net", "alexnet", "--layer", "E", "--keep-checkpoint"]
+                "--epochs", "3", "--batch-size", "8", "--loss-net", "alexnet", "--layer", "E", "--keep-checkpoint"]
     run = ["run", "paper_b", "lunarlander.rollouts=[2,2,2]", "lunarlander.steps=30", "data.max_encoder=24",
            "data.max_probe=16", "data.max_test=16", "encoder.epochs=1", "encoder.batch_size=8", "encoder.hidden=16",
            "probe.epochs=2", "probe.batch_size=8", "threads=1", "progress=false", "loss_net.weights=random",
            "baseline.simple_cnn=false", "procedures=[I-I-PW,F-F-FP]", "z=[4]", "repeats=1", "workers=1",
            "keep_checkpoints=true", f"collection={tmp_path / 'll'}", f"out={out}"]
+    # every rank SIGKILLs itself after its 2nd training epoch, before that epoch's checkpoint
+    p = _torchrun(tmp_path, ["-m", "lossnet.cli", *pretrain], fault="epoch:2")
+    assert p.returncode != 0 and not (enc / "encoder.safetensors").exists()
+    killed = torch.load(enc / "checkpoint" / "last.pt", weights_only=True)["history"]
+    assert 1 <= len(killed) <= 2  # epoch 0's checkpoint (rank 0 may have written epoch 1's before the kill)
     (tmp_path / "driver.py").write_text(_DRIVER)
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                        str(tmp_path / "driver.py"), "\x1f".join(pretrain), "\x1f".join(run)],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    p = _torchrun(tmp_path, [str(tmp_path / "driver.py"), "\x1f".join(pretrain), "\x1f".join(run)])
     assert p.returncode == 0, p.stderr[-3000:]
     lines = p.stdout.splitlines()
     for r in (0, 1):
         assert sum(line == f"rank {r} of 2 finished run" for line in lines) == 2
     # rank 0 alone prints, exports, writes: one report line per command
-    assert sum("exported to" in line for line in lines) == 2
+    assert sum("exported to" in line for line in lines) == 1
     assert lines.count(str(out)) == 2
     assert sorted(f.name for f in enc.iterdir()) == [".lock", "checkpoint", "config.json", "encoder.safetensors"]
     assert [f.name for f in (enc / "checkpoint").iterdir()] == ["last.pt"]  # one checkpoint, no rank temp files
     assert (enc / ".lock").read_text() == "" and (out / ".lock").read_text() == ""  # released
-    assert len(torch.load(enc / "checkpoint" / "last.pt", weights_only=True)["history"]) == 2
-    assert "not resuming" not in p.stderr  # the second pretrain resumed the finished checkpoint
+    history = torch.load(enc / "checkpoint" / "last.pt", weights_only=True)["history"]
+    assert len(history) == 3 and history[:len(killed)] == killed  # resumed: the killed run's epochs kept as they were
+    assert "not resuming" not in p.stderr
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert sorted(r["procedure"] for r in rows) == ["F-F-FP", "I-I-PW"]  # one row per cell, after two runs
     assert len({r["cell_id"] for r in rows}) == 2
