@@ -79,7 +79,8 @@ def main() -> None:
     print(f"2 processes x {max(1, a.threads // 2)} threads (torchrun, gloo): {two['epoch_seconds']:.2f} s/epoch  "
           f"val {two['val']:.6f}  (torchrun job wall {wall:.1f} s)")
     print(f"ratio 2 processes / 1 process same total threads: {two['epoch_seconds'] / one_full['epoch_seconds']:.2f}")
-    print(f"ratio 2 processes / 1 process at one rank's threads: {two['epoch_seconds'] / one_half['epoch_seconds']:.2f}")
+    print(f"ratio 2 processes / 1 process at one rank's threads: "
+          f"{two['epoch_seconds'] / one_half['epoch_seconds']:.2f}")
 
 
 if __name__ == "__main__":

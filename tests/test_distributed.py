@@ -56,7 +56,7 @@ def _mae(task, v, device):  # a custom validation score that is a mean over samp
 CFG = dict(batch_size=10, lr=1e-2, progress=False, device="cpu")
 
 
-def _trained(world_rank: int, ckpt: Path) -> dict:
+def _trained(ckpt: Path) -> dict:
     """What one process computes (1 or 2 processes): plain fit, custom validate, resume, BatchNorm."""
     out = {}
     t = Regressor()
@@ -90,7 +90,7 @@ def _worker(rank: int, port: int, tmp: str) -> None:  # runs in a spawned proces
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         assert distributed.world_size() == 2 and distributed.rank() == rank
-        out = _trained(rank, Path(tmp) / "ckpt2")
+        out = _trained(Path(tmp) / "ckpt2")
         torch.save(out, Path(tmp) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -109,7 +109,7 @@ def runs(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("ddp")
     mp.spawn(_worker, args=(_free_port(), str(tmp)), nprocs=2, join=True)
-    one = _trained(0, tmp / "ckpt1")
+    one = _trained(tmp / "ckpt1")
     return one, [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 
@@ -226,3 +226,24 @@ def test_commands_under_torchrun_write_once_and_resume(tmp_path, offline_weights
     assert len({r["cell_id"] for r in rows}) == 2
     assert sorted(f.name for f in (out / "cells").glob("*/last.pt")) == ["last.pt"] * 2
     assert (out / "report.md").exists()
+
+
+def test_other_ranks_write_no_rows_and_take_no_lock(tmp_path, monkeypatch):
+    """What rank 1 does: the table and the lock are rank 0's (simulated with is_main -> False)."""
+    from lossnet.runs.lock import run_lock
+    from lossnet.runs.table import ResultsTable
+
+    monkeypatch.setattr(distributed, "is_main", lambda: False)
+    table = ResultsTable(tmp_path)
+    with run_lock(tmp_path):
+        table.append({"cell_id": "a"})
+    assert table.rows() == [] and not (tmp_path / ".lock").exists() and not table.csv_path.exists()
+
+
+def test_sweep_under_torchrun_needs_one_local_job(monkeypatch):
+    from lossnet.benchmarks.sweep import run_sweep
+    from lossnet.errors import ConfigError
+
+    monkeypatch.setattr(distributed, "is_distributed", lambda: True)
+    with pytest.raises(ConfigError, match="set jobs=1 launcher=local"):
+        run_sweep("benchmark4", ["jobs=2"])

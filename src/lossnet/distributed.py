@@ -8,7 +8,8 @@ joins the process group on first use of any helper here: backend ``gloo`` for CP
 :func:`rank` is 0, :func:`world_size` is 1, :func:`is_main` is True -- single-process behaviour is
 unchanged. A group that the caller initialised itself (``dist.init_process_group``) is used as is.
 Worker processes that a rank starts with ``multiprocessing`` (data generation, ``jobs=N``) inherit
-torchrun's environment but never join the group.
+torchrun's environment but never join the group (a function launched by
+``torch.distributed.launcher.elastic_launch`` is such a child: it calls ``dist.init_process_group`` itself).
 
 Collectives wait at most ``$LOSSNET_DIST_TIMEOUT_MIN`` minutes (default 60: rank 0 may generate a
 dataset or compute teacher features while the others wait at a barrier).
@@ -27,8 +28,8 @@ from typing import Any, Iterator, Sequence
 import torch
 import torch.distributed as dist
 
-__all__ = ["all_gather_rows", "all_reduce", "barrier", "broadcast_object", "broadcast_tensors", "init", "is_distributed", "is_main",
-           "local_rank", "main_first", "rank", "shard", "world_size"]
+__all__ = ["all_gather_rows", "all_reduce", "barrier", "broadcast_object", "broadcast_tensors", "init",
+           "is_distributed", "is_main", "local_rank", "main_first", "rank", "shard", "world_size"]
 
 
 def _env_world_size() -> int:
