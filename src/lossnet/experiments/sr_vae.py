@@ -387,7 +387,7 @@ def _run_locked(cfg, out: Path) -> Path:
         torch.set_num_threads(int(cfg.threads))
     table = ResultsTable(out)
     have = distributed.broadcast_object(table.ids())  # under torchrun: rank 0's view, the same cells everywhere
-    main = distributed.is_main()  # the one writer of rows, models, examples and the report
+    main = distributed.is_main()  # the one writer of rows, models and the report
     seed = int(cfg.seed)
     device = best_device(cfg.get("device"))
     run_cfg = OmegaConf.to_container(cfg, resolve=True)
@@ -397,8 +397,7 @@ def _run_locked(cfg, out: Path) -> Path:
         if rid not in have:
             log(f"srvae: bicubic x{factor} ...")
             t0 = time.perf_counter()
-            ev = evaluate(cfg, lambda lr: bicubic_upsample(lr, factor), factor,
-                          keep_for=_example_dir(out, rid) if main else None)
+            ev = evaluate(cfg, lambda lr: bicubic_upsample(lr, factor), factor, keep_for=_example_dir(out, rid))
             table.append({"cell_id": rid, "run": "bicubic", "preset": None, "factor": factor, "weights": None,
                           **{k: v for k, v in ev.items() if k != "images"}, "images": ev["images"],
                           "seconds": time.perf_counter() - t0, "config": run_cfg, **environment(),
@@ -422,7 +421,7 @@ def _run_locked(cfg, out: Path) -> Path:
                                                data=data, label=label)
             train_s = time.perf_counter() - t0
             model.to(device)
-            ev = evaluate(cfg, model.upscale, factor, device, keep_for=_example_dir(out, rid) if main else None)
+            ev = evaluate(cfg, model.upscale, factor, device, keep_for=_example_dir(out, rid))
             if main:
                 run_dir.mkdir(parents=True, exist_ok=True)
                 torch.save(model.state_dict(), run_dir / "model.pt")
