@@ -216,6 +216,7 @@ def _pretrain(args) -> None:
 
 
 def _pretrain_locked(args) -> None:
+    from lossnet import distributed
     from lossnet.train.engine import FitConfig
     from lossnet.train.procedures import EncoderConfig, train_encoder
     from lossnet.zoo import create_loss_network
@@ -223,11 +224,15 @@ def _pretrain_locked(args) -> None:
     images = _load_images(args.images, args.size)
     layer = int(args.layer) if args.layer and args.layer.lstrip("-").isdigit() else args.layer
     net = create_loss_network(args.loss_net, layer, **({} if args.loss_net == "paper" else {"sigmoid": args.sigmoid}))
-    print(f"{len(images)} images {tuple(images.shape[1:])}; loss network {net.arch} {net.nodes}; {args.procedure}")
+    main = distributed.is_main()  # under torchrun every rank trains; rank 0 exports and prints
+    if main:
+        print(f"{len(images)} images {tuple(images.shape[1:])}; loss network {net.arch} {net.nodes}; {args.procedure}")
     tr = train_encoder(images, EncoderConfig(procedure=args.procedure, z=args.z, variational=args.vae, gamma=args.gamma),
                        FitConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                                  device=args.device, patience=args.patience),
                        loss_net=net, ckpt_dir=f"{args.out}/checkpoint")
+    if not main:
+        return
     tr.export(args.out)
     if not args.keep_checkpoint:  # only needed to resume an interrupted run; the export is complete
         import shutil
@@ -272,7 +277,11 @@ def _configured(args, load, run) -> None:
     if args.print_config:
         _print_yaml(load(overrides))
         return
-    print(run(overrides))
+    out = run(overrides)
+    from lossnet import distributed
+
+    if distributed.is_main():  # under torchrun: one line, not one per process
+        print(out)
 
 
 def _run(args) -> None:

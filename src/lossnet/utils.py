@@ -1,7 +1,7 @@
 """Small helpers every layer shares: the cache root, device choice, progress lines, output-path
 checks and atomic writes, and the fault-injection points of the reliability tests.
 
-A leaf module (imports nothing of lossnet but :mod:`lossnet.errors`).
+A leaf module (imports nothing of lossnet but :mod:`lossnet.errors` and :mod:`lossnet.distributed`).
 """
 
 from __future__ import annotations
@@ -26,10 +26,18 @@ def lossnet_home() -> Path:
 
 
 def best_device(preferred: str | torch.device | None = None) -> torch.device:
-    """``preferred`` when given (e.g. a ``device:`` setting), else CUDA when present, else CPU."""
-    if preferred:
-        return torch.device(preferred)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``preferred`` when given (e.g. a ``device:`` setting), else CUDA when present, else CPU.
+
+    Under ``torchrun`` (:mod:`lossnet.distributed`) a CUDA device without an index is this
+    process's GPU, ``cuda:LOCAL_RANK``.
+    """
+    d = torch.device(preferred) if preferred else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if d.type == "cuda" and d.index is None:
+        from lossnet import distributed
+
+        if distributed.is_distributed():
+            return torch.device("cuda", distributed.local_rank())
+    return d
 
 
 def module_device(m: torch.nn.Module) -> torch.device:
@@ -40,7 +48,10 @@ def module_device(m: torch.nn.Module) -> torch.device:
 
 
 def log(msg: str) -> None:
-    """One progress line on stderr (kept out of stdout, which stays machine-readable)."""
+    """One progress line on stderr (kept out of stdout, which stays machine-readable); under
+    torchrun only rank 0's lines are printed."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return
     print(msg, file=sys.stderr, flush=True)
 
 

@@ -40,6 +40,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lossnet.benchmarks.base import Benchmark, CellRequest, register_benchmark
+from lossnet import distributed
 from lossnet.config import read_text
 from lossnet.data.parts import load_data
 from lossnet.errors import ConfigError
@@ -303,7 +304,7 @@ def run_cell(cfg, arch: str, layer: str, coords: dict, *, loss_net, out: Path, c
     grid = run_probes(ctx, cell, str(c.probe.grid), seed)
     enc = encoder_row(cell)
     enc.pop("history")
-    if c.get("export_encoders"):
+    if c.get("export_encoders") and distributed.is_main():
         cell.encoder.export(ctx.cell_dir(cid) / "encoder")
     details = {"dataset": ds, "procedure": proc.name, "z": int(c.z), "metric": data.metric,
                "higher_is_better": data.higher_is_better, "test_score": grid.test_metric,

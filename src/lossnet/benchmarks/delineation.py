@@ -53,6 +53,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from lossnet.benchmarks.base import Benchmark, register_benchmark, single_layer_cell
+from lossnet import distributed
 from lossnet.config import read_text
 from lossnet.errors import ConfigError
 
@@ -199,14 +200,15 @@ def _build_data(cfg) -> dict[str, torch.Tensor]:
 def load_cell_data(cfg, out: Path) -> dict[str, torch.Tensor]:
     """The cell data (:func:`_build_data`), read from / written to :func:`data_file` (atomic)."""
     f = data_file(cfg, out)
-    if f.exists():
-        return torch.load(f, map_location="cpu", weights_only=True, mmap=True)
-    data = _build_data(cfg)
-    f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_suffix(f".tmp{os.getpid()}")
-    torch.save(data, tmp)
-    os.replace(tmp, f)
-    return data
+    with distributed.main_first():  # under torchrun rank 0 builds it, the others read it
+        if f.exists():
+            return torch.load(f, map_location="cpu", weights_only=True, mmap=True)
+        data = _build_data(cfg)
+        f.parent.mkdir(parents=True, exist_ok=True)
+        tmp = f.with_suffix(f".tmp{os.getpid()}")
+        torch.save(data, tmp)
+        os.replace(tmp, f)
+        return data
 
 
 def prepare(cfg, out: Path) -> None:

@@ -275,7 +275,9 @@ def train_sr(cfg, factor: int, loss_net, *, seed: int, ckpt_dir: Path | None, la
 
 def evaluate(cfg, upscale, factor: int, device="cpu", keep_for: Path | None = None) -> dict:
     """Mean PSNR/SSIM of ``upscale`` on every test set: ``{score column: value}`` plus the
-    per-image rows under ``"images"``. Saves the :data:`examples` outputs as PNG under ``keep_for``."""
+    per-image rows under ``"images"``. Saves the :data:`examples` outputs as PNG under ``keep_for``
+    (under torchrun: rank 0 only)."""
+    from lossnet import distributed
     from lossnet.data.sr import load_images, resolve_test_set
     from lossnet.eval.sr import evaluate_sr
     from lossnet.report.figures import save_png
@@ -292,7 +294,7 @@ def evaluate(cfg, upscale, factor: int, device="cpu", keep_for: Path | None = No
         for m in METRICS:
             out[score_name(s, m, factor)] = res[m]
         out["images"][set_key(s)] = res["images"]
-        if keep_for is not None:
+        if keep_for is not None and distributed.is_main():
             for name, img in res["outputs"].items():
                 save_png(img, keep_for / f"{set_key(s)}_{name}_x{factor}.png")
     return out

@@ -54,6 +54,7 @@ from lossnet.benchmarks.base import (
     resolve_archs,
     resolve_layers,
 )
+from lossnet import distributed
 from lossnet.config import read_text
 from lossnet.errors import ConfigError, SweepError, UserError
 from lossnet.runs.cells import cell_id, remove_checkpoints, utc_now
@@ -197,6 +198,10 @@ def run_sweep(benchmark: str, overrides: Sequence[str] = (), *, on_row: Callable
     """
     cfg = load_sweep_config(benchmark, overrides)
     bench = BENCHMARKS[benchmark]
+    if distributed.is_distributed() and (cfg.launcher != "local" or int(cfg.jobs) > 1):
+        raise ConfigError(f"under torchrun the cells run one after the other in the torchrun processes (each cell's "
+                          f"training data parallel): set jobs=1 launcher=local (got jobs={cfg.jobs} "
+                          f"launcher={cfg.launcher}); docs/scaling.md")
     if cfg.launcher == "slurm":
         import_submitit()  # fail before any work
     out = ensure_writable_dir(Path(str(cfg.out)), "out")  # before any work
@@ -207,12 +212,15 @@ def run_sweep(benchmark: str, overrides: Sequence[str] = (), *, on_row: Callable
 def _run_sweep_locked(benchmark: str, cfg: DictConfig, bench: Benchmark, out: Path, on_row) -> Path:
     from lossnet import zoo
 
-    _write_manifest(out, cfg, bench)
+    main = distributed.is_main()  # under torchrun rank 0 alone writes (manifest, rows, analysis)
+    if main:
+        _write_manifest(out, cfg, bench)
     table = ResultsTable(out)
     rows = table.rows()
     ok = {r["cell_id"] for r in rows if r.get("status", "ok") == "ok"}
     skipped = {r["cell_id"] for r in rows if r.get("status") == "skipped"}
-    adopted = _harvest(out, table, ok)
+    adopted = _harvest(out, table, ok) if main else 0
+    ok, skipped = distributed.broadcast_object((ok, skipped))  # every rank runs the same cells
     cells = plan(cfg, bench)
     t0 = time.perf_counter()
 
@@ -231,9 +239,10 @@ def _run_sweep_locked(benchmark: str, cfg: DictConfig, bench: Benchmark, out: Pa
                 log(f"  FAILED {row['arch']}:{row['layer']}: cannot append its row: {e}")
                 return
             (ok if row.get("status") == "ok" else skipped).add(cid)
-        (out / "cells" / cid / "row.json").unlink(missing_ok=True)
-        if not cfg.keep_checkpoints:
-            remove_checkpoints(out / "cells" / cid)
+        if main:
+            (out / "cells" / cid / "row.json").unlink(missing_ok=True)
+            if not cfg.keep_checkpoints:
+                remove_checkpoints(out / "cells" / cid)
         log(f"  {row['arch']}:{row['layer']}{''.join(f' {row[k]}' for k in cells_coords(row))}: "
             f"{_describe(row, bench, cfg)} ({row.get('seconds', 0):.0f} s)")
         if on_row is not None:
@@ -246,7 +255,7 @@ def _run_sweep_locked(benchmark: str, cfg: DictConfig, bench: Benchmark, out: Pa
     for req, spec in cells:
         if req.cid in ok:
             n_done += 1
-            if not cfg.keep_checkpoints:
+            if main and not cfg.keep_checkpoints:
                 remove_checkpoints(out / "cells" / req.cid)
             continue
         if cfg.weights == "imagenet":
@@ -291,7 +300,7 @@ def _run_sweep_locked(benchmark: str, cfg: DictConfig, bench: Benchmark, out: Pa
         else:
             run_inline(jobs, record, fail)
     log(f"sweep finished in {time.perf_counter() - t0:.0f} s; results in {table.path}")
-    if cfg.report:
+    if cfg.report and main:
         path = write_analysis(out)
         log(f"analysis: {path}")
     if failures:

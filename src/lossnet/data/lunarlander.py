@@ -344,6 +344,7 @@ def generate_collection(
     call leaves no partial ``out_dir`` (a hard kill may leave a ``.NAME.tmp-*`` sibling to
     delete). If ``out_dir`` already holds a collection with the same settings it is returned
     as is; different settings raise ``ValueError``. ``workers=None`` uses all CPU cores.
+    Under ``torchrun`` rank 0 generates and the other ranks wait, then read it.
     """
     n_rollouts = _check_rollouts(n_rollouts)
     seed = _check_int("seed", seed, 0)
@@ -356,9 +357,17 @@ def generate_collection(
     tol = _check_tolerance(offscreen_tolerance)
     out = Path(out_dir)
     settings = _settings(seed, n_rollouts, steps, size, tol)
-    if _check_existing(out, settings):
-        return out
+    from lossnet import distributed  # imports torch: not at module level (light spawn workers)
 
+    with distributed.main_first():  # under torchrun rank 0 generates, the others then find it complete
+        if _check_existing(out, settings):
+            return out
+        return _generate(out, n_rollouts, seed, steps, size, workers, progress, tol, settings)
+
+
+def _generate(out: Path, n_rollouts, seed: int, steps: int, size: int, workers: int, progress: bool, tol: float,
+              settings: dict) -> Path:
+    """The body of :func:`generate_collection` (arguments checked, ``out`` not yet complete)."""
     import gymnasium
 
     out.parent.mkdir(parents=True, exist_ok=True)

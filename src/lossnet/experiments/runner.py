@@ -11,6 +11,10 @@ seed). A cell whose id is already in ``<out>/results.jsonl`` is skipped, so an i
 resumes where it stopped; a half-trained cell resumes from its engine checkpoint
 ``<out>/cells/<id>/last.pt``. Each finished cell appends one row; the report
 (``report.md`` + figures) is written at the end.
+
+Under ``torchrun --nproc-per-node N`` every rank runs the same cells (each cell's training data
+parallel, :func:`lossnet.train.engine.fit`); rank 0 alone holds the lock and writes the config,
+the rows and the report (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Callable, Sequence
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lossnet import config
+from lossnet import config, distributed
 from lossnet.data.parts import DATASETS, load_data
 from lossnet.errors import ConfigError
 from lossnet.experiments import paper_a, paper_b
@@ -129,7 +133,9 @@ def _run(experiment: str, cfg: DictConfig, loss_net, on_row) -> Path:
 
 def _run_locked(experiment: str, cfg: DictConfig, loss_net, on_row, out: Path) -> Path:
     mod = EXPERIMENTS[experiment]
-    atomic_write(out / "config.yaml", OmegaConf.to_yaml(cfg))
+    main = distributed.is_main()
+    if main:
+        atomic_write(out / "config.yaml", OmegaConf.to_yaml(cfg))
     t0 = time.perf_counter()
     data = load_data(cfg, out)
     fault_point("data")
@@ -137,14 +143,14 @@ def _run_locked(experiment: str, cfg: DictConfig, loss_net, on_row, out: Path) -
     table = ResultsTable(out)
     ctx = RunContext(cfg, out, data, net, loss_net_identity(net), _feature_cache(cfg, out), table, on_row)
     todo = mod.cells(ctx)
-    done = table.ids()
+    done = distributed.broadcast_object(table.ids())  # rank 0's view: every rank skips the same cells
     n_done = sum(1 for _, _, cid, _ in todo if cid in done)
     log(f"{experiment} on {data.name} ({cfg.scale} scale): {len(todo)} cells, {n_done} already in "
         f"{table.path}; encoder/probe/test images {len(data.encoder_images)}/{len(data.probe_images)}/"
         f"{len(data.test_images)}")
     for i, (coords, sp, cid, label) in enumerate(todo, start=1):
         if cid in done:
-            if not cfg.keep_checkpoints:  # a kill between the row and the cleanup
+            if main and not cfg.keep_checkpoints:  # a kill between the row and the cleanup
                 remove_checkpoints(ctx.cell_dir(cid))
             continue
         t1 = time.perf_counter()
@@ -152,7 +158,7 @@ def _run_locked(experiment: str, cfg: DictConfig, loss_net, on_row, out: Path) -
         done.add(cid)
         log(f"[{i}/{len(todo)}] {label}: {mod.describe_row(row)} ({time.perf_counter() - t1:.0f} s)")
     log(f"sweep finished in {time.perf_counter() - t0:.0f} s; results in {table.path} and {table.csv_path}")
-    if cfg.report:
+    if cfg.report and main:
         from lossnet.report import write_report
 
         fault_point("report")

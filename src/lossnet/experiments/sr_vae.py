@@ -50,6 +50,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from lossnet import distributed
 from lossnet.config import read_text, require_dir
 from lossnet.errors import ConfigError
 from lossnet.runs.cells import cell_id, environment
@@ -385,7 +386,8 @@ def _run_locked(cfg, out: Path) -> Path:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     table = ResultsTable(out)
-    have = table.ids()
+    have = distributed.broadcast_object(table.ids())  # under torchrun: rank 0's view, the same cells everywhere
+    main = distributed.is_main()  # the one writer of rows, models and the report
     seed = int(cfg.seed)
     device = best_device(cfg.get("device"))
     run_cfg = OmegaConf.to_container(cfg, resolve=True)
@@ -420,10 +422,11 @@ def _run_locked(cfg, out: Path) -> Path:
             train_s = time.perf_counter() - t0
             model.to(device)
             ev = evaluate(cfg, model.upscale, factor, device, keep_for=_example_dir(out, rid))
-            run_dir.mkdir(parents=True, exist_ok=True)
-            torch.save(model.state_dict(), run_dir / "model.pt")
-            if not cfg.get("keep_checkpoints"):
-                (run_dir / "last.pt").unlink(missing_ok=True)
+            if main:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                torch.save(model.state_dict(), run_dir / "model.pt")
+                if not cfg.get("keep_checkpoints"):
+                    (run_dir / "last.pt").unlink(missing_ok=True)
             hist = result.history
             row = {"cell_id": rid, "run": run, "preset": str(cfg.weights.preset), "factor": factor, "weights": weights,
                    **{k: v for k, v in ev.items() if k != "images"}, "images": ev["images"],
@@ -436,7 +439,7 @@ def _run_locked(cfg, out: Path) -> Path:
                    "config": run_cfg, **environment(), "timestamp": utc_now()}
             table.append(row)
             have.add(rid)
-    return write_report(out, cfg)
+    return write_report(out, cfg) if main else out / "report.md"
 
 
 # --------------------------------------------------------------------------------------------

@@ -81,10 +81,12 @@ def ensure_reference(out: str | os.PathLike, spec: dict, compute: Callable[[str]
     """The reference row identified by ``spec`` (its ``ref_id`` is :func:`cell_id` of it): read
     from ``out`` when present, else ``compute(ref_id) -> row fields`` is run, timed, appended
     durably and returned."""
+    from lossnet import distributed
+
     rid = cell_id(spec)
-    for r in reference_rows(out):
-        if r["ref_id"] == rid:
-            return r
+    found = distributed.broadcast_object(next((r for r in reference_rows(out) if r["ref_id"] == rid), None))
+    if found is not None:  # under torchrun rank 0's answer: every rank computes, or none
+        return found
     log(f"  reference {label} ...")
     t0 = time.perf_counter()
     row = {"ref_id": rid, **compute(rid)}

@@ -170,17 +170,21 @@ def encoder_row(cell: TrainedCell) -> dict:
 
 
 def finish_cell(ctx: RunContext, cid: str, spec: dict, row: dict, cell: TrainedCell | None = None) -> dict:
-    """Complete ``row`` (ids, environment, config, timestamp), append it, tidy the cell directory."""
+    """Complete ``row`` (ids, environment, config, timestamp), append it, tidy the cell directory
+    (under torchrun rank 0 exports, appends and tidies; every rank returns the row)."""
     from omegaconf import OmegaConf
+
+    from lossnet import distributed
 
     run_cfg = OmegaConf.to_container(ctx.cfg, resolve=True)
     full = {"cell_id": cid, "setting_id": cell_id(spec["setting"]), **row, **ctx.data.counts(),
             "device": ctx.device, "config": {"spec": spec, "run": run_cfg}, **environment(),
             "timestamp": utc_now()}
-    if cell is not None and ctx.cfg.get("export_encoders"):
+    main = distributed.is_main()
+    if main and cell is not None and ctx.cfg.get("export_encoders"):
         cell.encoder.export(ctx.cell_dir(cid) / "encoder")
     ctx.table.append(full)
-    if not ctx.cfg.get("keep_checkpoints"):
+    if main and not ctx.cfg.get("keep_checkpoints"):
         remove_checkpoints(ctx.cell_dir(cid))
     if ctx.on_row is not None:
         ctx.on_row(full)

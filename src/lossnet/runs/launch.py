@@ -137,9 +137,12 @@ def execute(job: Job) -> dict:
     row.update(seconds=time.perf_counter() - t0, config={"spec": job.spec, "run": req.cfg}, **environment(),
                device=str(cfg.device) if cfg.get("device") else ("cuda" if torch.cuda.is_available() else "cpu"),
                threads=int(job.threads) if job.threads else old, timestamp=utc_now())
-    path = Path(req.out) / "cells" / req.cid / "row.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps(clean(row)), point="row_write")  # a full disk leaves no .tmp file
+    from lossnet import distributed
+
+    if distributed.is_main():  # under torchrun every rank runs the cell; rank 0 writes
+        path = Path(req.out) / "cells" / req.cid / "row.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(clean(row)), point="row_write")  # a full disk leaves no .tmp file
     return row
 
 

@@ -14,6 +14,9 @@ parent (:mod:`lossnet.runs.launch`), so a killed command never leaves a director
 Locks are re-entrant within one process (a demo that runs an experiment in its own directory).
 On a network file system without ``flock`` support (some NFS setups) the lock degrades to the
 metadata check only.
+
+Under ``torchrun`` only rank 0 takes the lock (the other ranks train the same cells and write
+nothing); if another command holds it, rank 0 exits with the usual error and torchrun stops the rest.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from lossnet import distributed
 from lossnet.errors import UserError
 from lossnet.utils import ensure_writable_dir, log
 
@@ -89,6 +93,9 @@ def run_lock(directory: str | os.PathLike, command: str | None = None) -> Iterat
     it; warns and takes over when the metadata is that of a holder that died.
     """
     d = ensure_writable_dir(directory, "run directory")
+    if not distributed.is_main():  # torchrun: rank 0 holds it for the job
+        yield d
+        return
     key = str(d.resolve())
     if key in _HELD:  # re-entrant within this process
         _HELD[key][1] += 1

@@ -37,6 +37,9 @@ class ResultsTable:
     only (a torn last line, possible only on a crash mid-write, is ignored and repaired on the next
     append). ``results.csv``: the same rows flattened (nested dicts as dotted columns, lists and
     the full config as JSON strings), rewritten atomically after every append.
+
+    Under ``torchrun`` only rank 0 writes (:meth:`append` and :meth:`export_csv` do nothing on the
+    other ranks), so a cell trained by N processes has one row.
     """
 
     def __init__(self, directory: str | os.PathLike) -> None:
@@ -76,8 +79,11 @@ class ResultsTable:
 
     def append(self, row: dict) -> None:
         """Append one row durably (single write of a full line, flush, fsync) and refresh the CSV."""
+        from lossnet import distributed
         from lossnet.utils import fault_point
 
+        if not distributed.is_main():
+            return
         self.directory.mkdir(parents=True, exist_ok=True)
         fault_point("row_append")
         self._repair_tail()
@@ -89,7 +95,11 @@ class ResultsTable:
         self.export_csv()
 
     def export_csv(self, rows: Iterable[dict] | None = None) -> Path:
-        """Write ``results.csv`` (atomically) from the JSON-lines rows."""
+        """Write ``results.csv`` (atomically) from the JSON-lines rows (rank 0 only under torchrun)."""
+        from lossnet import distributed
+
+        if not distributed.is_main():
+            return self.csv_path
         rows = list(rows) if rows is not None else self.rows()
         flat = [flatten_row(r) for r in rows]
         cols: list[str] = []

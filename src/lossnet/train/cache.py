@@ -8,6 +8,10 @@ dataset instead of once per epoch and procedure. Features are computed in batche
 
 The key hashes the images' bytes, the architecture, the layers, the sigmoid and normalisation
 settings and the weights' source and checksum, so a changed setting never reuses stale features.
+
+Under ``torchrun`` the features are computed once, sharded: each rank runs the loss network on its
+share of the images and the shares are gathered on every rank; only rank 0 writes the ``.npy``
+file, and whether a file exists is rank 0's answer (so every rank takes the same path).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lossnet import distributed
 from lossnet.utils import best_device, lossnet_home, module_device  # noqa: F401 (re-exported)
 from lossnet.zoo.network import LossNetwork
 from lossnet.zoo.weights import read_manifest
@@ -63,11 +68,23 @@ def cache_key(images: torch.Tensor, net: LossNetwork, dtype: torch.dtype) -> str
 @torch.no_grad()
 def compute_features(images: torch.Tensor, net: LossNetwork, *, batch_size: int = 256, device=None,
                      dtype: torch.dtype = torch.float32, progress: bool = True) -> torch.Tensor:
-    """The single-layer features of ``net`` for uint8 images (N, 3, H, W) as (N, C, H', W') ``dtype``."""
+    """The single-layer features of ``net`` for uint8 images (N, 3, H, W) as (N, C, H', W') ``dtype``.
+
+    Under ``torchrun`` every rank calls it with the same images; each computes its share and
+    receives the whole (:func:`lossnet.distributed.all_gather_rows`).
+    """
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
     if len(net.nodes) != 1:
         raise ValueError(f"the feature cache holds one layer; the loss network returns {len(net.nodes)}")
+    if distributed.world_size() > 1 and len(images) >= distributed.world_size():
+        part = _compute(distributed.shard(images), net, batch_size, device, dtype, progress and distributed.is_main())
+        return distributed.all_gather_rows(part, len(images))
+    return _compute(images, net, batch_size, device, dtype, progress)
+
+
+def _compute(images: torch.Tensor, net: LossNetwork, batch_size: int, device, dtype: torch.dtype,
+             progress: bool) -> torch.Tensor:
     device = best_device(device)
     net = net.to(device)
     chunks = []
@@ -122,7 +139,7 @@ class FeatureCache:
             return self._memory[key]
         if self.directory is not None:
             path = self.directory / f"{key}.npy"
-            if path.exists():
+            if distributed.broadcast_object(path.exists()):  # rank 0's answer: every rank takes one path
                 self.hits += 1
                 with warnings.catch_warnings():  # read-only memory map: features are never written to
                     warnings.filterwarnings("ignore", message=".*not writable.*")
@@ -132,7 +149,7 @@ class FeatureCache:
         self.misses += 1
         feats = compute_features(images, net, batch_size=self.batch_size, device=self.device, dtype=self.dtype,
                                  progress=self.progress)
-        if self.directory is not None:
+        if self.directory is not None and distributed.is_main():  # one writer
             self.directory.mkdir(parents=True, exist_ok=True)
             tmp = self.directory / f".{key}.{os.getpid()}.npy"
             np.save(tmp, feats.numpy())
