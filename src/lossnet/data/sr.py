@@ -157,6 +157,24 @@ def random_patches(images: Sequence[torch.Tensor], n: int, size: int, seed: int 
     return out
 
 
+SAMPLINGS = ("patches", "resize")
+"""How training pairs are cut from images: ``patches`` (random crops) or ``resize`` (each whole image
+scaled to a fixed square, the SR-VAE paper's "scaled to a fixed size")."""
+
+
+def resize_square(images: Sequence[torch.Tensor], size: int, chunk: int = 64) -> torch.Tensor:
+    """Each uint8 (3, H, W) image scaled (aspect ratio not kept) to ``size x size`` by antialiased bicubic
+    interpolation, rounded to 8 bits: uint8 (N, 3, size, size)."""
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    out = torch.empty((len(images), 3, size, size), dtype=torch.uint8)
+    for i, im in enumerate(images):
+        x = F.interpolate(im[None].float().div(255), size=(size, size), mode="bicubic", align_corners=False,
+                          antialias=True)
+        out[i] = x[0].clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+    return out
+
+
 def center_patch(img: torch.Tensor, size: int) -> torch.Tensor:
     """The central ``size x size`` crop of (3, H, W) (the whole image side when smaller, modcropped)."""
     h, w = img.shape[-2:]
@@ -175,14 +193,42 @@ def make_pairs(hr: torch.Tensor, factor: int, sigma: float = 1.0, antialias: boo
     return {"lr": torch.cat(lr), "hr": hr}
 
 
+def sampled_pairs(train_imgs: Sequence[torch.Tensor], val_imgs: Sequence[torch.Tensor], *, factor: int, patch: int,
+                  n_patches: int, val_patch: int | None, sigma: float, antialias: bool, seed: int,
+                  sampling: str = "patches") -> tuple[dict, dict, dict]:
+    """``(train, val, info)`` pairs from training and held-out uint8 images.
+
+    ``sampling="patches"``: ``n_patches`` seeded random ``patch`` crops for training, the central
+    ``val_patch`` crops (cut to the smallest) for validation. ``sampling="resize"``: every image,
+    training and held-out, scaled whole to ``patch x patch`` (:func:`resize_square`; ``n_patches``
+    and ``val_patch`` unused). Pairs degraded by :func:`make_pairs`."""
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+    if patch % factor:
+        raise ValueError(f"patch size {patch} must be a multiple of the factor {factor}")
+    if sampling == "resize":
+        train_hr, val_hr = resize_square(train_imgs, patch), resize_square(val_imgs, patch)
+        info = {"sampling": sampling, "patch": patch, "val_patch": patch, "n_patches": len(train_hr)}
+    else:
+        vp = int(val_patch or patch)
+        val_c = [modcrop(center_patch(v, vp), factor) for v in val_imgs]
+        side = min(min(v.shape[-2], v.shape[-1]) for v in val_c)
+        side -= side % factor
+        val_hr = torch.stack([center_patch(v, side) for v in val_c])
+        train_hr = random_patches(train_imgs, n_patches, patch, seed)
+        info = {"patch": patch, "val_patch": side, "n_patches": n_patches}
+    return make_pairs(train_hr, factor, sigma, antialias), make_pairs(val_hr, factor, sigma, antialias), info
+
+
 def sr_training_data(train_root: PathLike, *, factor: int, patch: int, n_patches: int, val_images: int,
                      val_patch: int | None = None, sigma: float = 1.0, antialias: bool = True, seed: int = 0,
-                     max_images: int | None = None) -> tuple[dict, dict, dict]:
+                     max_images: int | None = None, sampling: str = "patches") -> tuple[dict, dict, dict]:
     """Training and validation pairs from an image folder (MS-COCO in the paper).
 
     The last ``val_images`` files (sorted order) are held out; validation uses their central
     ``val_patch`` crops (default ``patch``; the paper validates on 100 MS-COCO val images). The
-    rest give ``n_patches`` random ``patch``-sized crops (seeded). Returns ``(train, val, info)``
+    rest give ``n_patches`` random ``patch``-sized crops (seeded); ``sampling="resize"`` scales every
+    image whole to ``patch`` instead (:func:`sampled_pairs`). Returns ``(train, val, info)``
     with ``train``/``val`` = ``{"lr", "hr"}`` uint8 tensors.
     """
     if patch % factor:
@@ -191,14 +237,7 @@ def sr_training_data(train_root: PathLike, *, factor: int, patch: int, n_patches
     if len(files) <= val_images:
         raise ValueError(f"{train_root} has {len(files)} images; need more than val_images={val_images}")
     tr_files, va_files = files[:len(files) - val_images], files[len(files) - val_images:]
-    train_imgs = [read_image(p) for p in tr_files]
-    vp = int(val_patch or patch)
-    val_hr = [modcrop(center_patch(read_image(p), vp), factor) for p in va_files]
-    side = min(min(v.shape[-2], v.shape[-1]) for v in val_hr)
-    side -= side % factor
-    val_hr = torch.stack([center_patch(v, side) for v in val_hr])
-    train = make_pairs(random_patches(train_imgs, n_patches, patch, seed), factor, sigma, antialias)
-    val = make_pairs(val_hr, factor, sigma, antialias)
-    info = {"train_images": len(tr_files), "val_images": len(va_files), "patch": patch, "val_patch": side,
-            "n_patches": n_patches}
-    return train, val, info
+    train, val, info = sampled_pairs([read_image(p) for p in tr_files], [read_image(p) for p in va_files],
+                                     factor=factor, patch=patch, n_patches=n_patches, val_patch=val_patch, sigma=sigma,
+                                     antialias=antialias, seed=seed, sampling=sampling)
+    return train, val, {"train_images": len(tr_files), "val_images": len(va_files), **info}
