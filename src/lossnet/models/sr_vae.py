@@ -244,8 +244,17 @@ class GlobalSRVAE(nn.Module):
     @torch.no_grad()
     def upscale(self, lr: torch.Tensor, batch: int = 64) -> torch.Tensor:
         """Deterministic super-resolution (``z = mu``) of (N, 3, h, w) of any size -> (N, 3, h f, w f) in [0, 1],
-        tile by tile (``lr_size`` tiles, the last row/column replication-padded)."""
+        tile by tile (``lr_size`` tiles, the last row/column replication-padded). Always runs in eval mode
+        (BatchNorm's running statistics, no update of them), whatever the module's mode."""
         self._check(lr, fixed=False)
+        was = self.training
+        self.eval()
+        try:
+            return self._tiled(lr, batch)
+        finally:
+            self.train(was)
+
+    def _tiled(self, lr: torch.Tensor, batch: int) -> torch.Tensor:
         s, f = self.lr_size, self.factor
         n, _, h, w = lr.shape
         th, tw = -(-h // s), -(-w // s)
