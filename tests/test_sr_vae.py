@@ -249,7 +249,8 @@ def test_paper_model_layers_shapes_and_parameters():
     torch.manual_seed(0)
     m = GlobalSRVAE(2, lr_size=64)  # the paper's sizes: LR 64 -> HR 128, latent 100, widths 32-64-128-256
     convs = [c for c in m.encoder if isinstance(c, nn.Conv2d)]
-    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(w, (4, 4), (2, 2)) for w in (32, 64, 128, 256)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(w, (4, 4), (2, 2))
+                                                                          for w in (32, 64, 128, 256)]
     assert sum(isinstance(c, nn.BatchNorm2d) for c in m.encoder) == 4
     assert all(c.negative_slope == 0.2 for c in m.encoder if isinstance(c, nn.LeakyReLU))
     dconvs = [c for c in m.decoder if isinstance(c, nn.Conv2d)]

@@ -263,7 +263,8 @@ def pets_test_images(cfg) -> list[tuple[str, torch.Tensor]]:
     from lossnet.data.sr import resize_square
 
     try:
-        ps = load_oxford_pets(_pets_base(cfg), "test", None if cfg.pets_test_images is None else int(cfg.pets_test_images))
+        n = None if cfg.pets_test_images is None else int(cfg.pets_test_images)
+        ps = load_oxford_pets(_pets_base(cfg), "test", n)
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(f"test set {PETS_TEST}: {e}") from None
     items = ps.items()
@@ -288,9 +289,9 @@ def evaluate_all(cfg, upscale, factor: int, device="cpu", keep_for: Path | None 
         out = evaluate(OmegaConf.merge(cfg, {"test_sets": others}), upscale, factor, device, keep_for=keep_for)
     if PETS_TEST in sets:
         keep = [str(e).split("/", 1)[1] for e in _list(cfg.examples or []) if str(e).startswith(PETS_TEST + "/")]
+        border = None if cfg.eval.border is None else int(cfg.eval.border)
         res = evaluate_sr(upscale, pets_test_images(cfg), factor, sigma=float(cfg.blur_sigma),
-                          antialias=bool(cfg.antialias), border=None if cfg.eval.border is None else int(cfg.eval.border),
-                          colour=str(cfg.eval.colour), quantize=bool(cfg.eval.quantize), device=device, keep=keep)
+                          antialias=bool(cfg.antialias), border=border, colour=str(cfg.eval.colour), quantize=bool(cfg.eval.quantize), device=device, keep=keep)
         for m in METRICS:
             out[score_name(PETS_TEST, m, factor)] = res[m]
         out["images"][PETS_TEST] = res["images"]

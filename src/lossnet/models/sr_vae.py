@@ -223,8 +223,8 @@ class GlobalSRVAE(nn.Module):
             shape = tuple(lr.shape) if isinstance(lr, torch.Tensor) else type(lr).__name__
             raise ValueError(f"expected low-resolution images (N, 3, h, w) in [0, 1], got {shape}")
         if fixed and tuple(lr.shape[-2:]) != (self.lr_size, self.lr_size):
-            raise ValueError(f"this model's latent is one global vector: the input must be {self.lr_size}x{self.lr_size} "
-                             f"(lr_size), got {tuple(lr.shape[-2:])}; upscale() tiles larger images")
+            raise ValueError(f"this model's latent is one global vector: the input must be "
+                             f"{self.lr_size}x{self.lr_size} (lr_size), got {tuple(lr.shape[-2:])}; upscale() tiles larger images")
 
     def encode(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mu, logvar)``, each (N, latent), of (N, 3, lr_size, lr_size) images in [0, 1]."""
