@@ -8,12 +8,12 @@
 
 The paper ("Perceptual Loss in (Variational) Autoencoder", Wickramasurendra) maps a degraded
 low-resolution image to the high-resolution one with a VAE "similar to Hou et al.'s" DFC-VAE,
-whose latent is one global vector. A global vector cannot carry the detail of a whole image, so
-this model keeps the VAE (encoder -> ``mu``, ``logvar`` -> reparameterised ``z`` -> decoder) but
+whose latent is one global vector (:class:`GlobalSRVAE`). A global vector cannot carry the detail
+of a whole image, so :class:`SRVAE` keeps the VAE (encoder -> ``mu``, ``logvar`` -> reparameterised ``z`` -> decoder) but
 makes the latent *spatial*: one ``z_channels``-vector per low-resolution pixel (or per
 ``2^down`` pixels, see ``down``).
 
-Layout (``c`` = ``channels``, every convolution 3x3 with zero padding, ReLU after all but the
+:class:`SRVAE` layout (``c`` = ``channels``, every convolution 3x3 with zero padding, ReLU after all but the
 outputs)::
 
     encoder  LR (N, 3, h, w) -> conv(3, c) -> [conv(c, c, stride 2)] x down -> ResBlock x blocks
