@@ -604,7 +604,8 @@ def write_report(out: str | Path, cfg=None) -> Path:
                 cells += ["-" if p is None else f"{p:.2f}", "-" if q is None else f"{q:.4f}", d]
             be = "" if r["run"] == "bicubic" else str(r.get("best_epoch"))
             lines.append(f"| x{factor} | {_label(r)} | " + " | ".join(cells) + f" | {be} | {r.get('seconds', 0):.0f} |")
-    lines += ["", "Loss terms at the kept epoch (unweighted training means: per-pixel MSE, KL per latent element, "
+    lines += ["", "Loss terms at the kept epoch (unweighted training means: per-pixel MSE, KL per latent element "
+              "(per image with `kl_reduction=sum`), "
               "VGG relu3_3 feature MSE):", ""]
     for r in rows:
         if r["run"] == "bicubic" or not r.get("history"):
