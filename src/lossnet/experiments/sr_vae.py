@@ -213,13 +213,7 @@ def data_identity(cfg) -> dict:
     from lossnet.data.sr import folder_digest
 
     if str(cfg.data) == "pets":
-        from lossnet.data.pets import pets_root
-
-        try:
-            root = pets_root(_dir(cfg.pets_root, "pets_root"))
-        except FileNotFoundError as e:
-            raise ConfigError(str(e)) from None
-        lst = root / "annotations" / "trainval.txt"
+        lst = _pets_base(cfg) / "annotations" / "trainval.txt"
         return {"source": "pets", "list_size": lst.stat().st_size if lst.exists() else None,
                 "max_images": cfg.max_images}
     return {"source": "folder", "digest": folder_digest(_dir(cfg.train_root, "train_root")),
