@@ -234,3 +234,173 @@ def test_cli_print_config(capsys):
     args.func(args)
     out = capsys.readouterr().out
     assert "preset: paper_literal" in out and "- 2" in out
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's model (model.kind=dfc) and scale=paper
+# --------------------------------------------------------------------------------------------
+
+
+def test_paper_model_layers_shapes_and_parameters():
+    from torch import nn
+
+    from lossnet.models.sr_vae import GlobalSRVAE
+
+    torch.manual_seed(0)
+    m = GlobalSRVAE(2, lr_size=64)  # the paper's sizes: LR 64 -> HR 128, latent 100, widths 32-64-128-256
+    convs = [c for c in m.encoder if isinstance(c, nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(w, (4, 4), (2, 2))
+                                                                          for w in (32, 64, 128, 256)]
+    assert sum(isinstance(c, nn.BatchNorm2d) for c in m.encoder) == 4
+    assert all(c.negative_slope == 0.2 for c in m.encoder if isinstance(c, nn.LeakyReLU))
+    dconvs = [c for c in m.decoder if isinstance(c, nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size) for c in dconvs] == [(c, (3, 3)) for c in (128, 64, 32, 3)]
+    assert sum(isinstance(c, nn.Upsample) for c in m.decoder) == 4 and isinstance(m.decoder[-1], nn.Sigmoid)
+    # parameters by hand: encoder convs + BN, mu/logvar heads, z -> 256 x 8 x 8, decoder convs + BN
+    enc = sum(cin * c * 16 + c + 2 * c for cin, c in ((3, 32), (32, 64), (64, 128), (128, 256)))
+    heads = 2 * (256 * 4 * 4 * 100 + 100)
+    fc = 100 * 256 * 8 * 8 + 256 * 8 * 8
+    dec = sum(cin * c * 9 + c for cin, c in ((256, 128), (128, 64), (64, 32), (32, 3))) + 2 * (128 + 64 + 32)
+    assert sum(p.numel() for p in m.parameters()) == enc + heads + fc + dec == 3_553_899
+    lr = torch.rand(2, 3, 64, 64)
+    sr, mu, logvar = m(lr)
+    assert sr.shape == (2, 3, 128, 128) and mu.shape == logvar.shape == (2, 100)
+    assert sr.min() >= 0 and sr.max() <= 1
+    with pytest.raises(ValueError, match="global vector"):
+        m(torch.rand(1, 3, 48, 64))
+    with pytest.raises(ValueError, match="multiple of 2"):
+        GlobalSRVAE(2, lr_size=40)
+
+
+def test_paper_model_upscale_tiles_any_size():
+    from lossnet.models.sr_vae import GlobalSRVAE
+
+    torch.manual_seed(0)
+    m = GlobalSRVAE(4, lr_size=16, latent=8, widths=[4, 4, 4, 4]).eval()
+    lr = torch.rand(1, 3, 32, 16)
+    out = m.upscale(lr)
+    top, bottom = m(lr[..., :16, :])[0], m(lr[..., 16:, :])[0]  # eval mode: z = mu
+    assert out.shape == (1, 3, 128, 64)
+    assert torch.allclose(out[..., :64, :], top, atol=1e-6) and torch.allclose(out[..., 64:, :], bottom, atol=1e-6)
+    odd = torch.rand(2, 3, 21, 37)
+    assert m.upscale(odd).shape == (2, 3, 84, 148)  # replication-padded tiles, cropped back
+    m.train()
+    assert torch.equal(m.upscale(lr[..., :16, :]), m.upscale(lr[..., :16, :]))
+
+
+def test_input_normalisation_is_imagenet():
+    from lossnet.models.sr_vae import GlobalSRVAE
+
+    m = GlobalSRVAE(2, lr_size=16, latent=4, widths=[4, 4, 4, 4]).eval()
+    x = torch.rand(2, 3, 16, 16)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    assert torch.allclose(m.normalize(x), (x - mean) / std)
+    h = m.encoder((x - mean) / std).flatten(1)
+    assert torch.allclose(m.encode(x)[0], m.fc_mu(h), atol=1e-6)
+    raw = GlobalSRVAE(2, lr_size=16, latent=4, widths=[4, 4, 4, 4], normalize="none")
+    assert torch.equal(raw.normalize(x), x)
+    assert SRVAE(2, channels=4, z_channels=2, blocks=0).normalize.kind == "none"  # the residual model's default
+    with pytest.raises(ValueError, match="normalize"):
+        GlobalSRVAE(2, lr_size=16, normalize="unit")
+
+
+def test_scale_paper_is_the_papers_protocol():
+    from lossnet.experiments.sr_vae import build_model, load_config, resolve_weights
+    from lossnet.models.sr_vae import GlobalSRVAE
+
+    cfg = load_config(["scale=paper"])
+    assert cfg.model.kind == "dfc" and cfg.model.normalize == "imagenet" and cfg.model.latent == 100
+    assert list(cfg.model.widths) == [32, 64, 128, 256]
+    assert resolve_weights(cfg, "perceptual") == {"reconstruction": 0.001, "kl": 1.0, "perceptual": 0.8}
+    assert cfg.kl_reduction == "sum" and cfg.perceptual.arch == "vgg16" and cfg.perceptual.layer == 15
+    assert cfg.data == "pets" and list(cfg.factors) == [2] and cfg.sampling == "resize" and cfg.patch == 128
+    assert list(cfg.test_sets) == ["pets", "set5", "set14"] and cfg.pets_test_size == 128
+    m = build_model(cfg, 2)
+    assert isinstance(m, GlobalSRVAE) and m.lr_size == 64 and m.normalize.kind == "imagenet"
+    res = load_config(["scale=paper_residual"])  # the working model on the paper's data, by name
+    assert res.model.kind == "residual" and res.weights.preset == "tuned" and "pets" in res.test_sets
+    assert isinstance(build_model(res, 2), SRVAE)
+    assert load_config().model.kind == "residual"  # quick scale keeps the working model
+
+
+def test_cli_print_config_of_scale_paper(capsys):
+    from lossnet.cli import build_parser
+
+    args = build_parser().parse_args(["srvae", "scale=paper", "--print-config"])
+    args.func(args)
+    out = capsys.readouterr().out
+    for line in ("kind: dfc", "normalize: imagenet", "preset: paper_literal", "kl_reduction: sum", "data: pets",
+                 "sampling: resize", "- pets", "pets_test_size: 128", "latent: 100", "layer: 15"):
+        assert line in out, line
+
+
+def test_paper_config_errors(tmp_path):
+    from lossnet.errors import ConfigError
+    from lossnet.experiments.sr_vae import load_config, run_sr_vae
+
+    with pytest.raises(ConfigError, match="multiple of factor x 2"):
+        load_config(["scale=paper", "patch=80"])
+    with pytest.raises(ConfigError, match="model.kind must be one of"):
+        load_config(["model.kind=global"])
+    with pytest.raises(ConfigError, match="kl_reduction"):
+        load_config(["kl_reduction=batch"])
+    with pytest.raises(ConfigError, match="pets_root"):  # the Pet test split needs the data; nothing written
+        run_sr_vae(["test_sets=[pets]"], out=tmp_path / "out")
+    assert not (tmp_path / "out" / "results.jsonl").exists()
+
+
+def test_kl_reduction_sum_is_per_image():
+    from lossnet.experiments.sr_vae import SRVAETask
+    from lossnet.models.sr_vae import GlobalSRVAE
+
+    torch.manual_seed(0)
+    m = GlobalSRVAE(2, lr_size=16, latent=6, widths=[4, 4, 4, 4]).eval()
+    batch = {"lr": torch.rand(3, 3, 16, 16), "hr": torch.rand(3, 3, 32, 32)}
+    w = {"reconstruction": 0.001, "kl": 1.0, "perceptual": 0.0}
+    with torch.no_grad():
+        mean = SRVAETask(m, w, kl_reduction="mean").eval().terms(batch)["kl"]
+        total = SRVAETask(m, w, kl_reduction="sum").eval().terms(batch)["kl"]
+    assert float(mean) > 0 and torch.allclose(total, 6 * mean)
+
+
+def test_resize_sampling(tmp_path):
+    from lossnet.data.pets import pets_training_data
+    from lossnet.data.sr import resize_square
+
+    img = torch.arange(3 * 20 * 30, dtype=torch.float32).view(3, 20, 30).remainder(256).to(torch.uint8)
+    out = resize_square([img, img[:, :10]], 16)
+    assert out.shape == (2, 3, 16, 16) and out.dtype == torch.uint8
+    flat = torch.full((3, 20, 30), 77, dtype=torch.uint8)
+    assert torch.all(resize_square([flat], 8) == 77)
+    root = _fake_pets(tmp_path / "pets")
+    train, val, info = pets_training_data(root, factor=2, patch=32, n_patches=99, val_images=2, sampling="resize")
+    assert train["hr"].shape == (6, 3, 32, 32) and train["lr"].shape == (6, 3, 16, 16)  # every image once
+    assert val["hr"].shape == (2, 3, 32, 32) and info["sampling"] == "resize" and info["n_patches"] == 6
+
+
+def test_run_sr_vae_paper_model_on_pets(tmp_path):
+    from lossnet.experiments import sr_vae
+    from lossnet.models.sr_vae import GlobalSRVAE
+
+    pets = _fake_pets(tmp_path / "oxford-iiit-pet")
+    for i in range(2):
+        _png(tmp_path / "sr" / "CSet5" / f"t{i}.png", 40, 36, 20 + i)
+    over = ["scale=paper", f"pets_root={pets}", f"sr_root={tmp_path / 'sr'}", "test_sets=[pets,set5]",
+            "examples=[set5/t0]", "patch=32", "pets_test_size=32", "val_images=2", "crop=16",
+            "perceptual.arch=squeezenet1_1", "perceptual.layer=3", "perceptual.weights=random",
+            "model.latent=8", "model.widths=[4,8,8,8]", "train.epochs=1", "train.batch_size=4", "device=cpu"]
+    report = sr_vae.run_sr_vae(over, out=tmp_path / "out")
+    rows = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["run"] for r in rows) == ["bicubic", "no_perceptual", "perceptual"]
+    expected = sum(p.numel() for p in GlobalSRVAE(2, 16, 8, [4, 8, 8, 8]).parameters())
+    for r in rows:
+        for s in ("pets", "set5"):
+            assert r[f"{s}_psnr_x2"] > 3 and 0 < r[f"{s}_ssim_x2"] <= 1
+        assert [im["name"] for im in r["images"]["pets"]] == ["Abyssinian_5", "beagle_5"]  # the test list
+        if r["run"] != "bicubic":
+            assert r["model_kind"] == "dfc" and r["parameters"] == expected and r["epochs_run"] == 1
+            assert r["data"]["sampling"] == "resize" and r["data"]["train_images"] == 6
+            assert r["weights"]["reconstruction"] == 0.001 and r["weights"]["kl"] == 1.0
+    text = report.read_text()
+    assert "pets PSNR" in text and "set5 PSNR" in text and "SR-VAE dfc perceptual (paper_literal" in text

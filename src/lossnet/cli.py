@@ -480,7 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "and bicubic on the test sets (PSNR / SSIM, Y channel) and write OUT/results.jsonl (+ .csv), "
                     "OUT/report.md and OUT/figures/ (defaults: configs/srvae.yaml). Finished rows are not recomputed. "
                     "Examples: `lossnet srvae`, `lossnet srvae factors=[2] weights.preset=paper_literal "
-                    "runs=[perceptual]`, `lossnet srvae scale=paper pets_root=~/data/oxford-iiit-pet device=cuda`.")
+                    "runs=[perceptual]`, `lossnet srvae scale=paper pets_root=~/data/oxford-iiit-pet device=cuda` "
+                    "(the paper's DFC-like model, weights and Pet test split; scale=paper_residual: the working model "
+                    "on the same data).")
     _overrides(v, "out=DIR factors=[2] train.epochs=5 weights.preset=paper_literal threads=2")
     v.set_defaults(func=_srvae)
 

@@ -153,17 +153,18 @@ def load_oxford_pets(root: PathLike, split: str = "trainval", max_images: int | 
 
 def pets_training_data(root: PathLike, *, factor: int, patch: int, n_patches: int, val_images: int,
                        val_patch: int | None = None, sigma: float = 1.0, antialias: bool = True, seed: int = 0,
-                       max_images: int | None = None) -> tuple[dict, dict, dict]:
+                       max_images: int | None = None, sampling: str = "patches") -> tuple[dict, dict, dict]:
     """Super-resolution pairs from Oxford-IIIT Pet, as :func:`lossnet.data.sr.sr_training_data`.
 
     The ``trainval`` split is read (``max_images`` of it, spread over the breeds); ``val_images``
-    of those, spread evenly over the list, are held out and validate on their central ``val_patch``
-    crops (all cut to the smallest such crop); the rest give ``n_patches`` seeded random ``patch``
-    crops. The pairs are degraded by :func:`lossnet.data.sr.degrade` (Gaussian blur ``sigma``,
-    bicubic downsampling by ``factor``: the paper's preprocessing). Returns ``(train, val, info)``
-    with ``{"lr", "hr"}`` uint8 tensors.
+    of those, spread evenly over the list, are held out for validation; the rest train.
+    ``sampling="patches"``: ``n_patches`` seeded random ``patch`` crops, validation on the central
+    ``val_patch`` crops (all cut to the smallest such crop); ``sampling="resize"``: every image
+    scaled whole to ``patch x patch`` (the paper's "scaled to a fixed size"). The pairs are degraded
+    by :func:`lossnet.data.sr.degrade` (Gaussian blur ``sigma``, bicubic downsampling by ``factor``:
+    the paper's preprocessing). Returns ``(train, val, info)`` with ``{"lr", "hr"}`` uint8 tensors.
     """
-    from lossnet.data.sr import center_patch, make_pairs, modcrop, random_patches
+    from lossnet.data.sr import sampled_pairs
 
     if patch % factor:
         raise ValueError(f"patch size {patch} must be a multiple of the factor {factor}")
@@ -173,13 +174,8 @@ def pets_training_data(root: PathLike, *, factor: int, patch: int, n_patches: in
         raise ValueError(f"{ps.root} gave {len(imgs)} readable trainval images; need more than val_images={val_images}")
     held = set(_spread(len(imgs), val_images))
     train_imgs = [im for i, im in enumerate(imgs) if i not in held]
-    vp = int(val_patch or patch)
-    val_hr = [modcrop(center_patch(imgs[i], vp), factor) for i in sorted(held)]
-    side = min(min(v.shape[-2], v.shape[-1]) for v in val_hr)
-    side -= side % factor
-    val_hr = torch.stack([center_patch(v, side) for v in val_hr])
-    train = make_pairs(random_patches(train_imgs, n_patches, patch, seed), factor, sigma, antialias)
-    val = make_pairs(val_hr, factor, sigma, antialias)
-    info = {"source": "oxford-iiit-pet", "train_images": len(train_imgs), "val_images": len(held), "patch": patch,
-            "val_patch": side, "n_patches": n_patches, "skipped": len(ps.skipped)}
-    return train, val, info
+    train, val, info = sampled_pairs(train_imgs, [imgs[i] for i in sorted(held)], factor=factor, patch=patch,
+                                     n_patches=n_patches, val_patch=val_patch, sigma=sigma, antialias=antialias,
+                                     seed=seed, sampling=sampling)
+    return train, val, {"source": "oxford-iiit-pet", "train_images": len(train_imgs), "val_images": len(held),
+                        **info, "skipped": len(ps.skipped)}

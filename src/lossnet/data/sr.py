@@ -208,6 +208,24 @@ def random_patches(images: Sequence[torch.Tensor], n: int, size: int, seed: int 
     return out
 
 
+SAMPLINGS = ("patches", "resize")
+"""How training pairs are cut from images: ``patches`` (random crops) or ``resize`` (each whole image
+scaled to a fixed square, the SR-VAE paper's "scaled to a fixed size")."""
+
+
+def resize_square(images: Sequence[torch.Tensor], size: int, chunk: int = 64) -> torch.Tensor:
+    """Each uint8 (3, H, W) image scaled (aspect ratio not kept) to ``size x size`` by antialiased bicubic
+    interpolation, rounded to 8 bits: uint8 (N, 3, size, size)."""
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    out = torch.empty((len(images), 3, size, size), dtype=torch.uint8)
+    for i, im in enumerate(images):
+        x = F.interpolate(im[None].float().div(255), size=(size, size), mode="bicubic", align_corners=False,
+                          antialias=True)
+        out[i] = x[0].clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+    return out
+
+
 def center_patch(img: torch.Tensor, size: int) -> torch.Tensor:
     """The central ``size x size`` crop of (3, H, W) (the whole image side when smaller, modcropped)."""
     h, w = img.shape[-2:]
@@ -226,10 +244,42 @@ def make_pairs(hr: torch.Tensor, factor: int, sigma: float = 1.0, antialias: boo
     return {"lr": torch.cat(lr), "hr": hr}
 
 
+def _val_crops(val_imgs: Sequence[torch.Tensor], val_patch: int, factor: int) -> torch.Tensor:
+    """The central ``val_patch`` crops of the held-out images, modcropped and cut to the smallest side."""
+    val_c = [modcrop(center_patch(v, val_patch), factor) for v in val_imgs]
+    side = min(min(v.shape[-2], v.shape[-1]) for v in val_c)
+    side -= side % factor
+    return torch.stack([center_patch(v, side) for v in val_c])
+
+
+def sampled_pairs(train_imgs: Sequence[torch.Tensor], val_imgs: Sequence[torch.Tensor], *, factor: int, patch: int,
+                  n_patches: int, val_patch: int | None, sigma: float, antialias: bool, seed: int,
+                  sampling: str = "patches") -> tuple[dict, dict, dict]:
+    """``(train, val, info)`` pairs from training and held-out uint8 images.
+
+    ``sampling="patches"``: ``n_patches`` seeded random ``patch`` crops for training, the central
+    ``val_patch`` crops (cut to the smallest) for validation. ``sampling="resize"``: every image,
+    training and held-out, scaled whole to ``patch x patch`` (:func:`resize_square`; ``n_patches``
+    and ``val_patch`` unused). Pairs degraded by :func:`make_pairs`."""
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+    if patch % factor:
+        raise ValueError(f"patch size {patch} must be a multiple of the factor {factor}")
+    if sampling == "resize":
+        train_hr, val_hr = resize_square(train_imgs, patch), resize_square(val_imgs, patch)
+        info = {"sampling": sampling, "patch": patch, "val_patch": patch, "n_patches": len(train_hr)}
+    else:
+        val_hr = _val_crops(val_imgs, int(val_patch or patch), factor)
+        train_hr = random_patches(train_imgs, n_patches, patch, seed)
+        info = {"patch": patch, "val_patch": val_hr.shape[-1], "n_patches": n_patches}
+    return make_pairs(train_hr, factor, sigma, antialias), make_pairs(val_hr, factor, sigma, antialias), info
+
+
 def sr_training_data(train_root: PathLike, *, factor: int, patch: int, n_patches: int, val_images: int,
                      val_patch: int | None = None, sigma: float = 1.0, antialias: bool = True, seed: int = 0,
                      max_images: int | None = None, val_root: PathLike | None = None,
-                     train_images: int | None = None, subset_seed: int = 0) -> tuple[dict, dict, dict]:
+                     train_images: int | None = None, subset_seed: int = 0,
+                     sampling: str = "patches") -> tuple[dict, dict, dict]:
     """Training and validation pairs from image folders (MS-COCO 2014 train / val in the paper).
 
     Validation: with ``val_root``, ``val_images`` images of that folder drawn without replacement
@@ -241,13 +291,19 @@ def sr_training_data(train_root: PathLike, *, factor: int, patch: int, n_patches
     Training: with ``train_images``, :func:`subset_patches` (the paper: 10k images drawn without
     replacement, one ``patch`` crop each); without it, every remaining image is loaded and
     ``n_patches`` crops are drawn from them with replacement (:func:`random_patches`). Crop
-    positions are seeded by ``seed``.
+    positions are seeded by ``seed``. ``sampling="resize"`` scales every image (training and
+    validation) whole to ``patch`` instead (:func:`sampled_pairs`; not with ``train_images``).
 
     Returns ``(train, val, info)`` with ``train``/``val`` = ``{"lr", "hr"}`` uint8 tensors and
     ``info`` the counts (and ``val_files``, the validation images' paths).
     """
     if patch % factor:
         raise ValueError(f"patch size {patch} must be a multiple of the factor {factor}")
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+    if sampling == "resize" and train_images is not None:
+        raise ValueError("sampling='resize' scales every training image whole; train_images (a subset of "
+                         "crops) does not apply: leave train_images unset")
     files = image_files(train_root)[:max_images]
     if val_root is None:
         if len(files) <= val_images:
@@ -262,23 +318,20 @@ def sr_training_data(train_root: PathLike, *, factor: int, patch: int, n_patches
         tr_files = [p for p in files if p.resolve() not in held]
         if not tr_files:
             raise ValueError(f"every image of {train_root} is a validation image of {val_root}")
-    vp = int(val_patch or patch)
-    val_hr = [modcrop(center_patch(read_image(p), vp), factor) for p in va_files]
-    side = min(min(v.shape[-2], v.shape[-1]) for v in val_hr)
-    side -= side % factor
-    val_hr = torch.stack([center_patch(v, side) for v in val_hr])
-    info: dict = {}
+    va_imgs = [read_image(p) for p in va_files]
     if train_images is None:
-        hr = random_patches([read_image(p) for p in tr_files], n_patches, patch, seed)
+        train, val, info = sampled_pairs([read_image(p) for p in tr_files], va_imgs, factor=factor, patch=patch,
+                                         n_patches=n_patches, val_patch=val_patch, sigma=sigma, antialias=antialias,
+                                         seed=seed, sampling=sampling)
         n_train = len(tr_files)
     else:
         hr, used, small = subset_patches(tr_files, int(train_images), n_patches, patch, subset_seed=subset_seed,
                                          seed=seed)
+        val_hr = _val_crops(va_imgs, int(val_patch or patch), factor)
+        train, val = make_pairs(hr, factor, sigma, antialias), make_pairs(val_hr, factor, sigma, antialias)
+        info = {"patch": patch, "val_patch": val_hr.shape[-1], "n_patches": n_patches,
+                "sampling": "subset without replacement", "subset_seed": int(subset_seed), "images_too_small": small}
         n_train = len(used)
-        info.update(sampling="subset without replacement", subset_seed=int(subset_seed), images_too_small=small)
-    train = make_pairs(hr, factor, sigma, antialias)
-    val = make_pairs(val_hr, factor, sigma, antialias)
-    info = {"train_images": n_train, "val_images": len(va_files), "patch": patch, "val_patch": side,
-            "n_patches": n_patches, "val_source": "val_root" if val_root is not None else "held out of train_root",
-            **info, "val_files": [str(p) for p in va_files]}
-    return train, val, info
+    return train, val, {"train_images": n_train, "val_images": len(va_files),
+                        "val_source": "val_root" if val_root is not None else "held out of train_root",
+                        **info, "val_files": [str(p) for p in va_files]}

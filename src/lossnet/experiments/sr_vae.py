@@ -1,9 +1,14 @@
 """The super-resolution VAE with perceptual loss (Wickramasurendra, "Perceptual Loss in (Variational)
-Autoencoder"), made to work, against bicubic upsampling.
+Autoencoder"): the paper's model and a working one, against bicubic upsampling.
+
+Models (``model.kind``): ``dfc`` -- the paper's :class:`~lossnet.models.sr_vae.GlobalSRVAE`
+(DFC-VAE-like, one global latent vector, ImageNet-normalised input; ``scale=paper``);
+``residual`` -- :class:`~lossnet.models.sr_vae.SRVAE` (spatial latent, residual over bicubic; the
+named improvement, default at quick scale and in ``scale=paper_residual``).
 
 For every upscaling factor and every run in ``runs``:
 
-* ``perceptual``: :class:`~lossnet.models.sr_vae.SRVAE` trained with
+* ``perceptual``: the model trained with
   ``L = w_rec * MSE(sr, hr) + w_kl * KL(q(z | lr) || N(0, I)) + w_perc * ||phi(sr) - phi(hr)||^2 / (C H W)``,
   ``phi`` = VGG-16 relu3_3 (``perceptual.layer = 15``, ImageNet weights);
 * ``no_perceptual``: the same with ``w_perc = 0`` (the VGG is then not even evaluated);
@@ -24,13 +29,15 @@ the latent elements (N x z_channels x h x w, :func:`lossnet.losses.kl_divergence
 ``reduction="mean"``); perceptual = :class:`lossnet.losses.FeatureReconstructionLoss` (mean over
 C, H, W and the batch).
 
-Training goes through :func:`lossnet.train.engine.fit` on random ``patch`` crops of
-``train_root`` (``data: folder``, default CSun_Hays80) or of Oxford-IIIT Pet (``data: pets``, the
-paper's data, :mod:`lossnet.data.pets`), degraded by Gaussian blur (sigma 1) + bicubic
-downsampling; after every epoch the model (``z = mu``) is validated by PSNR on held-out images and
+Training goes through :func:`lossnet.train.engine.fit` on random ``patch`` crops
+(``sampling: patches``) or whole images scaled to ``patch`` squares (``sampling: resize``, the
+paper's) of ``train_root`` (``data: folder``, default CSun_Hays80) or of Oxford-IIIT Pet
+(``data: pets``, the paper's data, :mod:`lossnet.data.pets`), degraded by Gaussian blur (sigma 1) +
+bicubic downsampling; after every epoch the model (``z = mu``) is validated by PSNR on held-out images and
 the best epoch is kept (benchmark 2's :func:`~lossnet.benchmarks.super_resolution.val_psnr`). Test
 scores are benchmark 2's :func:`~lossnet.benchmarks.super_resolution.evaluate` (full images, Y channel
-of BT.601, ``factor`` border pixels removed, 8-bit outputs).
+of BT.601, ``factor`` border pixels removed, 8-bit outputs) plus, for the test set ``pets``, the same
+on Oxford-IIIT Pet's ``annotations/test.txt`` images (:func:`evaluate_all`).
 
 Output directory: ``results.jsonl`` / ``results.csv`` (:class:`~lossnet.runs.table.ResultsTable`,
 one row per (run, factor), rows with ids already there are not recomputed), ``runs/<id>/``
@@ -61,6 +68,10 @@ from lossnet.utils import best_device, log
 NAME = "srvae"
 RUNS = ("perceptual", "no_perceptual")
 DATA_SOURCES = ("folder", "pets")
+MODEL_KINDS = ("residual", "dfc")
+KL_REDUCTIONS = ("mean", "sum")
+PETS_TEST = "pets"
+"""The test-set name of Oxford-IIIT Pet's ``annotations/test.txt`` split (at ``pets_root``)."""
 
 WEIGHT_PRESETS: dict[str, dict[str, float]] = {
     # measured to work at quick scale (docs/sr_vae.md): KL light enough not to collapse the spatial
@@ -155,6 +166,25 @@ def check(cfg) -> None:
             raise ConfigError(f"patch={cfg.patch} must be a multiple of {m} (factor x 2^down) and at least 8x the factor")
     if str(cfg.data) not in DATA_SOURCES:
         raise ConfigError(f"data must be one of {', '.join(DATA_SOURCES)}, got {cfg.data!r}")
+    from lossnet.data.sr import SAMPLINGS
+    from lossnet.models.sr_vae import INPUT_NORMS
+
+    for key, value, allowed in (("model.kind", cfg.model.kind, MODEL_KINDS), ("model.normalize", cfg.model.normalize,
+                                INPUT_NORMS), ("sampling", cfg.sampling, SAMPLINGS),
+                                ("kl_reduction", cfg.kl_reduction, KL_REDUCTIONS)):
+        if str(value) not in allowed:
+            raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+    if str(cfg.model.kind) == "dfc":
+        m = 2 ** len(cfg.model.widths)
+        for f in factors_of(cfg):
+            if int(cfg.patch) % (f * m):
+                raise ConfigError(f"model.kind=dfc: patch={cfg.patch} must be a multiple of factor x 2^len(widths) = "
+                                  f"{f * m} (its input, patch / factor, is halved {len(cfg.model.widths)} times)")
+        if int(cfg.model.latent) < 1 or not list(cfg.model.widths) or min(int(w) for w in cfg.model.widths) < 1:
+            raise ConfigError("model.latent and every model.widths entry must be >= 1")
+    for k in ("pets_test_images", "pets_test_size"):
+        if cfg.get(k) is not None and int(cfg[k]) < 1:
+            raise ConfigError(f"{k} must be >= 1 or null, got {cfg[k]}")
     bad = [r for r in _list(cfg.runs) if r not in RUNS]
     if bad or not _list(cfg.runs):
         raise ConfigError(f"runs must be a non-empty subset of {list(RUNS)}, got {list(_list(cfg.runs))}")
@@ -184,13 +214,7 @@ def data_identity(cfg) -> dict:
     from lossnet.data.sr import folder_digest
 
     if str(cfg.data) == "pets":
-        from lossnet.data.pets import pets_root
-
-        try:
-            root = pets_root(_dir(cfg.pets_root, "pets_root"))
-        except FileNotFoundError as e:
-            raise ConfigError(str(e)) from None
-        lst = root / "annotations" / "trainval.txt"
+        lst = _pets_base(cfg) / "annotations" / "trainval.txt"
         return {"source": "pets", "list_size": lst.stat().st_size if lst.exists() else None,
                 "max_images": cfg.max_images}
     return {"source": "folder", "digest": folder_digest(_dir(cfg.train_root, "train_root")),
@@ -201,7 +225,7 @@ def training_data(cfg, factor: int, seed: int) -> tuple[dict, dict, dict]:
     """``(train, val, info)`` uint8 pairs from ``train_root`` or Oxford-IIIT Pet."""
     kw = dict(factor=factor, patch=int(cfg.patch), n_patches=int(cfg.n_patches), val_images=int(cfg.val_images),
               val_patch=int(cfg.val_patch), sigma=float(cfg.blur_sigma), antialias=bool(cfg.antialias), seed=seed,
-              max_images=None if cfg.max_images is None else int(cfg.max_images))
+              max_images=None if cfg.max_images is None else int(cfg.max_images), sampling=str(cfg.sampling))
     if str(cfg.data) == "pets":
         from lossnet.data.pets import pets_training_data
 
@@ -209,6 +233,67 @@ def training_data(cfg, factor: int, seed: int) -> tuple[dict, dict, dict]:
     from lossnet.data.sr import sr_training_data
 
     return sr_training_data(_dir(cfg.train_root, "train_root"), **kw)
+
+
+def _pets_base(cfg) -> Path:
+    from lossnet.data.pets import pets_root
+
+    try:
+        return pets_root(_dir(cfg.pets_root, "pets_root"))
+    except FileNotFoundError as e:
+        raise ConfigError(str(e)) from None
+
+
+def pets_test_identity(cfg) -> dict:
+    """What identifies the ``pets`` test set in a row id (list size, subset, scaling)."""
+    lst = _pets_base(cfg) / "annotations" / "test.txt"
+    return {"list_size": lst.stat().st_size if lst.exists() else None, "images": cfg.pets_test_images,
+            "size": cfg.pets_test_size}
+
+
+def pets_test_images(cfg) -> list[tuple[str, torch.Tensor]]:
+    """The ``pets`` test set: ``[(name, uint8 (3, H, W))]`` of Oxford-IIIT Pet's ``annotations/test.txt``
+    (``pets_test_images`` of them spread over the breeds), scaled to ``pets_test_size`` squares when set."""
+    from lossnet.data.pets import load_oxford_pets
+    from lossnet.data.sr import resize_square
+
+    try:
+        n = None if cfg.pets_test_images is None else int(cfg.pets_test_images)
+        ps = load_oxford_pets(_pets_base(cfg), "test", n)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"test set {PETS_TEST}: {e}") from None
+    items = ps.items()
+    if cfg.pets_test_size is not None:
+        size = int(cfg.pets_test_size)
+        items = [(n, resize_square([im], size)[0]) for n, im in items]
+    return items
+
+
+def evaluate_all(cfg, upscale, factor: int, device="cpu", keep_for: Path | None = None) -> dict:
+    """Benchmark 2's :func:`~lossnet.benchmarks.super_resolution.evaluate` on the folder test sets
+    plus the ``pets`` test split (same conventions: degraded by blur + bicubic, Y-channel PSNR/SSIM,
+    ``factor`` border, 8-bit outputs). Returns ``{score column: value, "images": {set: rows}}``."""
+    from lossnet.benchmarks.super_resolution import METRICS, evaluate, score_name
+    from lossnet.eval.sr import evaluate_sr
+    from lossnet.report.figures import save_png
+
+    sets = [str(t) for t in _list(cfg.test_sets)]
+    others = [t for t in sets if t != PETS_TEST]
+    out: dict = {"images": {}}
+    if others:
+        out = evaluate(OmegaConf.merge(cfg, {"test_sets": others}), upscale, factor, device, keep_for=keep_for)
+    if PETS_TEST in sets:
+        keep = [str(e).split("/", 1)[1] for e in _list(cfg.examples or []) if str(e).startswith(PETS_TEST + "/")]
+        border = None if cfg.eval.border is None else int(cfg.eval.border)
+        res = evaluate_sr(upscale, pets_test_images(cfg), factor, sigma=float(cfg.blur_sigma),
+                          antialias=bool(cfg.antialias), border=border, colour=str(cfg.eval.colour), quantize=bool(cfg.eval.quantize), device=device, keep=keep)
+        for m in METRICS:
+            out[score_name(PETS_TEST, m, factor)] = res[m]
+        out["images"][PETS_TEST] = res["images"]
+        if keep_for is not None and distributed.is_main():
+            for name, img in res["outputs"].items():
+                save_png(img, keep_for / f"{PETS_TEST}_{name}_x{factor}.png")
+    return out
 
 
 def build_perceptual_net(cfg):
@@ -234,14 +319,18 @@ class SRVAETask(nn.Module):
     """The engine task: ``lr`` -> VAE -> weighted reconstruction + KL + perceptual loss against ``hr``.
 
     ``weights``: ``{"reconstruction", "kl", "perceptual"}``. Reconstruction = per-pixel MSE (mean
-    over N, C, H, W); KL = mean over the latent elements; perceptual = feature reconstruction loss
+    over N, C, H, W); KL = mean over the latent elements (``kl_reduction="mean"``) or summed over
+    them and averaged over the batch (``"sum"``, D_KL per image); perceptual = feature reconstruction loss
     of ``loss_net`` (needed only when its weight is > 0; a batch may carry ``feat``, the features of
 ``hr`` computed once). :meth:`components` returns the running
     means of the three terms (unweighted) since the last call, over training batches.
     """
 
-    def __init__(self, model: nn.Module, weights: dict[str, float], loss_net=None) -> None:
+    def __init__(self, model: nn.Module, weights: dict[str, float], loss_net=None, kl_reduction: str = "mean") -> None:
         super().__init__()
+        if kl_reduction not in KL_REDUCTIONS:
+            raise ValueError(f"kl_reduction must be one of {KL_REDUCTIONS}, got {kl_reduction!r}")
+        self.kl_reduction = kl_reduction
         from lossnet.losses import FeatureReconstructionLoss
         from lossnet.train.engine import Frozen
 
@@ -261,7 +350,7 @@ class SRVAETask(nn.Module):
         sr, mu, logvar = self.model(batch["lr"])
         hr = batch["hr"]
         out = {"reconstruction": (sr - hr).pow(2).mean(),
-               "kl": kl_divergence(mu.flatten(1), logvar.flatten(1), reduction="mean")}
+               "kl": kl_divergence(mu.flatten(1), logvar.flatten(1), reduction=self.kl_reduction)}
         if self.criterion is not None:  # ``feat``: the target's features, when computed once
             out["perceptual"] = self.criterion(sr, hr, [batch["feat"]] if "feat" in batch else None)
         else:
@@ -285,12 +374,17 @@ class SRVAETask(nn.Module):
 
 
 def build_model(cfg, factor: int):
-    """The :class:`~lossnet.models.sr_vae.SRVAE` of ``cfg.model`` for ``factor`` (untrained)."""
-    from lossnet.models.sr_vae import SRVAE
+    """The untrained model of ``cfg.model`` for ``factor``: ``kind=dfc`` the paper's
+    :class:`~lossnet.models.sr_vae.GlobalSRVAE` (input ``patch / factor``), ``kind=residual``
+    :class:`~lossnet.models.sr_vae.SRVAE`."""
+    from lossnet.models.sr_vae import SRVAE, GlobalSRVAE
 
     m = cfg.model
+    if str(m.kind) == "dfc":
+        return GlobalSRVAE(factor, int(cfg.patch) // factor, int(m.latent), [int(w) for w in m.widths],
+                           str(m.normalize))
     return SRVAE(factor, int(m.channels), int(m.z_channels), int(m.blocks), int(m.down), bool(m.residual),
-                 float(m.logvar_init))
+                 float(m.logvar_init), str(m.normalize))
 
 
 def train_sr_vae(cfg, factor: int, weights: dict[str, float], loss_net, *, seed: int, ckpt_dir: Path | None,
@@ -304,7 +398,7 @@ def train_sr_vae(cfg, factor: int, weights: dict[str, float], loss_net, *, seed:
     model = build_model(cfg, factor)
     loss_net = loss_net if weights["perceptual"] > 0 else None
     train = with_target_features(train, "hr", loss_net, cfg)
-    task = SRVAETask(model, weights, loss_net)
+    task = SRVAETask(model, weights, loss_net, str(cfg.kl_reduction))
     t = cfg.train
     fc = FitConfig(epochs=int(t.epochs), batch_size=int(t.batch_size), lr=float(t.lr),
                    weight_decay=float(t.weight_decay), seed=seed, device=cfg.get("device") or None,
@@ -332,8 +426,11 @@ def train_sr_vae(cfg, factor: int, weights: dict[str, float], loss_net, *, seed:
 
 
 def _common_setting(cfg, factor: int) -> dict:
-    return {"factor": factor, "test_sets": [str(s) for s in _list(cfg.test_sets)], "blur_sigma": float(cfg.blur_sigma),
-            "antialias": bool(cfg.antialias), "eval": OmegaConf.to_container(cfg.eval, resolve=True)}
+    s = {"factor": factor, "test_sets": [str(t) for t in _list(cfg.test_sets)], "blur_sigma": float(cfg.blur_sigma),
+         "antialias": bool(cfg.antialias), "eval": OmegaConf.to_container(cfg.eval, resolve=True)}
+    if PETS_TEST in s["test_sets"]:
+        s["pets_test"] = pets_test_identity(cfg)
+    return s
 
 
 def run_setting(cfg, factor: int, weights: dict[str, float]) -> dict:
@@ -341,6 +438,7 @@ def run_setting(cfg, factor: int, weights: dict[str, float]) -> dict:
     s = _common_setting(cfg, factor)
     s.update({"data": data_identity(cfg), "val_images": int(cfg.val_images), "val_patch": int(cfg.val_patch),
               "patch": int(cfg.patch), "n_patches": int(cfg.n_patches), "weights": weights,
+              "sampling": str(cfg.sampling), "kl_reduction": str(cfg.kl_reduction),
               "model": OmegaConf.to_container(cfg.model, resolve=True),
               "train": OmegaConf.to_container(cfg.train, resolve=True)})
     if weights["perceptual"] > 0:
@@ -354,8 +452,10 @@ def _label(row: dict) -> str:
     if row["run"] == "bicubic":
         return "bicubic"
     w = row["weights"]
-    return (f"SR-VAE {row['run'].replace('_', ' ')} ({row.get('preset', '?')}: rec {w['reconstruction']:g}, "
-            f"KL {w['kl']:g}, perc {w['perceptual']:g})")
+    kind = row.get("model_kind", "residual")
+    kl = (row.get("config") or {}).get("kl_reduction", "mean")
+    return (f"SR-VAE {kind} {row['run'].replace('_', ' ')} ({row.get('preset', '?')}: rec {w['reconstruction']:g}, "
+            f"KL {w['kl']:g} ({kl}), perc {w['perceptual']:g})")
 
 
 def _example_dir(out: Path, rid: str) -> Path:
@@ -373,13 +473,16 @@ def run_sr_vae(overrides: Sequence[str] | dict | None = None, out: str | Path | 
     cfg = load_config(overrides)
     out = Path(out if out is not None else cfg.out)
     cfg.out = str(out)
-    _dir(cfg.sr_root, "sr_root")
+    sets = [str(t) for t in _list(cfg.test_sets)]
+    if any(t != PETS_TEST for t in sets):
+        _dir(cfg.sr_root, "sr_root")
+    if PETS_TEST in sets:
+        _pets_base(cfg)  # one clear error before any work
     with run_lock(ensure_writable_dir(out, "out")):  # one writer per run directory
         return _run_locked(cfg, out)
 
 
 def _run_locked(cfg, out: Path) -> Path:
-    from lossnet.benchmarks.super_resolution import evaluate
     from lossnet.data.sr import bicubic_upsample
     from lossnet.runs.cells import utc_now
 
@@ -397,7 +500,7 @@ def _run_locked(cfg, out: Path) -> Path:
         if rid not in have:
             log(f"srvae: bicubic x{factor} ...")
             t0 = time.perf_counter()
-            ev = evaluate(cfg, lambda lr: bicubic_upsample(lr, factor), factor, keep_for=_example_dir(out, rid))
+            ev = evaluate_all(cfg, lambda lr: bicubic_upsample(lr, factor), factor, keep_for=_example_dir(out, rid))
             table.append({"cell_id": rid, "run": "bicubic", "preset": None, "factor": factor, "weights": None,
                           **{k: v for k, v in ev.items() if k != "images"}, "images": ev["images"],
                           "seconds": time.perf_counter() - t0, "config": run_cfg, **environment(),
@@ -421,14 +524,15 @@ def _run_locked(cfg, out: Path) -> Path:
                                                data=data, label=label)
             train_s = time.perf_counter() - t0
             model.to(device)
-            ev = evaluate(cfg, model.upscale, factor, device, keep_for=_example_dir(out, rid))
+            ev = evaluate_all(cfg, model.upscale, factor, device, keep_for=_example_dir(out, rid))
             if main:
                 run_dir.mkdir(parents=True, exist_ok=True)
                 torch.save(model.state_dict(), run_dir / "model.pt")
                 if not cfg.get("keep_checkpoints"):
                     (run_dir / "last.pt").unlink(missing_ok=True)
             hist = result.history
-            row = {"cell_id": rid, "run": run, "preset": str(cfg.weights.preset), "factor": factor, "weights": weights,
+            row = {"cell_id": rid, "run": run, "preset": str(cfg.weights.preset), "model_kind": str(cfg.model.kind),
+                   "factor": factor, "weights": weights,
                    **{k: v for k, v in ev.items() if k != "images"}, "images": ev["images"],
                    "best_epoch": result.best_epoch, "best_val_psnr": -result.best_val, "epochs_run": len(hist),
                    "resumed_epochs": result.resumed_from, "epoch_seconds": result.epoch_seconds,
@@ -456,7 +560,8 @@ def write_figures(out: Path, cfg, rows: list[dict]) -> list[Path]:
         here = [r for r in rows if r["factor"] == factor]
         ordered = [r for r in here if r["run"] == "bicubic"][:1] + [r for r in here if r["run"] != "bicubic"]
         cols = [("bicubic" if r["run"] == "bicubic" else
-                 f"VAE {'+' if r['weights']['perceptual'] > 0 else '-'}perc ({r.get('preset')})",
+                 f"{r.get('model_kind', 'residual')} {'+' if r['weights']['perceptual'] > 0 else '-'}perc "
+                 f"({r.get('preset')})",
                  _example_dir(out, r["cell_id"])) for r in ordered]
         p = sr_crops_figure(cfg, factor, cols, Path(out) / "figures" / f"crops_x{factor}.png",
                             f"SR-VAE x{factor}: central {int(cfg.crop)} px crops")
@@ -477,7 +582,8 @@ def write_report(out: str | Path, cfg=None) -> Path:
     lines = ["# SR-VAE with perceptual loss vs bicubic", "",
              "PSNR (dB) / SSIM on the Y channel (BT.601), `factor` border pixels removed, 8-bit outputs; "
              "delta = model PSNR - bicubic PSNR. Training: "
-             f"`{cfg.data}` data, {cfg.n_patches} patches of {cfg.patch} px, {cfg.train.epochs} epochs, "
+             f"`{cfg.data}` data, " + (f"whole images scaled to {cfg.patch} px" if str(cfg.sampling) == "resize" else
+                                       f"{cfg.n_patches} patches of {cfg.patch} px") + f", {cfg.train.epochs} epochs, "
              f"batch {cfg.train.batch_size}, lr {cfg.train.lr}; model {OmegaConf.to_container(cfg.model)}.", ""]
     head = "| factor | model | " + " | ".join(f"{set_key(s)} PSNR | {set_key(s)} SSIM | {set_key(s)} delta dB"
                                              for s in sets) + " | best epoch | seconds |"
@@ -485,7 +591,8 @@ def write_report(out: str | Path, cfg=None) -> Path:
     for factor in sorted({r["factor"] for r in rows}):
         fr = [r for r in rows if r["factor"] == factor]
         bic = next((r for r in fr if r["run"] == "bicubic"), None)
-        for r in sorted(fr, key=lambda r: (r["run"] != "bicubic", str(r.get("preset")), r["run"])):
+        for r in sorted(fr, key=lambda r: (r["run"] != "bicubic", str(r.get("model_kind")), str(r.get("preset")),
+                                           r["run"])):
             cells = []
             for s in sets:
                 p, q = r.get(score_name(s, "psnr", factor)), r.get(score_name(s, "ssim", factor))
@@ -494,7 +601,8 @@ def write_report(out: str | Path, cfg=None) -> Path:
                 cells += ["-" if p is None else f"{p:.2f}", "-" if q is None else f"{q:.4f}", d]
             be = "" if r["run"] == "bicubic" else str(r.get("best_epoch"))
             lines.append(f"| x{factor} | {_label(r)} | " + " | ".join(cells) + f" | {be} | {r.get('seconds', 0):.0f} |")
-    lines += ["", "Loss terms at the kept epoch (unweighted training means: per-pixel MSE, KL per latent element, "
+    lines += ["", "Loss terms at the kept epoch (unweighted training means: per-pixel MSE, KL per latent element "
+              "(per image with `kl_reduction=sum`), "
               "VGG relu3_3 feature MSE):", ""]
     for r in rows:
         if r["run"] == "bicubic" or not r.get("history"):
