@@ -129,6 +129,24 @@ def checkpoint_identity(cfg: FitConfig, identity: dict | None = None) -> dict:
     return {"fit": cfg.identity(), **extra}
 
 
+FIT_OPTIONS = ("precision", "channels_last", "compile", "logger")
+"""The fast-path and logger keys that training sections of the YAML configs may set."""
+
+
+def fit_options(section) -> dict:
+    """``precision``, ``channels_last``, ``compile``, ``logger`` of a config section (a mapping
+    such as ``cfg.encoder`` or ``cfg.train``) as :class:`FitConfig` keyword arguments; keys that
+    are absent or null keep FitConfig's defaults."""
+    if section is None:
+        return {}
+    out = {}
+    for k in FIT_OPTIONS:
+        v = section.get(k)
+        if v is not None:
+            out[k] = str(v) if k in ("precision", "logger") else bool(v)
+    return out
+
+
 def _identity_changes(stored: dict | None, current: dict) -> list[str]:
     """Keys whose values differ (all keys for a checkpoint without an identity)."""
     if not isinstance(stored, dict):
