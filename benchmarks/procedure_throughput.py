@@ -117,7 +117,7 @@ def main() -> None:
             fp, ps = secs.get("I-F-FP"), secs.get("I-I-PS")
             ratio = f"{fp / ps:>8.2f}" if fp and ps else f"{'-':>8}"
             enc = f"{fp / secs['encoder']:>8.2f}" if fp else f"{'-':>8}"
-            print(f"{batch:>5} {prec:>8} {cl:>7} " + "".join(f"{n_train / secs[c]:>9.0f}" for c in cols)
+            print(f"{batch:>5} {prec:>8} {cl:>7} " + "".join(f"{n_train / secs[c]:>9.3g}" for c in cols)
                   + ratio + enc, flush=True)
         if spec in TARGETS:
             print(f"targets: FP/PS <= {TARGETS[spec]} ({spec}), FP/enc <= {ENCODER_TARGET}")
