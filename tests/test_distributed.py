@@ -215,7 +215,10 @@ def test_commands_under_torchrun_write_once_and_resume(tmp_path, offline_weights
     # rank 0 alone prints, exports, writes: one report line per command
     assert sum("exported to" in line for line in lines) == 1
     assert lines.count(str(out)) == 2
-    assert sorted(f.name for f in enc.iterdir()) == [".lock", "checkpoint", "config.json", "encoder.safetensors"]
+    assert sorted(f.name for f in enc.iterdir()) == [".lock", "checkpoint", "config.json", "encoder.safetensors",
+                                                     "history.csv"]
+    with open(enc / "history.csv") as f:  # rank 0's log: one row per epoch, the resumed run's epochs not repeated
+        assert [r.split(",")[0] for r in f.read().splitlines()[1:]] == ["0", "1", "2"]
     assert [f.name for f in (enc / "checkpoint").iterdir()] == ["last.pt"]  # one checkpoint, no rank temp files
     assert (enc / ".lock").read_text() == "" and (out / ".lock").read_text() == ""  # released
     history = torch.load(enc / "checkpoint" / "last.pt", weights_only=True)["history"]

@@ -84,6 +84,18 @@ def test_workers_do_not_change_results(run64):
         np.testing.assert_array_equal(par[k], run64[k])
 
 
+def test_parallel_collection_equals_serial(collection, tmp_path):
+    """generate_collection over a 2-process pool writes the serial collection's arrays exactly."""
+    par = generate_collection(tmp_path / "par", n_rollouts=(2, 2, 2), seed=0, steps=STEPS, workers=2,
+                              progress=False)
+    assert json.loads((par / "meta.json").read_text())["workers"] == 2
+    for r in (1, 2, 3):
+        with np.load(collection / f"run{r}.npz") as a, np.load(par / f"run{r}.npz") as b:
+            assert sorted(a.files) == sorted(b.files)
+            for k in a.files:
+                np.testing.assert_array_equal(a[k], b[k], err_msg=f"run{r} {k}")
+
+
 def test_positions_match_lander_pixels_64(run64):
     _check_positions(run64, 64, tol=1.0)
 

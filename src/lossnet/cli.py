@@ -229,7 +229,9 @@ def _pretrain_locked(args) -> None:
         print(f"{len(images)} images {tuple(images.shape[1:])}; loss network {net.arch} {net.nodes}; {args.procedure}")
     tr = train_encoder(images, EncoderConfig(procedure=args.procedure, z=args.z, variational=args.vae, gamma=args.gamma),
                        FitConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                                 device=args.device, patience=args.patience),
+                                 device=args.device, patience=args.patience, precision=args.precision,
+                                 channels_last=args.channels_last, compile=args.compile, logger=args.logger,
+                                 log_dir=args.out),
                        loss_net=net, ckpt_dir=f"{args.out}/checkpoint")
     if not main:
         return
@@ -438,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--patience", type=int, default=None, help="early stopping patience (epochs)")
     pt.add_argument("--seed", type=int, default=0)
     pt.add_argument("--device")
+    pt.add_argument("--precision", default="32", choices=("32", "bf16", "16-mixed"),
+                    help="autocast precision (16-mixed: CUDA only); docs/performance.md")
+    pt.add_argument("--channels-last", action="store_true", help="channels_last memory format for the conv layers")
+    pt.add_argument("--compile", action="store_true", help="torch.compile the training step (falls back when unavailable)")
+    pt.add_argument("--logger", default="csv", choices=("csv", "tensorboard", "none"),
+                    help="per-epoch history in OUT: history.csv, + TensorBoard events in OUT/tensorboard, or none")
     pt.add_argument("--keep-checkpoint", action="store_true",
                     help="keep OUT/checkpoint/last.pt after a successful export (by default it is deleted)")
     pt.set_defaults(func=_pretrain)

@@ -238,7 +238,7 @@ def _train_online(ctx: RunContext, cid: str, *, z: int, seed: int, desc: str):
     from dataclasses import asdict
 
     from lossnet.runs.encoder_cells import TrainedCell
-    from lossnet.train.engine import FitConfig, fit
+    from lossnet.train.engine import FitConfig, fit, fit_options
     from lossnet.train.procedures import (
         EncoderConfig,
         TrainedEncoder,
@@ -253,7 +253,8 @@ def _train_online(ctx: RunContext, cid: str, *, z: int, seed: int, desc: str):
     fit_cfg = FitConfig(epochs=int(e.epochs), batch_size=int(e.batch_size), lr=float(e.lr),
                         weight_decay=float(e.weight_decay), seed=int(seed), val_fraction=float(e.val_fraction),
                         patience=None if e.patience is None else int(e.patience),
-                        device=ctx.cfg.get("device") or None, progress=bool(ctx.cfg.progress), desc=desc)
+                        device=ctx.cfg.get("device") or None, progress=bool(ctx.cfg.progress), desc=desc,
+                        **fit_options(e))
     torch.manual_seed(fit_cfg.seed)
     model = build_autoencoder(proc, enc_cfg, d.size, 1)
     result = fit(_OnlinePS(model, ctx.loss_net), {"image": d.encoder_images}, fit_cfg, ckpt_dir=ctx.cell_dir(cid))

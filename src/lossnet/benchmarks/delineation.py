@@ -381,7 +381,7 @@ def run_cell(cfg, arch: str | None, layer: str | None, coords: dict, *, loss_net
     from lossnet.models.unet import IterativeUNet, UNet
     from lossnet.runs.loss_nets import loss_net_identity
     from lossnet.train.cache import with_target_features
-    from lossnet.train.engine import FitConfig, fit
+    from lossnet.train.engine import FitConfig, fit, fit_options
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -397,7 +397,7 @@ def run_cell(cfg, arch: str | None, layer: str | None, coords: dict, *, loss_net
                         weight_decay=float(t.weight_decay), seed=int(seed), val_fraction=float(t.val_fraction),
                         patience=None if t.patience is None else int(t.patience),
                         device=cfg.get("device") or None, progress=bool(cfg.get("progress", False)),
-                        desc=label or (f"{arch}:{layer}" if loss_net is not None else "bce"))
+                        desc=label or (f"{arch}:{layer}" if loss_net is not None else "bce"), **fit_options(t))
     torch.manual_seed(int(seed))
     unet = UNet(4, 1, base=int(cfg.unet.base), depth=int(cfg.unet.depth), up=str(cfg.unet.up))
     prior = float((train["mask"][:256] > 127).float().mean().clamp(1e-3, 0.5))
@@ -437,7 +437,8 @@ def run_cell(cfg, arch: str | None, layer: str | None, coords: dict, *, loss_net
                            **{f"mean_{s}": r[f"mean_{s}"] for s in SCORE_NAMES}} for k, r in enumerate(per_iter)],
         "test": last, "loss_terms": {"init": terms_init, "final": terms_final},
         "best_epoch": result.best_epoch, "best_val": result.best_val, "validation": str(cfg.validation),
-        "history": result.history, "epoch_seconds": result.epoch_seconds, "resumed_from": result.resumed_from,
+        "history": result.history, "epoch_seconds": result.epoch_seconds, "precision": fit_cfg.precision,
+        "resumed_from": result.resumed_from,
         "unet_parameters": sum(p.numel() for p in model.parameters()),
         "n_train": len(train["image"]) - (0 if val is not None else n_val), "n_val": n_val,
         "n_test": len(data["test_image"]),

@@ -251,7 +251,7 @@ def train_sr(cfg, factor: int, loss_net, *, seed: int, ckpt_dir: Path | None, la
     """
     from lossnet.data.sr import sr_training_data
     from lossnet.models.transformer import TransformerNet
-    from lossnet.train.engine import FitConfig, fit
+    from lossnet.train.engine import FitConfig, fit, fit_options
 
     train, val, info = data or sr_training_data(_root(cfg.train_root, "train_root"), factor=factor, seed=seed,
                                                 **data_options(cfg))
@@ -262,7 +262,7 @@ def train_sr(cfg, factor: int, loss_net, *, seed: int, ckpt_dir: Path | None, la
     t = cfg.train
     fc = FitConfig(epochs=int(t.epochs), batch_size=int(t.batch_size), lr=float(t.lr),
                    weight_decay=float(t.weight_decay), seed=seed, device=cfg.get("device") or None,
-                   progress=bool(cfg.get("progress", False)), desc=label or "sr")
+                   progress=bool(cfg.get("progress", False)), desc=label or "sr", **fit_options(t))
 
     def validate(task, v, device):
         return -val_psnr(task.model, v, factor, cfg, device)
@@ -311,7 +311,7 @@ def run_model(cfg, factor: int, loss_net, *, out: Path, cell_dir: Path, examples
     images = ev.pop("images")
     details = {"factor": factor, "best_epoch": result.best_epoch, "best_val_psnr": -result.best_val,
                "epoch_seconds": result.epoch_seconds, "train_seconds": result.total_seconds,
-               "history": result.history, "data": info, "images": images,
+               "precision": str(cfg.train.get("precision") or "32"), "history": result.history, "data": info, "images": images,
                "collapsed": bool(max((h["val_psnr"] for h in result.history), default=0.0) < 10.0),
                "cell_seconds": time.perf_counter() - t0}
     return {"scores": ev, "details": details}

@@ -61,6 +61,10 @@ class DemoConfig:
     workers: int | None = None
     device: str | None = None
     progress: bool = True
+    precision: str = "32"
+    channels_last: bool = False
+    compile: bool = False
+    logger: str = "csv"
     extra: dict = field(default_factory=dict)
 
     def resolved(self) -> "DemoConfig":
@@ -122,7 +126,8 @@ def _run_demo_locked(cfg: DemoConfig) -> list[dict]:
         say(f"[3/4] encoder {i + 1}/{len(cfg.procedures)}: {name}, z={cfg.z}, {cfg.epochs} epochs")
         t_proc = time.perf_counter()
         fit_cfg = FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                            device=cfg.device, progress=cfg.progress, desc=name)
+                            device=cfg.device, progress=cfg.progress, desc=name, precision=str(cfg.precision),
+                            channels_last=cfg.channels_last, compile=cfg.compile, logger=cfg.logger)
         trained = train_encoder(runs[1].images, EncoderConfig(procedure=name, z=cfg.z), fit_cfg, loss_net=loss_net,
                                 cache=cache, ckpt_dir=out / "checkpoints" / name)
         trained.export(out / "encoders" / name)
@@ -136,6 +141,7 @@ def _run_demo_locked(cfg: DemoConfig) -> list[dict]:
             "test_error_px": grid.test_metric,
             "probe": grid.selected_name,
             "epoch_seconds": res.epoch_seconds,
+            "precision": fit_cfg.precision,
             "train_seconds": sum(h["train_seconds"] for h in res.history),
             "total_seconds": res.total_seconds,
             "best_epoch": res.best_epoch,

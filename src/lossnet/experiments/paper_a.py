@@ -33,7 +33,7 @@ from lossnet.runs.encoder_cells import (
     run_probes,
     train_and_embed,
 )
-from lossnet.train.engine import FitConfig
+from lossnet.train.engine import FitConfig, fit_options
 
 NAME = "paper_a"
 
@@ -109,7 +109,7 @@ def run_cell(ctx: RunContext, coords: dict, sp: dict[str, Any], cid: str, label:
     if dcfg.enabled:
         fit_cfg = FitConfig(epochs=int(dcfg.epochs), batch_size=int(dcfg.batch_size), lr=float(dcfg.lr), seed=seed,
                             val_fraction=float(dcfg.val_fraction), device=ctx.cfg.get("device") or None,
-                            progress=bool(ctx.cfg.progress), desc=f"{label} decoder")
+                            progress=bool(ctx.cfg.progress), desc=f"{label} decoder", **fit_options(ctx.cfg.encoder))
         rd = retrain_decoder(cell.encoder.model, ctx.data.encoder_images, fit_cfg, test_images=ctx.data.test_images,
                              init=str(dcfg.init), ckpt_dir=ctx.cell_dir(cid) / "decoder")
         row.update({"recon_rel_l1": rd.rel_l1, "recon_l1": rd.l1, "recon_mse": rd.mse,

@@ -98,7 +98,7 @@ def run_baseline_cell(ctx: RunContext, coords: dict, sp: dict[str, Any], cid: st
 
     from lossnet.eval.metrics import accuracy, position_error
     from lossnet.models.simple_cnn import SimpleCNN, SimpleCNNTask
-    from lossnet.train.engine import FitConfig, fit, split_indices
+    from lossnet.train.engine import FitConfig, fit, fit_options, split_indices
 
     t0 = time.perf_counter()
     d, bs = ctx.data, baseline_settings(ctx.cfg)
@@ -120,7 +120,8 @@ def run_baseline_cell(ctx: RunContext, coords: dict, sp: dict[str, Any], cid: st
     task = SimpleCNNTask(model, loss, y_mean, y_std)
     fit_cfg = FitConfig(epochs=bs["epochs"], batch_size=bs["batch_size"], lr=bs["lr"], seed=seed,
                         val_fraction=bs["val_fraction"], patience=bs["patience"],
-                        device=ctx.cfg.get("device") or None, progress=bool(ctx.cfg.progress), desc=label)
+                        device=ctx.cfg.get("device") or None, progress=bool(ctx.cfg.progress), desc=label,
+                        **fit_options(ctx.cfg.encoder))
     res = fit(task, {"image": d.probe_images, "target": targets}, fit_cfg, ckpt_dir=ctx.cell_dir(cid))
     pred = task.predict(d.test_images)
     score = position_error(pred, d.test_targets) if regression else accuracy(pred, d.test_targets)
@@ -131,7 +132,7 @@ def run_baseline_cell(ctx: RunContext, coords: dict, sp: dict[str, Any], cid: st
            "metric": d.metric, "higher_is_better": d.higher_is_better, "test_score": float(score),
            "probe": f"end to end (hidden {bs['hidden']})", "probe_val_loss": res.best_val, "probe_seconds": 0.0,
            "val_loss": res.best_val, "best_epoch": res.best_epoch, "epochs_run": len(hist),
-           "epoch_seconds": res.epoch_seconds, "train_seconds": sum(h["train_seconds"] for h in hist),
+           "epoch_seconds": res.epoch_seconds, "precision": fit_cfg.precision, "train_seconds": sum(h["train_seconds"] for h in hist),
            "total_seconds": res.total_seconds, "time_to_best_seconds": sum(h["train_seconds"] for h in upto),
            "feature_seconds": 0.0, "embed_seconds": 0.0, "resumed_epochs": res.resumed_from,
            "stopped_early": res.stopped_early, "history": [dict(h) for h in hist]}

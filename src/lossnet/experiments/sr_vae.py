@@ -391,7 +391,7 @@ def train_sr_vae(cfg, factor: int, weights: dict[str, float], loss_net, *, seed:
                  data=None, label: str = ""):
     """Train one SR-VAE; returns ``(model in eval mode, FitResult, data info)`` (best validation PSNR kept)."""
     from lossnet.benchmarks.super_resolution import val_psnr
-    from lossnet.train.engine import FitConfig, fit
+    from lossnet.train.engine import FitConfig, fit, fit_options
 
     train, val, info = data or training_data(cfg, factor, seed)
     torch.manual_seed(seed)
@@ -402,7 +402,7 @@ def train_sr_vae(cfg, factor: int, weights: dict[str, float], loss_net, *, seed:
     t = cfg.train
     fc = FitConfig(epochs=int(t.epochs), batch_size=int(t.batch_size), lr=float(t.lr),
                    weight_decay=float(t.weight_decay), seed=seed, device=cfg.get("device") or None,
-                   progress=bool(cfg.get("progress", False)), desc=label or f"srvae x{factor}")
+                   progress=bool(cfg.get("progress", False)), desc=label or f"srvae x{factor}", **fit_options(t))
 
     def validate(task, v, device):
         return -val_psnr(task.model.upscale, v, factor, cfg, device)
@@ -536,6 +536,7 @@ def _run_locked(cfg, out: Path) -> Path:
                    **{k: v for k, v in ev.items() if k != "images"}, "images": ev["images"],
                    "best_epoch": result.best_epoch, "best_val_psnr": -result.best_val, "epochs_run": len(hist),
                    "resumed_epochs": result.resumed_from, "epoch_seconds": result.epoch_seconds,
+                   "precision": str(cfg.train.get("precision") or "32"),
                    "train_seconds": sum(h["train_seconds"] + h["val_seconds"] for h in hist),
                    "seconds": time.perf_counter() - t0, "setup_and_train_seconds": train_s,
                    "threads": torch.get_num_threads(), "device": str(device), "data": info,

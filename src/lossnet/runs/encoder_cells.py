@@ -114,7 +114,7 @@ def train_and_embed(ctx: RunContext, cid: str, *, procedure: str, z: int, variat
     """Train the cell's encoder (resuming from ``cells/<id>/last.pt``) and embed probe/test images."""
     import time
 
-    from lossnet.train.engine import FitConfig
+    from lossnet.train.engine import FitConfig, fit_options
     from lossnet.train.procedures import EncoderConfig, train_encoder
 
     e = ctx.cfg.encoder
@@ -123,7 +123,8 @@ def train_and_embed(ctx: RunContext, cid: str, *, procedure: str, z: int, variat
     fit_cfg = FitConfig(epochs=int(e.epochs), batch_size=int(e.batch_size), lr=float(e.lr),
                         weight_decay=float(e.weight_decay), seed=int(seed), val_fraction=float(e.val_fraction),
                         patience=None if e.patience is None else int(e.patience),
-                        device=ctx.cfg.get("device") or None, progress=bool(ctx.cfg.progress), desc=desc)
+                        device=ctx.cfg.get("device") or None, progress=bool(ctx.cfg.progress), desc=desc,
+                        **fit_options(e))
     te = train_encoder(ctx.data.encoder_images, enc_cfg, fit_cfg, loss_net=ctx.loss_net, cache=ctx.cache,
                        ckpt_dir=ctx.cell_dir(cid), identity={"cell": cid})
     t0 = time.perf_counter()
@@ -159,7 +160,7 @@ def encoder_row(cell: TrainedCell) -> dict:
     upto = hist[: r.best_epoch + 1] if r.best_epoch >= 0 else hist
     return {
         "val_loss": r.best_val, "best_epoch": r.best_epoch, "epochs_run": len(hist),
-        "epoch_seconds": r.epoch_seconds,
+        "epoch_seconds": r.epoch_seconds, "precision": cell.encoder.fit.precision,
         "train_seconds": sum(h["train_seconds"] for h in hist),
         "total_seconds": r.total_seconds,
         "time_to_best_seconds": sum(h["train_seconds"] for h in upto),

@@ -15,6 +15,8 @@ trainable parameters are the ones to optimise) on in-memory tensors:
   rank trains on its share of each global batch of ``cfg.batch_size`` (one 2-process run equals
   the 1-process run with the same global batch), losses and validation scores are reduced across
   ranks, only rank 0 writes the checkpoint (docs/scaling.md).
+* optional fast paths (``precision``, ``channels_last``, ``compile``) and per-epoch logs
+  (``history.csv``, TensorBoard; :mod:`lossnet.train.loggers`); see docs/performance.md.
 
 Batches are dicts of tensors sliced from ``data``; ``uint8`` tensors (images) are converted to
 float in [0, 1] on the device, other floating tensors (cached features) to float32.
@@ -22,6 +24,7 @@ float in [0, 1] on the device, other floating tensors (cached features) to float
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -36,7 +39,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import distributed
+from ..errors import ConfigError
 from ..utils import best_device, fault_point, log
+from .loggers import HistoryLogger, check_logger
+
+PRECISIONS = ("32", "bf16", "16-mixed")
+"""``FitConfig.precision``: ``32`` float32; ``bf16`` autocast to bfloat16 (CPU and CUDA);
+``16-mixed`` autocast to float16 with a gradient scaler (CUDA only)."""
+
+_NOT_IDENTITY = ("device", "progress", "desc", "channels_last", "compile", "logger", "log_dir")
 
 
 @dataclass
@@ -53,11 +64,24 @@ class FitConfig:
     device: str | None = None  # None: CUDA when present
     progress: bool = True
     desc: str = "train"
+    precision: str = "32"  # one of PRECISIONS: autocast of task.loss in training and evaluation
+    channels_last: bool = False  # task, its Frozen loss networks and 4-D float batches in channels_last
+    compile: bool = False  # torch.compile(task.loss); falls back to eager (one stderr line) when unavailable
+    logger: str = "csv"  # csv | tensorboard (csv + TensorBoard events) | none; see lossnet.train.loggers
+    log_dir: str | None = None  # None: ckpt_dir (no logs without either)
+
+    def __post_init__(self) -> None:
+        self.precision = str(self.precision)
 
     def identity(self) -> str:
+        """Hash of the settings that change the result: all but device, progress, desc, the
+        memory format, compile and the loggers; ``precision`` only when not ``32`` (so float32
+        checkpoints of earlier versions still resume)."""
         d = asdict(self)
-        for k in ("device", "progress", "desc"):
+        for k in _NOT_IDENTITY:
             d.pop(k)
+        if d["precision"] == "32":
+            d.pop("precision")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -110,6 +134,24 @@ def checkpoint_identity(cfg: FitConfig, identity: dict | None = None) -> dict:
     return {"fit": cfg.identity(), **extra}
 
 
+FIT_OPTIONS = ("precision", "channels_last", "compile", "logger")
+"""The fast-path and logger keys that training sections of the YAML configs may set."""
+
+
+def fit_options(section) -> dict:
+    """``precision``, ``channels_last``, ``compile``, ``logger`` of a config section (a mapping
+    such as ``cfg.encoder`` or ``cfg.train``) as :class:`FitConfig` keyword arguments; keys that
+    are absent or null keep FitConfig's defaults."""
+    if section is None:
+        return {}
+    out = {}
+    for k in FIT_OPTIONS:
+        v = section.get(k)
+        if v is not None:
+            out[k] = str(v) if k in ("precision", "logger") else bool(v)
+    return out
+
+
 def _identity_changes(stored: dict | None, current: dict) -> list[str]:
     """Keys whose values differ (all keys for a checkpoint without an identity)."""
     if not isinstance(stored, dict):
@@ -128,7 +170,8 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
     return perm[n_val:], perm[:n_val]
 
 
-def _batch(data: dict[str, torch.Tensor], idx: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+def _batch(data: dict[str, torch.Tensor], idx: torch.Tensor, device: torch.device,
+           channels_last: bool = False) -> dict[str, torch.Tensor]:
     out = {}
     for k, v in data.items():
         b = v[idx].to(device, non_blocking=True)
@@ -136,19 +179,81 @@ def _batch(data: dict[str, torch.Tensor], idx: torch.Tensor, device: torch.devic
             b = b.float().div_(255)
         elif b.is_floating_point() and b.dtype != torch.float32:
             b = b.float()
+        if channels_last and b.ndim == 4 and b.is_floating_point():
+            b = b.contiguous(memory_format=torch.channels_last)
         out[k] = b
     return out
 
 
+def check_precision(precision: str, device: torch.device) -> None:
+    """Raise :class:`ConfigError` unless ``precision`` is one of :data:`PRECISIONS` usable on ``device``."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "16-mixed" and device.type != "cuda":
+        raise ConfigError(f"precision=16-mixed (float16 with a gradient scaler) needs CUDA, the device is {device}; "
+                          "use precision=bf16 or precision=32 on the CPU")
+
+
+def autocast(precision: str, device: torch.device):
+    """The autocast context of ``precision`` on ``device`` (a no-op for ``32``)."""
+    if precision == "32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def to_memory_format(task: nn.Module, fmt: torch.memory_format) -> None:
+    """Convert ``task``'s 4-D parameters and buffers, and those of the :class:`Frozen` networks
+    it holds (e.g. the loss network of a perceptual loss), to ``fmt``."""
+    task.to(memory_format=fmt)
+    for m in task.modules():
+        for v in vars(m).values():
+            if isinstance(v, Frozen):
+                v.net.to(memory_format=fmt)
+
+
+def compiled(fn: Callable, enabled: bool = True) -> Callable:
+    """``torch.compile(fn)``, or ``fn`` itself when compiling is off or fails: an unavailable
+    ``torch.compile`` or a failure at the first call (no C++ compiler, unsupported Python ...)
+    logs one line on stderr and continues without compiling."""
+    if not enabled:
+        return fn
+    try:
+        comp = torch.compile(fn)
+    except Exception as e:  # noqa: BLE001 - any failure: train uncompiled
+        log(f"compile=true: torch.compile is unavailable ({type(e).__name__}: {e}); training without compiling")
+        return fn
+    state = {"fn": comp, "tried": False}
+
+    def call(*args, **kwargs):
+        if state["tried"]:
+            return state["fn"](*args, **kwargs)
+        try:
+            out = comp(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - an error of fn itself is raised again by the eager call
+            log(f"compile=true: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                "training without compiling")
+            state["fn"] = fn
+            out = fn(*args, **kwargs)
+        state["tried"] = True
+        return out
+
+    return call
+
+
 @torch.no_grad()
 def evaluate(task: nn.Module, data: dict[str, torch.Tensor], idx: torch.Tensor, batch_size: int,
-             device: torch.device) -> float:
-    """Mean of ``task.loss`` over ``idx`` in eval mode, weighted by batch size."""
+             device: torch.device, *, precision: str = "32", channels_last: bool = False,
+             loss_fn: Callable | None = None) -> float:
+    """Mean of ``task.loss`` (or ``loss_fn``) over ``idx`` in eval mode under ``precision``'s
+    autocast, weighted by batch size."""
     task.eval()
+    loss_fn = loss_fn or task.loss
     total, n = 0.0, 0
     for i in range(0, len(idx), batch_size):
         b = idx[i:i + batch_size]
-        total += task.loss(_batch(data, b, device)).item() * len(b)
+        with autocast(precision, device):
+            loss = loss_fn(_batch(data, b, device, channels_last))
+        total += loss.float().item() * len(b)
         n += len(b)
     return total / max(n, 1)
 
@@ -205,7 +310,7 @@ def _read_checkpoint(ckpt: Path | None, ident: dict, device) -> dict | None:
 
 
 def _validation_score(task: nn.Module, val_set: dict[str, torch.Tensor], val_idx: torch.Tensor, cfg: FitConfig,
-                      device: torch.device, validate) -> float:
+                      device: torch.device, validate, loss_fn: Callable | None = None) -> float:
     """The epoch's validation score (lower is better). Under torchrun each rank scores its share
     of the validation set and the scores are averaged weighted by share size, so every rank sees
     the same value (exact for the mean ``task.loss``; for a custom ``validate`` exact when it is a
@@ -214,7 +319,8 @@ def _validation_score(task: nn.Module, val_set: dict[str, torch.Tensor], val_idx
     if len(idx) == 0:  # fewer validation samples than ranks
         val = 0.0
     elif validate is None:
-        val = evaluate(task, val_set, idx, cfg.batch_size * 2, device)
+        val = evaluate(task, val_set, idx, cfg.batch_size * 2, device, precision=cfg.precision,
+                       channels_last=cfg.channels_last, loss_fn=loss_fn)
     else:
         task.eval()
         with torch.no_grad():
@@ -251,7 +357,8 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
             then all of ``data`` trains and ``cfg.val_fraction`` is unused.
         validate: ``(task, validation data, device) -> float``, lower is better, called in eval
             mode under ``torch.no_grad`` instead of the mean ``task.loss`` (the validation data
-            are the held-out slice of ``data``, or ``val_data``, as tensors on the CPU).
+            are the held-out slice of ``data``, or ``val_data``, as tensors on the CPU); it runs
+            without autocast (its score is comparable across precisions).
         identity: everything else that changes the result, JSON-able (data digest, procedure, loss
             network, model settings ...); callers extend it. The checkpoint stores it with the fit
             settings, and a checkpoint written with other settings is not resumed: training starts
@@ -273,9 +380,14 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {cfg.epochs}, {cfg.batch_size}")
     device = best_device(cfg.device)
+    check_precision(cfg.precision, device)
+    check_logger(cfg.logger)
     task.to(device)
     world = distributed.world_size()
     task = _sync_batchnorm(task, device)
+    if cfg.channels_last:
+        to_memory_format(task, torch.channels_last)
+    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "16-mixed" else None
     if val_data is None:
         train_idx, val_idx = split_indices(n, cfg.val_fraction, cfg.seed)
         val_set = data
@@ -301,12 +413,18 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
     if state is not None:
         task.load_state_dict(state["task"])
         opt.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         best_state = state["best_state"]
         result.history = state["history"]
         result.best_epoch, result.best_val = state["best_epoch"], state["best_val"]
         result.stopped_early = state.get("stopped_early", False)
         start = result.resumed_from = len(result.history)
-    train_loss = _data_parallel(task, device)
+    # the training-loss function: task.loss, DDP-wrapped under torchrun, optionally compiled
+    loss_fn = compiled(_data_parallel(task, device), cfg.compile)
+    eval_fn = compiled(task.loss, cfg.compile) if world > 1 else loss_fn
+    log_dir = cfg.log_dir if cfg.log_dir is not None else ckpt_dir
+    logger = HistoryLogger(log_dir if distributed.is_main() else None, cfg.logger, result.history)
     bar = tqdm(range(start, cfg.epochs), desc=cfg.desc, disable=not cfg.progress or not distributed.is_main(),
                leave=False, initial=start, total=cfg.epochs)
     for epoch in bar:
@@ -323,12 +441,19 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
             if world > 1 and len(b) < world:  # a last batch with fewer samples than ranks
                 break
             mine = distributed.shard(b)
-            loss = train_loss(_batch(data, mine, device))
+            with autocast(cfg.precision, device):
+                loss = loss_fn(_batch(data, mine, device, cfg.channels_last))
             opt.zero_grad(set_to_none=True)
             # DDP averages the ranks' gradients; weighting by share size makes that the global batch's gradient
-            (loss if world == 1 else loss * (len(mine) * world / len(b))).backward()
-            opt.step()
-            total += loss.item() * len(mine)
+            scaled = loss if world == 1 else loss * (len(mine) * world / len(b))
+            if scaler is None:
+                scaled.backward()
+                opt.step()
+            else:
+                scaler.scale(scaled).backward()
+                scaler.step(opt)
+                scaler.update()
+            total += loss.float().item() * len(mine)
             seen += len(mine)
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -337,12 +462,12 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
             distributed.broadcast_tensors(list(task.buffers()))  # rank 0's BatchNorm running statistics
             total, seen = distributed.all_reduce([total, seen])
         t1 = time.perf_counter()
-        val = _validation_score(task, val_set, val_idx, cfg, device, validate)
+        val = _validation_score(task, val_set, val_idx, cfg, device, validate, eval_fn)
         val_seconds = time.perf_counter() - t1
         if world > 1:
             train_seconds, val_seconds = distributed.all_reduce([train_seconds, val_seconds], op="max")
         row = {"epoch": epoch, "train_loss": total / seen, "val_loss": val,
-               "train_seconds": train_seconds, "val_seconds": val_seconds}
+               "train_seconds": train_seconds, "val_seconds": val_seconds, "lr": opt.param_groups[0]["lr"]}
         result.history.append(row)
         if val < result.best_val:
             result.best_val, result.best_epoch = val, epoch
@@ -350,6 +475,7 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
         elif cfg.patience is not None and epoch - result.best_epoch >= cfg.patience:
             result.stopped_early = True
         bar.set_postfix(train=f"{row['train_loss']:.4g}", val=f"{val:.4g}", best=result.best_epoch)
+        logger.log(row)  # before the checkpoint: a re-run epoch replaces its row (loggers module)
         fault_point("epoch")
         if ckpt is not None and distributed.is_main():  # one writer
             ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -359,14 +485,18 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
                 torch.save({"config": cfg.identity(), "identity": ident, "task": task.state_dict(),
                             "optimizer": opt.state_dict(), "best_state": best_state, "history": result.history,
                             "best_epoch": result.best_epoch, "best_val": result.best_val,
-                            "stopped_early": result.stopped_early}, tmp)
+                            "stopped_early": result.stopped_early,
+                            "scaler": scaler.state_dict() if scaler is not None else None}, tmp)
                 os.replace(tmp, ckpt)
             except BaseException:
                 tmp.unlink(missing_ok=True)  # a full disk leaves no partial files
                 raise
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
+    logger.close()
     if best_state is not None:
         task.load_state_dict(best_state)
+    if cfg.channels_last:
+        to_memory_format(task, torch.contiguous_format)
     task.eval()
     return result
