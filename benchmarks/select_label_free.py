@@ -161,7 +161,7 @@ def analyse(args) -> None:
             print(f"{n:>22} " + " ".join(f"{r[n][k]:>9.3f}" for k in keys))
     rho = lambda a, b: (lambda t: (t.statistic, t.pvalue))(spearmanr(a, b))  # noqa: E731
     for who, sel in (("all", names), ("loss networks", [n for n in names if n != S.BASELINE])):
-        print(f"\n== Spearman's rho vs the labelled ranking ({who}: {len(sel)}); same-seed per seed, cross-seed mean, "
+        print(f"\n== Spearman's rho vs the labelled ranking ({who}: {len(sel)}); same-seed per seed, cross-seed (label-free of s vs labelled of s'), "
               "seed-averaged scores")
         for lab in [k for k in ("acc", "negerr") if k in keys]:
             for k in keys:

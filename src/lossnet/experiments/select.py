@@ -20,11 +20,13 @@ clearly cheaper. A ``(pixels)`` baseline -- the same encoder predicting the pool
 i.e. no loss network -- shows whether any loss network helps at all.
 
 Without labels (no class sub-folders, or ``label_free=True``), :func:`select_label_free` ranks
-the same I-F-FP encoders by how well their embedding tells each held-out image apart from the
-other held-out images under small perturbations: the augmented view of every held-out image
-queries all held-out originals, scored by the mean reciprocal rank of its own original
-(docs/choosing.md, "Without labels", for the criterion, its justification and how well it agreed
-with the labelled ranking).
+the same I-F-FP encoders by how much of what the *other* candidate loss networks see in the
+held-out images their embedding keeps: the held-out R^2 of ridge regressions from the embedding to
+the other architectures' pooled features (``criterion="cross-prediction"``, the default), or, as
+an option, by how well it tells held-out images apart under small perturbations (``"retrieval"``:
+the augmented view of every held-out image queries all held-out originals; mean reciprocal rank).
+docs/choosing.md, "Without labels", has the criteria, their justification and how well they agreed
+with labelled rankings.
 """
 
 from __future__ import annotations
