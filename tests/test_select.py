@@ -204,6 +204,9 @@ def test_label_free_cross_prediction_default(tiny_archs, capsys):
         select_label_free(x, **kw, max_shift=0)
     with pytest.raises(UserError, match="unknown label-free criterion"):
         select_label_free(x, **kw, criterion="mrr")
+    # a budget that stops all but the first candidate leaves nothing to cross-predict: no score, no recommendation
+    c = select_label_free(x, **{**kw, "epochs": 1}, budget_seconds=0.0)
+    assert [r.status for r in c.results] == ["not run"] * 3 and c.recommended is None
 
 
 def test_label_free_folder_end_to_end_and_deterministic(tiny_archs, tmp_path, capsys):

@@ -413,6 +413,9 @@ def _score_cross_prediction(results: list[CandidateResult], store: dict, ridge: 
     for r in ok:
         t0 = time.perf_counter()
         refs = [o for o in ok if o.arch != r.arch] or [o for o in ok if o is not r]
+        if not refs:  # e.g. the time budget stopped every other candidate
+            r.status, r.reason = "not run", "no other candidate was trained to predict (time budget?)"
+            continue
         train_x, test_x = store[r.name][:2]
         v = cross_prediction_scores(train_x, test_x, [store[o.name][2] for o in refs], [store[o.name][3] for o in refs],
                                     ridge)
