@@ -1,23 +1,36 @@
-"""Does the label-free `lossnet select` ranking agree with the labelled one where labels are known?
+"""Does a label-free `lossnet select` ranking agree with the labelled one where labels are known?
 
-For each kind of images, the same candidates (every offline (architecture, layer) + the pixel
-baseline) are ranked twice on the same images with the same seed: by `select` (held-out probe
-accuracy on the labels) and by `select_label_free` (retrieval of augmented views, no labels).
-Prints both scores per candidate and Spearman's rho between the two rankings (scipy), over all
-candidates and over the loss networks alone (baseline excluded).
+Two kinds of images with labels:
 
 * ``lunarlander``: frames of random-policy LunarLander rollouts (lossnet.data.lunarlander);
-  labels = the lander's binned position (x tertile x y above/below the median: 6 classes).
+  labels = the lander's binned position (x tertile x y above/below the median: 6 classes); the
+  positions themselves (pixels) for a regression check.
 * ``sr``: random 64x64 crops of the SR photographs in $LOSSNET_SHARED/data/sr; labels = the
   source image's id.
 
-    python benchmarks/select_label_free.py [--kind lunarlander|sr|both] [--images 360] [--epochs 3]
-                                           [--probe-epochs 40] [--threads 1] [--seed 0]
+``train`` (one kind, one seed): per candidate (every offline (architecture, layer) + the pixel
+baseline) the I-F-FP encoder of `select` is trained once on the stratified train part; from that
+one encoder it stores the labelled score (held-out accuracy of the paper-B probe grid, as
+`select`; for LunarLander also the position error of a regression grid) and what the label-free
+criteria need (embeddings of the train and held-out images and of augmented views of the
+held-out images, the candidate's pooled features of both). ``analyse`` (one kind, all stored
+seeds) computes the label-free criteria with the library's functions and prints Spearman's rho
+(scipy) between each criterion and the labelled ranking: on the same seed (shared encoders, so
+optimistic), across seeds (label-free of seed s vs labelled of seed s', no shared encoder noise),
+on the seed-averaged scores, and each score's own seed-to-seed rho (for the labelled ranking: its
+noise ceiling).
+``api`` runs the public `select` and `select_label_free` end to end (independent encoders).
+
+    python benchmarks/select_label_free.py train --kind lunarlander --images 480 --seed 0
+    python benchmarks/select_label_free.py analyse --kind lunarlander
+    python benchmarks/select_label_free.py api [--kind lunarlander|sr|both] [--images 360] [--criterion ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import itertools
 import os
 import time
 from pathlib import Path
@@ -25,10 +38,16 @@ from pathlib import Path
 import torch
 from scipy.stats import spearmanr
 
-from lossnet.experiments.select import default_candidates, select, select_label_free
+from lossnet.experiments import select as S
+from lossnet.experiments.select import (cross_prediction_scores, default_candidates, retrieval_scores, select,
+                                        select_label_free)
+
+VIEWS = {"shift": {}, "photo": {"max_shift": 0},
+         "photo2": {"max_shift": 0, "brightness": 0.2, "contrast": 0.2, "noise": 0.06}}
 
 
-def lunarlander_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def lunarlander_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(images uint8 (n, 3, 64, 64), 6-bin position labels (n,), positions float (n, 2) in pixels)."""
     from lossnet.data.lunarlander import generate_run
 
     steps, every = 90, 3
@@ -37,10 +56,10 @@ def lunarlander_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     keep = torch.from_numpy(run["onscreen"]).clone()
     keep[torch.arange(len(keep)) % every != 0] = False
     imgs = torch.from_numpy(run["images"]).permute(0, 3, 1, 2)[keep][:n].contiguous()
-    pos = torch.from_numpy(run["positions"])[keep][:n]
+    pos = torch.from_numpy(run["positions"])[keep][:n].float()
     xb = torch.bucketize(pos[:, 0].contiguous(), pos[:, 0].quantile(torch.tensor([1 / 3, 2 / 3])))
     yb = (pos[:, 1] > pos[:, 1].median()).long()
-    return imgs, xb * 2 + yb
+    return imgs, xb * 2 + yb, pos
 
 
 def sr_crops(n: int, seed: int, n_sources: int = 8, size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,25 +81,130 @@ def sr_crops(n: int, seed: int, n_sources: int = 8, size: int = 64) -> tuple[tor
     return torch.stack(imgs)[:n].contiguous(), torch.tensor(labels)[:n]
 
 
+def train(args) -> None:
+    from lossnet.eval.probes import fit_probe_grid
+    from lossnet.zoo import create_loss_network
+
+    if args.kind == "lunarlander":
+        imgs, labels, pos = lunarlander_images(args.images, args.data_seed)
+    else:
+        (imgs, labels), pos = sr_crops(args.images, args.data_seed), None
+    tr, te = S.stratified_split(labels, None, 0.3, args.seed)
+    data = {"train_images": imgs[tr].contiguous(), "test_images": imgs[te].contiguous()}
+    views = {k: S.augmented_view(data["test_images"], args.seed + 1, **v) for k, v in VIEWS.items()}
+    s = {"z": 64, "hidden": 1024, "epochs": args.epochs, "batch_size": 32, "lr": 1e-3, "fp_max_dim": 4096,
+         "seed": args.seed, "device": None, "progress": False}
+    out = {"labels": labels, "pos": pos, "tr": tr, "te": te, "cands": {}}
+    for arch, layer in [(S.BASELINE, "-")] + default_candidates("imagenet"):
+        t0 = time.perf_counter()
+        if arch == S.BASELINE:
+            net = S._PixelNet()
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(args.seed)
+                net = create_loss_network(arch, layer, weights="imagenet", sigmoid=True)
+        enc, *_ = S._train_candidate(net, arch, layer, data, s)
+        ftest, _, _ = S._targets(net, data["test_images"], 4096, 128, "cpu")
+        ftrain, _, _ = S._targets(net, data["train_images"], 4096, 128, "cpu")
+        e = {"train": enc.embed(data["train_images"]), "test": enc.embed(data["test_images"]),
+             "ftest": ftest.flatten(1).half(), "ftrain": ftrain.flatten(1).half()}
+        for k, v in views.items():
+            e["v_" + k] = enc.embed(v)
+        g = fit_probe_grid(e["train"], labels[tr], e["test"], labels[te], task="classification",
+                           epochs=args.probe_epochs, seed=args.seed, progress=False, num_classes=int(labels.max()) + 1)
+        e["acc"] = float(g.test_metric)
+        if pos is not None:
+            g2 = fit_probe_grid(e["train"], pos[tr], e["test"], pos[te], task="regression", epochs=args.probe_epochs,
+                                seed=args.seed, progress=False)
+            e["err"] = float(g2.test_metric)
+        name = arch if arch == S.BASELINE else f"{arch}:{layer}"
+        out["cands"][name] = e
+        print(f"{name:<24} acc {e['acc']:.3f} err {e.get('err', float('nan')):.2f} {time.perf_counter() - t0:.1f}s",
+              flush=True)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    torch.save(out, Path(args.out) / f"{args.kind}_n{args.images}_s{args.seed}.pt")
+
+
+def criteria(d: dict, ridge: float = 1e-2) -> dict:
+    """Per candidate: labelled scores and every label-free criterion (higher = better)."""
+    names = list(d["cands"])
+    c = {n: {k: (v.double() if torch.is_tensor(v) else v) for k, v in d["cands"][n].items()} for n in names}
+    r2 = {n: {m: float(cross_prediction_scores(c[n]["train"], c[n]["test"], [c[m]["ftrain"]], [c[m]["ftest"]],
+                                               ridge).mean()) for m in names} for n in names}
+    out = {}
+    for n in names:
+        e, arch = c[n], n.split(":")[0]
+        row = {"acc": e["acc"], **({"negerr": -e["err"]} if "err" in e else {})}
+        for v in VIEWS:
+            row["mrr_" + v] = float(retrieval_scores(e["v_" + v], e["test"], e["train"].mean(0), e["train"].std(0))[0].mean())
+        mean = lambda ms: sum(r2[n][m] for m in ms) / len(ms)  # noqa: E731
+        row["xp_others"] = mean([m for m in names if m.split(":")[0] != arch])  # the library's default
+        row["xp_exself"] = mean([m for m in names if m != n])
+        row["xp_nopix"] = mean([m for m in names if m.split(":")[0] not in (arch, S.BASELINE)])
+        row["xp_pix"] = r2[n][S.BASELINE]
+        row["xp_self"] = r2[n][n]
+        out[n] = row
+    return out
+
+
+def analyse(args) -> None:
+    files = sorted(glob.glob(str(Path(args.out) / f"{args.kind}_n*_s*.pt")))
+    if not files:
+        raise SystemExit(f"no stored runs for {args.kind} in {args.out}: run `train` first")
+    res = {Path(f).stem: criteria(torch.load(f, weights_only=False)) for f in files}
+    keys = list(next(iter(next(iter(res.values())).values())))
+    names = list(next(iter(res.values())))
+    for f, r in res.items():
+        print(f"\n== {f}")
+        print(f"{'candidate':>22} " + " ".join(f"{k:>9}" for k in keys))
+        for n in names:
+            print(f"{n:>22} " + " ".join(f"{r[n][k]:>9.3f}" for k in keys))
+    rho = lambda a, b: (lambda t: (t.statistic, t.pvalue))(spearmanr(a, b))  # noqa: E731
+    for who, sel in (("all", names), ("loss networks", [n for n in names if n != S.BASELINE])):
+        print(f"\n== Spearman's rho vs the labelled ranking ({who}: {len(sel)}); same-seed per seed, cross-seed (label-free of s vs labelled of s'), "
+              "seed-averaged scores")
+        for lab in [k for k in ("acc", "negerr") if k in keys]:
+            for k in keys:
+                same = [rho([r[n][lab] for n in sel], [r[n][k] for n in sel]) for r in res.values()]
+                cross = [rho([res[a][n][lab] for n in sel], [res[b][n][k] for n in sel])
+                         for a, b in itertools.permutations(res, 2)]
+                avg = rho([sum(r[n][lab] for r in res.values()) for n in sel],
+                          [sum(r[n][k] for r in res.values()) for n in sel])
+                cr = " ".join(f"{a:+.2f} (p {p:.2f})" for a, p in cross) if cross else "-"
+                print(f"  {lab:>6} vs {k:<10} same-seed {' '.join(f'{a:+.2f} (p {p:.2f})' for a, p in same)}  "
+                      f"cross-seed {cr}  seed-avg {avg[0]:+.2f} (p {avg[1]:.3f})")
+        _stability(res, keys, sel)
+
+
+def _stability(res: dict, keys: list, sel: list) -> None:
+    """Each score's own seed-to-seed Spearman rho (its ranking's reproducibility)."""
+    if len(res) < 2:
+        return
+    print(f"  seed-to-seed rho of each score itself ({len(sel)} candidates):")
+    for k in keys:
+        rs = [spearmanr([res[a][n][k] for n in sel], [res[b][n][k] for n in sel]) for a, b in
+              itertools.combinations(res, 2)]
+        print(f"    {k:<10} " + " ".join(f"{t.statistic:+.2f} (p {t.pvalue:.2f})" for t in rs))
+
+
 def compare(kind: str, images: torch.Tensor, labels: torch.Tensor, args) -> dict:
     cands = default_candidates("imagenet")
     common = dict(candidates=cands, max_images=None, epochs=args.epochs, seed=args.seed)
     t0 = time.perf_counter()
     lab = select(images, labels, probe_epochs=args.probe_epochs, **common)
     t1 = time.perf_counter()
-    free = select_label_free(images, **common)
+    free = select_label_free(images, criterion=args.criterion, **common)
     t2 = time.perf_counter()
     a = {r.name: r.score for r in lab.results if r.status == "ok"}
     b = {r.name: r.score for r in free.results if r.status == "ok"}
     names = [k for k in a if k in b]
     print(f"\n== {kind}: {len(images)} images, {int(labels.max()) + 1} classes; labelled {t1 - t0:.0f} s, "
-          f"label-free {t2 - t1:.0f} s")
-    print(f"{'candidate':<24}{'accuracy':>10}{'MRR':>8}{'top1':>7}")
-    top1 = {r.name: r.top1 for r in free.results if r.status == "ok"}
+          f"label-free ({args.criterion}) {t2 - t1:.0f} s")
+    print(f"{'candidate':<24}{'accuracy':>10}{'label-free':>11}")
     for k in sorted(names, key=lambda k: -a[k]):
-        print(f"{k:<24}{a[k]:>10.3f}{b[k]:>8.3f}{top1[k]:>7.3f}")
+        print(f"{k:<24}{a[k]:>10.3f}{b[k]:>11.3f}")
     rho_all = spearmanr([a[k] for k in names], [b[k] for k in names])
-    nets = [k for k in names if k != "(pixels)"]
+    nets = [k for k in names if k != S.BASELINE]
     rho_nets = spearmanr([a[k] for k in nets], [b[k] for k in nets])
     print(f"{kind}: Spearman rho (label-free vs labelled) = {rho_all.statistic:.3f} (p = {rho_all.pvalue:.3g}) over "
           f"{len(names)} candidates; {rho_nets.statistic:.3f} (p = {rho_nets.pvalue:.3g}) over the {len(nets)} "
@@ -88,22 +212,32 @@ def compare(kind: str, images: torch.Tensor, labels: torch.Tensor, args) -> dict
     return {"rho": rho_all.statistic, "rho_nets": rho_nets.statistic}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--kind", default="both", choices=["lunarlander", "sr", "both"])
-    ap.add_argument("--images", type=int, default=360)
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--probe-epochs", type=int, default=40)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+def api(args) -> None:
     out = {}
     if args.kind in ("lunarlander", "both"):
-        out["lunarlander"] = compare("lunarlander", *lunarlander_images(args.images, args.seed), args)
+        out["lunarlander"] = compare("lunarlander", *lunarlander_images(args.images, args.seed)[:2], args)
     if args.kind in ("sr", "both"):
         out["sr"] = compare("sr", *sr_crops(args.images, args.seed), args)
     print("\n" + "; ".join(f"{k}: rho {v['rho']:.3f} (nets only {v['rho_nets']:.3f})" for k, v in out.items()))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("command", choices=["train", "analyse", "api"])
+    ap.add_argument("--kind", default="lunarlander", choices=["lunarlander", "sr", "both"])
+    ap.add_argument("--images", type=int, default=480)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--probe-epochs", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0, help="split, encoder and probe seed")
+    ap.add_argument("--data-seed", type=int, default=0, help="which frames / crops (train)")
+    ap.add_argument("--criterion", default="cross-prediction", choices=list(S.LABEL_FREE_CRITERIA), help="(api)")
+    ap.add_argument("--out", default="runs/select-label-free", help="where train stores and analyse reads")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.command != "api" and args.kind == "both":
+        ap.error("train/analyse take one --kind")
+    {"train": train, "analyse": analyse, "api": api}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ from torch import nn
 
 from lossnet.errors import UserError
 from lossnet.cli import main as cli_main
-from lossnet.experiments.select import augmented_view, format_table, parse_candidates, retrieval_scores, select, \
-    select_folder, select_label_free, stratified_split
+from lossnet.experiments.select import augmented_view, cross_prediction_scores, format_table, parse_candidates, \
+    retrieval_scores, select, select_folder, select_label_free, stratified_split
 from lossnet.zoo import REGISTRY, register
 from lossnet.zoo.registry import ArchSpec
 
@@ -162,11 +162,58 @@ def test_augmented_view_is_seeded_and_small():
         augmented_view(x.float())
 
 
+def test_cross_prediction_scores_known_values():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 5, generator=g)
+    lin = x @ torch.randn(5, 30, generator=g) + 3.0  # an exact linear function of the embedding
+    noise = torch.randn(200, 30, generator=g)  # independent of it
+    tr, te = slice(0, 150), slice(150, 200)
+    exact = cross_prediction_scores(x[tr], x[te], [lin[tr]], [lin[te]], ridge=1e-9)
+    assert exact.shape == (50,) and exact.dtype == torch.float64 and torch.allclose(exact, torch.ones(50, dtype=torch.float64), atol=1e-5)
+    shrunk = cross_prediction_scores(x[tr], x[te], [lin[tr]], [lin[te]], ridge=1.0)  # heavy ridge: predictions shrink
+    assert 0.5 < float(shrunk.mean()) < 0.9
+    none = float(cross_prediction_scores(x[tr], x[te], [noise[tr]], [noise[te]]).mean())
+    assert -0.2 < none < 0.02  # held-out R^2 of unrelated features: about 0, slightly below (overfitted noise)
+    both = cross_prediction_scores(x[tr], x[te], [lin[tr], noise[tr]], [lin[te], noise[te]], ridge=1e-9)
+    assert abs(float(both.mean()) - (1 + none) / 2) < 1e-3  # the mean over references
+    with pytest.raises(ValueError, match="one row per image"):
+        cross_prediction_scores(x[tr], x[te], [lin[:10]], [lin[te]])
+    with pytest.raises(ValueError, match="reference"):
+        cross_prediction_scores(x[tr], x[te], [], [])
+
+
+def test_label_free_cross_prediction_default(tiny_archs, capsys):
+    x, _ = colour_images(14)
+    kw = dict(candidates=[(HUE, "E"), (BRIGHT, "E")], weights={HUE: HUE_WEIGHTS, BRIGHT: BRIGHT_WEIGHTS},
+              epochs=2, batch_size=16, z=8, hidden=64, seed=3, max_images=None)
+    msgs = []
+    a = select_label_free(x, log=msgs.append, **kw)
+    assert a.settings["criterion"] == "cross-prediction" and a.settings["n_test"] == 13
+    ok = [r for r in a.results if r.status == "ok"]
+    assert {r.name for r in ok} == {"(pixels)", f"{HUE}:E", f"{BRIGHT}:E"}
+    # every candidate is scored against the two others (other architectures, the pixels included)
+    assert all(r.references == 2 and r.score <= 1 and len(r.per_image) == 13 and r.stderr > 0 for r in ok)
+    assert [r.rank for r in ok] == [1, 2, 3] and ok[0].score >= ok[1].score >= ok[2].score
+    assert any("cross-prediction R^2" in m for m in msgs)
+    assert "R^2" in format_table(a) and "cross-prediction score" in a.recommendation
+    b = select_label_free(x, **kw)
+    assert [(r.name, r.score) for r in a.results] == [(r.name, r.score) for r in b.results]
+    with pytest.raises(UserError, match="at least two candidates"):
+        select_label_free(x, **{**kw, "candidates": [(HUE, "E")]}, baseline=False)
+    with pytest.raises(UserError, match="only apply to criterion='retrieval'"):
+        select_label_free(x, **kw, max_shift=0)
+    with pytest.raises(UserError, match="unknown label-free criterion"):
+        select_label_free(x, **kw, criterion="mrr")
+    # a budget that stops all but the first candidate leaves nothing to cross-predict: no score, no recommendation
+    c = select_label_free(x, **{**kw, "epochs": 1}, budget_seconds=0.0)
+    assert [r.status for r in c.results] == ["not run"] * 3 and c.recommended is None
+
+
 def test_label_free_folder_end_to_end_and_deterministic(tiny_archs, tmp_path, capsys):
     x, _ = colour_images(14)
     _write_folder(tmp_path / "flat", x)
     kw = dict(candidates=[(HUE, "E"), (BRIGHT, "E")], weights={HUE: HUE_WEIGHTS, BRIGHT: BRIGHT_WEIGHTS},
-              epochs=2, batch_size=16, z=8, hidden=64, seed=3)
+              epochs=2, batch_size=16, z=8, hidden=64, seed=3, criterion="retrieval")
     msgs = []
     a = select_folder(tmp_path / "flat", log=msgs.append, out=tmp_path / "sel", **kw)
     assert any("no class sub-folders" in m and "label-free" in m for m in msgs)
@@ -184,8 +231,13 @@ def test_label_free_folder_end_to_end_and_deterministic(tiny_archs, tmp_path, ca
     assert [r.score for r in c.results] != [r.score for r in a.results]
     assert len(a_images) == 42
     assert cli_main(["select", "--images", str(tmp_path / "flat"), "--label-free", "--candidates", f"{HUE}:E",
-                     "--weights", "random", "--epochs", "1", "--no-baseline", "--out", str(tmp_path / "cli")]) == 0
+                     "--weights", "random", "--epochs", "1", "--no-baseline", "--criterion", "retrieval",
+                     "--out", str(tmp_path / "cli")]) == 0
     assert "MRR" in capsys.readouterr().out
+    assert cli_main(["select", "--images", str(tmp_path / "flat"), "--candidates", f"{HUE}:E",
+                     "--weights", "random", "--epochs", "1", "--out", str(tmp_path / "cli2")]) == 0
+    assert "R^2" in capsys.readouterr().out
+    assert json.loads((tmp_path / "cli2" / "select.json").read_text())["settings"]["criterion"] == "cross-prediction"
 
 
 def _load(folder):

@@ -323,7 +323,8 @@ def _select(args) -> None:
         raise UserError(str(e)) from None
     out = Path(args.out) if args.out else Path("runs") / f"select-{Path(args.images).expanduser().resolve().name}"
     t0 = time.perf_counter()
-    sel = select_folder(args.images, size=args.size, out=out, label_free=True if args.label_free else None, **kwargs)
+    sel = select_folder(args.images, size=args.size, out=out, label_free=True if args.label_free else None,
+                        criterion=args.criterion, **kwargs)
     print(format_table(sel))
     print()
     print(sel.recommendation)
@@ -516,8 +517,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="pool feature targets to at most this many values (0: never)")
     sel.add_argument("--weights", default="imagenet", choices=["imagenet", "random"])
     sel.add_argument("--no-baseline", action="store_true", help="skip the (pixels) baseline")
-    sel.add_argument("--label-free", action="store_true", help="ignore labels: rank by retrieval of augmented views of "
+    sel.add_argument("--label-free", action="store_true", help="ignore labels: rank by a label-free criterion on "
                      "held-out images (automatic when the folder has no class sub-folders)")
+    sel.add_argument("--criterion", default="cross-prediction", choices=["cross-prediction", "retrieval"],
+                     help="label-free criterion: R^2 of the other architectures' features predicted from the embedding, "
+                          "or retrieval of augmented views (docs/choosing.md)")
     sel.add_argument("--seed", type=int, default=0)
     sel.add_argument("--threads", type=int, default=1,
                      help="torch threads (0: torch's default); the models are small, and extra threads mostly "

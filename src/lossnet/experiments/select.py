@@ -20,11 +20,13 @@ clearly cheaper. A ``(pixels)`` baseline -- the same encoder predicting the pool
 i.e. no loss network -- shows whether any loss network helps at all.
 
 Without labels (no class sub-folders, or ``label_free=True``), :func:`select_label_free` ranks
-the same I-F-FP encoders by how well their embedding tells each held-out image apart from the
-other held-out images under small perturbations: the augmented view of every held-out image
-queries all held-out originals, scored by the mean reciprocal rank of its own original
-(docs/choosing.md, "Without labels", for the criterion, its justification and how well it agreed
-with the labelled ranking).
+the same I-F-FP encoders by how much of what the *other* candidate loss networks see in the
+held-out images their embedding keeps: the held-out R^2 of ridge regressions from the embedding to
+the other architectures' pooled features (``criterion="cross-prediction"``, the default), or, as
+an option, by how well it tells held-out images apart under small perturbations (``"retrieval"``:
+the augmented view of every held-out image queries all held-out originals; mean reciprocal rank).
+docs/choosing.md, "Without labels", has the criteria, their justification and how well they agreed
+with labelled rankings.
 """
 
 from __future__ import annotations
@@ -42,9 +44,11 @@ import torch
 from ..errors import UserError
 
 __all__ = ["CandidateResult", "Selection", "parse_candidates", "default_candidates", "select", "select_label_free",
-           "select_folder", "format_table", "augmented_view", "retrieval_scores"]
+           "select_folder", "format_table", "augmented_view", "retrieval_scores",
+           "cross_prediction_scores", "LABEL_FREE_CRITERIA"]
 
 LAYERS = ("E", "S", "M", "L")
+LABEL_FREE_CRITERIA = ("cross-prediction", "retrieval")
 BASELINE = "(pixels)"
 
 
@@ -93,6 +97,7 @@ class CandidateResult:
     rank: int | None = None
     tied_with_best: bool = False
     top1: float | None = None
+    references: int | None = None
     correct: list[bool] | None = field(default=None, repr=False)
     per_image: list[float] | None = field(default=None, repr=False)
 
@@ -265,13 +270,13 @@ def _train_candidate(net, arch: str, layer: str, data: dict, s: dict):
                        FitConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], seed=s["seed"],
                                  device=s["device"], progress=s["progress"], desc=f"{arch}:{layer}"),
                        loss_net=net, cache=_Fixed(feats))
-    return te, shape, int(feats[0].numel()), gflops, t0, t1
+    return te, shape, int(feats[0].numel()), gflops, t0, t1, feats
 
 
 def _evaluate(net, arch: str, layer: str, data: dict, s: dict, log) -> CandidateResult:
     from ..eval.probes import fit_probe_grid
 
-    te, shape, dim, gflops, t0, t1 = _train_candidate(net, arch, layer, data, s)
+    te, shape, dim, gflops, t0, t1, _ = _train_candidate(net, arch, layer, data, s)
     train_x, test_x = te.embed(data["train_images"]), te.embed(data["test_images"])
     t2 = time.perf_counter()
     grid = fit_probe_grid(train_x, data["train_labels"], test_x, data["test_labels"], task="classification",
@@ -341,7 +346,7 @@ def retrieval_scores(queries: torch.Tensor, gallery: torch.Tensor, mean: torch.T
 
 
 def _evaluate_label_free(net, arch: str, layer: str, data: dict, s: dict, log) -> CandidateResult:
-    te, shape, dim, gflops, t0, t1 = _train_candidate(net, arch, layer, data, s)
+    te, shape, dim, gflops, t0, t1, _ = _train_candidate(net, arch, layer, data, s)
     train_x = te.embed(data["train_images"]).cpu()
     t2 = time.perf_counter()
     gallery, queries = te.embed(data["test_images"]).cpu(), te.embed(data["test_views"]).cpu()
@@ -352,6 +357,75 @@ def _evaluate_label_free(net, arch: str, layer: str, data: dict, s: dict, log) -
     return CandidateResult(arch, layer, "ok", float(rr.mean()), sd / math.sqrt(n), t3 - t0, t1 - t0, t2 - t1,
                            t3 - t2, shape, dim, gflops, "augmentation retrieval",
                            per_image=rr.tolist(), top1=float(hit.double().mean()))
+
+
+def cross_prediction_scores(train_x: torch.Tensor, test_x: torch.Tensor, refs_train: Sequence[torch.Tensor],
+                            refs_test: Sequence[torch.Tensor], ridge: float = 1e-2) -> torch.Tensor:
+    """Per held-out image, how well the embedding linearly predicts reference feature spaces.
+
+    For each reference r, a ridge regression from the embeddings (standardised with the train
+    embeddings' mean/sd; penalty ``ridge * n_train`` on the weights, no intercept penalty) is fitted
+    from ``train_x`` (N, z) to the reference's train features ``refs_train[r]`` (N, D_r) and
+    applied to ``test_x`` (M, z). Image i's value for r is ``1 - |pred_i - y_i|^2 / mean_j |y_j -
+    ybar|^2`` (``ybar``: the train features' mean; ``j`` over the M held-out images), so the mean over
+    images is the held-out R^2 of reference r. Returns (M,) float64: the mean over references
+    (higher is better, 1 = perfect; 0 = no better than predicting the train mean).
+    """
+    if train_x.ndim != 2 or test_x.ndim != 2 or train_x.shape[1] != test_x.shape[1]:
+        raise ValueError(f"embeddings must be (N, z) and (M, z), got {tuple(train_x.shape)} and {tuple(test_x.shape)}")
+    if len(refs_train) != len(refs_test) or not refs_train:
+        raise ValueError("give one or more reference feature spaces, as many for the train as for the test images")
+    x, xt = train_x.double(), test_x.double()
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-8)
+    x, xt = (x - mean) / std, (xt - mean) / std
+    gram = x.T @ x + ridge * len(x) * torch.eye(x.shape[1], dtype=torch.float64)
+    total = torch.zeros(len(xt), dtype=torch.float64)
+    for ytr, yte in zip(refs_train, refs_test):
+        ytr, yte = ytr.flatten(1).double(), yte.flatten(1).double()
+        if len(ytr) != len(x) or len(yte) != len(xt):
+            raise ValueError(f"reference features must have one row per image ({len(x)} train, {len(xt)} test), got "
+                             f"{len(ytr)} and {len(yte)}")
+        ybar = ytr.mean(0)
+        w = torch.linalg.solve(gram, x.T @ (ytr - ybar))
+        err = ((xt @ w + ybar - yte) ** 2).sum(1)
+        total += 1 - err / ((yte - ybar) ** 2).sum(1).mean().clamp_min(1e-12)
+    return total / len(refs_train)
+
+
+def _embed_for_cross_prediction(net, arch: str, layer: str, data: dict, s: dict, store: dict) -> CandidateResult:
+    """Train the candidate's encoder; keep its embeddings and its (pooled) features of the train and
+    held-out images in ``store`` for :func:`_score_cross_prediction` (the score needs every candidate)."""
+    te, shape, dim, gflops, t0, t1, feats = _train_candidate(net, arch, layer, data, s)
+    test_feats, _, _ = _targets(net, data["test_images"], s["fp_max_dim"], 128, s["device"] or "cpu")
+    train_x, test_x = te.embed(data["train_images"]).cpu(), te.embed(data["test_images"]).cpu()
+    t2 = time.perf_counter()
+    r = CandidateResult(arch, layer, "ok", None, None, t2 - t0, t1 - t0, t2 - t1, 0.0, shape, dim, gflops,
+                        "cross-prediction")
+    store[r.name] = (train_x, test_x, feats.flatten(1).float(), test_feats.flatten(1).float())
+    return r
+
+
+def _score_cross_prediction(results: list[CandidateResult], store: dict, ridge: float) -> None:
+    """Fill in each trained candidate's score: the held-out R^2 of its embedding predicting the other
+    candidates' feature spaces (those of *other* architectures, the pixel baseline included; when there
+    are none, every other candidate), averaged over those references, with per-image values for ties."""
+    ok = [r for r in results if r.status == "ok" and r.name in store]
+    for r in ok:
+        t0 = time.perf_counter()
+        refs = [o for o in ok if o.arch != r.arch] or [o for o in ok if o is not r]
+        if not refs:  # e.g. the time budget stopped every other candidate
+            r.status, r.reason = "not run", "no other candidate was trained to predict (time budget?)"
+            continue
+        train_x, test_x = store[r.name][:2]
+        v = cross_prediction_scores(train_x, test_x, [store[o.name][2] for o in refs], [store[o.name][3] for o in refs],
+                                    ridge)
+        n = len(v)
+        r.score, r.stderr = float(v.mean()), float(v.std(unbiased=True)) / math.sqrt(n) if n > 1 else 0.0
+        r.per_image = v.tolist()
+        r.references = len(refs)
+        dt = time.perf_counter() - t0
+        r.probe_seconds += dt
+        r.seconds += dt
 
 
 # --------------------------------------------------------------------------------------------
@@ -420,24 +494,39 @@ def select_label_free(images: torch.Tensor, *, candidates: Sequence[tuple[str, s
                       epochs: int = 3, z: int = 64, hidden: int = 1024, batch_size: int = 32, lr: float = 1e-3,
                       fp_max_dim: int | None = 4096, budget_seconds: float | None = None, baseline: bool = True,
                       seed: int = 0, device: str | None = None, progress: bool = False,
-                      log: Callable[[str], None] | None = None, **augment) -> Selection:
+                      log: Callable[[str], None] | None = None, criterion: str = "cross-prediction",
+                      ridge: float = 1e-2, **augment) -> Selection:
     """Rank loss networks for autoencoding unlabeled ``images`` (docs/choosing.md, "Without labels").
 
-    Per candidate, the I-F-FP encoder of :func:`select` is trained on a seeded random train part;
-    each held-out image then gets an :func:`augmented_view` (small shift, contrast/brightness,
-    noise), and the view is used to retrieve its own original among all held-out originals by
-    cosine similarity of the (train-standardised) embeddings. The score is the mean reciprocal
-    rank (MRR, in (0, 1], higher is better; ``top1`` is the fraction retrieved first). Ties with the
-    best: the paired test of :func:`select` on the per-image reciprocal ranks.
+    Per candidate, the I-F-FP encoder of :func:`select` is trained on a seeded random train part
+    and its embeddings of the held-out images are scored by ``criterion``:
 
-    Args as :func:`select` (no labels, no probes); ``**augment`` goes to :func:`augmented_view`
-    (``max_shift``, ``brightness``, ``contrast``, ``noise``).
+    * ``"cross-prediction"`` (default): how well the embedding *linearly predicts the other
+      candidates' feature spaces* on the held-out images (:func:`cross_prediction_scores`; ridge
+      fitted on the train embeddings; references: the pooled features of the candidates of other
+      architectures, the pixel baseline included). The score is the mean held-out R^2 (higher is
+      better; at most 1). It needs at least two candidates (the pixel baseline counts).
+    * ``"retrieval"``: each held-out image gets an :func:`augmented_view` (small shift,
+      contrast/brightness, noise; ``**augment`` goes there: ``max_shift``, ``brightness``,
+      ``contrast``, ``noise``) that retrieves its own original among all held-out originals by
+      cosine similarity of the (train-standardised) embeddings; score: the mean reciprocal rank
+      (MRR, in (0, 1]; ``top1`` is the fraction retrieved first).
+
+    Ties with the best: the paired test of :func:`select` on the per-image values. Other args as
+    :func:`select` (no labels, no probes).
     """
     say = log or (lambda m: None)
+    if criterion not in LABEL_FREE_CRITERIA:
+        raise UserError(f"unknown label-free criterion {criterion!r}; choose one of {', '.join(LABEL_FREE_CRITERIA)}")
+    if augment and criterion != "retrieval":
+        raise UserError(f"augmentation settings ({', '.join(augment)}) only apply to criterion='retrieval'")
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be uint8 (N, 3, S, S), got {getattr(images, 'dtype', type(images))} "
                          f"{tuple(getattr(images, 'shape', ()))}")
     cands = _resolve_candidates(candidates, weights)
+    if criterion == "cross-prediction" and len(cands) + bool(baseline) < 2:
+        raise UserError("the cross-prediction criterion scores each candidate against the others' features: give at "
+                        "least two candidates (the pixel baseline counts), or use criterion='retrieval'")
     g = torch.Generator().manual_seed(seed)
     n_all = len(images)
     keep = n_all if not max_images or max_images >= n_all else int(max_images)
@@ -448,21 +537,32 @@ def select_label_free(images: torch.Tensor, *, candidates: Sequence[tuple[str, s
         raise UserError(f"too few images for a held-out estimate ({len(train_idx)} train, {len(test_idx)} test); "
                         "give at least ~40 images")
     test_images = images[test_idx].contiguous()
-    data = {"train_images": images[train_idx].contiguous(), "test_images": test_images,
-            "test_views": augmented_view(test_images, seed + 1, **augment)}
+    data = {"train_images": images[train_idx].contiguous(), "test_images": test_images}
     s = {"z": int(z), "hidden": int(hidden), "epochs": int(epochs), "batch_size": int(batch_size), "lr": float(lr),
          "fp_max_dim": fp_max_dim, "seed": int(seed), "device": device, "progress": bool(progress)}
-    settings = {**s, "mode": "label-free", "n_train": len(train_idx), "n_test": len(test_idx),
+    settings = {**s, "mode": "label-free", "criterion": criterion, "n_train": len(train_idx), "n_test": len(test_idx),
                 "image_size": int(images.shape[-1]), "max_images": max_images, "test_fraction": test_fraction,
-                "budget_seconds": budget_seconds, "procedure": "I-F-FP", "augment": dict(augment),
-                "criterion": "mean reciprocal rank of each held-out image's augmented view among the held-out images",
+                "budget_seconds": budget_seconds, "procedure": "I-F-FP",
                 "weights": weights if isinstance(weights, str) or weights is None else
                 {k: (v if isinstance(v, str) or v is None else "state_dict") for k, v in weights.items()}}
-    say(f"label-free: {len(train_idx)} train / {len(test_idx)} held-out images, {len(cands)} candidate(s)"
-        f"{' + pixel baseline' if baseline else ''}")
-    results = _run_candidates(cands, weights, baseline, budget_seconds, seed,
-                              lambda net, arch, layer: _evaluate_label_free(net, arch, layer, data, s, say), say,
-                              "retrieval MRR")
+    if criterion == "retrieval":
+        data["test_views"] = augmented_view(test_images, seed + 1, **augment)
+        settings.update(augment=dict(augment), criterion_text="mean reciprocal rank of each held-out image's augmented "
+                        "view among the held-out images")
+        evaluate, what = (lambda net, arch, layer: _evaluate_label_free(net, arch, layer, data, s, say)), "retrieval MRR"
+    else:
+        store: dict = {}
+        settings.update(ridge=float(ridge), criterion_text="mean held-out R^2 of a ridge regression from the embedding "
+                        "to the other architectures' (pooled) features")
+        evaluate, what = (lambda net, arch, layer: _embed_for_cross_prediction(net, arch, layer, data, s, store)), None
+    say(f"label-free ({criterion}): {len(train_idx)} train / {len(test_idx)} held-out images, {len(cands)} "
+        f"candidate(s){' + pixel baseline' if baseline else ''}")
+    results = _run_candidates(cands, weights, baseline, budget_seconds, seed, evaluate, say, what)
+    if criterion == "cross-prediction":
+        _score_cross_prediction(results, store, float(ridge))
+        for r in results:
+            if r.status == "ok":
+                say(f"  {r.name}: cross-prediction R^2 {r.score:.3f} +- {r.stderr:.3f} ({r.references} reference(s))")
     return _rank(results, settings)
 
 
@@ -514,7 +614,8 @@ def _run_candidates(cands, weights, baseline: bool, budget_seconds, seed: int,
             continue
         times.append(r.seconds)
         results.append(r)
-        say(f"  {r.name}: {what} {r.score:.3f} +- {r.stderr:.3f} ({r.seconds:.1f} s)")
+        say(f"  {r.name}: {what} {r.score:.3f} +- {r.stderr:.3f} ({r.seconds:.1f} s)" if what else
+            f"  {r.name}: trained ({r.seconds:.1f} s)")
     return results
 
 
@@ -535,7 +636,9 @@ def _rank(results: list[CandidateResult], settings: dict) -> Selection:
     budget = cheapest if flops(cheapest) < 0.8 * flops(best) else None  # only a clear saving counts
     n = settings["n_test"]
     label_free = settings.get("mode") == "label-free"
-    what = "augmentation-retrieval score (MRR)" if label_free else "accuracy"
+    crit = settings.get("criterion")
+    what = ("augmentation-retrieval score (MRR)" if crit == "retrieval" else "cross-prediction score (R^2 of the "
+            "other architectures' features)") if label_free else "accuracy"
     text = (f"Recommended: {best.name}, the highest held-out {what} ({best.score:.3f} +- {best.stderr:.3f} on "
             f"{n} images).")
     if len(tied) > 1:
@@ -553,9 +656,11 @@ def _rank(results: list[CandidateResult], settings: dict) -> Selection:
         else:
             text += f" The pixel baseline (no loss network) scores {base.score:.3f}."
     if label_free:
-        text += (" Label-free: the score measures how well each embedding tells held-out images apart under small "
-                 "perturbations, not a downstream task; with a few labelled images, the labelled mode is more "
-                 "direct (docs/choosing.md).")
+        text += (" Label-free: the score measures " + (
+            "how well each embedding tells held-out images apart under small perturbations" if crit == "retrieval" else
+            "how much of what other loss networks see in the held-out images each embedding keeps (linearly)") +
+            ", not a downstream task; it agreed with labelled rankings on some kinds of images only, and with a few "
+            "labelled images the labelled mode is more direct (docs/choosing.md).")
     text += (" This is a small-scale proxy (few epochs, a subsample): confirm the top candidates with "
              "`lossnet sweep benchmark4` or full training before committing.")
     return Selection(ok + rest, best.name, text, settings, budget.name if budget is not None else None)
@@ -576,7 +681,8 @@ def _paired_tie(a: CandidateResult, b: CandidateResult) -> bool:
 
 def format_table(sel: Selection) -> str:
     """The ranking as a plain-text table."""
-    col = "MRR" if sel.settings.get("mode") == "label-free" else "accuracy"
+    col = ("MRR" if sel.settings.get("criterion") == "retrieval" else "R^2") if sel.settings.get("mode") == \
+        "label-free" else "accuracy"
     head = f"{'rank':>4}  {'loss network':<24}{col:>9}{'+-se':>7}{'seconds':>9}  {'features CxHxW':<16}" \
            f"{'target':>7}{'MFLOPs':>9}  note"
     lines = [head, "-" * len(head)]
@@ -602,12 +708,12 @@ def format_table(sel: Selection) -> str:
 
 
 def select_folder(folder: str | os.PathLike, *, size: int = 64, out: str | os.PathLike | None = None,
-                  label_free: bool | None = None, **kwargs) -> Selection:
+                  label_free: bool | None = None, criterion: str = "cross-prediction", **kwargs) -> Selection:
     """:func:`select` on an image folder with class sub-folders (``FOLDER/<class>/*.png``), or
     :func:`select_label_free` when ``label_free`` is True, or when it is None (automatic) and the
     folder has no class sub-folders (a message says so through ``log``). Writes ``select.json`` to
     ``out`` when given. Probe settings (``probe_epochs``, ``probe_batch_size``, ``grid``) are ignored
-    in the label-free mode."""
+    in the label-free mode, ``criterion`` (see :func:`select_label_free`) in the labelled one."""
     from ..data.datasets import load_image_folder
 
     say = kwargs.get("log") or (lambda m: None)
@@ -616,13 +722,12 @@ def select_folder(folder: str | os.PathLike, *, size: int = 64, out: str | os.Pa
     except ValueError as e:
         raise UserError(str(e)) from None
     if label_free is None and s.labels is None:
-        say(f"{folder} has no class sub-folders, so there are no labels: ranking label-free (retrieval of augmented "
-            "views of held-out images; docs/choosing.md). Put images in FOLDER/<class>/ to rank by held-out "
-            "probe accuracy instead.")
+        say(f"{folder} has no class sub-folders, so there are no labels: ranking label-free (docs/choosing.md, "
+            "'Without labels'). Put images in FOLDER/<class>/ to rank by held-out probe accuracy instead.")
         label_free = True
     if label_free:
         lf = {k: v for k, v in kwargs.items() if k not in ("probe_epochs", "probe_batch_size", "grid")}
-        sel = select_label_free(s.images, **lf)
+        sel = select_label_free(s.images, criterion=criterion, **lf)
     else:
         if s.labels is None:
             raise UserError(f"{folder} has no labels (no class sub-folders FOLDER/<class>/<image>); run with "
