@@ -68,7 +68,7 @@ def _reduce_elements(err: torch.Tensor, reduction: str) -> torch.Tensor:
         return err.mean()
     if reduction == "sum":
         return err.sum()
-    return err.flatten(1).mean(1)
+    return err.mean(tuple(range(1, err.ndim)))  # per item; no copy for channels-last maps
 
 
 def _reduce(per_item: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -85,6 +85,18 @@ def _features(net, x: torch.Tensor) -> list[torch.Tensor]:
     """The loss network's features of already-checked images (no second input check)."""
     extract = getattr(net, "extract", None)
     return extract(x) if extract is not None else net(x)
+
+
+def _needs_graph(*xs: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(x.requires_grad for x in xs)
+
+
+def _batched_features(net, x: torch.Tensor, y: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Features of two checked, equally shaped batches from ONE trunk call on their concatenation
+    (bigger matrix products, one pass of per-call overhead); returns views of the halves."""
+    n = x.shape[0]
+    feats = _features(net, torch.cat([x, y]))
+    return [f[:n] for f in feats], [f[n:] for f in feats]
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,7 +148,9 @@ class PixelLoss(nn.Module):
 
 
 def _feature_mse(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], reduction: str) -> torch.Tensor:
-    return sum(_reduce_elements((fa - fb).pow(2), reduction) for fa, fb in zip(a, b))
+    if reduction != "none":  # F.mse_loss: one fused pass forward and backward
+        return sum(F.mse_loss(fa, fb, reduction=reduction) for fa, fb in zip(a, b))
+    return sum(_reduce_elements((fa - fb).square(), reduction) for fa, fb in zip(a, b))
 
 
 def perceptual_loss(loss_net: LossNetwork, x: torch.Tensor, target: torch.Tensor | None = None, *,
@@ -162,11 +176,17 @@ def perceptual_loss(loss_net: LossNetwork, x: torch.Tensor, target: torch.Tensor
             raise ValueError("give either target images or target_features")
         _check_images(target, "target", input_range, validate)
         check_pair(x, target, ("x", "target"))
-        with torch.no_grad():
-            target_features = _features(loss_net, to_unit_range(target, input_range))
-    elif isinstance(target_features, torch.Tensor):
-        target_features = [target_features]
-    feats = _features(loss_net, to_unit_range(x, input_range))
+        x, target = to_unit_range(x, input_range), to_unit_range(target, input_range)
+        if not _needs_graph(x, target):  # e.g. evaluation: one batched trunk call
+            feats, target_features = _batched_features(loss_net, x, target)
+        else:
+            with torch.no_grad():
+                target_features = _features(loss_net, target)
+            feats = _features(loss_net, x)
+    else:
+        if isinstance(target_features, torch.Tensor):
+            target_features = [target_features]
+        feats = _features(loss_net, to_unit_range(x, input_range))
     if len(feats) != len(target_features):
         raise ValueError(f"loss network returns {len(feats)} layers but {len(target_features)} target feature maps were given")
     targets = []
@@ -282,11 +302,15 @@ class FeatureReconstructionLoss(nn.Module):
         _check_images(x, "x", validate=self.validate)
         _check_images(target, "target", validate=self.validate)
         check_pair(x, target, ("x", "target"))
-        if target_features is None:
-            with torch.no_grad():
-                target_features = _features(self.loss_net, target)
-        return feature_reconstruction_loss(_features(self.loss_net, x), list(target_features), self.weights,
-                                           self.reduction, validate=self.validate)
+        if target_features is None and not _needs_graph(x, target):
+            feats, target_features = _batched_features(self.loss_net, x, target)
+        else:
+            if target_features is None:
+                with torch.no_grad():
+                    target_features = _features(self.loss_net, target)
+            feats = _features(self.loss_net, x)
+        return feature_reconstruction_loss(feats, list(target_features), self.weights, self.reduction,
+                                           validate=self.validate)
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,7 +341,9 @@ def perceptual_distance(feats0: Sequence[torch.Tensor], feats1: Sequence[torch.T
     d = 0.0
     for i, (a, b) in enumerate(zip(feats0, feats1)):
         check_pair(a, b, (f"feats0[{i}]", f"feats1[{i}]"))
-        diff = (unit_normalize(a) - unit_normalize(b)).square()
+        # a / |a| - b / |b| with the second division fused into the subtraction (same values)
+        diff = torch.addcdiv(unit_normalize(a), b, torch.linalg.vector_norm(b, dim=1, keepdim=True) + 1e-10,
+                             value=-1).square()
         if channel_weights is None:
             per_pixel = diff.sum(1)
         else:
@@ -353,8 +379,9 @@ class PerceptualDistance(nn.Module):
         input_range: ``"[0,1]"`` (default) or ``"[-1,1]"`` (the lpips package's convention).
         validate: value checks of the inputs (see :mod:`lossnet.checks`).
 
-    ``forward(x0, x1)`` takes two batches of images (N, 3, H, W). Features of an input that needs
-    no gradient are computed under ``torch.no_grad`` (no graph is kept for them).
+    ``forward(x0, x1)`` takes two batches of images (N, 3, H, W). When only one of them needs a
+    gradient, the other's features are computed under ``torch.no_grad`` (no graph is kept for
+    them); otherwise both go through the trunk in one batched call.
     """
 
     def __init__(self, arch: str | LossNetwork = "alexnet", layers=None, lpips_weights: bool = False,
@@ -389,8 +416,7 @@ class PerceptualDistance(nn.Module):
             self.channel_weights = len(ws)
 
     def _feats(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = to_unit_range(x, self.input_range)
-        if x.requires_grad or not torch.is_grad_enabled():
+        if _needs_graph(x):
             return _features(self.net, x)
         with torch.no_grad():
             return _features(self.net, x)
@@ -399,9 +425,13 @@ class PerceptualDistance(nn.Module):
         _check_images(x0, "x0", self.input_range, self.validate)
         _check_images(x1, "x1", self.input_range, self.validate)
         check_pair(x0, x1, ("x0", "x1"))
+        a, b = to_unit_range(x0, self.input_range), to_unit_range(x1, self.input_range)
+        if _needs_graph(a) != _needs_graph(b):  # a graph for one input only (training): two trunk calls
+            f0, f1 = self._feats(a), self._feats(b)
+        else:
+            f0, f1 = _batched_features(self.net, a, b)
         cw = None if self.channel_weights is None else [getattr(self, f"lin{k}") for k in range(self.channel_weights)]
-        d = perceptual_distance(self._feats(x0), self._feats(x1), cw,
-                                spatial_size=tuple(x0.shape[2:]) if self.spatial else None)
+        d = perceptual_distance(f0, f1, cw, spatial_size=tuple(x0.shape[2:]) if self.spatial else None)
         return d if self.spatial else _reduce(d, self.reduction)
 
 
