@@ -6,7 +6,8 @@
 # Cheap (seconds) and offline: no torch reinstall, no pip bootstrap; `make test` runs it. The clean
 # venv holds only the wheel; the dependencies are borrowed read-only from the dev venv's
 # site-packages through PYTHONPATH (its .pth files, e.g. the editable install of src/, are NOT
-# processed there), and the check asserts that `lossnet` itself is imported from the clean venv, with its package data (configs, py.typed).
+# processed there), and the check asserts that `lossnet` itself is imported from the clean venv,
+# with its package data (configs, py.typed).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 py=${1:-$repo/.venv/bin/python}

@@ -326,24 +326,39 @@ def unit_normalize(f: torch.Tensor, eps: float = _EPS) -> torch.Tensor:
     return f / (torch.linalg.vector_norm(f, dim=1, keepdim=True) + eps)
 
 
-class _LPIPSLayer(torch.autograd.Function):
-    """Per-pixel ``sum_c w_c (a_c / (|a| + eps) - b_c / (|b| + eps))^2`` of (N, C, H, W) features a, b
-    and (C,) weights w -> (N, H, W) (plus diff and the norms, saved for the backward), with a
-    hand-written backward.
+def _lpips_head(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor, keep_diff: bool):
+    """Per-pixel ``sum_c w_c (a_c / (|a| + eps) - b_c / (|b| + eps))^2`` of (N, C, H, W) features
+    a, b and (C,) weights w -> (N, H, W), and (diff or None, |a| + eps, |b| + eps).
 
-    The values are those of the plain formula (same operations, same order); the backward needs
-    five passes over a (N, C, H, W) map per input instead of autograd's ~15 through the
-    divisions, the norms, the square and the 1x1 convolution. Gradient (z = a / (|a| + eps),
-    g = dL/dz = 2 w (z - z_b) * upstream): ``dL/da = (g - a (g . a) / (|a| (|a| + eps))) / (|a| + eps)``,
-    the second term 0 where |a| = 0 (as autograd's norm gradient there).
+    Four passes over a feature map: the two norms, ``a / |a|`` with the second division and the
+    subtraction fused into it (``addcdiv_``), the square (in place unless ``keep_diff``); the
+    weighted channel sum is a matrix-vector product over the contiguous channel axis of
+    channels-last maps (a 1x1 convolution otherwise).
+    """
+    na = torch.linalg.vector_norm(a, dim=1, keepdim=True).add_(_EPS)
+    nb = torch.linalg.vector_norm(b, dim=1, keepdim=True).add_(_EPS)
+    diff = torch.div(a, na).addcdiv_(b, nb, value=-1)
+    sq = diff.square() if keep_diff else diff.square_()
+    if sq.is_contiguous(memory_format=torch.channels_last):
+        per_pixel = torch.matmul(sq.permute(0, 2, 3, 1), w)
+    else:
+        per_pixel = F.conv2d(sq, w.reshape(1, -1, 1, 1))[:, 0]
+    return per_pixel, (diff if keep_diff else None), na, nb
+
+
+class _LPIPSLayer(torch.autograd.Function):
+    """:func:`_lpips_head` ``(a, b, w)`` with a hand-written backward (for the graph-building case).
+
+    The backward needs five passes over a (N, C, H, W) map per input instead of autograd's ~15
+    through the divisions, the norms, the square and the weighted sum. Gradient
+    (z = a / (|a| + eps), g = dL/dz = 2 w (z - z_b) * upstream):
+    ``dL/da = (g - a (g . a) / (|a| (|a| + eps))) / (|a| + eps)``, the second term 0 where
+    |a| = 0 (as autograd's norm gradient there); dL/db likewise with -g.
     """
 
     @staticmethod
-    def forward(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        na = torch.linalg.vector_norm(a, dim=1, keepdim=True) + _EPS
-        nb = torch.linalg.vector_norm(b, dim=1, keepdim=True) + _EPS
-        diff = torch.addcdiv(a / na, b, nb, value=-1)  # a / |a| - b / |b|, the second division fused
-        return F.conv2d(diff.square(), w.reshape(1, -1, 1, 1))[:, 0], diff, na, nb
+    def forward(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor):
+        return _lpips_head(a, b, w, keep_diff=True)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -393,7 +408,10 @@ def perceptual_distance(feats0: Sequence[torch.Tensor], feats1: Sequence[torch.T
             w = channel_weights[i].to(a).flatten()
             if w.numel() != a.shape[1]:
                 raise ValueError(f"layer {i}: {w.numel()} channel weights for {a.shape[1]} channels")
-        per_pixel = _LPIPSLayer.apply(a, b, w)[0]  # the weighted channel sum is a 1x1 convolution (a matmul)
+        if _needs_graph(a, b, w):
+            per_pixel = _LPIPSLayer.apply(a, b, w)[0]
+        else:
+            per_pixel = _lpips_head(a, b, w, keep_diff=False)[0]
         if spatial_size is None:
             d = d + per_pixel.mean((1, 2))
         else:
