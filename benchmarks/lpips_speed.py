@@ -13,8 +13,10 @@ Skipped with a message when piq is not installed (``pip install -e ".[bench]"``)
 
 Times: forward (no grad) and forward + backward (gradient w.r.t. the first input, as in training),
 median and min of --repeats runs; the contenders are interleaved (A B C A B C ...) so that load
-from other processes hits all alike. Printed: max |value difference| and max |gradient
-difference| vs lossnet, and the ratios peer / lossnet of the minima (> 1: lossnet is faster).
+from other processes hits all alike. Printed: max |value difference|, max |gradient difference|
+and the relative L2 gradient difference vs lossnet, and the ratios peer / lossnet of the minima
+(> 1: lossnet is faster). A few gradient entries differ where max-pooling meets a near-tie that
+the channels-last kernels' rounding resolves the other way (an equally valid subgradient).
 Absolute times are noisy on shared machines: compare the ratios of one run.
 
     python benchmarks/lpips_speed.py --arch alexnet vgg16 --batch 16 --size 256 --repeats 10
@@ -126,6 +128,7 @@ def run(impls: dict, x0: torch.Tensor, x1: torch.Tensor, repeats: int) -> tuple[
     scale = float(vals["lossnet"].abs().max())
     dgrad = {k: float((grads[k] - grads["lossnet"]).abs().max()) for k in impls if k != "lossnet"}
     gscale = float(grads["lossnet"].abs().max())
+    grel = {k: float((grads[k] - grads["lossnet"]).norm() / grads["lossnet"].norm()) for k in impls if k != "lossnet"}
 
     def fwd(f):
         with torch.no_grad():
@@ -147,14 +150,17 @@ def run(impls: dict, x0: torch.Tensor, x1: torch.Tensor, repeats: int) -> tuple[
                 step(f)
                 sync()
                 res[k][m].append(time.perf_counter() - t0)
-    return res, {"value": (dval, scale), "gradient": (dgrad, gscale)}
+    return res, {"value": (dval, scale), "gradient": (dgrad, gscale), "relative L2 gradient": grel}
 
 
 def report(title: str, res: dict, diffs: dict) -> None:
     print(f"\n{title}")
-    for what, (d, scale) in diffs.items():
+    for what in ("value", "gradient"):
+        d, scale = diffs[what]
         print(f"  max |{what} difference| vs lossnet (largest |{what}| {scale:.3g}): "
               + ", ".join(f"{k} {v:.2e}" for k, v in d.items()))
+    print("  |gradient difference| / |lossnet gradient| (L2): "
+          + ", ".join(f"{k} {v:.2e}" for k, v in diffs["relative L2 gradient"].items()))
     print(f"  {'':14}{'forward median/min (s)':>26}{'fwd+bwd median/min (s)':>26}")
     for name, r in res.items():
         cols = [f"{statistics.median(r[m]):.3f} / {min(r[m]):.3f}" for m in ("forward", "forward+backward")]
