@@ -136,9 +136,9 @@ class LossNetwork(nn.Module):
         normalize: ``"imagenet"`` applies the normalisation the weights expect to [0, 1] input;
             ``"lpips"`` the LPIPS package's scaling layer; ``None`` feeds the input as is.
         sigmoid: apply a sigmoid to each returned feature map (papers A/B).
-        channels_last: run the trunk in the channels-last memory format (default; the same values,
-            1.3-1.7x faster convolutions, pooling and ReLUs on CPU with oneDNN, see
-            docs/losses.md); ``False``: the contiguous (N, C, H, W) format throughout.
+        channels_last: run the trunk in the channels-last memory format (default; the same values
+            to float rounding; faster convolutions, pooling and ReLUs on CPU with oneDNN, see the
+            speed section of docs/losses.md); ``False``: the contiguous (N, C, H, W) format.
 
     ``forward(x)`` takes ``x`` of shape (N, 3, H, W), float, values in [0, 1], and returns a list of
     feature maps (N, C_l, H_l, W_l), one per requested layer in the order given, contiguous. The
