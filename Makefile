@@ -11,7 +11,9 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# setuptools>=77 in the venv too: tools/check_wheel.sh builds the wheel offline (no build isolation).
 $(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "setuptools>=77" wheel
 	$(BIN)/pip install -q -e ".[test]"
 	touch $(STAMP)
 
@@ -26,6 +28,7 @@ demo: weights
 
 test: weights
 	$(BIN)/lint-imports
+	bash tools/check_wheel.sh $(BIN)/python
 	$(BIN)/python -m pytest -q
 
 bench: weights

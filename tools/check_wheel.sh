@@ -3,22 +3,26 @@
 #
 #   tools/check_wheel.sh [PYTHON]     # PYTHON: the dev venv's python (default .venv/bin/python)
 #
-# Cheap and offline: no torch reinstall. The clean venv holds only the wheel; the dependencies
-# are borrowed read-only from the dev venv's site-packages through PYTHONPATH (its .pth files,
-# e.g. the editable install of src/, are NOT processed there), and the check asserts that
-# `lossnet` itself is imported from the clean venv, with its package data (configs, py.typed).
+# Cheap (seconds) and offline: no torch reinstall, no pip bootstrap; `make test` runs it. The clean
+# venv holds only the wheel; the dependencies are borrowed read-only from the dev venv's
+# site-packages through PYTHONPATH (its .pth files, e.g. the editable install of src/, are NOT
+# processed there), and the check asserts that `lossnet` itself is imported from the clean venv,
+# with its package data (configs, py.typed).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 py=${1:-$repo/.venv/bin/python}
 [ -x "$py" ] || { echo "check_wheel: no python at $py (pass the dev venv's python)" >&2; exit 2; }
+"$py" -c 'import setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) < 77)' || {
+  echo "check_wheel: the build needs setuptools>=77 in $py's venv (pip install 'setuptools>=77'; make setup does)" >&2
+  exit 2; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 unset PYTHONPATH
 # --no-build-isolation: build with the dev venv's setuptools/wheel (offline)
 "$py" -m pip wheel -q --no-deps --no-build-isolation -w "$tmp/dist" "$repo"
 whl=$(ls "$tmp"/dist/lossnet-*.whl)
-"$py" -m venv "$tmp/venv"
-"$tmp/venv/bin/python" -m pip install -q --no-deps --no-index "$whl"
+"$py" -m venv --without-pip "$tmp/venv"  # no pip bootstrap (seconds); the dev venv's pip installs into it
+"$py" -m pip --python "$tmp/venv/bin/python" install -q --no-deps --no-index "$whl"
 site=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 export PYTHONPATH=$site
 cd "$tmp"  # away from the checkout's src/

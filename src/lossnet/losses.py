@@ -68,7 +68,7 @@ def _reduce_elements(err: torch.Tensor, reduction: str) -> torch.Tensor:
         return err.mean()
     if reduction == "sum":
         return err.sum()
-    return err.flatten(1).mean(1)
+    return err.mean(tuple(range(1, err.ndim)))  # per item; no copy for channels-last maps
 
 
 def _reduce(per_item: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -85,6 +85,18 @@ def _features(net, x: torch.Tensor) -> list[torch.Tensor]:
     """The loss network's features of already-checked images (no second input check)."""
     extract = getattr(net, "extract", None)
     return extract(x) if extract is not None else net(x)
+
+
+def _needs_graph(*xs: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(x.requires_grad for x in xs)
+
+
+def _batched_features(net, x: torch.Tensor, y: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Features of two checked, equally shaped batches from ONE trunk call on their concatenation
+    (bigger matrix products, one pass of per-call overhead); returns views of the halves."""
+    n = x.shape[0]
+    feats = _features(net, torch.cat([x, y]))
+    return [f[:n] for f in feats], [f[n:] for f in feats]
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,7 +148,9 @@ class PixelLoss(nn.Module):
 
 
 def _feature_mse(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], reduction: str) -> torch.Tensor:
-    return sum(_reduce_elements((fa - fb).pow(2), reduction) for fa, fb in zip(a, b))
+    if reduction != "none":  # F.mse_loss: one fused pass forward and backward
+        return sum(F.mse_loss(fa, fb, reduction=reduction) for fa, fb in zip(a, b))
+    return sum(_reduce_elements((fa - fb).square(), reduction) for fa, fb in zip(a, b))
 
 
 def perceptual_loss(loss_net: LossNetwork, x: torch.Tensor, target: torch.Tensor | None = None, *,
@@ -162,11 +176,17 @@ def perceptual_loss(loss_net: LossNetwork, x: torch.Tensor, target: torch.Tensor
             raise ValueError("give either target images or target_features")
         _check_images(target, "target", input_range, validate)
         check_pair(x, target, ("x", "target"))
-        with torch.no_grad():
-            target_features = _features(loss_net, to_unit_range(target, input_range))
-    elif isinstance(target_features, torch.Tensor):
-        target_features = [target_features]
-    feats = _features(loss_net, to_unit_range(x, input_range))
+        x, target = to_unit_range(x, input_range), to_unit_range(target, input_range)
+        if not _needs_graph(x, target):  # e.g. evaluation: one batched trunk call
+            feats, target_features = _batched_features(loss_net, x, target)
+        else:
+            with torch.no_grad():
+                target_features = _features(loss_net, target)
+            feats = _features(loss_net, x)
+    else:
+        if isinstance(target_features, torch.Tensor):
+            target_features = [target_features]
+        feats = _features(loss_net, to_unit_range(x, input_range))
     if len(feats) != len(target_features):
         raise ValueError(f"loss network returns {len(feats)} layers but {len(target_features)} target feature maps were given")
     targets = []
@@ -282,11 +302,15 @@ class FeatureReconstructionLoss(nn.Module):
         _check_images(x, "x", validate=self.validate)
         _check_images(target, "target", validate=self.validate)
         check_pair(x, target, ("x", "target"))
-        if target_features is None:
-            with torch.no_grad():
-                target_features = _features(self.loss_net, target)
-        return feature_reconstruction_loss(_features(self.loss_net, x), list(target_features), self.weights,
-                                           self.reduction, validate=self.validate)
+        if target_features is None and not _needs_graph(x, target):
+            feats, target_features = _batched_features(self.loss_net, x, target)
+        else:
+            if target_features is None:
+                with torch.no_grad():
+                    target_features = _features(self.loss_net, target)
+            feats = _features(self.loss_net, x)
+        return feature_reconstruction_loss(feats, list(target_features), self.weights, self.reduction,
+                                           validate=self.validate)
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,9 +318,70 @@ class FeatureReconstructionLoss(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-def unit_normalize(f: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+_EPS = 1e-10
+
+
+def unit_normalize(f: torch.Tensor, eps: float = _EPS) -> torch.Tensor:
     """Channel-wise unit normalisation of (N, C, H, W) features, as the lpips package does."""
     return f / (torch.linalg.vector_norm(f, dim=1, keepdim=True) + eps)
+
+
+def _lpips_head(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor, keep_diff: bool):
+    """Per-pixel ``sum_c w_c (a_c / (|a| + eps) - b_c / (|b| + eps))^2`` of (N, C, H, W) features
+    a, b and (C,) weights w -> (N, H, W), and (diff or None, |a| + eps, |b| + eps).
+
+    Four passes over a feature map: the two norms, ``a / |a|`` with the second division and the
+    subtraction fused into it (``addcdiv_``), the square (in place unless ``keep_diff``); the
+    weighted channel sum is a matrix-vector product over the contiguous channel axis of
+    channels-last maps (a 1x1 convolution otherwise).
+    """
+    na = torch.linalg.vector_norm(a, dim=1, keepdim=True).add_(_EPS)
+    nb = torch.linalg.vector_norm(b, dim=1, keepdim=True).add_(_EPS)
+    diff = torch.div(a, na).addcdiv_(b, nb, value=-1)
+    sq = diff.square() if keep_diff else diff.square_()
+    if sq.is_contiguous(memory_format=torch.channels_last):
+        per_pixel = torch.matmul(sq.permute(0, 2, 3, 1), w)
+    else:
+        per_pixel = F.conv2d(sq, w.reshape(1, -1, 1, 1))[:, 0]
+    return per_pixel, (diff if keep_diff else None), na, nb
+
+
+class _LPIPSLayer(torch.autograd.Function):
+    """:func:`_lpips_head` ``(a, b, w)`` with a hand-written backward (for the graph-building case).
+
+    The backward needs five passes over a (N, C, H, W) map per input instead of autograd's ~15
+    through the divisions, the norms, the square and the weighted sum. Gradient
+    (z = a / (|a| + eps), g = dL/dz = 2 w (z - z_b) * upstream):
+    ``dL/da = (g - a (g . a) / (|a| (|a| + eps))) / (|a| + eps)``, the second term 0 where
+    |a| = 0 (as autograd's norm gradient there); dL/db likewise with -g.
+    """
+
+    @staticmethod
+    def forward(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor):
+        return _lpips_head(a, b, w, keep_diff=True)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        a, b, w = inputs
+        _, diff, na, nb = output
+        ctx.save_for_backward(a if ctx.needs_input_grad[0] else None, b if ctx.needs_input_grad[1] else None,
+                              w, diff, na, nb)
+        ctx.mark_non_differentiable(diff, na, nb)
+
+    @staticmethod
+    def backward(ctx, go, *_):
+        a, b, w, diff, na, nb = ctx.saved_tensors
+        g = diff * (2 * go[:, None]) * w.reshape(1, -1, 1, 1)  # dL/dz_a; dL/dz_b = -g
+        out = []
+        for x, n, sign in ((a, na, 1.0), (b, nb, -1.0)):
+            if x is None:
+                out.append(None)
+                continue
+            n0 = n - _EPS  # |x|
+            coef = torch.where(n0 > 0, torch.linalg.vecdot(g, x, dim=1).unsqueeze(1) / (n0 * n), 0.0)
+            out.append(torch.addcmul(g, x, coef, value=-1).div_(n * sign))
+        gw = (diff.square() * go[:, None]).sum((0, 2, 3)) if ctx.needs_input_grad[2] else None
+        return out[0], out[1], gw
 
 
 def perceptual_distance(feats0: Sequence[torch.Tensor], feats1: Sequence[torch.Tensor],
@@ -317,14 +402,16 @@ def perceptual_distance(feats0: Sequence[torch.Tensor], feats1: Sequence[torch.T
     d = 0.0
     for i, (a, b) in enumerate(zip(feats0, feats1)):
         check_pair(a, b, (f"feats0[{i}]", f"feats1[{i}]"))
-        diff = (unit_normalize(a) - unit_normalize(b)).square()
         if channel_weights is None:
-            per_pixel = diff.sum(1)
+            w = a.new_ones(a.shape[1])
         else:
-            w = channel_weights[i].to(diff).reshape(1, -1, 1, 1)
-            if w.shape[1] != diff.shape[1]:
-                raise ValueError(f"layer {i}: {w.shape[1]} channel weights for {diff.shape[1]} channels")
-            per_pixel = F.conv2d(diff, w)[:, 0]  # the weighted channel sum as a 1x1 convolution (a matmul)
+            w = channel_weights[i].to(a).flatten()
+            if w.numel() != a.shape[1]:
+                raise ValueError(f"layer {i}: {w.numel()} channel weights for {a.shape[1]} channels")
+        if _needs_graph(a, b, w):
+            per_pixel = _LPIPSLayer.apply(a, b, w)[0]
+        else:
+            per_pixel = _lpips_head(a, b, w, keep_diff=False)[0]
         if spatial_size is None:
             d = d + per_pixel.mean((1, 2))
         else:
@@ -353,8 +440,9 @@ class PerceptualDistance(nn.Module):
         input_range: ``"[0,1]"`` (default) or ``"[-1,1]"`` (the lpips package's convention).
         validate: value checks of the inputs (see :mod:`lossnet.checks`).
 
-    ``forward(x0, x1)`` takes two batches of images (N, 3, H, W). Features of an input that needs
-    no gradient are computed under ``torch.no_grad`` (no graph is kept for them).
+    ``forward(x0, x1)`` takes two batches of images (N, 3, H, W). When only one of them needs a
+    gradient, the other's features are computed under ``torch.no_grad`` (no graph is kept for
+    them); otherwise both go through the trunk in one batched call.
     """
 
     def __init__(self, arch: str | LossNetwork = "alexnet", layers=None, lpips_weights: bool = False,
@@ -389,8 +477,7 @@ class PerceptualDistance(nn.Module):
             self.channel_weights = len(ws)
 
     def _feats(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = to_unit_range(x, self.input_range)
-        if x.requires_grad or not torch.is_grad_enabled():
+        if _needs_graph(x):
             return _features(self.net, x)
         with torch.no_grad():
             return _features(self.net, x)
@@ -399,9 +486,13 @@ class PerceptualDistance(nn.Module):
         _check_images(x0, "x0", self.input_range, self.validate)
         _check_images(x1, "x1", self.input_range, self.validate)
         check_pair(x0, x1, ("x0", "x1"))
+        a, b = to_unit_range(x0, self.input_range), to_unit_range(x1, self.input_range)
+        if _needs_graph(a) != _needs_graph(b):  # a graph for one input only (training): two trunk calls
+            f0, f1 = self._feats(a), self._feats(b)
+        else:
+            f0, f1 = _batched_features(self.net, a, b)
         cw = None if self.channel_weights is None else [getattr(self, f"lin{k}") for k in range(self.channel_weights)]
-        d = perceptual_distance(self._feats(x0), self._feats(x1), cw,
-                                spatial_size=tuple(x0.shape[2:]) if self.spatial else None)
+        d = perceptual_distance(f0, f1, cw, spatial_size=tuple(x0.shape[2:]) if self.spatial else None)
         return d if self.spatial else _reduce(d, self.reduction)
 
 

@@ -136,10 +136,15 @@ class LossNetwork(nn.Module):
         normalize: ``"imagenet"`` applies the normalisation the weights expect to [0, 1] input;
             ``"lpips"`` the LPIPS package's scaling layer; ``None`` feeds the input as is.
         sigmoid: apply a sigmoid to each returned feature map (papers A/B).
+        channels_last: run the trunk in the channels-last memory format (default; the same values
+            to float rounding; faster convolutions, pooling and ReLUs on CPU with oneDNN, see the
+            speed section of docs/losses.md); ``False``: the contiguous (N, C, H, W) format.
 
     ``forward(x)`` takes ``x`` of shape (N, 3, H, W), float, values in [0, 1], and returns a list of
-    feature maps (N, C_l, H_l, W_l), one per requested layer in the order given. The module is
-    always in eval mode and its parameters never require gradients; gradients do flow to ``x``.
+    feature maps (N, C_l, H_l, W_l), one per requested layer in the order given, contiguous. The
+    module is always in eval mode and its parameters never require gradients; gradients do flow
+    to ``x``. :meth:`extract` (what the losses call) returns the same maps in the trunk's memory
+    format (channels-last strides by default).
     """
 
     def __init__(
@@ -149,6 +154,7 @@ class LossNetwork(nn.Module):
         weights: str | dict | None = "imagenet",
         normalize: str | None = "imagenet",
         sigmoid: bool = False,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         if arch in PRESETS:
@@ -190,6 +196,8 @@ class LossNetwork(nn.Module):
             mean, std = spec.mean, spec.std
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.body.to(memory_format=self.memory_format)  # 4-D weights only; values unchanged
         self.sigmoid = sigmoid
         self.validate = True  # value checks of forward()'s input (lossnet.checks)
         for p in self.parameters():
@@ -222,12 +230,14 @@ class LossNetwork(nn.Module):
         0-255 floats, NaN and already-normalised images are refused; ``self.validate = False``
         keeps only the free shape/dtype checks)."""
         check_images(x, "LossNetwork input", validate=self.validate)
-        return self.extract(x)
+        return [f.contiguous() for f in self.extract(x)]
 
     def extract(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """:meth:`forward` without the input check (for callers that checked ``x`` already)."""
+        """:meth:`forward` without the input check (for callers that checked ``x`` already); the
+        maps are in the trunk's memory format (:attr:`memory_format`), not necessarily contiguous."""
         if self.normalize is not None:
             x = (x - self.mean) / self.std
+        x = x.contiguous(memory_format=self.memory_format)
         try:
             out = self.body(x)
         except RuntimeError as e:  # pooling / convolution windows larger than the shrunken input
