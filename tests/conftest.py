@@ -34,3 +34,21 @@ def sr_dir() -> Path:
     d = shared_dir() / "data" / "sr"
     assert d.exists(), f"{d} is missing: tests expect ../shared beside the checkout (or set LOSSNET_SHARED)"
     return d
+
+
+@pytest.fixture
+def random_png_folder(tmp_path):
+    """``make(n, name="{i:02d}.png") -> Path``: a folder ``tmp_path/imgs`` of ``n`` seeded random
+    64x64 RGB PNGs (the image folders that `lossnet pretrain` reads)."""
+    import numpy as np
+    from PIL import Image
+
+    def make(n: int, name: str = "{i:02d}.png") -> Path:
+        folder = tmp_path / "imgs"
+        folder.mkdir()
+        rng = np.random.default_rng(0)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / name.format(i=i))
+        return folder
+
+    return make

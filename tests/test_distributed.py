@@ -183,16 +183,9 @@ def _torchrun(tmp_path: Path, args: list[str], fault: str | None = None) -> subp
                            *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
 
 
-def test_commands_under_torchrun_write_once_and_resume(tmp_path, offline_weights):
+def test_commands_under_torchrun_write_once_and_resume(tmp_path, offline_weights, random_png_folder):
     """`lossnet pretrain` killed in its 2nd epoch, then resumed; `lossnet run` twice; 2 processes each."""
-    import numpy as np
-    from PIL import Image
-
-    imgs = tmp_path / "imgs"
-    imgs.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(20):
-        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(imgs / f"{i:02d}.png")
+    imgs = random_png_folder(20)
     enc, out = tmp_path / "enc", tmp_path / "b"
     pretrain = ["pretrain", "--images", str(imgs), "--out", str(enc), "--procedure", "F-F-FP", "--z", "8",
                 "--epochs", "3", "--batch-size", "8", "--loss-net", "alexnet", "--layer", "E", "--keep-checkpoint"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -105,15 +104,9 @@ def test_hostile_export_missing_file_is_one_clear_error(tiny, tmp_path):
         load_encoder(d)
 
 
-def test_pretrain_drops_checkpoint_unless_keep_checkpoint(tmp_path, capsys):
+def test_pretrain_drops_checkpoint_unless_keep_checkpoint(tmp_path, capsys, random_png_folder):
     """`lossnet pretrain` -> OUT/checkpoint removed after export; with --keep-checkpoint last.pt stays."""
-    from PIL import Image
-
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(10):
-        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    folder = random_png_folder(10, name="{i}.png")
     common = ["pretrain", "--images", str(folder), "--procedure", "I-I-PW", "--loss-net", "alexnet", "--layer", "E",
               "--epochs", "1", "--batch-size", "5", "--z", "4"]
     assert cli.main([*common, "--out", str(tmp_path / "a")]) == 0
