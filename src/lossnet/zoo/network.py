@@ -370,11 +370,12 @@ def describe(arch: str, layer: LayerRef = "L", input_size: int = 224) -> LossNet
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    net = LossNetwork(arch, layers=[layer], weights=None, normalize=None)
-    full = get_spec(arch).build()
-    x = torch.zeros(1, 3, input_size, input_size)
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        (f,) = net(x)
+    with torch.device("meta"):  # shapes only: no random initialisation of (VGG's 100M) parameters
+        net = LossNetwork(arch, layers=[layer], weights=None, normalize=None)
+        full = get_spec(arch).build()
+        x = torch.zeros(1, 3, input_size, input_size)
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            (f,) = net.extract(x)
     params = sum(p.numel() for p in net.body.parameters())
     total = sum(p.numel() for p in full.parameters())
     mods = list(net.body.modules())
