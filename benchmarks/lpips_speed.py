@@ -19,7 +19,14 @@ and the relative L2 gradient difference vs lossnet, and the ratios peer / lossne
 the channels-last kernels' rounding resolves the other way (an equally valid subgradient).
 Absolute times are noisy on shared machines: compare the ratios of one run.
 
-    python benchmarks/lpips_speed.py --arch alexnet vgg16 --batch 16 --size 256 --repeats 10
+LPIPS mode also prints the *convolution floor*: the time the trunk's convolutions alone take on
+the inputs of lossnet's batched forward (same weights, layout and oneDNN kernels as every
+contender uses), and so the largest forward speed-up over the fastest peer that any
+implementation built on these convolutions can reach. ``--compile`` adds ``lossnet-compiled``,
+``torch.compile`` of the same module (inductor with ``freezing``: prepacked convolution weights,
+fused ReLUs and head; needs a C++ compiler; compile time not counted).
+
+    python benchmarks/lpips_speed.py --arch alexnet vgg16 --batch 16 --size 256 --repeats 10 [--compile]
     python benchmarks/lpips_speed.py --loss --arch vgg16 --batch 16 --size 256 --repeats 10
 """
 
@@ -80,11 +87,46 @@ def build_distance(arch: str, device: str) -> dict:
         tm = LearnedPerceptualImagePatchSimilarity(net_type=lp_name, reduction="none", normalize=True)
     theirs, tm = theirs.to(device), tm.to(device)
     _frozen(ours, theirs, tm)
-    return {
+    return ours, {
         "lossnet": lambda a, b: ours(a, b),
         "lpips": lambda a, b: theirs(a * 2 - 1, b * 2 - 1).flatten(),
         "torchmetrics": lambda a, b: tm.net(a, b, normalize=True).flatten(),
     }
+
+
+def add_compiled(impls: dict, module: torch.nn.Module, scale: float = 1.0) -> None:
+    """Add ``lossnet-compiled``: ``torch.compile`` of lossnet's module (inductor; with ``freezing``
+    the no-grad forward folds the frozen weights into prepacked oneDNN convolutions). Needs a C++
+    compiler at run time; the first call compiles (not timed: the warm-up)."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    compiled = torch.compile(module)
+    impls["lossnet-compiled"] = lambda a, b: compiled(a, b) * scale
+
+
+def conv_floor(net, x0: torch.Tensor, x1: torch.Tensor, repeats: int) -> float:
+    """Seconds (min of ``repeats``) that the trunk's convolutions alone take on the batched
+    forward's own inputs (recorded by hooks, same layout and weights): the floor of any LPIPS
+    forward built on these convolution kernels."""
+    inputs = []
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    hooks = [m.register_forward_hook(lambda m, i, o: inputs.append((m, i[0]))) for m in convs]
+    with torch.no_grad():
+        net(torch.cat([x0, x1]))
+    for h in hooks:
+        h.remove()
+    sync = torch.cuda.synchronize if x0.is_cuda else (lambda: None)
+    times = []
+    with torch.no_grad():
+        for _ in range(repeats + 1):
+            sync()
+            t0 = time.perf_counter()
+            for m, x in inputs:
+                m(x)
+            sync()
+            times.append(time.perf_counter() - t0)
+    return min(times[1:])
 
 
 def build_loss(arch: str, device: str) -> dict | None:
@@ -107,7 +149,8 @@ def build_loss(arch: str, device: str) -> dict | None:
     piq_trunc = ContentLoss(trunc, layers=(str(layer),), reduction="none").to(device)
     _frozen(ours, piq_full, piq_trunc)
     channels = [m for m in trunc.modules() if isinstance(m, torch.nn.Conv2d)][-1].out_channels
-    return {
+    ours.scale = channels
+    return ours, {
         "lossnet": lambda a, b: ours(a, b) * channels,  # piq sums over channels, lossnet averages
         "piq": lambda a, b: piq_full(a, b),
         "piq-trunc": lambda a, b: piq_trunc(a, b),
@@ -153,7 +196,7 @@ def run(impls: dict, x0: torch.Tensor, x1: torch.Tensor, repeats: int) -> tuple[
     return res, {"value": (dval, scale), "gradient": (dgrad, gscale), "relative L2 gradient": grel}
 
 
-def report(title: str, res: dict, diffs: dict) -> None:
+def report(title: str, res: dict, diffs: dict, floor: float | None = None) -> None:
     print(f"\n{title}")
     for what in ("value", "gradient"):
         d, scale = diffs[what]
@@ -165,9 +208,16 @@ def report(title: str, res: dict, diffs: dict) -> None:
     for name, r in res.items():
         cols = [f"{statistics.median(r[m]):.3f} / {min(r[m]):.3f}" for m in ("forward", "forward+backward")]
         print(f"  {name:<14}{cols[0]:>26}{cols[1]:>26}")
-    for peer in (k for k in res if k != "lossnet"):
-        ratios = [min(res[peer][m]) / min(res["lossnet"][m]) for m in ("forward", "forward+backward")]
-        print(f"  ratio {peer} / lossnet (min): forward {ratios[0]:.2f}x, forward+backward {ratios[1]:.2f}x")
+    for ours in (k for k in res if k.startswith("lossnet")):
+        for peer in (k for k in res if not k.startswith("lossnet")):
+            ratios = [min(res[peer][m]) / min(res[ours][m]) for m in ("forward", "forward+backward")]
+            print(f"  ratio {peer} / {ours} (min): forward {ratios[0]:.2f}x, forward+backward {ratios[1]:.2f}x")
+    if floor is not None:
+        peers = [min(r["forward"]) for k, r in res.items() if not k.startswith("lossnet")]
+        print(f"  trunk convolutions alone (lossnet's batched forward, same kernels): {floor:.3f} s = "
+              f"{floor / min(res['lossnet']['forward']):.0%} of lossnet's forward; 1.5x the fastest peer's forward "
+              f"would need <= {min(peers) / 1.5:.3f} s, so at most {min(peers) / floor:.2f}x is possible with these "
+              "convolutions")
 
 
 def main() -> None:
@@ -178,6 +228,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time torch.compile(lossnet) (inductor, freezing; needs a C++ compiler)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -188,12 +240,16 @@ def main() -> None:
     x0 = torch.rand(args.batch, 3, args.size, args.size, generator=g).to(device)
     x1 = torch.rand(args.batch, 3, args.size, args.size, generator=g).to(device)
     for arch in args.arch:
-        impls = build_loss(arch, device) if args.loss else build_distance(arch, device)
-        if impls is None:
+        built = build_loss(arch, device) if args.loss else build_distance(arch, device)
+        if built is None:
             return
+        ours, impls = built
+        if args.compile:
+            add_compiled(impls, ours, getattr(ours, "scale", 1.0))
         res, diffs = run(impls, x0, x1, args.repeats)
         title = f"{arch} relu@{LOSS_LAYER[arch]} (lossnet x C)" if args.loss else arch
-        report(title, res, diffs)
+        floor = None if args.loss else conv_floor(ours.net, x0, x1, args.repeats)
+        report(title, res, diffs, floor)
 
 
 if __name__ == "__main__":

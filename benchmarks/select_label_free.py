@@ -5,8 +5,8 @@ Two kinds of images with labels:
 * ``lunarlander``: frames of random-policy LunarLander rollouts (lossnet.data.lunarlander);
   labels = the lander's binned position (x tertile x y above/below the median: 6 classes); the
   positions themselves (pixels) for a regression check.
-* ``sr``: random 64x64 crops of the SR photographs in $LOSSNET_SHARED/data/sr; labels = the
-  source image's id.
+* ``sr``: random 64x64 crops of ``--sources`` CBSD68 photographs in $LOSSNET_SHARED/data/sr
+  (default 8; docs/choosing.md uses 24); labels = the source image's id.
 
 ``train`` (one kind, one seed): per candidate (every offline (architecture, layer) + the pixel
 baseline) the I-F-FP encoder of `select` is trained once on the stratified train part; from that
@@ -21,8 +21,9 @@ on the seed-averaged scores, and each score's own seed-to-seed rho (for the labe
 noise ceiling).
 ``api`` runs the public `select` and `select_label_free` end to end (independent encoders).
 
-    python benchmarks/select_label_free.py train --kind lunarlander --images 480 --seed 0
-    python benchmarks/select_label_free.py analyse --kind lunarlander
+    python benchmarks/select_label_free.py train --kind lunarlander --images 480 --seed 0   # ... --seed 3
+    python benchmarks/select_label_free.py train --kind sr --images 720 --sources 24 --seed 0
+    python benchmarks/select_label_free.py analyse --kind lunarlander --images 480 [--figure docs/figures]
     python benchmarks/select_label_free.py api [--kind lunarlander|sr|both] [--images 360] [--criterion ...]
 """
 
@@ -32,6 +33,7 @@ import argparse
 import glob
 import itertools
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -88,7 +90,7 @@ def train(args) -> None:
     if args.kind == "lunarlander":
         imgs, labels, pos = lunarlander_images(args.images, args.data_seed)
     else:
-        (imgs, labels), pos = sr_crops(args.images, args.data_seed), None
+        (imgs, labels), pos = sr_crops(args.images, args.data_seed, args.sources), None
     tr, te = S.stratified_split(labels, None, 0.3, args.seed)
     data = {"train_images": imgs[tr].contiguous(), "test_images": imgs[te].contiguous()}
     views = {k: S.augmented_view(data["test_images"], args.seed + 1, **v) for k, v in VIEWS.items()}
@@ -122,7 +124,12 @@ def train(args) -> None:
         print(f"{name:<24} acc {e['acc']:.3f} err {e.get('err', float('nan')):.2f} {time.perf_counter() - t0:.1f}s",
               flush=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    torch.save(out, Path(args.out) / f"{args.kind}_n{args.images}_s{args.seed}.pt")
+    torch.save(out, Path(args.out) / f"{_stem(args)}_s{args.seed}.pt")
+
+
+def _stem(args) -> str:
+    """Run-file name without the seed: kind, images and (photographs) the number of source images."""
+    return f"{args.kind}_n{args.images}" + (f"_src{args.sources}" if args.kind == "sr" and args.sources != 8 else "")
 
 
 def criteria(d: dict, ridge: float = 1e-2) -> dict:
@@ -148,10 +155,11 @@ def criteria(d: dict, ridge: float = 1e-2) -> dict:
 
 
 def analyse(args) -> None:
-    files = sorted(glob.glob(str(Path(args.out) / f"{args.kind}_n*_s*.pt")))
+    files = sorted(glob.glob(str(Path(args.out) / f"{_stem(args)}_s*.pt")))
     if not files:
-        raise SystemExit(f"no stored runs for {args.kind} in {args.out}: run `train` first")
-    res = {Path(f).stem: criteria(torch.load(f, weights_only=False)) for f in files}
+        raise SystemExit(f"no stored runs {_stem(args)}_s*.pt in {args.out}: run `train` with the same --kind, "
+                         "--images and --sources first")
+    res = {Path(f).stem: criteria(torch.load(f, weights_only=True)) for f in files}
     keys = list(next(iter(next(iter(res.values())).values())))
     names = list(next(iter(res.values())))
     for f, r in res.items():
@@ -163,6 +171,7 @@ def analyse(args) -> None:
     for who, sel in (("all", names), ("loss networks", [n for n in names if n != S.BASELINE])):
         print(f"\n== Spearman's rho vs the labelled ranking ({who}: {len(sel)}); same-seed per seed, cross-seed (label-free of s vs labelled of s'), "
               "seed-averaged scores")
+        summary = []
         for lab in [k for k in ("acc", "negerr") if k in keys]:
             for k in keys:
                 same = [rho([r[n][lab] for n in sel], [r[n][k] for n in sel]) for r in res.values()]
@@ -173,7 +182,47 @@ def analyse(args) -> None:
                 cr = " ".join(f"{a:+.2f} (p {p:.2f})" for a, p in cross) if cross else "-"
                 print(f"  {lab:>6} vs {k:<10} same-seed {' '.join(f'{a:+.2f} (p {p:.2f})' for a, p in same)}  "
                       f"cross-seed {cr}  seed-avg {avg[0]:+.2f} (p {avg[1]:.3f})")
+                summary.append((lab, k, cross, avg))
+        if summary and summary[0][2]:
+            print(f"  summary ({len(res)} seeds): cross-seed rho median [min, max], pairs with p < 0.05; seed-averaged rho (p)")
+            for lab, k, cross, avg in summary:
+                rs = sorted(a for a, _ in cross)
+                print(f"    {lab:>6} vs {k:<10} {statistics.median(rs):+.2f} [{rs[0]:+.2f}, {rs[-1]:+.2f}]  "
+                      f"{sum(p < 0.05 for _, p in cross)}/{len(cross)}   {avg[0]:+.2f} ({avg[1]:.3f})")
         _stability(res, keys, sel)
+    if args.figure:
+        _figure(res, names, Path(args.figure) / f"label_free_{_stem(args)}.png")
+
+
+def _figure(res: dict, names: list, path: Path, criterion: str = "xp_others") -> None:
+    """Seed-averaged label-free score (the default criterion) against seed-averaged held-out
+    accuracy, one point per candidate, bars = the range over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    runs = list(res.values())
+    xs = [[r[n][criterion] for r in runs] for n in names]
+    ys = [[r[n]["acc"] for r in runs] for n in names]
+    mx, my = [sum(v) / len(v) for v in xs], [sum(v) / len(v) for v in ys]
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    ax.errorbar(mx, my, xerr=[[m - min(v) for m, v in zip(mx, xs)], [max(v) - m for m, v in zip(mx, xs)]],
+                yerr=[[m - min(v) for m, v in zip(my, ys)], [max(v) - m for m, v in zip(my, ys)]],
+                fmt="o", ms=4, capsize=2, lw=0.8)
+    for n, x, y in zip(names, mx, my):
+        ax.annotate(n, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    t = spearmanr(mx, my)
+    ax.set_xlabel("label-free score: cross-prediction R^2 (held-out, seed mean)")
+    ax.set_ylabel("labelled score: held-out probe accuracy (seed mean)")
+    ax.set_title(f"{path.stem[len('label_free_'):]}: {len(runs)} seeds, Spearman rho {t.statistic:.2f} "
+                 + (f"(p {t.pvalue:.3f})" if t.pvalue >= 1e-3 else "(p < 0.001)"),
+                 fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"figure: {path}")
 
 
 def _stability(res: dict, keys: list, sel: list) -> None:
@@ -217,7 +266,7 @@ def api(args) -> None:
     if args.kind in ("lunarlander", "both"):
         out["lunarlander"] = compare("lunarlander", *lunarlander_images(args.images, args.seed)[:2], args)
     if args.kind in ("sr", "both"):
-        out["sr"] = compare("sr", *sr_crops(args.images, args.seed), args)
+        out["sr"] = compare("sr", *sr_crops(args.images, args.seed, args.sources), args)
     print("\n" + "; ".join(f"{k}: rho {v['rho']:.3f} (nets only {v['rho_nets']:.3f})" for k, v in out.items()))
 
 
@@ -226,6 +275,7 @@ def main() -> None:
     ap.add_argument("command", choices=["train", "analyse", "api"])
     ap.add_argument("--kind", default="lunarlander", choices=["lunarlander", "sr", "both"])
     ap.add_argument("--images", type=int, default=480)
+    ap.add_argument("--sources", type=int, default=8, help="(sr) number of CBSD68 photographs the crops come from")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--probe-epochs", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
@@ -233,6 +283,7 @@ def main() -> None:
     ap.add_argument("--data-seed", type=int, default=0, help="which frames / crops (train)")
     ap.add_argument("--criterion", default="cross-prediction", choices=list(S.LABEL_FREE_CRITERIA), help="(api)")
     ap.add_argument("--out", default="runs/select-label-free", help="where train stores and analyse reads")
+    ap.add_argument("--figure", default=None, help="(analyse) folder for a PNG: label-free vs labelled score per candidate")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.command != "api" and args.kind == "both":
