@@ -196,6 +196,7 @@ def test_label_free_cross_prediction_default(tiny_archs, capsys):
     assert [r.rank for r in ok] == [1, 2, 3] and ok[0].score >= ok[1].score >= ok[2].score
     assert any("cross-prediction R^2" in m for m in msgs)
     assert "R^2" in format_table(a) and "cross-prediction score" in a.recommendation
+    assert "only 13 held-out images" in a.recommendation  # few held-out images: flagged as noisy
     b = select_label_free(x, **kw)
     assert [(r.name, r.score) for r in a.results] == [(r.name, r.score) for r in b.results]
     with pytest.raises(UserError, match="at least two candidates"):
