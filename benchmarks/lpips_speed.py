@@ -64,7 +64,8 @@ def _frozen(*mods) -> None:
             p.requires_grad_(False)
 
 
-def build_distance(arch: str, device: str) -> dict:
+def build_distance(arch: str, device: str) -> tuple[torch.nn.Module, dict, float]:
+    """(lossnet's module, {name: distance(x0, x1)}, 1.0: the factor lossnet's value is compared at)."""
     import lpips
     import torchmetrics.functional.image.lpips as tml
     import torchvision
@@ -91,7 +92,7 @@ def build_distance(arch: str, device: str) -> dict:
         "lossnet": lambda a, b: ours(a, b),
         "lpips": lambda a, b: theirs(a * 2 - 1, b * 2 - 1).flatten(),
         "torchmetrics": lambda a, b: tm.net(a, b, normalize=True).flatten(),
-    }
+    }, 1.0
 
 
 def add_compiled(impls: dict, module: torch.nn.Module, scale: float = 1.0) -> None:
@@ -129,7 +130,8 @@ def conv_floor(net, x0: torch.Tensor, x1: torch.Tensor, repeats: int) -> float:
     return min(times[1:])
 
 
-def build_loss(arch: str, device: str) -> dict | None:
+def build_loss(arch: str, device: str) -> tuple[torch.nn.Module, dict, float] | None:
+    """As :func:`build_distance` for the PS loss vs piq (factor C: piq sums over channels); None without piq."""
     try:
         from piq import ContentLoss
     except ImportError:
@@ -149,12 +151,11 @@ def build_loss(arch: str, device: str) -> dict | None:
     piq_trunc = ContentLoss(trunc, layers=(str(layer),), reduction="none").to(device)
     _frozen(ours, piq_full, piq_trunc)
     channels = [m for m in trunc.modules() if isinstance(m, torch.nn.Conv2d)][-1].out_channels
-    ours.scale = channels
     return ours, {
         "lossnet": lambda a, b: ours(a, b) * channels,  # piq sums over channels, lossnet averages
         "piq": lambda a, b: piq_full(a, b),
         "piq-trunc": lambda a, b: piq_trunc(a, b),
-    }
+    }, channels
 
 
 def run(impls: dict, x0: torch.Tensor, x1: torch.Tensor, repeats: int) -> tuple[dict, dict]:
@@ -243,9 +244,9 @@ def main() -> None:
         built = build_loss(arch, device) if args.loss else build_distance(arch, device)
         if built is None:
             return
-        ours, impls = built
+        ours, impls, factor = built
         if args.compile:
-            add_compiled(impls, ours, getattr(ours, "scale", 1.0))
+            add_compiled(impls, ours, factor)
         res, diffs = run(impls, x0, x1, args.repeats)
         title = f"{arch} relu@{LOSS_LAYER[arch]} (lossnet x C)" if args.loss else arch
         floor = None if args.loss else conv_floor(ours.net, x0, x1, args.repeats)
