@@ -197,11 +197,9 @@ def analyse(args) -> None:
 def _figure(res: dict, names: list, path: Path, criterion: str = "xp_others") -> None:
     """Seed-averaged label-free score (the default criterion) against seed-averaged held-out
     accuracy, one point per candidate, bars = the range over seeds."""
-    import matplotlib
+    from lossnet.report.figures import _plt, _save
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
+    plt = _plt()
     runs = list(res.values())
     xs = [[r[n][criterion] for r in runs] for n in names]
     ys = [[r[n]["acc"] for r in runs] for n in names]
@@ -218,11 +216,7 @@ def _figure(res: dict, names: list, path: Path, criterion: str = "xp_others") ->
     ax.set_title(f"{path.stem[len('label_free_'):]}: {len(runs)} seeds, Spearman rho {t.statistic:.2f} "
                  + (f"(p {t.pvalue:.3f})" if t.pvalue >= 1e-3 else "(p < 0.001)"),
                  fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    print(f"figure: {path}")
+    print(f"figure: {_save(fig, path)}")
 
 
 def _stability(res: dict, keys: list, sel: list) -> None:
