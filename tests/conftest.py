@@ -1,4 +1,10 @@
-"""Shared fixtures: the offline weights (fetched once by `make test`), ../shared, tiny data."""
+"""Shared fixtures: the offline weights (fetched once by `make test`), real photographs, tiny data.
+
+Real photographs come from ``../shared/data/sr`` beside the checkout (or ``$LOSSNET_SHARED/data/sr``);
+on a clone without it, :func:`sr_dir` falls back to the small crops shipped in ``tests/data/sr``
+and the few tests that need the full sets (:func:`sr_full_dir`) skip with one line saying where
+to put the folder.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 REPO = Path(__file__).resolve().parents[1]
 OFFLINE_ARCHS = ("alexnet", "vgg16", "efficientnet_lite0")
+SHIPPED_SR = REPO / "tests" / "data" / "sr"
+"""128 px crops of five photographs of the SR sets, same sub-folder names (tests/data/sr/README.md)."""
 
 
 def shared_dir() -> Path:
@@ -29,10 +37,25 @@ def offline_weights():
     return {a: fetch(a) for a in OFFLINE_ARCHS}
 
 
+def shared_sr_dir() -> Path:
+    """``<shared>/data/sr``: the full SR sets (CSet5, CSet14, CBSD68, CSun_Hays80), which may be absent."""
+    return shared_dir() / "data" / "sr"
+
+
 @pytest.fixture(scope="session")
 def sr_dir() -> Path:
-    d = shared_dir() / "data" / "sr"
-    assert d.exists(), f"{d} is missing: tests expect ../shared beside the checkout (or set LOSSNET_SHARED)"
+    """Some real photographs in the SR sets' layout (``CSet14/``, ``CBSD68/``): the full sets of
+    :func:`shared_sr_dir` when present, else the crops shipped in ``tests/data/sr``."""
+    d = shared_sr_dir()
+    return d if d.is_dir() else SHIPPED_SR
+
+
+@pytest.fixture(scope="session")
+def sr_full_dir() -> Path:
+    """The full SR sets; skips (one line: where to put them) on a clone without the shared folder."""
+    d = shared_sr_dir()
+    if not d.is_dir():
+        pytest.skip(f"needs the full SR sets in {d}: put the shared folder beside the checkout or set LOSSNET_SHARED")
     return d
 
 

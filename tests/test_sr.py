@@ -112,12 +112,12 @@ def test_patches_and_training_pairs(tmp_path):
         random_patches(imgs, 2, 512)
 
 
-def test_shared_test_sets_and_bicubic_reference(sr_dir):
-    assert resolve_test_set(sr_dir, "set5").name == "CSet5"
-    assert resolve_test_set(sr_dir, "cbsd68").name == "CBSD68"
+def test_shared_test_sets_and_bicubic_reference(sr_full_dir):
+    assert resolve_test_set(sr_full_dir, "set5").name == "CSet5"
+    assert resolve_test_set(sr_full_dir, "cbsd68").name == "CBSD68"
     with pytest.raises(FileNotFoundError, match="set5"):
-        resolve_test_set(sr_dir, "urban100")
-    images = load_images(resolve_test_set(sr_dir, "set5"))
+        resolve_test_set(sr_full_dir, "urban100")
+    images = load_images(resolve_test_set(sr_full_dir, "set5"))
     assert len(images) == 5 and all(im.shape[0] == 3 for _, im in images)
     res = evaluate_sr(lambda lr: bicubic_upsample(lr, 4), images, 4, keep=["butterfly"])
     # bicubic x4 after a sigma-1 blur on Set5 (Y, 4-px border): well above noise, well below x2 levels
