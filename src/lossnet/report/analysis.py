@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lossnet.report.formatting import format_p
+
 LAYERS = ("E", "S", "M", "L")
 
 
@@ -432,15 +434,17 @@ def analysis_markdown(rows: list[dict], scores: list[Score], out_dir: Path, inpu
                      "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
 
         def corr_lines(rows_):
-            return [f"| {c['score']} | {c['attribute']} | {c['n']} | {_fmt(c['pearson'])} | {_fmt(c['pearson_p'])}"
-                    f" | {_fmt(c['spearman'])} | {_fmt(c['spearman_p'])} |" for c in rows_]
+            return [f"| {c['score']} | {c['attribute']} | {c['n']} | {_fmt(c['pearson'])} | "
+                    f"{format_p(c['pearson_p'], c['n'])} | {_fmt(c['spearman'])} | {format_p(c['spearman_p'], c['n'])} |"
+                    for c in rows_]
 
         lines += ["", "## Correlations with architecture / layer attributes", "",
                   f"One observation per loss network. `params`, `params_fraction`, `depth`, `features`, `channels`, "
                   f"`flops` (log10 at {input_size}x{input_size}), `batchnorm` and `conv1x1` describe the network "
                   "truncated at the layer; `top1`, `skip`, `branch` and `arch_*` the whole architecture "
                   "(`arch_depth`, `arch_mflops` (log10): the paper's Table I, absent for architectures it does not "
-                  "have; `arch_params`: all parameters of the full model). p-values are two-sided. Scores where "
+                  "have; `arch_params`: all parameters of the full model). p-values are two-sided; tiny ones read "
+                  "`< 1e-k`, and `(n = k)` marks those over fewer than 10 loss networks. Scores where "
                   "lower is better keep their sign (read a negative r as 'better').", ""] + corr_head + corr_lines(corr)
         lines += ["", "## Correlations of the best layer with whole-architecture attributes (Table I)", "",
                   "One observation per architecture: its best layer's score (Table IV) against ImageNet top-1, "
@@ -455,7 +459,8 @@ def analysis_markdown(rows: list[dict], scores: list[Score], out_dir: Path, inpu
                       "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
             for c in pairs:
                 lines.append(f"| {c['score_a']} | {c['score_b']} | {c['n']} | {_fmt(c['pearson'])} | "
-                             f"{_fmt(c['pearson_p'])} | {_fmt(c['spearman'])} | {_fmt(c['spearman_p'])} |")
+                             f"{format_p(c['pearson_p'], c['n'])} | {_fmt(c['spearman'])} | "
+                             f"{format_p(c['spearman_p'], c['n'])} |")
         paths = figures(table, scores, out_dir, input_size)
         lines += ["", "## Figures", ""] + [f"![{p.stem}]({os.path.relpath(p, md_dir)})" for p in paths]
     if skipped:
