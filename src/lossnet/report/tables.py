@@ -12,7 +12,6 @@ thesis states for Figs. 6-8 ("the mean and uncorrected sample standard deviation
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
