@@ -1,5 +1,6 @@
 """Small helpers every layer shares: the cache root, device choice, progress lines, output-path
-checks and atomic writes, and the fault-injection points of the reliability tests.
+checks and atomic writes, the generic file readers (JSON, JSON lines, torch, safetensors) that
+every format-specific reader builds on, and the fault-injection points of the reliability tests.
 
 A leaf module (imports nothing of lossnet but :mod:`lossnet.errors` and :mod:`lossnet.distributed`).
 """
@@ -7,6 +8,7 @@ A leaf module (imports nothing of lossnet but :mod:`lossnet.errors` and :mod:`lo
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import sys
@@ -16,8 +18,9 @@ import torch
 
 from lossnet.errors import UserError
 
-__all__ = ["atomic_write", "best_device", "ensure_writable_dir", "ensure_writable_file", "fault_point", "is_fs_error",
-           "log", "lossnet_home", "module_device"]
+__all__ = ["CorruptFileError", "DiskFullError", "atomic_write", "best_device", "ensure_writable_dir",
+           "ensure_writable_file", "fault_point", "is_fs_error", "load_safetensors", "load_torch", "log", "lossnet_home",
+           "module_device", "read_json", "read_jsonl", "save_torch", "write_failure"]
 
 
 def lossnet_home() -> Path:
@@ -106,24 +109,193 @@ def ensure_writable_file(path: str | os.PathLike, what: str = "output file") -> 
     return p
 
 
-def atomic_write(path: str | os.PathLike, data: str | bytes, *, point: str | None = None) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and
-    ``os.replace``; on any error (e.g. a full disk) the temporary file is removed and the old
-    ``path`` is untouched. ``point`` names a :func:`fault_point` reached before the write."""
+class DiskFullError(UserError, OSError):
+    """A write failed for lack of space (``ENOSPC``, ``EDQUOT``, ``EFBIG`` from ``ulimit -f``, or
+    torch's ``[enforce fail at inline_container.cc] ... file write failed``); names the path."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def write_failure(e: BaseException, path: str | os.PathLike) -> DiskFullError | None:
+    """``e`` as one clear :class:`DiskFullError` naming ``path`` when it reports a full disk or
+    file-size limit however it was raised (an ``OSError`` errno, or torch's serializer's
+    ``RuntimeError``, which carries no errno); ``None`` for any other error."""
+    if isinstance(e, DiskFullError):
+        return e
+    full = isinstance(e, OSError) and getattr(e, "errno", None) in _FULL_ERRNOS
+    if isinstance(e, RuntimeError) and "inline_container" in str(e) and \
+            ("write" in str(e) or "unexpected pos" in str(e)):
+        full = True
+    if not full:
+        return None
+    err = DiskFullError(f"cannot write {path}: No space left on the device (or over the file-size limit, ulimit -f); "
+                        "free space or choose another output location, then rerun")
+    err.errno, err.filename = errno.ENOSPC, str(path)
+    return err
+
+
+def _atomic(path: str | os.PathLike, write, point: str | None = None) -> Path:
     p = Path(path)
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     try:
         if point is not None:
             fault_point(point)
-        if isinstance(data, str):
-            tmp.write_text(data, encoding="utf-8")
-        else:
-            tmp.write_bytes(data)
+        write(tmp)
         os.replace(tmp, p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no partial file
+        full = write_failure(e, p)
+        if full is not None and full is not e:
+            raise full from None
         raise
     return p
+
+
+def atomic_write(path: str | os.PathLike, data: str | bytes, *, point: str | None = None) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and
+    ``os.replace``; on any error (e.g. a full disk) the temporary file is removed and the old
+    ``path`` is untouched (a full disk is one :class:`DiskFullError` naming ``path``). ``point``
+    names a :func:`fault_point` reached before the write."""
+    if isinstance(data, str):
+        return _atomic(path, lambda t: t.write_text(data, encoding="utf-8"), point)
+    return _atomic(path, lambda t: t.write_bytes(data), point)
+
+
+def save_torch(obj, path: str | os.PathLike, *, point: str | None = None) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically, like :func:`atomic_write`: a full disk, however
+    torch reports it, is one :class:`DiskFullError` naming ``path`` and leaves no partial file."""
+    return _atomic(path, lambda t: torch.save(obj, t), point)
+
+
+# --------------------------------------------------------------------------------------------
+# File readers: every file lossnet reads goes through one of these (or a reader built on them)
+# --------------------------------------------------------------------------------------------
+
+
+class CorruptFileError(UserError, ValueError):
+    """A file lossnet reads is missing, unreadable, or not what it should hold; the one-line
+    message names the file, what is wrong and how to fix it."""
+
+
+def _bad(path, problem: str, fix: str) -> CorruptFileError:
+    return CorruptFileError(f"{path} {problem}: {fix}")
+
+
+def _read_bytes(path: Path, fix: str) -> bytes:
+    if not path.exists():
+        raise _bad(path, "is missing", fix)
+    if not path.is_file():
+        raise _bad(path, "is not a regular file", fix)
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise _bad(path, f"cannot be read ({e.strerror or e})", fix) from None
+
+
+def _type_name(x) -> str:
+    return {dict: "a JSON object", list: "a list", str: "a string", type(None): "null"}.get(type(x), type(x).__name__)
+
+
+def check_mapping(obj, path, fix: str, required=(), what: str = "a JSON object") -> dict:
+    """``obj`` when it is a dict holding every key of ``required``; else a :class:`CorruptFileError`."""
+    if not isinstance(obj, dict):
+        raise _bad(path, f"holds {_type_name(obj)}, not {what}", fix)
+    missing = [k for k in required if k not in obj]
+    if missing:
+        raise _bad(path, f"lacks {', '.join(map(str, missing))}", fix)
+    return obj
+
+
+def read_json(path: str | os.PathLike, fix: str, *, required=(), expect: type | None = dict):
+    """The JSON value of ``path`` (an object holding ``required`` keys when ``expect`` is dict).
+
+    Missing, empty, non-UTF-8, invalid or wrongly typed files raise one :class:`CorruptFileError`
+    naming the file, the problem (with line and column for bad JSON) and ``fix``."""
+    p = Path(path)
+    raw = _read_bytes(p, fix)
+    if not raw.strip():
+        raise _bad(p, "is empty", fix)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _bad(p, f"is not UTF-8 text (byte {e.start})", fix) from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _bad(p, f"is not valid JSON (line {e.lineno} column {e.colno}: {e.msg})", fix) from None
+    if expect is dict:
+        return check_mapping(obj, p, fix, required)
+    if expect is not None and not isinstance(obj, expect):
+        raise _bad(p, f"holds {_type_name(obj)}, not {_type_name(expect())}", fix)
+    return obj
+
+
+def read_jsonl(path: str | os.PathLike, fix: str = "fix or delete that line", *, required=()) -> list[dict]:
+    """The JSON objects of a JSON-lines file, one per non-blank line, in file order.
+
+    Only a torn last line -- the last line, when it does not parse (a crash mid-append) -- is
+    skipped; a complete valid last row without its final newline is a row. Any other bad line
+    (invalid JSON, not UTF-8, not an object, lacking a ``required`` key) raises one
+    :class:`CorruptFileError` naming the file, the line number and ``fix``."""
+    p = Path(path)
+    lines = _read_bytes(p, "check the path").split(b"\n")
+    last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
+    rows = []
+    for i, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            if i == last:
+                continue
+            raise _bad(p, f"line {i + 1} is not UTF-8 text (byte {e.start})", fix) from None
+        except json.JSONDecodeError as e:
+            if i == last:
+                continue  # torn by a crash mid-write
+            raise _bad(p, f"line {i + 1} is not valid JSON ({e.msg})", fix) from None
+        if not isinstance(row, dict):
+            raise _bad(p, f"line {i + 1} is not a row (a JSON object), got {type(row).__name__}", fix)
+        missing = [k for k in required if k not in row]
+        if missing:
+            raise _bad(p, f"line {i + 1} lacks {', '.join(missing)}: not a row of this table", fix)
+        rows.append(row)
+    return rows
+
+
+def load_torch(path: str | os.PathLike, fix: str, *, map_location="cpu", required=()) -> dict:
+    """A dict saved by ``torch.save`` at ``path``, read with ``weights_only=True`` (no code runs).
+
+    Missing, truncated, garbage, pickle payloads, and files holding anything but a dict with the
+    ``required`` keys raise one :class:`CorruptFileError` naming the file and ``fix``."""
+    p = Path(path)
+    if not p.is_file():
+        raise _bad(p, "is missing" if not p.exists() else "is not a regular file", fix)
+    try:
+        obj = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated, garbage, a refused pickle: all "cannot be read"
+        first = (str(e).strip().splitlines() or [""])[0][:120]
+        raise _bad(p, f"cannot be read as a torch file ({type(e).__name__}: {first})", fix) from None
+    return check_mapping(obj, p, fix, required, "a dict")
+
+
+def load_safetensors(path: str | os.PathLike, fix: str) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a missing, empty, truncated or garbage file raises one
+    :class:`CorruptFileError` naming the file and ``fix``."""
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    if not p.is_file():
+        raise _bad(p, "is missing" if not p.exists() else "is not a regular file", fix)
+    try:
+        return load_file(str(p))
+    except Exception as e:  # noqa: BLE001 - SafetensorError, OSError, ...: all "cannot be read"
+        first = (str(e).strip().splitlines() or [""])[0][:120]
+        raise _bad(p, f"cannot be read as safetensors ({type(e).__name__}: {first})", fix) from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ thesis states for Figs. 6-8 ("the mean and uncorrected sample standard deviation
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -43,37 +42,20 @@ PAPER_A_TABLES = {"lunarlander": ("II", "V"), "stl10": ("III", "VI"), "svhn": ("
 def load_rows(path: str | Path, required: Sequence[str] = ()) -> list[dict]:
     """Rows of ``results.jsonl`` (a run directory or the file itself), one per distinct cell id.
 
-    A torn last line (a crash mid-write) is skipped. Rows repeating an earlier row's ``cell_id``
-    (two commands that computed the same cell) are dropped, so aggregates count distinct repeats.
-    A line that is not a JSON object, or lacks a key of ``required``, is a
+    Read by :func:`lossnet.utils.read_jsonl`: a torn last line (a crash mid-write) is skipped.
+    Rows repeating an earlier row's ``cell_id`` (two commands that computed the same cell) are dropped, so aggregates count distinct repeats.
+    A line that is not valid UTF-8 JSON, not an object, or lacks a key of ``required``, is a
     :class:`~lossnet.errors.UserError` naming the file and line.
     """
-    from lossnet.errors import UserError
+    from lossnet.utils import read_jsonl
 
     p = Path(path)
     if p.is_dir():
         p = p / "results.jsonl"
     if not p.is_file():
         raise FileNotFoundError(f"no results table at {p}; run `lossnet run EXPERIMENT out={p.parent}` first")
-    lines = p.read_text().splitlines()
-    last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
     rows, seen = [], set()
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            if i == last:
-                continue  # torn by a crash mid-write; repaired on the next append
-            raise UserError(f"{p} line {i + 1} is not valid JSON ({e.msg}): fix or delete that line") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{p} line {i + 1} is not a row (a JSON object), got {type(row).__name__}: "
-                            f"fix or delete that line")
-        missing = [k for k in required if k not in row]
-        if missing:
-            raise UserError(f"{p} line {i + 1} lacks {', '.join(missing)}: not a row of this results table "
-                            f"(fix or delete that line)")
+    for row in read_jsonl(p, required=required):
         cid = row.get("cell_id")
         if cid is not None:
             if cid in seen:

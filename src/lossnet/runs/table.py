@@ -1,5 +1,6 @@
 """The tidy results table of a run directory: ``results.jsonl`` (one JSON object per finished cell,
-appended durably) and its ``results.csv`` export."""
+appended durably) and its ``results.csv`` export. Nothing finished is ever dropped: only a last
+line that does not parse is torn (and is kept aside in ``results.jsonl.torn``)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,9 @@ class ResultsTable:
 
     ``results.jsonl``: one JSON object per finished cell (see docs/experiments.md for the columns),
     appended as one full line followed by flush + fsync, so a killed sweep leaves complete rows
-    only (a torn last line, possible only on a crash mid-write, is ignored and repaired on the next
-    append). ``results.csv``: the same rows flattened (nested dicts as dotted columns, lists and
+    only. A torn last line (one that does not parse; possible only on a crash mid-write) is ignored
+    and, on the next append, moved to ``results.jsonl.torn``; a valid last row that lacks only its
+    final newline is kept and the newline added. ``results.csv``: the same rows flattened (nested dicts as dotted columns, lists and
     the full config as JSON strings), rewritten atomically after every append.
 
     Under ``torchrun`` only rank 0 writes (:meth:`append` and :meth:`export_csv` do nothing on the
@@ -48,25 +50,22 @@ class ResultsTable:
         self.csv_path = self.directory / "results.csv"
 
     def rows(self) -> list[dict]:
-        """All complete rows in file order."""
+        """All complete rows in file order (:func:`lossnet.utils.read_jsonl`: only a last line
+        that does not parse is skipped as torn; any other bad line is one error naming the line)."""
+        from lossnet.utils import read_jsonl
+
         if not self.path.exists():
             return []
-        out = []
-        for line in self.path.read_text().splitlines():
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line from a crash mid-write
-        return out
+        return read_jsonl(self.path)
 
     def ids(self) -> set[str]:
         """The distinct cell ids of the rows."""
         return {r.get("cell_id") for r in self.rows() if isinstance(r, dict)}
 
     def _repair_tail(self) -> None:
+        """Make the file end in a newline before an append. A last line that parses is a complete
+        row missing only its newline: the newline is added, the row kept. A last line that does not
+        parse is torn (a crash mid-write): it is moved to ``results.jsonl.torn`` (never deleted)."""
         if not self.path.exists() or self.path.stat().st_size == 0:
             return
         with open(self.path, "rb+") as f:
@@ -74,8 +73,24 @@ class ResultsTable:
             if f.read(1) == b"\n":
                 return
             f.seek(0)
-            keep = f.read().rfind(b"\n") + 1
-            f.truncate(keep)
+            data = f.read()
+            keep = data.rfind(b"\n") + 1
+            tail = data[keep:]
+            try:
+                complete = isinstance(json.loads(tail.decode("utf-8")), dict)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                complete = False
+            if complete or not tail.strip():
+                f.seek(0, os.SEEK_END)
+                f.write(b"\n")
+            else:
+                with open(self.path.with_name(self.path.name + ".torn"), "ab") as t:
+                    t.write(tail + b"\n")
+                    t.flush()
+                    os.fsync(t.fileno())
+                f.truncate(keep)
+            f.flush()
+            os.fsync(f.fileno())
 
     def append(self, row: dict) -> None:
         """Append one row durably (single write of a full line, flush, fsync) and refresh the CSV."""

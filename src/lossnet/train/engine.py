@@ -40,7 +40,8 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..errors import ConfigError
-from ..utils import best_device, fault_point, log
+from ..utils import best_device, fault_point, log, save_torch
+from .checkpoint import read_resumable as _read_checkpoint
 from .loggers import HistoryLogger, check_logger
 
 PRECISIONS = ("32", "bf16", "16-mixed")
@@ -150,13 +151,6 @@ def fit_options(section) -> dict:
         if v is not None:
             out[k] = str(v) if k in ("precision", "logger") else bool(v)
     return out
-
-
-def _identity_changes(stored: dict | None, current: dict) -> list[str]:
-    """Keys whose values differ (all keys for a checkpoint without an identity)."""
-    if not isinstance(stored, dict):
-        return ["(a checkpoint without an identity)"]
-    return sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -287,26 +281,6 @@ def _sync_batchnorm(task: nn.Module, device: torch.device) -> nn.Module:
     if distributed.world_size() > 1 and device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(task)  # same Parameter objects, same state keys
     return task
-
-
-def _read_checkpoint(ckpt: Path | None, ident: dict, device) -> dict | None:
-    """The state to resume from, or None (no checkpoint, unreadable, or written with other
-    settings: one line on stderr says so)."""
-    if ckpt is None or not ckpt.exists():
-        return None
-    try:
-        state = torch.load(ckpt, map_location=device, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - unreadable (truncated by a foreign tool, other format)
-        log(f"{ckpt}: not resuming, the checkpoint cannot be read ({type(e).__name__}); training from scratch")
-        return None
-    if not state:
-        return None
-    changed = _identity_changes(state.get("identity"), ident)
-    if changed:
-        log(f"{ckpt}: not resuming, the checkpoint was written with other settings "
-            f"(changed: {', '.join(changed)}); training from scratch")
-        return None
-    return state
 
 
 def _validation_score(task: nn.Module, val_set: dict[str, torch.Tensor], val_idx: torch.Tensor, cfg: FitConfig,
@@ -479,18 +453,12 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
         fault_point("epoch")
         if ckpt is not None and distributed.is_main():  # one writer
             ckpt.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt.with_suffix(f".tmp{os.getpid()}")
-            try:
-                fault_point("checkpoint")
-                torch.save({"config": cfg.identity(), "identity": ident, "task": task.state_dict(),
-                            "optimizer": opt.state_dict(), "best_state": best_state, "history": result.history,
-                            "best_epoch": result.best_epoch, "best_val": result.best_val,
-                            "stopped_early": result.stopped_early,
-                            "scaler": scaler.state_dict() if scaler is not None else None}, tmp)
-                os.replace(tmp, ckpt)
-            except BaseException:
-                tmp.unlink(missing_ok=True)  # a full disk leaves no partial files
-                raise
+            # atomic; a full disk (however torch reports it) is one error naming the file, no partial file
+            save_torch({"config": cfg.identity(), "identity": ident, "task": task.state_dict(),
+                        "optimizer": opt.state_dict(), "best_state": best_state, "history": result.history,
+                        "best_epoch": result.best_epoch, "best_val": result.best_val,
+                        "stopped_early": result.stopped_early,
+                        "scaler": scaler.state_dict() if scaler is not None else None}, ckpt, point="checkpoint")
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
     logger.close()
