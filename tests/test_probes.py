@@ -72,6 +72,8 @@ MIXED_GRID = [
     ProbeSpec((64, 32), "sigmoid", "softmax"),
     ProbeSpec((32, 32)),
     ProbeSpec((32,), "relu", "softmax"),
+    ProbeSpec((32,), "leaky_relu"),
+    ProbeSpec((32, 32), "leaky_relu", "softmax"),
 ]
 
 
@@ -247,6 +249,31 @@ def test_paper_b_grid():
     ]
     assert all(s.activation == "relu" and s.output == "plain" for s in specs)
     assert specs[0].name == "linear" and specs[4].name == "mlp[64,32]-relu"
+
+
+def test_paper_b_leaky_grid_is_the_authors_fc_net():
+    """guspih/Perceptual-Autoencoders trains the 7 probes as ``fc_net(z, arch + [labels],
+    [nn.LeakyReLU] * len(arch) + [None])``: Linear, LeakyReLU(0.01), ..., Linear."""
+    specs = make_grid("paper_b_leaky")
+    assert [s.hidden for s in specs] == [s.hidden for s in make_grid("paper_b")]
+    assert [s.activation for s in specs[1:]] == ["leaky_relu"] * 6
+    assert specs[4].name == "mlp[64,32]-leaky_relu"
+    x = torch.randn(50, 8, generator=_gen(1)) * 3
+    for spec in specs:
+        m = spec.build(8, 2, seed=0)
+        acts = [mod for mod in m.net if not isinstance(mod, torch.nn.Linear)]
+        assert len(acts) == len(spec.hidden)
+        assert all(type(a) is torch.nn.LeakyReLU and a.negative_slope == 0.01 for a in acts)
+        ref, h = [], x  # the authors' network, layer by layer, with the same weights
+        for i, lin in enumerate(m.linears()):
+            h = torch.nn.functional.linear(h, lin.weight, lin.bias)
+            if i < len(spec.hidden):
+                h = torch.where(h > 0, h, 0.01 * h)
+        torch.testing.assert_close(m(x), h)
+        if spec.hidden:  # ReLU would zero the negative part: the grids differ
+            relu = ProbeSpec(spec.hidden).build(8, 2, seed=0)
+            relu.load_state_dict(m.state_dict())
+            assert not torch.allclose(relu(x), m(x))
 
 
 def test_paper_a_grid():

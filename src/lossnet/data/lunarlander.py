@@ -8,16 +8,19 @@ test the position probe, with frames where the lander is off screen removed (~10
 ``generate_collection(out, n_rollouts=(700, 700, 700))`` (``--rollouts 700 700 700`` on the
 command line) reproduces that scale; the default here (20 10 10) is a quick, small collection.
 
-Rollouts
+Rollouts (``rollout``, :data:`ROLLOUT_MODES`)
     A rollout records exactly ``steps`` frames. Frame 0 is the state after ``env.reset``; every
     later frame is the state after one ``env.step`` with an action drawn uniformly from the 4
-    discrete actions. When an episode ends (terminated: crash, landing at rest or leaving the
-    screen sideways; or truncated), its final frame is kept and the next frame is the reset
-    state of a fresh episode with the next derived seed, so a rollout may span several
-    episodes. Seeds: for base ``seed`` and rollout ``i``, actions come from
-    ``default_rng(SeedSequence(seed, spawn_key=(i, 0)))`` and episode ``k`` of the rollout is
-    reset with ``SeedSequence(seed, spawn_key=(i, 1, k)).generate_state(1)[0]``; results
-    depend only on ``(seed, i, steps, size)``, never on ``workers``.
+    discrete actions. An episode ends when it is terminated (crash, landing at rest or leaving
+    the screen sideways) or truncated. ``"authors"`` (the authors' ``gym_datagenerator.py``):
+    the environment is reset once per rollout and a finished episode keeps being stepped for
+    the rest of the rollout (a crashed lander is pushed around by the engines, one that left the
+    screen keeps flying off it). ``"reset_on_done"``: a finished episode's final frame is kept
+    and the next frame is the reset state of a fresh episode with the next derived seed, so a
+    rollout may span several episodes. Seeds: for base ``seed`` and rollout ``i``, actions come
+    from ``default_rng(SeedSequence(seed, spawn_key=(i, 0)))`` and episode ``k`` of the rollout
+    is reset with ``SeedSequence(seed, spawn_key=(i, 1, k)).generate_state(1)[0]``; results
+    depend only on ``(seed, i, steps, size, rollout)``, never on ``workers``.
 
 Frames
     ``env.render()`` gives a 400 x 600 x 3 uint8 frame (H x W), resized to ``size x size``
@@ -52,11 +55,11 @@ Off-screen frames
     ``-0.5 <= y <= 1.5``, i.e. the screen width exactly and up to 0.6 m (18 render px) above the
     top edge (the lander spawns at the top edge and often rises just above it while part of its
     hull still shows). :data:`PAPER_OFFSCREEN_TOLERANCE` = 18 reproduces that box on every frame
-    except terminal frames of a lander leaving sideways (1-3 of 3000 frames): on 20 rollouts x
-    150 frames it removes 10.5 % (seed 1) / 6.3 % (seed 2) of the frames, the authors' box
-    10.5 % / 6.4 %, the old criterion (tolerance 0: origin strictly inside the image) 24.7 % /
-    20.0 %. The removed fraction of every run is written to ``meta.json``
-    (``offscreen_fraction``, ``offscreen_removed``).
+    except terminal frames of a lander leaving sideways; the removed fractions measured for both
+    rollout modes are in docs/experiments.md. The removed fraction of every run is written to
+    ``meta.json`` (``offscreen_fraction``, ``offscreen_removed``). The authors' pickle pairs the
+    image before step ``t`` with the observation after it (a one-step offset in their labels and
+    filter); here every frame carries the position of the state it shows.
 """
 
 from __future__ import annotations
@@ -91,6 +94,9 @@ FORMAT_VERSION = 1
 DEFAULT_ROLLOUTS = (20, 10, 10)
 PAPER_ROLLOUTS = (700, 700, 700)
 PAPER_A_ROLLOUTS = (700, 700)
+#: Rollout semantics (module docstring): the papers' data (``authors``) or fresh episodes.
+ROLLOUT_MODES = ("authors", "reset_on_done")
+DEFAULT_ROLLOUT = "reset_on_done"
 #: Tolerance (render pixels of the 600 x 400 frame, = 0.6 m) of the on-screen test that matches
 #: the authors' observation box (module docstring).
 PAPER_OFFSCREEN_TOLERANCE = 18.0
@@ -134,6 +140,13 @@ def _check_tolerance(tol: Any) -> float:
     return float(tol)
 
 
+def _check_rollout_mode(mode: Any) -> str:
+    if mode not in ROLLOUT_MODES:
+        raise ValueError(f"rollout must be one of {', '.join(ROLLOUT_MODES)} (authors: the papers' data), "
+                         f"got {mode!r}")
+    return str(mode)
+
+
 # --------------------------------------------------------------------------- generation
 
 
@@ -166,12 +179,13 @@ def _episode_seed(seed: int, rollout: int, episode: int) -> int:
 
 def _rollout_worker(task: tuple) -> dict[str, np.ndarray]:
     """One rollout (top level so ``spawn`` pools can pickle it). ``task`` is
-    ``(seed, rollout_index, steps, size, offscreen_tolerance)``; returns per-frame arrays (see
-    ``generate_run``)."""
+    ``(seed, rollout_index, steps, size, offscreen_tolerance, rollout)``; returns per-frame arrays
+    (see ``generate_run``)."""
     import gymnasium as gym
     from PIL import Image
 
-    seed, index, steps, size, tolerance = task
+    seed, index, steps, size, tolerance, mode = task
+    keep_stepping = mode == "authors"  # else reset_on_done
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 0)))
     images = np.empty((steps, size, size, 3), np.uint8)
     positions = np.empty((steps, 2), np.float32)
@@ -183,13 +197,13 @@ def _rollout_worker(task: tuple) -> dict[str, np.ndarray]:
         done = False
         for t in range(steps):
             if t > 0:
-                if done:
+                if done and not keep_stepping:
                     episode += 1
                     obs, _ = env.reset(seed=_episode_seed(seed, index, episode))
                     done = False
                 else:
                     obs, _, terminated, truncated, _ = env.step(int(rng.integers(4)))
-                    done = bool(terminated or truncated)
+                    done = done or bool(terminated or truncated)
             frame = env.render()
             images[t] = np.asarray(
                 Image.fromarray(frame).resize((size, size), Image.Resampling.BILINEAR)
@@ -217,11 +231,11 @@ def _spawn_pool(workers: int):
 
 def _generate_run(
     n_rollouts: int, seed: int, steps: int, size: int, pool, progress: bool, desc: str,
-    tolerance: float = PAPER_OFFSCREEN_TOLERANCE,
+    tolerance: float = PAPER_OFFSCREEN_TOLERANCE, rollout: str = DEFAULT_ROLLOUT,
 ) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
-    tasks = [(seed, i, steps, size, tolerance) for i in range(n_rollouts)]
+    tasks = [(seed, i, steps, size, tolerance, rollout) for i in range(n_rollouts)]
     start = time.perf_counter()
     results = pool.imap(_rollout_worker, tasks) if pool is not None else map(_rollout_worker, tasks)
     run: dict[str, Any] = {}
@@ -246,8 +260,10 @@ def generate_run(
     workers: int = 1,
     progress: bool = True,
     offscreen_tolerance: float = PAPER_OFFSCREEN_TOLERANCE,
+    rollout: str = DEFAULT_ROLLOUT,
 ) -> dict[str, Any]:
-    """Render ``n_rollouts`` random-policy rollouts of ``steps`` frames each.
+    """Render ``n_rollouts`` random-policy rollouts of ``steps`` frames each (``rollout``: one of
+    :data:`ROLLOUT_MODES`, module docstring).
 
     Returns a dict over ``N = n_rollouts * steps`` frames, in rollout then time order:
     ``images`` uint8 (N, size, size, 3) RGB; ``positions`` float32 (N, 2) lander ``(x, y)``
@@ -262,20 +278,21 @@ def generate_run(
     steps = _check_int("steps", steps, 1)
     size = _check_int("size", size, 16)
     workers = min(_check_int("workers", workers, 1), n_rollouts)
-    tol = _check_tolerance(offscreen_tolerance)
+    tol, mode = _check_tolerance(offscreen_tolerance), _check_rollout_mode(rollout)
     if workers == 1:
-        return _generate_run(n_rollouts, seed, steps, size, None, progress, "LunarLander", tol)
+        return _generate_run(n_rollouts, seed, steps, size, None, progress, "LunarLander", tol, mode)
     with _spawn_pool(workers) as pool:
-        return _generate_run(n_rollouts, seed, steps, size, pool, progress, "LunarLander", tol)
+        return _generate_run(n_rollouts, seed, steps, size, pool, progress, "LunarLander", tol, mode)
 
 
 # --------------------------------------------------------------------------- collection
 
 
 def _settings(
-    seed: int, n_rollouts: Sequence[int], steps: int, size: int, tolerance: float
+    seed: int, n_rollouts: Sequence[int], steps: int, size: int, tolerance: float, rollout: str
 ) -> dict[str, Any]:
     return {
+        "rollout": rollout,
         "format_version": FORMAT_VERSION,
         "env_id": ENV_ID,
         "seed": seed,
@@ -301,6 +318,7 @@ def _check_existing(out: Path, settings: dict[str, Any]) -> bool:
         )
     meta = json.loads(meta_path.read_text())
     meta.setdefault("offscreen_tolerance", 0.0)  # collections written before the tolerance
+    meta.setdefault("rollout", "reset_on_done")  # ... and before the rollout modes
     diff = {k: (meta.get(k), v) for k, v in settings.items() if meta.get(k) != v}
     if diff:
         details = ", ".join(
@@ -326,6 +344,7 @@ def generate_collection(
     workers: int | None = None,
     progress: bool = True,
     offscreen_tolerance: float = PAPER_OFFSCREEN_TOLERANCE,
+    rollout: str = DEFAULT_ROLLOUT,
 ) -> Path:
     """Generate the collection (two or three runs) into ``out_dir`` and return it as a ``Path``.
 
@@ -333,6 +352,8 @@ def generate_collection(
     (disjoint across runs and collection seeds). Run 1 (encoder training) keeps all
     ``n_rollouts[0]*steps`` frames; the later runs (probe training / testing) keep only
     on-screen frames (:func:`onscreen_mask` with ``offscreen_tolerance`` render pixels).
+    ``rollout`` (:data:`ROLLOUT_MODES`): ``"authors"`` keeps stepping finished episodes as the
+    papers' data did; ``"reset_on_done"`` starts a fresh episode (module docstring).
     Three runs are paper B's layout (700, 700, 700); two are paper A's (700, 700: run 2 is split
     80/20 into probe training and test by :func:`lossnet.data.parts.load_data`). Writes
     ``run{1,2[,3]}.npz`` (``images`` uint8 N x size x size x 3, ``positions`` float32 N x 2
@@ -354,9 +375,9 @@ def generate_collection(
         workers = os.cpu_count() or 1
     workers = _check_int("workers", workers, 1)
     workers = min(workers, max(n_rollouts))
-    tol = _check_tolerance(offscreen_tolerance)
+    tol, mode = _check_tolerance(offscreen_tolerance), _check_rollout_mode(rollout)
     out = Path(out_dir)
-    settings = _settings(seed, n_rollouts, steps, size, tol)
+    settings = _settings(seed, n_rollouts, steps, size, tol, mode)
     from lossnet import distributed  # imports torch: not at module level (light spawn workers)
 
     with distributed.main_first():  # under torchrun rank 0 generates, the others then find it complete
@@ -380,9 +401,8 @@ def _generate(out: Path, n_rollouts, seed: int, steps: int, size: int, workers: 
             frames, kept, run_seconds, off = {}, {}, {}, {}
             n_runs = len(n_rollouts)
             for r, n in enumerate(n_rollouts, start=1):
-                run = _generate_run(
-                    n, seed * 3 + r - 1, steps, size, pool, progress, f"run {r}/{n_runs}", tol
-                )
+                run = _generate_run(n, seed * 3 + r - 1, steps, size, pool, progress, f"run {r}/{n_runs}", tol,
+                                    settings["rollout"])
                 frames[f"run{r}"] = len(run["images"])
                 off[f"run{r}"] = round(1.0 - float(run["onscreen"].mean()), 6)
                 run_seconds[f"run{r}"] = round(run["seconds"], 3)
@@ -402,8 +422,10 @@ def _generate(out: Path, n_rollouts, seed: int, steps: int, size: int, workers: 
             "gymnasium_version": gymnasium.__version__,
             "numpy_version": np.__version__,
             "policy": "uniform random over the 4 discrete actions",
-            "episodes": "each rollout records exactly `steps` frames; terminated/truncated "
-            "episodes keep their last frame and continue from a reset with the next seed",
+            "episodes": "each rollout records exactly `steps` frames; " + (
+                "one reset per rollout, finished episodes keep being stepped (the authors' data)"
+                if settings["rollout"] == "authors" else "terminated/truncated episodes keep "
+                "their last frame and continue from a reset with the next seed"),
             "resize": "PIL BILINEAR (antialiased), aspect not kept",
             "position_convention": POSITION_CONVENTION,
             "offscreen_criterion": "lander body origin within the image extended by "

@@ -90,7 +90,7 @@ test); ``paper_b`` -- three runs (thesis Part II: encoder / probe / test runs of
 
 
 def _lunarlander(cfg, out: Path) -> tuple[dict, dict]:
-    from lossnet.data.lunarlander import PAPER_OFFSCREEN_TOLERANCE, generate_collection, load_run
+    from lossnet.data.lunarlander import DEFAULT_ROLLOUT, PAPER_OFFSCREEN_TOLERANCE, generate_collection, load_run
 
     ll = cfg.lunarlander
     layout = str(ll.get("layout") or "paper_b")
@@ -107,13 +107,14 @@ def _lunarlander(cfg, out: Path) -> tuple[dict, dict]:
     tol = ll.get("offscreen_tolerance")
     tol = PAPER_OFFSCREEN_TOLERANCE if tol is None else float(tol)
     test_fraction = float(ll.get("test_fraction") or 0.2)
+    rollout = str(ll.get("rollout") or DEFAULT_ROLLOUT)
     if layout == "paper_a" and not (0.0 < test_fraction < 1.0):
         raise ConfigError(f"lunarlander.test_fraction must be in (0, 1), got {test_fraction}")
     workers = cfg.get("workers")
     try:
         generate_collection(coll, n_rollouts=rollouts, seed=int(ll.seed), steps=int(ll.steps), size=int(ll.size),
                             workers=int(workers) if workers else None, progress=bool(cfg.progress),
-                            offscreen_tolerance=tol)
+                            offscreen_tolerance=tol, rollout=rollout)
     except ValueError as e:  # an existing collection with other settings, bad sizes
         raise ConfigError(str(e)) from None
     runs: dict[str, tuple] = {}
@@ -140,6 +141,8 @@ def _lunarlander(cfg, out: Path) -> tuple[dict, dict]:
                             "size": int(ll.size)}}
     if tol != 0.0:  # 0: the criterion of collections made before the tolerance (same cell ids)
         ident["collection"]["offscreen_tolerance"] = tol
+    if rollout != DEFAULT_ROLLOUT:  # likewise: collections made before the rollout modes
+        ident["collection"]["rollout"] = rollout
     if layout == "paper_a":
         ident["collection"].update(layout=layout, test_fraction=test_fraction)
     return parts, ident

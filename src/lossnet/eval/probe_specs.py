@@ -12,10 +12,13 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "GRIDS", "OUTPUTS", "TASKS", "FittedProbe", "GridResult", "ProbeMLP", "ProbeResult", "ProbeSpec",
-           "make_grid"]
+__all__ = ["ACTIVATIONS", "GRIDS", "LEAKY_SLOPE", "OUTPUTS", "TASKS", "FittedProbe", "GridResult", "ProbeMLP", "ProbeResult", "ProbeSpec",
+           "activation", "make_grid"]
 
-ACTIVATIONS = ("relu", "sigmoid")
+ACTIVATIONS = ("relu", "sigmoid", "leaky_relu")
+"""Hidden-layer activations; ``leaky_relu`` is ``nn.LeakyReLU()`` (slope :data:`LEAKY_SLOPE`), the
+authors' code's probe activation (guspih/Perceptual-Autoencoders ``experiment.py``)."""
+LEAKY_SLOPE = 0.01  # nn.LeakyReLU's default negative_slope, as the authors' code uses it
 OUTPUTS = ("plain", "softmax")
 TASKS = ("regression", "classification")
 
@@ -31,8 +34,8 @@ class ProbeSpec:
 
     Args:
         hidden: hidden layer widths, e.g. ``(64, 32)``; ``()`` is a linear probe.
-        activation: ``"relu"`` or ``"sigmoid"`` after each hidden layer (ignored, and normalised
-            to ``"relu"``, for linear probes).
+        activation: ``"relu"``, ``"sigmoid"`` or ``"leaky_relu"`` (slope 0.01) after each hidden
+            layer (ignored, and normalised to ``"relu"``, for linear probes).
         output: ``"plain"`` (raw outputs / logits) or ``"softmax"`` (a softmax over the outputs
             as output layer; trained with the task's loss on the softmax outputs).
     """
@@ -94,7 +97,7 @@ class ProbeMLP(nn.Module):
         for i in range(len(dims) - 1):
             layers.append(nn.Linear(dims[i], dims[i + 1]))
             if i < len(dims) - 2:
-                layers.append(nn.ReLU() if spec.activation == "relu" else nn.Sigmoid())
+                layers.append({"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "leaky_relu": nn.LeakyReLU}[spec.activation]())
         self.net = nn.Sequential(*layers)
         if seed is not None:
             gen = torch.Generator().manual_seed(int(seed))
@@ -143,6 +146,15 @@ class FittedProbe(nn.Module):
         return out
 
 
+def activation(t: torch.Tensor, name: str) -> torch.Tensor:
+    """``t`` through the hidden-layer activation ``name`` (one of :data:`ACTIVATIONS`)."""
+    if name == "relu":
+        return torch.relu(t)
+    if name == "leaky_relu":
+        return torch.nn.functional.leaky_relu(t, LEAKY_SLOPE)
+    return torch.sigmoid(t)
+
+
 # --------------------------------------------------------------------------------------------
 # Grids
 # --------------------------------------------------------------------------------------------
@@ -153,19 +165,22 @@ def _paper_a() -> list[ProbeSpec]:
     shapes = [(h,) for h in sizes] + [(h1, h2) for h1 in sizes for h2 in sizes if h2 <= h1]
     return [
         ProbeSpec(shape, act, out)
-        for shape, act, out in product(shapes, ACTIVATIONS, OUTPUTS)
+        for shape, act, out in product(shapes, ("relu", "sigmoid"), OUTPUTS)
     ]
 
 
+PAPER_B_SHAPES = [(), (32,), (64,), (32, 32), (64, 32), (64, 64), (128, 128)]
+
 GRIDS: dict[str, list[ProbeSpec]] = {
-    "paper_b": [
-        ProbeSpec(h)
-        for h in [(), (32,), (64,), (32, 32), (64, 32), (64, 64), (128, 128)]
-    ],
+    "paper_b": [ProbeSpec(h) for h in PAPER_B_SHAPES],
+    "paper_b_leaky": [ProbeSpec(h, "leaky_relu") for h in PAPER_B_SHAPES],
     "paper_a": _paper_a(),
     "linear": [ProbeSpec(())],
 }
-"""Named probe grids (see module docstring). ``paper_a`` holds all 36 combinations including
+"""Named probe grids. ``paper_b``: the 7 MLPs of paper B / the thesis with ReLU;
+``paper_b_leaky``: the same with LeakyReLU (slope 0.01), as the authors' code trains them
+(``experiment.py``: ``hidden_functions = [nn.LeakyReLU]``), the ``scale=paper`` grid of paper B and
+benchmark 4. ``paper_a`` holds all 36 combinations including
 softmax outputs (for every task, as in the paper); ``make_grid(..., softmax=False)`` gives the 18
 plain ones."""
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from lossnet.eval.metrics import accuracy, position_error
 from lossnet.eval.probe_specs import (
-    ACTIVATIONS, TASKS, FittedProbe, GridResult, ProbeMLP, ProbeResult, ProbeSpec, make_grid)
+    ACTIVATIONS, TASKS, FittedProbe, GridResult, ProbeMLP, ProbeResult, ProbeSpec, activation, make_grid)
 
 
 @dataclass
@@ -315,19 +315,20 @@ class _Group:
         self.n = len(members)
 
 
-def _act(t: torch.Tensor, activation: str) -> torch.Tensor:
-    return torch.relu(t) if activation == "relu" else torch.sigmoid(t)
+_act = activation
 
 
 class _FusedGrid(_Trainable):
     """All probes of a grid as one network, batch-last ("column") layout.
 
     Probe order ("fused order"): probes grouped by (hidden shape, activation) -- ReLU groups,
-    then sigmoid groups, each in order of first appearance -- then the linear probes.
+    then sigmoid, then LeakyReLU groups (``ACTIVATIONS`` order), each in order of first appearance
+    -- then the linear probes.
 
     * Stage 0: every probe's first layer stacked row-wise, ``w0 (C, D)`` (``nn.Linear`` layout),
       so ``z0 = addmm(b0, w0, x.T)`` is one ``(C, B)`` matmul; its rows are [ReLU probes |
-      sigmoid probes | linear probes' outputs], so stage 0 needs two activation calls, and split
+      sigmoid probes | LeakyReLU probes | linear probes' outputs], one activation call per present
+      activation, split
       into contiguous ``(G, h1, B)`` blocks per group.
     * Later layers of a group of ``G`` probes: ``w (G, out, in)``, ``b (G, out, 1)``, one
       ``baddbmm`` on ``(G, in, B)``.
@@ -408,8 +409,7 @@ class _FusedGrid(_Trainable):
         self.group_rows = [g.n * g.hidden[0] for g in self.groups]
         rows = {a: sum(r for g, r in zip(self.groups, self.group_rows) if g.activation == a)
                 for a in ACTIVATIONS}
-        sections = [(rows["relu"], "relu"), (rows["sigmoid"], "sigmoid"),
-                    (len(self.linear_members) * out_dim, None)]
+        sections = [(rows[a], a) for a in ACTIVATIONS] + [(len(self.linear_members) * out_dim, None)]
         self.sections = [(n, a) for n, a in sections if n > 0]
         self.section_rows = {
             a: [r for g, r in zip(self.groups, self.group_rows) if g.activation == a]

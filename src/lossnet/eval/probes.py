@@ -15,6 +15,9 @@ Grids (:data:`GRIDS`, :func:`make_grid`):
 * ``"paper_b"`` -- 7 ReLU MLPs with hidden layers ``[]``, ``[32]``, ``[64]``, ``[32, 32]``,
   ``[64, 32]``, ``[64, 64]``, ``[128, 128]`` (thesis, "For each trained autoencoder 7 predictor
   MLPs").
+* ``"paper_b_leaky"`` -- the same 7 MLPs with LeakyReLU (slope 0.01) hidden layers, as the
+  authors' code (guspih/Perceptual-Autoencoders ``experiment.py``) trains them; the ``scale=paper``
+  grid of paper B and benchmark 4.
 * ``"paper_a"`` -- 1 or 2 hidden layers of 32/64/128 units, second layer not larger than the first
   (9 shapes), ReLU or sigmoid, plain or softmax output: 36 probes for every task (the paper uses
   one grid for all datasets; ``make_grid("paper_a", task="regression", softmax=False)`` gives
