@@ -1,9 +1,11 @@
-"""The package layout: layers, deprecated aliases, configs, and a CLI that imports lazily."""
+"""The package layout: layers, configs, and a CLI that imports lazily."""
 
 import importlib
+import importlib.util
 import subprocess
 import sys
-import warnings
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -27,35 +29,23 @@ def test_errors_module_is_a_leaf():
     assert issubclass(ConfigError, UserError) and issubclass(ConfigError, ValueError)
 
 
-@pytest.mark.parametrize("old, new", [
-    ("lossnet.experiments.benchmark2", "lossnet.benchmarks.super_resolution"),
-    ("lossnet.experiments.benchmark3", "lossnet.benchmarks.delineation"),
-    ("lossnet.experiments.benchmark4", "lossnet.benchmarks.autoencoding"),
-    ("lossnet.experiments.sweep", "lossnet.benchmarks.sweep"),
-    ("lossnet.data.cache", "lossnet.train.cache"),
-    ("lossnet.data.fakes", "lossnet.testing.fakes"),
-    ("lossnet.data.fakes_bapps", "lossnet.testing.bapps"),
-])
-def test_moved_modules_keep_their_old_names(old, new):
-    sys.modules.pop(old, None)
-    with pytest.warns(DeprecationWarning, match="moved to"):
-        mod = importlib.import_module(old)
-    assert mod is importlib.import_module(new)
+@pytest.mark.parametrize("old", ["lossnet.experiments.benchmark2", "lossnet.experiments.benchmark3",
+                                 "lossnet.experiments.benchmark4", "lossnet.experiments.common",
+                                 "lossnet.experiments.sweep", "lossnet.data.cache", "lossnet.data.fakes",
+                                 "lossnet.data.fakes_bapps"])
+def test_old_module_paths_are_gone(old):
+    assert importlib.util.find_spec(old) is None
 
 
-def test_experiments_common_reexports_every_old_name():
-    sys.modules.pop("lossnet.experiments.common", None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        common = importlib.import_module("lossnet.experiments.common")
-    from lossnet.runs.encoder_cells import train_and_embed
-    from lossnet.runs.table import ResultsTable
+def test_no_alias_modules_and_no_layer_exceptions():
+    import lossnet
 
-    for name in ("ConfigError", "ResultsTable", "RunContext", "build_loss_net", "cell_id", "encoder_row", "environment",
-                 "finish_cell", "load_data", "log", "loss_net_identity", "reference_rows", "remove_checkpoints",
-                 "require_dir", "scaled_defaults", "subset", "train_and_embed", "with_target_features"):
-        assert hasattr(common, name), name
-    assert common.ResultsTable is ResultsTable and common.train_and_embed is train_and_embed
+    src = Path(lossnet.__file__).parent
+    aliases = [p.relative_to(src) for p in src.rglob("*.py") if "DeprecationWarning" in p.read_text()]
+    assert aliases == []
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    for contract in pyproject["tool"]["importlinter"]["contracts"]:
+        assert not contract.get("ignore_imports"), contract["name"]
 
 
 @pytest.mark.parametrize("name", ["paper_a", "paper_b", "benchmark1", "benchmark2", "benchmark3", "benchmark4",

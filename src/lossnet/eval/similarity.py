@@ -1,6 +1,6 @@
 """Benchmark 1 (systematic analysis, Sec. IV-A): perceptual similarity on BAPPS, and a proxy.
 
-* BAPPS readers: :mod:`lossnet.data.bapps` (re-exported here).
+* BAPPS readers: :mod:`lossnet.data.bapps`.
 * :func:`score_2afc`, :func:`score_jnd` score distances exactly as the ``lpips`` package's
   ``score_2afc_dataset`` / ``score_jnd_dataset`` do (ties, soft labels, ``voc_ap``).
 * :func:`evaluate_bapps` runs a distance over BAPPS categories: one row per category + mean.
@@ -25,11 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from lossnet.data.bapps import (  # noqa: F401 (re-exported: the readers' old home)
+from lossnet.data.bapps import (
     BAPPS_2AFC_CATEGORIES,
-    BAPPS_HOWTO,
     BAPPS_JND_CATEGORIES,
-    BAPPS_LAYOUT,
     _missing,
     _resolve_root,
     load_bapps_2afc,
@@ -38,8 +36,8 @@ from lossnet.data.bapps import (  # noqa: F401 (re-exported: the readers' old ho
 from lossnet.losses import perceptual_distance
 
 __all__ = [
-    "BAPPS_2AFC_CATEGORIES", "BAPPS_JND_CATEGORIES", "PROXY_DISTORTIONS", "FeatureDistance", "ProxySet",
-    "distortion_proxy", "evaluate_bapps", "load_bapps_2afc", "load_bapps_jnd",
+    "PROXY_DISTORTIONS", "FeatureDistance", "ProxySet",
+    "distortion_proxy", "evaluate_bapps",
     "make_proxy_set", "pixel_l2_distance", "ref_distances", "score_2afc", "score_jnd", "score_proxy_set",
     "ssim_distance", "twoafc_scores",
     "voc_ap",
