@@ -100,7 +100,7 @@ def test_weight_presets_and_runs():
 
 
 def test_task_weights_the_terms():
-    from lossnet.experiments.sr_vae import SRVAETask
+    from lossnet.experiments.sr_vae_task import SRVAETask
     from lossnet.zoo import LossNetwork
 
     torch.manual_seed(0)
@@ -306,7 +306,8 @@ def test_input_normalisation_is_imagenet():
 
 
 def test_scale_paper_is_the_papers_protocol():
-    from lossnet.experiments.sr_vae import build_model, load_config, resolve_weights
+    from lossnet.experiments.sr_vae import load_config, resolve_weights
+    from lossnet.experiments.sr_vae_task import build_model
     from lossnet.models.sr_vae import GlobalSRVAE
 
     cfg = load_config(["scale=paper"])
@@ -351,7 +352,7 @@ def test_paper_config_errors(tmp_path):
 
 
 def test_kl_reduction_sum_is_per_image():
-    from lossnet.experiments.sr_vae import SRVAETask
+    from lossnet.experiments.sr_vae_task import SRVAETask
     from lossnet.models.sr_vae import GlobalSRVAE
 
     torch.manual_seed(0)

@@ -55,23 +55,21 @@ from typing import Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
 from lossnet import distributed
-from lossnet.config import read_text, require_dir
+from lossnet.config import read_text
 from lossnet.errors import ConfigError
 from lossnet.runs.cells import cell_id, environment
+from lossnet.experiments.sr_vae_data import (PETS_TEST, as_list as _list, check_test_roots, data_identity,
+                                             evaluate_all, pets_test_identity, training_data)
+from lossnet.experiments.sr_vae_task import KL_REDUCTIONS, build_perceptual_net, train_sr_vae
 from lossnet.runs.table import ResultsTable
-from lossnet.train.cache import with_target_features
 from lossnet.utils import best_device, log
 
 NAME = "srvae"
 RUNS = ("perceptual", "no_perceptual")
 DATA_SOURCES = ("folder", "pets")
 MODEL_KINDS = ("residual", "dfc")
-KL_REDUCTIONS = ("mean", "sum")
-PETS_TEST = "pets"
-"""The test-set name of Oxford-IIIT Pet's ``annotations/test.txt`` split (at ``pets_root``)."""
 
 WEIGHT_PRESETS: dict[str, dict[str, float]] = {
     # measured to work at quick scale (docs/sr_vae.md): KL light enough not to collapse the spatial
@@ -125,10 +123,6 @@ def load_config(overrides: Sequence[str] | dict | None = None) -> DictConfig:
     cfg = OmegaConf.merge(load_defaults(str(over.get("scale", base.scale))), over)
     check(cfg)
     return cfg
-
-
-def _list(v) -> list:
-    return [v] if isinstance(v, (str, int)) else list(v)
 
 
 def factors_of(cfg) -> list[int]:
@@ -201,226 +195,6 @@ def check(cfg) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Data, loss network, task
-# --------------------------------------------------------------------------------------------
-
-
-def _dir(value, what: str) -> Path:
-    return require_dir(value, what, "docs/sr_vae.md")
-
-
-def data_identity(cfg) -> dict:
-    """What identifies the training images in a run id."""
-    from lossnet.data.sr import folder_digest
-
-    if str(cfg.data) == "pets":
-        lst = _pets_base(cfg) / "annotations" / "trainval.txt"
-        return {"source": "pets", "list_size": lst.stat().st_size if lst.exists() else None,
-                "max_images": cfg.max_images}
-    return {"source": "folder", "digest": folder_digest(_dir(cfg.train_root, "train_root")),
-            "max_images": cfg.max_images}
-
-
-def training_data(cfg, factor: int, seed: int) -> tuple[dict, dict, dict]:
-    """``(train, val, info)`` uint8 pairs from ``train_root`` or Oxford-IIIT Pet."""
-    kw = dict(factor=factor, patch=int(cfg.patch), n_patches=int(cfg.n_patches), val_images=int(cfg.val_images),
-              val_patch=int(cfg.val_patch), sigma=float(cfg.blur_sigma), antialias=bool(cfg.antialias), seed=seed,
-              max_images=None if cfg.max_images is None else int(cfg.max_images), sampling=str(cfg.sampling))
-    if str(cfg.data) == "pets":
-        from lossnet.data.pets import pets_training_data
-
-        return pets_training_data(_dir(cfg.pets_root, "pets_root"), **kw)
-    from lossnet.data.sr import sr_training_data
-
-    return sr_training_data(_dir(cfg.train_root, "train_root"), **kw)
-
-
-def _pets_base(cfg) -> Path:
-    from lossnet.data.pets import pets_root
-
-    try:
-        return pets_root(_dir(cfg.pets_root, "pets_root"))
-    except FileNotFoundError as e:
-        raise ConfigError(str(e)) from None
-
-
-def pets_test_identity(cfg) -> dict:
-    """What identifies the ``pets`` test set in a row id (list size, subset, scaling)."""
-    lst = _pets_base(cfg) / "annotations" / "test.txt"
-    return {"list_size": lst.stat().st_size if lst.exists() else None, "images": cfg.pets_test_images,
-            "size": cfg.pets_test_size}
-
-
-def pets_test_images(cfg) -> list[tuple[str, torch.Tensor]]:
-    """The ``pets`` test set: ``[(name, uint8 (3, H, W))]`` of Oxford-IIIT Pet's ``annotations/test.txt``
-    (``pets_test_images`` of them spread over the breeds), scaled to ``pets_test_size`` squares when set."""
-    from lossnet.data.pets import load_oxford_pets
-    from lossnet.data.sr import resize_square
-
-    try:
-        n = None if cfg.pets_test_images is None else int(cfg.pets_test_images)
-        ps = load_oxford_pets(_pets_base(cfg), "test", n)
-    except (FileNotFoundError, ValueError) as e:
-        raise ConfigError(f"test set {PETS_TEST}: {e}") from None
-    items = ps.items()
-    if cfg.pets_test_size is not None:
-        size = int(cfg.pets_test_size)
-        items = [(n, resize_square([im], size)[0]) for n, im in items]
-    return items
-
-
-def evaluate_all(cfg, upscale, factor: int, device="cpu", keep_for: Path | None = None) -> dict:
-    """Benchmark 2's :func:`~lossnet.benchmarks.super_resolution.evaluate` on the folder test sets
-    plus the ``pets`` test split (same conventions: degraded by blur + bicubic, Y-channel PSNR/SSIM,
-    ``factor`` border, 8-bit outputs). Returns ``{score column: value, "images": {set: rows}}``."""
-    from lossnet.benchmarks.super_resolution import METRICS, evaluate, score_name
-    from lossnet.eval.sr import evaluate_sr
-    from lossnet.report.figures import save_png
-
-    sets = [str(t) for t in _list(cfg.test_sets)]
-    others = [t for t in sets if t != PETS_TEST]
-    out: dict = {"images": {}}
-    if others:
-        out = evaluate(OmegaConf.merge(cfg, {"test_sets": others}), upscale, factor, device, keep_for=keep_for)
-    if PETS_TEST in sets:
-        keep = [str(e).split("/", 1)[1] for e in _list(cfg.examples or []) if str(e).startswith(PETS_TEST + "/")]
-        border = None if cfg.eval.border is None else int(cfg.eval.border)
-        res = evaluate_sr(upscale, pets_test_images(cfg), factor, sigma=float(cfg.blur_sigma),
-                          antialias=bool(cfg.antialias), border=border, colour=str(cfg.eval.colour), quantize=bool(cfg.eval.quantize), device=device, keep=keep)
-        for m in METRICS:
-            out[score_name(PETS_TEST, m, factor)] = res[m]
-        out["images"][PETS_TEST] = res["images"]
-        if keep_for is not None and distributed.is_main():
-            for name, img in res["outputs"].items():
-                save_png(img, keep_for / f"{PETS_TEST}_{name}_x{factor}.png")
-    return out
-
-
-def build_perceptual_net(cfg):
-    """The perceptual loss network (VGG-16 relu3_3 by default), frozen, eval mode."""
-    from lossnet.zoo import LossNetwork
-
-    p = cfg.perceptual
-    layer = p.layer
-    layer = int(layer) if str(layer).lstrip("-").isdigit() else str(layer)
-    try:
-        if str(p.weights) == "random":
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(p.init_seed))
-                net = LossNetwork(str(p.arch), layers=[layer], weights=None)
-        else:
-            net = LossNetwork(str(p.arch), layers=[layer])
-    except (KeyError, ValueError) as e:
-        raise ConfigError(f"perceptual: {e}") from None
-    return net.requires_grad_(False).eval()
-
-
-class SRVAETask(nn.Module):
-    """The engine task: ``lr`` -> VAE -> weighted reconstruction + KL + perceptual loss against ``hr``.
-
-    ``weights``: ``{"reconstruction", "kl", "perceptual"}``. Reconstruction = per-pixel MSE (mean
-    over N, C, H, W); KL = mean over the latent elements (``kl_reduction="mean"``) or summed over
-    them and averaged over the batch (``"sum"``, D_KL per image); perceptual = feature reconstruction loss
-    of ``loss_net`` (needed only when its weight is > 0; a batch may carry ``feat``, the features of
-``hr`` computed once). :meth:`components` returns the running
-    means of the three terms (unweighted) since the last call, over training batches.
-    """
-
-    def __init__(self, model: nn.Module, weights: dict[str, float], loss_net=None, kl_reduction: str = "mean") -> None:
-        super().__init__()
-        if kl_reduction not in KL_REDUCTIONS:
-            raise ValueError(f"kl_reduction must be one of {KL_REDUCTIONS}, got {kl_reduction!r}")
-        self.kl_reduction = kl_reduction
-        from lossnet.losses import FeatureReconstructionLoss
-        from lossnet.train.engine import Frozen
-
-        self.model = model
-        self.weights = {k: float(weights[k]) for k in ("reconstruction", "kl", "perceptual")}
-        if self.weights["perceptual"] > 0 and loss_net is None:
-            raise ValueError("a perceptual weight > 0 needs a loss network")
-        # Frozen: the loss network is not part of the checkpoint and follows the batch's device
-        self.criterion = FeatureReconstructionLoss(Frozen(loss_net)) if self.weights["perceptual"] > 0 else None
-        self._sums = {"reconstruction": 0.0, "kl": 0.0, "perceptual": 0.0}
-        self._n = 0
-
-    def terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The unweighted loss terms of a batch."""
-        from lossnet.losses import kl_divergence
-
-        sr, mu, logvar = self.model(batch["lr"])
-        hr = batch["hr"]
-        out = {"reconstruction": (sr - hr).pow(2).mean(),
-               "kl": kl_divergence(mu.flatten(1), logvar.flatten(1), reduction=self.kl_reduction)}
-        if self.criterion is not None:  # ``feat``: the target's features, when computed once
-            out["perceptual"] = self.criterion(sr, hr, [batch["feat"]] if "feat" in batch else None)
-        else:
-            out["perceptual"] = sr.new_zeros(())
-        return out
-
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        t = self.terms(batch)
-        if self.training:
-            for k, v in t.items():
-                self._sums[k] += float(v.detach())
-            self._n += 1
-        return sum(self.weights[k] * t[k] for k in t)
-
-    def components(self) -> dict[str, float]:
-        n = max(self._n, 1)
-        out = {f"train_{k}": v / n for k, v in self._sums.items()}
-        self._sums = dict.fromkeys(self._sums, 0.0)
-        self._n = 0
-        return out
-
-
-def build_model(cfg, factor: int):
-    """The untrained model of ``cfg.model`` for ``factor``: ``kind=dfc`` the paper's
-    :class:`~lossnet.models.sr_vae.GlobalSRVAE` (input ``patch / factor``), ``kind=residual``
-    :class:`~lossnet.models.sr_vae.SRVAE`."""
-    from lossnet.models.sr_vae import SRVAE, GlobalSRVAE
-
-    m = cfg.model
-    if str(m.kind) == "dfc":
-        return GlobalSRVAE(factor, int(cfg.patch) // factor, int(m.latent), [int(w) for w in m.widths],
-                           str(m.normalize))
-    return SRVAE(factor, int(m.channels), int(m.z_channels), int(m.blocks), int(m.down), bool(m.residual),
-                 float(m.logvar_init), str(m.normalize))
-
-
-def train_sr_vae(cfg, factor: int, weights: dict[str, float], loss_net, *, seed: int, ckpt_dir: Path | None,
-                 data=None, label: str = ""):
-    """Train one SR-VAE; returns ``(model in eval mode, FitResult, data info)`` (best validation PSNR kept)."""
-    from lossnet.benchmarks.super_resolution import val_psnr
-    from lossnet.train.engine import FitConfig, fit, fit_options
-
-    train, val, info = data or training_data(cfg, factor, seed)
-    torch.manual_seed(seed)
-    model = build_model(cfg, factor)
-    loss_net = loss_net if weights["perceptual"] > 0 else None
-    train = with_target_features(train, "hr", loss_net, cfg)
-    task = SRVAETask(model, weights, loss_net, str(cfg.kl_reduction))
-    t = cfg.train
-    fc = FitConfig(epochs=int(t.epochs), batch_size=int(t.batch_size), lr=float(t.lr),
-                   weight_decay=float(t.weight_decay), seed=seed, device=cfg.get("device") or None,
-                   progress=bool(cfg.get("progress", False)), desc=label or f"srvae x{factor}", **fit_options(t))
-
-    def validate(task, v, device):
-        return -val_psnr(task.model.upscale, v, factor, cfg, device)
-
-    def on_epoch_end(epoch, row):
-        row.update(task.components())
-        row["val_psnr"] = -row["val_loss"]
-        log(f"    {label} epoch {epoch}: loss {row['train_loss']:.4g} (rec {row['train_reconstruction']:.4g}, "
-            f"kl {row['train_kl']:.4g}, perc {row['train_perceptual']:.4g}), val PSNR {row['val_psnr']:.2f} dB, "
-            f"{row['train_seconds']:.0f}+{row['val_seconds']:.0f} s")
-
-    result = fit(task, train, fc, ckpt_dir=ckpt_dir, val_data=val, validate=validate, on_epoch_end=on_epoch_end)
-    for row in result.history:
-        row["val_psnr"] = -row["val_loss"]
-    return model.eval(), result, info
-
-
-# --------------------------------------------------------------------------------------------
 # Runs
 # --------------------------------------------------------------------------------------------
 
@@ -473,11 +247,7 @@ def run_sr_vae(overrides: Sequence[str] | dict | None = None, out: str | Path | 
     cfg = load_config(overrides)
     out = Path(out if out is not None else cfg.out)
     cfg.out = str(out)
-    sets = [str(t) for t in _list(cfg.test_sets)]
-    if any(t != PETS_TEST for t in sets):
-        _dir(cfg.sr_root, "sr_root")
-    if PETS_TEST in sets:
-        _pets_base(cfg)  # one clear error before any work
+    check_test_roots(cfg)  # one clear error before any work
     with run_lock(ensure_writable_dir(out, "out")):  # one writer per run directory
         return _run_locked(cfg, out)
 
