@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 from torch import nn
 
 from lossnet.errors import UserError
@@ -300,10 +301,6 @@ def test_rank_within_noise_is_monotone_in_score():
     assert sel.noise == pytest.approx(1.96 * (2 * (61 / 102) * (41 / 102) / 100) ** 0.5)
     # 0.60 is not beyond that margin above chance (0.50): no recommendation, and it says why
     assert sel.recommended is None and "no loss network beats chance or the majority-class rate" in sel.recommendation
-
-
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings, strategies as st  # noqa: E402
 
 
 @settings(max_examples=80, deadline=None)
