@@ -32,18 +32,17 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..errors import UserError
-from .select_core import (BASELINE, FEW_HELD_OUT, LABEL_FREE_CRITERIA, LAYERS, CandidateResult, _PixelNet,
-                          _resolve_candidates, _run_candidates, _targets, _train_candidate, default_candidates,
-                          parse_candidates, stratified_split)
+from .select_core import (BASELINE, FEW_HELD_OUT, LABEL_FREE_CRITERIA, LAYERS, CandidateResult, _resolve_candidates,
+                          _run_candidates, _train_candidate, default_candidates, parse_candidates, stratified_split)
 from .select_label_free import augmented_view, cross_prediction_scores, retrieval_scores, select_label_free
 from .select_report import RANKS_FOR, Selection, _rank, chance_levels, format_table, noise_margin
+# also importable from here for scripts and tests (benchmarks/select_label_free.py, tests/test_select.py)
+from .select_core import _PixelNet, _targets  # noqa: F401
 
 __all__ = ["CandidateResult", "Selection", "parse_candidates", "default_candidates", "select", "select_label_free",
            "select_folder", "format_table", "augmented_view", "retrieval_scores", "cross_prediction_scores",
            "noise_margin", "chance_levels", "LABEL_FREE_CRITERIA", "FEW_HELD_OUT", "RANKS_FOR", "BASELINE", "LAYERS",
            "stratified_split"]
-# also importable from here for scripts (benchmarks/select_label_free.py): _PixelNet, _targets, _train_candidate
-_SHARED = (_PixelNet, _targets, _train_candidate, _rank)
 
 
 def _evaluate(net, arch: str, layer: str, data: dict, s: dict, log) -> CandidateResult:
