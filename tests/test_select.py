@@ -8,12 +8,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 from torch import nn
 
 from lossnet.errors import UserError
 from lossnet.cli import main as cli_main
-from lossnet.experiments.select import augmented_view, cross_prediction_scores, format_table, parse_candidates, \
-    retrieval_scores, select, select_folder, select_label_free, stratified_split
+from lossnet.experiments.select import CandidateResult, _rank, augmented_view, cross_prediction_scores, format_table, \
+    parse_candidates, retrieval_scores, select, select_folder, select_label_free, stratified_split
 from lossnet.zoo import REGISTRY, register
 from lossnet.zoo.registry import ArchSpec
 
@@ -107,7 +108,7 @@ def test_candidates_and_budget(tiny_archs):
                  baseline=False)
     skipped = next(r for r in sel.results if r.arch == "resnet18")
     assert skipped.status == "skipped" and "lossnet weights fetch resnet18" in skipped.reason
-    assert sel.recommended == f"{HUE}:E"
+    assert sel.results[0].name == f"{HUE}:E" and sel.results[0].rank == 1
 
 
 def _write_folder(root, images, labels=None):
@@ -132,11 +133,12 @@ def test_select_folder_and_cli(tiny_archs, tmp_path, capsys):
                      "--weights", "random", "--epochs", "1", "--probe-epochs", "2", "--no-baseline",
                      "--out", str(tmp_path / "sel"), "--threads", "1"]) == 0
     out = capsys.readouterr().out
-    assert "Recommended:" in out and HUE in out
+    assert ("Recommended:" in out or "No recommendation:" in out) and HUE in out and "baselines: chance 0.333" in out
     data = json.loads((tmp_path / "sel" / "select.json").read_text())
     assert data["settings"]["classes"] == ["class0", "class1", "class2"] and data["settings"]["n_images"] == 30
     assert {r["name"] for r in data["results"]} == {f"{HUE}:E", f"{BRIGHT}:E"}
-    assert data["recommended"] in {f"{HUE}:E", f"{BRIGHT}:E"}
+    assert data["recommended"] in {f"{HUE}:E", f"{BRIGHT}:E", None}
+    assert "NO_PIXEL_BASELINE" in {c["code"] for c in data["cautions"]}  # --no-baseline: said, not hidden
 
 
 def test_retrieval_scores_known_values():
@@ -245,3 +247,159 @@ def _load(folder):
     from lossnet.data.datasets import load_image_folder
 
     return load_image_folder(folder, size=64).images
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 21 item 3: select never recommends noise
+# --------------------------------------------------------------------------------------------
+
+
+def _cand(name: str, correct, gflops: float = 0.01) -> CandidateResult:
+    """A labelled-mode result from per-image correctness (the Laplace-smoothed binomial stderr of select)."""
+    arch, _, layer = name.partition(":")
+    n, acc = len(correct), sum(correct) / len(correct)
+    p = (acc * n + 1) / (n + 2)
+    return CandidateResult(arch, layer or "-", "ok", acc, (p * (1 - p) / n) ** 0.5, 1.0, feature_shape=[3, 8, 8],
+                           target_dim=192, gflops=0.0 if arch == "(pixels)" else gflops, correct=list(correct))
+
+
+def _bools(k: int, n: int = 60) -> list[bool]:
+    return [True] * k + [False] * (n - k)
+
+
+def test_rank_reported_failures_recommend_nothing():
+    """The issue's runs (200 crops of the real photographs, 60 held out; old main: alexnet:S recommended at
+    pixel level in 2 classes, efficientnet_lite0:E at chance and below the pixels in 3): nothing is recommended,
+    and chance / majority / pixels are printed next to the ranking."""
+    two = [_cand("(pixels)", _bools(32)), _cand("alexnet:S", _bools(37), 0.04), _cand("alexnet:E", _bools(33), 0.01),
+           _cand("efficientnet_lite0:E", _bools(33), 0.002)]
+    sel = _rank(two, {"n_test": 60, "num_classes": 2, "majority_rate": 0.5, "mode": "labelled"})
+    assert sel.recommended is None and sel.budget_pick is None
+    assert "no loss network beats pixels on these images" in sel.recommendation
+    assert sel.baselines == {"chance": 0.5, "majority": 0.5, "pixels": 32 / 60}
+    assert "NOTHING_BEATS_BASELINES" in {c["code"] for c in sel.cautions}
+    table = format_table(sel)
+    assert "baselines: chance 0.500, majority class 0.500, pixels 0.533; noise margin" in table
+    three = [_cand("(pixels)", _bools(24)), _cand("efficientnet_lite0:E", _bools(20), 0.002),
+             _cand("alexnet:S", _bools(20), 0.04), _cand("alexnet:E", _bools(19), 0.01)]
+    sel = _rank(three, {"n_test": 60, "num_classes": 3, "majority_rate": 21 / 60, "mode": "labelled"})
+    assert sel.results[0].name == "(pixels)" and sel.recommended is None and sel.budget_pick is None
+    assert "no loss network beats pixels on these images, nor chance or the majority-class rate" in sel.recommendation
+    assert all(r.beats_baselines is False for r in sel.results if r.arch != "(pixels)")
+
+
+def test_rank_within_noise_is_monotone_in_score():
+    """The old paired test flagged a 0.50 candidate as within noise of the best (0.60) but not a 0.55 one that
+    is right on a subset of the best's images: one margin from the held-out count makes the flag monotone."""
+    best = _bools(60, 100)
+    subset = _bools(55, 100)  # right on 55 of the best's 60
+    other = [True] * 30 + [False] * 30 + [True] * 20 + [False] * 20  # 0.50, disagreeing on many images
+    sel = _rank([_cand("a:S", best), _cand("b:S", subset), _cand("c:S", other), _cand("(pixels)", _bools(20, 100))],
+                {"n_test": 100, "num_classes": 2, "majority_rate": 0.5, "mode": "labelled"})
+    flags = {r.name: r.tied_with_best for r in sel.results}
+    assert flags["b:S"] and flags["c:S"]  # 0.55 and 0.50 are both within 1.96 sqrt(2 p (1 - p) / 100) = 0.135
+    assert sel.noise == pytest.approx(1.96 * (2 * (61 / 102) * (41 / 102) / 100) ** 0.5)
+    # 0.60 is not beyond that margin above chance (0.50): no recommendation, and it says why
+    assert sel.recommended is None and "no loss network beats chance or the majority-class rate" in sel.recommendation
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2 ** 31 - 1), n=st.integers(10, 300), classes=st.integers(2, 6),
+       scores=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=6), pixels=st.booleans(),
+       label_free=st.booleans())
+def test_rank_properties(seed, n, classes, scores, pixels, label_free):
+    """For any scores: ties are exactly the candidates within the one noise margin of the top one (monotone),
+    and a recommended or budget candidate beats chance, the majority-class rate and the pixels by more."""
+    g = torch.Generator().manual_seed(seed)
+    res = []
+    for i, p in enumerate(scores + ([0.5] if pixels else [])):
+        name = "(pixels)" if pixels and i == len(scores) else f"n{i}:E"
+        if label_free:
+            v = (p + 0.3 * torch.randn(n, generator=g, dtype=torch.float64)).tolist()
+            res.append(CandidateResult(*name.partition(":")[::2], "ok", sum(v) / n, float(torch.tensor(v).std()) /
+                                       n ** 0.5, 1.0, target_dim=1, gflops=0.01 * (i + 1), per_image=v))
+        else:
+            res.append(_cand(name, (torch.rand(n, generator=g) < p).tolist(), 0.01 * (i + 1)))
+    majority = float(torch.rand(1, generator=g)) * (1 - 1 / classes) + 1 / classes
+    st_ = ({"n_test": n, "mode": "label-free", "criterion": "cross-prediction"} if label_free else
+           {"n_test": n, "num_classes": classes, "majority_rate": majority, "mode": "labelled"})
+    sel = _rank(res, st_)
+    ok = [r for r in sel.results if r.status == "ok"]
+    top = ok[0].score
+    assert all(r.tied_with_best == (top - r.score <= sel.noise) for r in ok)
+    assert all(a.tied_with_best for a in ok for b in ok if b.tied_with_best and a.score >= b.score)
+    floor = max(v for v in (sel.baselines["chance"], sel.baselines["majority"]) if v is not None)
+    for name in (sel.recommended, sel.budget_pick):
+        if name is not None:
+            r = next(r for r in ok if r.name == name)
+            assert r.tied_with_best and r.score - floor > sel.noise
+            assert sel.baselines["pixels"] is None or r.score - sel.baselines["pixels"] > sel.noise
+    if sel.recommended is None:
+        assert "No recommendation: no loss network beats" in sel.recommendation
+    else:
+        assert sel.recommended == next(r.name for r in ok if r.arch != "(pixels)")
+    assert ("FEW_HELD_OUT" in {c["code"] for c in sel.cautions}) == (n < 150)
+    assert "baselines: chance" in format_table(sel)
+
+
+def test_labelled_select_on_unrelated_labels_recommends_nothing(tiny_archs):
+    """End to end: labels that the images do not carry -> every candidate is noise, nothing is recommended;
+    the labelled mode gets the few-held-out caution and says which downstream use it ranks for."""
+    x, _ = colour_images(20)
+    y = torch.randperm(len(x), generator=torch.Generator().manual_seed(0)) % 3  # independent of the images
+    sel = select(x, y, candidates=[(HUE, "E"), (BRIGHT, "E")], weights={HUE: HUE_WEIGHTS, BRIGHT: BRIGHT_WEIGHTS},
+                 epochs=2, batch_size=16, z=8, hidden=64, probe_epochs=10, max_images=None, seed=0)
+    assert sel.recommended is None and sel.budget_pick is None
+    assert "No recommendation: no loss network beats" in sel.recommendation
+    codes = [c["code"] for c in sel.cautions]
+    assert "FEW_HELD_OUT" in codes and "only 18 held-out images" in sel.recommendation
+    assert "Benchmark 4" in sel.recommendation and "super-resolution or delineation" in sel.recommendation
+    assert sel.baselines["chance"] == pytest.approx(1 / 3) and sel.baselines["pixels"] is not None
+
+
+def _photo_crops(sr_dir, classes: int, n: int = 200, size: int = 64):
+    """n random crops of the real photographs, class = source collection (CBSD68, CSun_Hays80, CSet14)."""
+    from lossnet.data.sr import image_files, read_image
+
+    g = torch.Generator().manual_seed(classes)
+    imgs, labels = [], []
+    for c, sub in enumerate(("CBSD68", "CSun_Hays80", "CSet14")[:classes]):
+        files = image_files(sr_dir / sub)
+        for _ in range(n // classes):
+            im = read_image(files[int(torch.randint(len(files), (1,), generator=g))])
+            t, l = (int(torch.randint(d - size + 1, (1,), generator=g)) for d in im.shape[1:])
+            imgs.append(im[:, t:t + size, l:l + size])
+            labels.append(c)
+    return torch.stack(imgs), torch.tensor(labels)
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_select_on_real_photographs_does_not_recommend_noise(sr_dir, offline_weights, classes):
+    """The issue's reproduction, at its fastest (2 loss networks + pixels, 1 encoder epoch, 10 probe epochs):
+    old main recommended a loss network at pixel level / below chance; now nothing is recommended unless it
+    beats chance, the majority-class rate and the pixels beyond the noise margin."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        x, y = _photo_crops(sr_dir, classes)
+        sel = select(x, y, candidates="alexnet:S,efficientnet_lite0:E", epochs=1, probe_epochs=10, seed=0)
+    finally:
+        torch.set_num_threads(threads)
+    assert sel.settings["n_test"] == 60 and sel.baselines["chance"] == pytest.approx(1 / classes)
+    assert sel.recommended is None and "no loss network beats" in sel.recommendation
+    ok = [r for r in sel.results if r.status == "ok"]
+    assert len(ok) == 3 and all(r.tied_with_best for r in ok)  # 60 held-out images: all within the margin
+    assert "baselines: chance" in format_table(sel) and "FEW_HELD_OUT" in {c["code"] for c in sel.cautions}
+
+
+def test_cli_select_json(tiny_archs, tmp_path, capsys):
+    x, y = colour_images(10)
+    _write_folder(tmp_path / "labelled", x, y)
+    assert cli_main(["select", "--images", str(tmp_path / "labelled"), "--candidates", f"{HUE}:E,{BRIGHT}:E",
+                     "--weights", "random", "--epochs", "1", "--probe-epochs", "2", "--out", str(tmp_path / "sel"),
+                     "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)  # one JSON object, nothing else on stdout
+    assert {"results", "baselines", "recommended", "recommendation", "cautions", "noise", "ranks_for"} <= set(data)
+    assert [r["rank"] for r in data["results"]] == [1, 2, 3] and data["baselines"]["chance"] == pytest.approx(1 / 3)
+    assert data["evidence"] == str(tmp_path / "sel" / "select.json") and "Benchmark 4" in data["ranks_for"]
+    assert {c["code"] for c in data["cautions"]} >= {"FEW_HELD_OUT", "PROXY"}

@@ -325,6 +325,9 @@ def _select(args) -> None:
     t0 = time.perf_counter()
     sel = select_folder(args.images, size=args.size, out=out, label_free=True if args.label_free else None,
                         criterion=args.criterion, **kwargs)
+    if args.json:  # one JSON object on stdout: ranking, baselines, recommendation, cautions
+        print(json.dumps({**sel.as_dict(), "evidence": str(out / "select.json")}))
+        return
     print(format_table(sel))
     print()
     print(sel.recommendation)
@@ -527,6 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="torch threads (0: torch's default); the models are small, and extra threads mostly "
                           "spin on a busy machine")
     sel.add_argument("--device")
+    sel.add_argument("--json", action="store_true", help="print the ranking, baselines, recommendation and cautions "
+                     "as one JSON object instead of the table (progress stays on stderr)")
     sel.set_defaults(func=_select)
 
     rep = sub.add_parser("report", help="markdown tables and figures from a run directory's results.jsonl",
