@@ -374,14 +374,14 @@ def _photo_crops(sr_dir, classes: int, n: int = 200, size: int = 64):
 
 
 @pytest.mark.parametrize("classes", [2, 3])
-def test_select_on_real_photographs_does_not_recommend_noise(sr_dir, offline_weights, classes):
+def test_select_on_real_photographs_does_not_recommend_noise(sr_full_dir, offline_weights, classes):
     """The issue's reproduction, at its fastest (2 loss networks + pixels, 1 encoder epoch, 10 probe epochs):
     old main recommended a loss network at pixel level / below chance; now nothing is recommended unless it
     beats chance, the majority-class rate and the pixels beyond the noise margin."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        x, y = _photo_crops(sr_dir, classes)
+        x, y = _photo_crops(sr_full_dir, classes)
         sel = select(x, y, candidates="alexnet:S,efficientnet_lite0:E", epochs=1, probe_epochs=10, seed=0)
     finally:
         torch.set_num_threads(threads)
