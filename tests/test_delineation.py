@@ -12,6 +12,7 @@ from lossnet.data.roads import load_massachusetts_roads, synthetic_curvilinear
 from lossnet.testing.roads import write_fake_massachusetts
 from lossnet.eval.delineation import DelineationMeter, delineation_counts, delineation_scores
 from lossnet.benchmarks import delineation as b3
+from lossnet.benchmarks.delineation_task import iteration_weights
 from lossnet.errors import ConfigError
 from lossnet.models.unet import IterativeUNet, UNet
 
@@ -220,8 +221,8 @@ def test_config_checks_and_weights():
     cfg = b3.load_defaults("quick")
     b3.check(cfg)
     assert [s.name for s in b3.scores(cfg)] == ["completeness", "correctness", "quality"]
-    assert b3.iteration_weights("linear", 3) == pytest.approx([1 / 6, 2 / 6, 3 / 6])
-    assert b3.iteration_weights("last", 3) == [0.0, 0.0, 1.0]
+    assert iteration_weights("linear", 3) == pytest.approx([1 / 6, 2 / 6, 3 / 6])
+    assert iteration_weights("last", 3) == [0.0, 0.0, 1.0]
     from omegaconf import OmegaConf
 
     for bad, msg in (({"iteration_weights": "exp"}, "iteration_weights"), ({"size": 100}, "divisible"),
