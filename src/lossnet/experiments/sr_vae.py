@@ -324,7 +324,7 @@ def _run_locked(cfg, out: Path) -> Path:
 
 def write_figures(out: Path, cfg, rows: list[dict]) -> list[Path]:
     """``figures/crops_x<f>.png``: input (nearest) / bicubic / every VAE row / target crops of the examples."""
-    from lossnet.benchmarks.super_resolution import sr_crops_figure
+    from lossnet.benchmarks.super_resolution_report import sr_crops_figure
 
     figs = []
     for factor in sorted({r["factor"] for r in rows}):
