@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.lossnet-installed
 DEMO_OUT ?= demo_out
 
-.PHONY: setup weights demo test bench clean
+.PHONY: setup weights demo test bench docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: weights
 
 bench: weights
 	$(BIN)/python benchmarks/zoo_forward.py
+
+# API reference (HTML) from the docstrings with pdoc; git-ignored.
+docs: setup
+	$(BIN)/python tools/api_docs.py docs/api
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

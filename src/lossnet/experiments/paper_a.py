@@ -18,6 +18,7 @@ row's ``recon_examples`` names the file and the report draws the figure
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from lossnet.errors import ConfigError
@@ -124,12 +125,10 @@ def run_cell(ctx: RunContext, coords: dict, sp: dict[str, Any], cid: str, label:
     return finish_cell(ctx, cid, sp, row, cell)
 
 
-def save_reconstructions(path, images, autoencoder, retrained_decoder, device) -> "Path":
+def save_reconstructions(path, images, autoencoder, retrained_decoder, device) -> Path:
     """Write ``original`` (the uint8 (K, 3, S, S) ``images``), ``before`` (the autoencoder's own
     reconstructions) and ``after`` (``retrained_decoder`` on the autoencoder's ``mu``) as uint8 to
     ``path`` (npz); returns ``path``. Image-input autoencoders only (papers A/B's I-I models)."""
-    from pathlib import Path
-
     import numpy as np
     import torch
 
