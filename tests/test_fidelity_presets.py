@@ -71,3 +71,19 @@ def test_benchmark4_prepare_generates_the_configured_rollouts(tmp_path, monkeypa
     assert seen["rollout"] == "authors"
     b4.prepare(_b4(), tmp_path)
     assert seen["rollout"] == "reset_on_done"
+
+
+def test_experiments_generate_the_configured_rollouts(tmp_path):
+    """paper A / B read ``lunarlander.rollout`` into the collection, its meta.json and the data
+    identity (cell ids of ``reset_on_done`` collections unchanged)."""
+    import json
+
+    from lossnet.data.parts import load_data
+
+    tiny = ["lunarlander.rollouts=[1,2,2]", "lunarlander.steps=6", "workers=1", "progress=false"]
+    data = load_data(load_config("paper_b", ["scale=paper", *tiny]), tmp_path / "a")
+    meta = json.loads((tmp_path / "a" / "collection" / "meta.json").read_text())
+    assert meta["rollout"] == "authors" and data.identity["collection"]["rollout"] == "authors"
+    data = load_data(load_config("paper_b", tiny), tmp_path / "b")
+    assert json.loads((tmp_path / "b" / "collection" / "meta.json").read_text())["rollout"] == "reset_on_done"
+    assert "rollout" not in data.identity["collection"]
