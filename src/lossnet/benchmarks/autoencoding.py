@@ -14,7 +14,12 @@ E/S/M/L, *no* sigmoid) x one dataset:
    position error (pixels, lower is better) on LunarLander.
 
 Paper scale: 10 encoder epochs, 100 probe epochs, datasets SVHN (32x32 reflection-padded to
-64x64) and STL-10 (96x96), as in the paper. Quick scale: a small LunarLander collection (many short
+64x64) and STL-10 (96x96), as in the paper, and paper B's conventions, which the benchmark is
+adapted from (the authors' code, guspih/Perceptual-Autoencoders): loss-network input not
+normalised (``normalize=none``), probes on raw embeddings trained with MSE on one-hot labels,
+LeakyReLU probe MLPs (``paper_b_leaky``), batch 512, LunarLander rollouts as the authors generated
+them. Quick scale keeps ``fit_probe_grid``'s defaults (standardised inputs, cross-entropy, ReLU)
+and ImageNet normalisation (docs/experiments.md, "Documented deviations"). Quick scale: a small LunarLander collection (many short
 rollouts), 5 encoder epochs, 100 probe epochs; 0.5-3 minutes per cell on one CPU thread
 (:data:`DEFAULTS`, docs/choosing.md).
 
@@ -52,7 +57,7 @@ from lossnet.runs.encoder_cells import (
     run_probes,
     train_and_embed,
 )
-from lossnet.runs.loss_nets import loss_net_identity
+from lossnet.runs.loss_nets import NORMALIZE, loss_net_identity
 
 NAME = "benchmark4"
 
@@ -89,6 +94,8 @@ def check(cfg) -> None:
         raise ConfigError(f"z must be >= 1, got {cfg.z}")
     if str(cfg.ps_targets) not in ("auto", "cache", "online"):
         raise ConfigError(f"ps_targets must be auto, cache or online, got {cfg.ps_targets!r}")
+    if str(cfg.get("normalize", "imagenet")) not in NORMALIZE:
+        raise ConfigError(f"normalize must be one of {', '.join(NORMALIZE)}, got {cfg.get('normalize')!r}")
     if cfg.feature_cache not in ("memory", "run", "home"):
         raise ConfigError(f"feature_cache must be memory, run or home, got {cfg.feature_cache!r}")
 
@@ -107,6 +114,18 @@ def dataset_cfg(cfg, dataset: str) -> DictConfig:
     if dataset in roots and roots[dataset]:
         c.data_root = roots[dataset]
     return c
+
+
+def _normalize(cfg) -> str | None:
+    """The loss network's ``normalize`` argument: ``None`` for ``normalize=none``."""
+    norm = str(cfg.get("normalize") or "imagenet")
+    return None if norm == "none" else norm
+
+
+def _rollout(cfg) -> str:
+    from lossnet.data.lunarlander import DEFAULT_ROLLOUT
+
+    return str(cfg.lunarlander.get("rollout") or DEFAULT_ROLLOUT)
 
 
 def _sigmoid(cfg) -> bool:
@@ -131,6 +150,8 @@ def identity(cfg, coords: dict) -> dict:
         ll = c.lunarlander
         data["collection"] = {"rollouts": [int(r) for r in ll.rollouts], "steps": int(ll.steps), "seed": int(ll.seed),
                               "size": int(ll.size)}
+        if _rollout(c) != "reset_on_done":  # keeps the ids of collections made before the rollout modes
+            data["collection"]["rollout"] = _rollout(c)
     elif ds == "svhn":
         data["svhn"] = {"size": int(c.svhn.size), "mode": str(c.svhn.mode)}
     proc = get_procedure(str(cfg.procedure))
@@ -138,6 +159,8 @@ def identity(cfg, coords: dict) -> dict:
              "encoder": encoder_settings(c, with_gamma=False), "probe": probe_settings(c)}
     if proc.loss != "ps" and cfg.get("fp_max_dim"):
         ident["fp_max_dim"] = int(cfg.fp_max_dim)
+    if _normalize(cfg) != "imagenet":  # likewise for configs without the key
+        ident["normalize"] = str(cfg.normalize)
     return ident
 
 
@@ -152,7 +175,7 @@ def prepare(cfg, out: Path) -> None:
             coll = Path(str(c.collection)) if c.get("collection") else out / "collection"
             try:
                 generate_collection(coll, n_rollouts=tuple(int(r) for r in ll.rollouts), seed=int(ll.seed),
-                                    steps=int(ll.steps), size=int(ll.size),
+                                    steps=int(ll.steps), size=int(ll.size), rollout=_rollout(c),
                                     workers=int(c.workers) if c.get("workers") else None, progress=bool(c.progress))
             except ValueError as e:
                 raise ConfigError(str(e)) from None
@@ -341,7 +364,7 @@ def benchmark4_cell(arch: str, layer: str, dataset: str = "lunarlander", *, out:
     out = Path(out)
     prepare(base, out)
     t0 = time.perf_counter()
-    net = LossNetwork(arch, layers=[layer], weights=weights, sigmoid=_sigmoid(base))
+    net = LossNetwork(arch, layers=[layer], weights=weights, sigmoid=_sigmoid(base), normalize=_normalize(base))
     from lossnet.runs.cells import cell_id
 
     cid = cell_id({"benchmark": NAME, "arch": arch, "layer": str(layer), "seed": seed, "weights": net.weights_source,
@@ -360,10 +383,11 @@ def load_defaults(scale: str = "quick") -> DictConfig:
 
 
 def make_loss_network(cfg, arch: str, layer: str, weights):
-    """The cell's loss network: ``arch`` at ``layer``, sigmoid as configured (:func:`_sigmoid`)."""
+    """The cell's loss network: ``arch`` at ``layer``, sigmoid (:func:`_sigmoid`) and input
+    normalisation (``normalize``) as configured."""
     from lossnet.zoo import LossNetwork
 
-    return LossNetwork(arch, layers=[layer], weights=weights, sigmoid=_sigmoid(cfg))
+    return LossNetwork(arch, layers=[layer], weights=weights, sigmoid=_sigmoid(cfg), normalize=_normalize(cfg))
 
 
 def run(req: CellRequest) -> dict:

@@ -198,7 +198,7 @@ def load_stl10(root: PathLike, split: str, fold: Optional[int] = None, verify: b
     Args:
         root: directory that contains ``stl10_binary/`` (as torchvision's ``STL10``).
         split: ``"unlabeled"`` (100000 images, ~2.8 GB as uint8, labels None),
-            ``"train"`` (5000) or ``"test"`` (8000).
+            ``"train"`` (5000: 500 per class, the papers' "500 labeled images") or ``"test"`` (8000).
         fold: ``0..9`` selects one of the official 1000-image training folds
             (``fold_indices.txt``, split ``"train"`` only); None for the whole split.
         verify: go through ``torchvision.datasets.STL10`` (md5 of all five .bin files);

@@ -30,7 +30,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -48,7 +48,7 @@ PRECISIONS = ("32", "bf16", "16-mixed")
 """``FitConfig.precision``: ``32`` float32; ``bf16`` autocast to bfloat16 (CPU and CUDA);
 ``16-mixed`` autocast to float16 with a gradient scaler (CUDA only)."""
 
-_NOT_IDENTITY = ("device", "progress", "desc", "channels_last", "compile", "logger", "log_dir")
+_NOT_IDENTITY = ("device", "progress", "desc", "channels_last", "compile", "logger", "log_dir", "deterministic")
 
 
 @dataclass
@@ -70,6 +70,7 @@ class FitConfig:
     compile: bool = False  # torch.compile(task.loss); falls back to eager (one stderr line) when unavailable
     logger: str = "csv"  # csv | tensorboard (csv + TensorBoard events) | none; see lossnet.train.loggers
     log_dir: str | None = None  # None: ckpt_dir (no logs without either)
+    deterministic: bool = False  # deterministic kernels + seeded RNGs: bit-identical reruns (lossnet.train.determinism)
 
     def __post_init__(self) -> None:
         self.precision = str(self.precision)
@@ -135,12 +136,12 @@ def checkpoint_identity(cfg: FitConfig, identity: dict | None = None) -> dict:
     return {"fit": cfg.identity(), **extra}
 
 
-FIT_OPTIONS = ("precision", "channels_last", "compile", "logger")
+FIT_OPTIONS = ("precision", "channels_last", "compile", "logger", "deterministic")
 """The fast-path and logger keys that training sections of the YAML configs may set."""
 
 
 def fit_options(section) -> dict:
-    """``precision``, ``channels_last``, ``compile``, ``logger`` of a config section (a mapping
+    """``precision``, ``channels_last``, ``compile``, ``logger``, ``deterministic`` of a config section (a mapping
     such as ``cfg.encoder`` or ``cfg.train``) as :class:`FitConfig` keyword arguments; keys that
     are absent or null keep FitConfig's defaults."""
     if section is None:
@@ -345,6 +346,11 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
     the slowest rank), every rank ends with the same weights and result, and only rank 0 writes
     ``last.pt``; to resume, rank 0 reads it and broadcasts it to the others.
     """
+    if cfg.deterministic:  # the same call inside lossnet.train.determinism.deterministic_mode
+        from .determinism import deterministic_mode
+        with deterministic_mode(cfg.seed, best_device(cfg.device)):
+            return fit(task, data, replace(cfg, deterministic=False), ckpt_dir=ckpt_dir, on_epoch_end=on_epoch_end,
+                       val_data=val_data, validate=validate, identity=identity)
     n = _check_data(data)
     if val_data is not None:
         _check_data(val_data)
