@@ -22,10 +22,15 @@ feature prediction loss (FP)           :func:`feature_prediction_loss` /
 feature reconstruction loss            :func:`feature_reconstruction_loss` /
                                        :class:`FeatureReconstructionLoss`
                                        (systematic analysis Eqs. 3 and 5, 1/(C H W) per layer)
-LPIPS-style distance                   :func:`perceptual_distance` /
-                                       :class:`PerceptualDistance` (systematic analysis Eq. 1)
+LPIPS (default) / LPIPS-style distance :func:`perceptual_distance` /
+                                       :class:`PerceptualDistance` (systematic analysis Eq. 1;
+                                       :mod:`lossnet.losses.distance`)
 VAE KL divergence                      :func:`kl_divergence` / :class:`KLDivergence`
 =====================================  =====================================================
+
+Every loss that uses a network takes a :class:`~lossnet.zoo.LossNetwork` or a zoo name (your own
+network: :meth:`LossNetwork.from_module`) and holds it outside its state dict
+(:class:`FrozenNetHolder`); ``repr`` names the network, its layers and the weighting.
 """
 
 from __future__ import annotations
