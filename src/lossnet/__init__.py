@@ -25,6 +25,10 @@ _EXPORTS = {
     "FeatureReconstructionLoss": "lossnet.losses", "feature_reconstruction_loss": "lossnet.losses",
     "PerceptualDistance": "lossnet.losses", "perceptual_distance": "lossnet.losses",
     "KLDivergence": "lossnet.losses", "kl_divergence": "lossnet.losses",
+    # metrics (torchmetrics.Metric: accumulate over batches, sync across processes)
+    "PerceptualDistanceMetric": "lossnet.metrics", "DeepPerceptualSimilarity": "lossnet.metrics",
+    "SuperResolutionScores": "lossnet.metrics", "SRPSNR": "lossnet.metrics", "SRSSIM": "lossnet.metrics",
+    "DelineationScores": "lossnet.metrics",
     # training and evaluation
     "FitConfig": "lossnet.train.engine", "fit": "lossnet.train.engine",
     "EncoderConfig": "lossnet.train.procedures", "train_encoder": "lossnet.train.procedures",

@@ -7,7 +7,8 @@ are accepted unchanged (an unclamped decoder's 1.001), anything further, NaN or 
 
 Cost: rank, channel and dtype checks read only metadata. The value checks (finite, range) are
 one ``torch.aminmax`` reduction and one host sync per input; they are skipped under
-``torch.compile`` (so ``fullgraph=True`` works) and when ``validate=False`` (then only the free
+``torch.compile`` (so ``fullgraph=True`` works; a warning says so once, on the first
+compilation) and when ``validate=False`` (then only the free
 metadata checks run: the documented switch for training loops that want no sync per step).
 A leaf module: it imports nothing of lossnet.
 """
@@ -15,6 +16,7 @@ A leaf module: it imports nothing of lossnet.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Sequence
 
 import torch
@@ -37,8 +39,28 @@ def check_input_range(input_range: str) -> tuple[float, float]:
     return INPUT_RANGES[key]
 
 
+_COMPILE_WARNED = False
+
+
+def _warn_compiled() -> None:
+    global _COMPILE_WARNED
+    if not _COMPILE_WARNED:
+        _COMPILE_WARNED = True
+        warnings.warn("lossnet: under torch.compile the input checks keep only shape, dtype and channels; the "
+                      "value checks (range, NaN/Inf) are off. Check a batch eagerly first.", UserWarning, stacklevel=4)
+
+
 def _value_checks_on(validate: bool) -> bool:
-    return bool(validate) and not torch.compiler.is_compiling()
+    if not torch.compiler.is_compiling():
+        return bool(validate)
+    if validate:  # runs while dynamo traces: warns once per process, on the first compilation
+        try:
+            from torch._dynamo.comptime import comptime
+
+            comptime(lambda ctx: _warn_compiled())
+        except ImportError:  # pragma: no cover - an older torch without comptime: the docs say it
+            pass
+    return False
 
 
 def check_tensor(x: torch.Tensor, name: str, *, ndim: int | Sequence[int] | None = None, channels: int | None = None,
@@ -72,8 +94,10 @@ def check_tensor(x: torch.Tensor, name: str, *, ndim: int | Sequence[int] | None
 
 
 def check_images(x: torch.Tensor, name: str, *, input_range: str = "[0,1]", validate: bool = True) -> None:
-    """``x`` must be float images (N, 3, H, W) in ``input_range`` (see the module docstring)."""
+    """``x`` must be float images (N, 3, H, W), N >= 1, in ``input_range`` (see the module docstring)."""
     check_tensor(x, name, ndim=4, channels=3, value_range=check_input_range(input_range), validate=validate)
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}); give at least one image")
 
 
 def check_pair(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str], *, same_shape: bool = True) -> None:

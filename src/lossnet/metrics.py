@@ -23,10 +23,14 @@ single-process value over the union of all ranks' batches. Image metrics average
 (each image weighs the same, whatever the batch sizes); the delineation metric sums pixel counts
 (corpus-level scores, as :func:`lossnet.eval.delineation.delineation_scores`).
 
-The frozen loss network of the two perceptual metrics is not a registered submodule: it is not in
-the metric's ``state_dict`` (a checkpoint of a model holding the metric stays small), it takes no
-gradients, stays in eval mode, follows ``.to(device)`` / ``.double()`` of the metric and moves
-to the inputs' device on ``update`` if needed. Images are float (N, 3, H, W) in [0, 1].
+The frozen loss network of the two perceptual metrics is not a registered submodule (the
+losses' :class:`~lossnet.losses.FrozenNetHolder`): it is not in the metric's ``state_dict`` (a
+checkpoint of a model holding the metric stays small), it takes no gradients, stays in eval
+mode, follows ``.to(device)`` of the metric and moves to the inputs' device on ``update`` if
+needed. Dtypes as torchmetrics documents: ``.double()`` / ``.float()`` / ``.half()`` change
+nothing (the metric returns itself); ``set_dtype(torch.float64)`` casts the states and the
+network. Inputs of any float dtype are cast to the network's. Images are float (N, 3, H, W) in
+[0, 1] (``input_range="[-1,1]"``, or torchmetrics' ``normalize=False``, for [-1, 1]).
 """
 
 from __future__ import annotations
@@ -37,34 +41,28 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
+from .checks import check_input_range
+from .errors import ConfigError
+from .losses import FrozenNetHolder, PerceptualDistance, _check_images, as_loss_network, check_pair
+
 __all__ = ["PerceptualDistanceMetric", "DeepPerceptualSimilarity", "SuperResolutionScores", "SRPSNR", "SRSSIM",
            "DelineationScores"]
 
 
-class _FrozenNetMetric(Metric):
-    """A Metric holding a frozen network outside its module tree (not in ``state_dict``)."""
+class _FrozenNetMetric(FrozenNetHolder, Metric):
+    """A Metric holding a frozen network outside its module tree (not in ``state_dict``;
+    :class:`lossnet.losses.FrozenNetHolder`, as the losses hold theirs)."""
 
     is_differentiable = False
     full_state_update = False
 
     def _set_net(self, net: nn.Module) -> None:
-        net.requires_grad_(False).eval()
-        object.__setattr__(self, "_frozen", net)  # bypass nn.Module registration
+        self._hold(net)
 
     @property
     def net(self) -> nn.Module:
         """The frozen network (not part of the state dict)."""
         return self._frozen
-
-    def _apply(self, fn: Callable, exclude_state=""):
-        this = super()._apply(fn, exclude_state)
-        self._frozen._apply(fn)
-        return this
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._frozen.eval()
-        return self
 
     def _follow(self, x: Tensor) -> None:
         p = next(iter(self._frozen.parameters()), None)
@@ -86,27 +84,53 @@ class _FrozenNetMetric(Metric):
         return self.total / self.count if self.count > 0 else torch.tensor(float("nan"), dtype=torch.float64)
 
 
+def _input_range(normalize: Any, input_range: str | None, owner: str) -> tuple[Any, str]:
+    """torchmetrics' boolean ``normalize`` (True: [0, 1] input, False: [-1, 1]) as lossnet's
+    ``input_range``; a string ``normalize`` stays the network's input normalisation."""
+    if not isinstance(normalize, bool):
+        check_input_range(input_range or "[0,1]")
+        return normalize, input_range or "[0,1]"
+    implied = "[0,1]" if normalize else "[-1,1]"
+    if input_range is not None and input_range.replace(" ", "") != implied:
+        raise ConfigError(f"{owner}: normalize={normalize} (torchmetrics' flag) means input_range={implied!r}, "
+                          f"which contradicts input_range={input_range!r}; give only input_range")
+    return None, implied
+
+
 class PerceptualDistanceMetric(_FrozenNetMetric):
-    """Mean LPIPS-style distance (systematic analysis Eq. 1) between pairs of images.
+    """Mean LPIPS (or LPIPS-style distance, systematic analysis Eq. 1) between pairs of images.
 
-    Args are those of :class:`lossnet.losses.PerceptualDistance`: ``arch`` (registered name or a
-    :class:`~lossnet.zoo.LossNetwork`), ``layers`` (default LPIPS' five ReLUs for alexnet/vgg16,
-    else ``["L"]``), ``lpips_weights`` (LPIPS v0.1 linear layers: with ``arch="alexnet"`` this is
-    LPIPS(alex) v0.1 itself), ``weights``, ``normalize``; ``**kwargs`` go to ``Metric``.
+    Args are those of :class:`lossnet.losses.PerceptualDistance`: ``arch`` (registered name, lpips
+    name ``"alex"`` / ``"vgg"`` / ``"squeeze"``, or a :class:`~lossnet.zoo.LossNetwork`),
+    ``layers``, ``lpips_weights``, ``weights``, ``weighting`` (default ``"lpips"`` for alexnet,
+    vgg16 and squeezenet1_1: then this is LPIPS v0.1 itself, as torchmetrics'
+    ``LearnedPerceptualImagePatchSimilarity``; ``"uniform"`` for the plain channel sum) and
+    ``input_range`` (``"[0,1]"`` default, or ``"[-1,1]"``). As in torchmetrics, ``net_type`` names
+    the network and ``normalize=True`` / ``False`` means [0, 1] / [-1, 1] input (a string
+    ``normalize`` is the network's input normalisation, as on the losses). ``reduction``:
+    ``"mean"`` (default) or ``"sum"`` over all images. ``**kwargs`` go to ``Metric``.
 
-    ``update(x0, x1)``: float (N, 3, H, W) in [0, 1] each. ``compute()``: the mean per-image
-    distance (>= 0, 0 for identical images), a float64 scalar.
+    ``update(x0, x1)``: float (N, 3, H, W), N >= 1, each. ``compute()``: the mean (or sum) of the
+    per-image distances (>= 0, 0 for identical images), a float64 scalar.
     """
 
     higher_is_better = False
 
-    def __init__(self, arch: Any = "alexnet", layers=None, lpips_weights: bool = False, weights: Any = "imagenet",
-                 normalize: str | None = None, **kwargs) -> None:
+    def __init__(self, arch: Any = "alexnet", layers=None, lpips_weights: bool | None = None,
+                 weights: Any = "imagenet", normalize: Any = None, *, weighting: str | None = None,
+                 input_range: str | None = None, net_type: str | None = None, reduction: str = "mean",
+                 **kwargs) -> None:
         super().__init__(**kwargs)
-        from .losses import PerceptualDistance
-
+        if net_type is not None:
+            if arch != "alexnet" and arch != net_type:
+                raise ConfigError(f"net_type={net_type!r} (torchmetrics' name) and arch={arch!r} disagree; give one")
+            arch = net_type
+        if reduction not in ("mean", "sum"):
+            raise ConfigError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        normalize, input_range = _input_range(normalize, input_range, "PerceptualDistanceMetric")
+        self.reduction = reduction
         self._set_net(PerceptualDistance(arch, layers=layers, lpips_weights=lpips_weights, weights=weights,
-                                         normalize=normalize))
+                                         normalize=normalize, weighting=weighting, input_range=input_range))
         self._add_mean_states()
 
     def update(self, x0: Tensor, x1: Tensor) -> None:
@@ -114,17 +138,27 @@ class PerceptualDistanceMetric(_FrozenNetMetric):
         with torch.no_grad():
             self._accumulate(self._frozen(x0, x1))
 
+    def compute(self) -> Tensor:
+        """The mean (``reduction="mean"``; NaN before any update) or sum of the per-image distances."""
+        return self.total.clone() if self.reduction == "sum" else super().compute()
+
+    def extra_repr(self) -> str:
+        return f"{self.net.extra_repr()}, metric reduction={self.reduction}"
+
 
 class DeepPerceptualSimilarity(_FrozenNetMetric):
     """Mean deep perceptual similarity loss (paper A Eq. 2, systematic analysis Eq. 6).
 
     Args:
-        loss_net: a :class:`~lossnet.zoo.LossNetwork` (any layers, with or without sigmoid), or
-            an architecture name, then ``**net_kwargs`` (``layers``, ``weights``, ``sigmoid``, ...)
-            build one (``layers`` default ``["M"]``).
+        loss_net: a :class:`~lossnet.zoo.LossNetwork` (any layers, with or without sigmoid; your
+            own network: :meth:`LossNetwork.from_module`), or an architecture name, then
+            ``**net_kwargs`` (``layers``, ``weights``, ``sigmoid``, ...) build one (``layers``
+            default ``["M"]``).
+        input_range: ``"[0,1]"`` (default) or ``"[-1,1]"``; torchmetrics' ``normalize=True`` /
+            ``False`` means the same.
         metric_kwargs: passed to ``torchmetrics.Metric``.
 
-    ``update(x, target)``: float (N, 3, H, W) in [0, 1]. Per image ``sum_l mean_(c,h,w)
+    ``update(x, target)``: float (N, 3, H, W), N >= 1. Per image ``sum_l mean_(c,h,w)
     (p_l(target) - p_l(x))^2`` (summed over the network's layers); ``compute()`` is the mean over
     images -- on equally sized images exactly ``perceptual_loss(loss_net, X, T)`` (reduction
     "mean") of all images at once.
@@ -132,31 +166,37 @@ class DeepPerceptualSimilarity(_FrozenNetMetric):
 
     higher_is_better = False
 
-    def __init__(self, loss_net: Any = "alexnet", *, metric_kwargs: dict | None = None, **net_kwargs) -> None:
+    def __init__(self, loss_net: Any = "alexnet", *, input_range: str | None = None, normalize: Any = None,
+                 metric_kwargs: dict | None = None, **net_kwargs) -> None:
         super().__init__(**(metric_kwargs or {}))
-        from .zoo.network import LossNetwork
-
-        if not isinstance(loss_net, LossNetwork):
-            if not isinstance(loss_net, str):
-                raise ValueError(f"loss_net must be a LossNetwork or an architecture name, got {type(loss_net).__name__}")
+        if normalize is not None:
+            if not isinstance(normalize, bool):  # a network normalisation: one of the network's arguments
+                net_kwargs["normalize"] = normalize
+            else:
+                input_range = _input_range(normalize, input_range, "DeepPerceptualSimilarity")[1]
+        self.input_range = input_range or "[0,1]"
+        check_input_range(self.input_range)
+        if isinstance(loss_net, str):
             net_kwargs.setdefault("layers", ["M"])
-            loss_net = LossNetwork(loss_net, **net_kwargs)
-        elif net_kwargs:
-            raise ValueError(f"got a LossNetwork and network arguments {sorted(net_kwargs)}; give one or the other")
-        self._set_net(loss_net)
+        self._set_net(as_loss_network(loss_net, "DeepPerceptualSimilarity", **net_kwargs))
         self._add_mean_states()
 
     def update(self, x: Tensor, target: Tensor) -> None:
-        from .losses import _check_images, check_pair
+        from .checks import to_unit_range
 
-        _check_images(x, "x")
-        _check_images(target, "target")
+        _check_images(x, "x", self.input_range)
+        _check_images(target, "target", self.input_range)
         check_pair(x, target, ("x", "target"))
+        x, target = to_unit_range(x, self.input_range), to_unit_range(target, self.input_range)
         self._follow(x)
         with torch.no_grad():
-            fx, ft = self._frozen(x), self._frozen(target)
+            fx, ft = self._frozen.extract(x), self._frozen.extract(target)
             per = sum((a - b).pow(2).flatten(1).mean(1) for a, b in zip(fx, ft))
         self._accumulate(per)
+
+    def extra_repr(self) -> str:
+        return (f"net={self.net.describe_short()}, weighting=mean squared error (channel mean), "
+                f"input_range={self.input_range}")
 
 
 class SuperResolutionScores(Metric):

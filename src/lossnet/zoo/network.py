@@ -10,18 +10,19 @@ normalisation (ImageNet mean/std unless the weights expect otherwise) is applied
 from __future__ import annotations
 
 import math
-import operator
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
-from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+from torchvision.models.feature_extraction import get_graph_node_names
 
 from lossnet.checks import check_images
+from lossnet.errors import ConfigError
 
-from .registry import LAYER_KEYS, ArchSpec, get_spec
+from .names import canonical_arch, looks_like_layer_name, relu_layer_names
+from .registry import IMAGENET_MEAN, IMAGENET_STD, LAYER_KEYS, ArchSpec, get_spec
+from .trunk import build_body, disable_inplace_modules
 from .weights import load_state_dict
 
 LayerRef = str | int
@@ -47,9 +48,10 @@ def _holder_children(model: nn.Module, holder: str) -> list[tuple[str, nn.Module
 
 
 def resolve_layer(spec: ArchSpec, model: nn.Module, ref: LayerRef) -> str:
-    """Turn ``"E"``/``"S"``/``"M"``/``"L"``, a child index, or a torchvision node name into a node name.
+    """Turn ``"E"``/``"S"``/``"M"``/``"L"``, a child index, a piq-style name (``"relu3_3"``, AlexNet /
+    VGG only, :mod:`lossnet.zoo.names`) or a torchvision node name into a node name.
 
-    Raises ValueError with the valid choices when ``ref`` is none of these.
+    Raises :class:`~lossnet.errors.ConfigError` (a ValueError) with the valid choices otherwise.
     """
     children = _holder_children(model, spec.holder)
     prefix = f"{spec.holder}." if spec.holder else ""
@@ -57,147 +59,197 @@ def resolve_layer(spec: ArchSpec, model: nn.Module, ref: LayerRef) -> str:
         ref = spec.layer_index(ref.upper())
     if isinstance(ref, str) and ref.lstrip("-").isdigit():
         ref = int(ref)
-    if isinstance(ref, int):
+    if isinstance(ref, str) and looks_like_layer_name(ref):
+        named = relu_layer_names(spec.name, children)
+        if ref not in named:
+            valid = f"e.g. {[n for n in named if n.startswith('relu')]}" if named else "only AlexNet and VGG have them"
+            raise ConfigError(f"{spec.name}: no layer named {ref!r} ({valid}); or use E/S/M/L, a child index or a node name")
+        ref = named[ref]
+    if isinstance(ref, int) and not isinstance(ref, bool):
         if not -len(children) <= ref < len(children):
-            raise ValueError(f"{spec.name}: child index {ref} out of range; {spec.holder or 'the model'} has "
-                             f"{len(children)} children (0..{len(children) - 1})")
+            raise ConfigError(f"{spec.name}: child index {ref} out of range; {spec.holder or 'the model'} has "
+                              f"{len(children)} children (0..{len(children) - 1})")
         return prefix + children[ref][0]
     if isinstance(ref, str):
         _, eval_nodes = get_graph_node_names(model)
         if ref in eval_nodes or any(n.startswith(ref + ".") for n in eval_nodes):
             return ref
-        raise ValueError(f"{spec.name}: {ref!r} is neither E/S/M/L, a child index, nor a node name; "
-                         f"node names look like {eval_nodes[1:4]} (see torchvision get_graph_node_names)")
-    raise ValueError(f"layer must be 'E'/'S'/'M'/'L', an int index or a node name, got {ref!r}")
-
-
-_INPLACE_OPERATORS = {operator.iadd: operator.add, operator.isub: operator.sub, operator.imul: operator.mul,
-                      operator.itruediv: operator.truediv}
-
-
-def _disable_inplace_modules(model: nn.Module) -> None:
-    """Set ``inplace=False`` on every submodule that has the attribute (ReLU, ReLU6, SiLU, Hardswish,
-    Dropout, timm's activations, ...), so no module overwrites a tensor another layer returned."""
-    for m in model.modules():
-        if isinstance(getattr(m, "inplace", None), bool):
-            m.inplace = False
-
-
-def _disable_inplace_nodes(gm: fx.GraphModule) -> None:
-    """Rewrite in-place calls the trace recorded (``F.relu(x, inplace=True)``, ``torch.relu_``,
-    ``x.add_(y)``, ``x += y``) as their out-of-place forms.
-
-    An in-place activation after a returned layer (e.g. VGG's ``ReLU(inplace=True)`` after a
-    requested conv) would otherwise overwrite that layer's output before it is returned.
-    """
-    for node in gm.graph.nodes:
-        if node.op not in ("call_function", "call_method"):
-            continue
-        if node.kwargs.get("inplace") is True:
-            node.kwargs = {**node.kwargs, "inplace": False}
-        if node.op == "call_function" and node.target in _INPLACE_OPERATORS:
-            node.target = _INPLACE_OPERATORS[node.target]
-            continue
-        name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
-        if not isinstance(name, str) or not name.endswith("_") or name.startswith("_") or name == "requires_grad_":
-            continue
-        if node.op == "call_method" and hasattr(torch.Tensor, name[:-1]):
-            node.target = name[:-1]
-        elif node.op == "call_function":
-            for ns in (torch, F, torch.Tensor):
-                if getattr(ns, name, None) is node.target and hasattr(ns, name[:-1]):
-                    node.target = getattr(ns, name[:-1])
-                    break
-    gm.recompile()
-
-
-def _prune(gm: fx.GraphModule) -> fx.GraphModule:
-    """Drop shape assertions (``torch._assert``, impure for FX) so dead-code elimination can cut
-    everything after the requested layers, then delete the submodules no node uses any more."""
-    for node in list(gm.graph.nodes):
-        if node.op == "call_function" and node.target in (torch._assert, getattr(torch, "_assert_async", None)):
-            gm.graph.erase_node(node)
-    gm.graph.eliminate_dead_code()
-    gm.recompile()
-    gm.delete_all_unused_submodules()
-    return gm
+        raise ConfigError(f"{spec.name}: {ref!r} is neither E/S/M/L, a child index, a relu name nor a node name; "
+                          f"node names look like {eval_nodes[1:4]} (see torchvision get_graph_node_names)")
+    raise ConfigError(f"layer must be 'E'/'S'/'M'/'L', an int index or a node name, got {ref!r}")
 
 
 class LossNetwork(nn.Module):
     """A frozen pretrained network truncated after the deepest requested layer.
 
     Args:
-        arch: a registered architecture (``lossnet.zoo.list_archs()``) or a preset name
-            (``"paper"``: AlexNet up to the 2nd ReLU with a sigmoid).
+        arch: a registered architecture (``lossnet.zoo.list_archs()``), an lpips-style alias
+            (``"alex"``, ``"vgg"``, ``"squeeze"``) or a preset (``"paper"``: AlexNet up to the 2nd
+            ReLU with a sigmoid; a preset fixes ``layers`` and ``sigmoid``: giving others is an error).
         layers: extraction layers: ``"E"``, ``"S"``, ``"M"``, ``"L"`` (Table II), child indices of
-            the feature holder, or torchvision node names. One or several.
+            the feature holder, torchvision node names, or for AlexNet / VGG piq-style names
+            (``"relu3_3"``, ``"relu2"``; :mod:`lossnet.zoo.names`). One or several, each once.
+            Default ``"L"``.
         weights: ``"imagenet"`` (default; an error if unavailable, never silent random weights),
-            ``None`` for random weights, or a state dict.
+            ``"random"`` (random initialisation, reproducible with ``seed``; ``None`` means the
+            same), or a state dict.
         normalize: ``"imagenet"`` applies the normalisation the weights expect to [0, 1] input;
             ``"lpips"`` the LPIPS package's scaling layer; ``None`` feeds the input as is.
-        sigmoid: apply a sigmoid to each returned feature map (papers A/B).
+        sigmoid: apply a sigmoid to each returned feature map (papers A/B). Default False.
         channels_last: run the trunk in the channels-last memory format (default; the same values
             to float rounding; faster convolutions, pooling and ReLUs on CPU with oneDNN, see the
             speed section of docs/losses.md); ``False``: the contiguous (N, C, H, W) format.
+        seed: with ``weights="random"``: the seed of the initialisation (the global RNG is left
+            untouched).
 
-    ``forward(x)`` takes ``x`` of shape (N, 3, H, W), float, values in [0, 1], and returns a list of
-    feature maps (N, C_l, H_l, W_l), one per requested layer in the order given, contiguous. The
-    module is always in eval mode and its parameters never require gradients; gradients do flow
-    to ``x``. :meth:`extract` (what the losses call) returns the same maps in the trunk's memory
-    format (channels-last strides by default).
+    ``forward(x)`` takes ``x`` of shape (N, 3, H, W), N >= 1, float, values in [0, 1], and returns a
+    list of feature maps (N, C_l, H_l, W_l), one per requested layer in the order given, contiguous,
+    in the network's dtype (other float inputs are cast to it). The module is always in eval mode
+    and its parameters never require gradients; gradients do flow to ``x``. :meth:`extract` (what
+    the losses call) returns the same maps in the trunk's memory format (channels-last strides by
+    default). Your own network: :meth:`from_module`.
     """
 
     def __init__(
         self,
         arch: str,
-        layers: LayerRef | Sequence[LayerRef] = "L",
+        layers: LayerRef | Sequence[LayerRef] | None = None,
         weights: str | dict | None = "imagenet",
         normalize: str | None = "imagenet",
-        sigmoid: bool = False,
+        sigmoid: bool | None = None,
         channels_last: bool = True,
+        *,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
+        if isinstance(arch, nn.Module):
+            raise ConfigError(f"LossNetwork takes an architecture name; wrap your {type(arch).__name__} with "
+                              "LossNetwork.from_module(module, layers=..., normalize=...)")
+        arch = canonical_arch(arch)
         if arch in PRESETS:
             preset = PRESETS[arch]
+            given = {k: v for k, v in (("layers", layers), ("sigmoid", sigmoid)) if v is not None}
+            clash = {k: v for k, v in given.items()
+                     if (list(v) if isinstance(v, (list, tuple)) else [v] if k == "layers" else v) != (
+                         list(preset[k]) if k == "layers" else preset[k])}
+            if clash:
+                raise ConfigError(f"preset {arch!r} fixes arch={preset['arch']!r}, layers={list(preset['layers'])}, "
+                                  f"sigmoid={preset['sigmoid']}; it conflicts with {clash}: drop them, or use "
+                                  f"LossNetwork({preset['arch']!r}, layers=..., sigmoid=...)")
             arch, layers, sigmoid = preset["arch"], preset["layers"], preset["sigmoid"]
+        layers = "L" if layers is None else layers
+        sigmoid = bool(sigmoid)
         spec = get_spec(arch)
         if isinstance(layers, (str, int)):
             layers = [layers]
         if not layers:
-            raise ValueError("request at least one layer")
-        model = spec.build()
+            raise ConfigError("request at least one layer (layers=['E'], ['S'], ['M'], ['L'] or node names)")
+        if seed is not None and weights not in ("random", None):
+            raise ConfigError(f"seed={seed} only applies to weights='random', got weights={weights!r}")
+        if seed is None:
+            model = spec.build()
+        else:
+            with torch.random.fork_rng(devices=[]):  # a seeded build leaves the global RNG as it was
+                torch.manual_seed(int(seed))
+                model = spec.build()
         self.weights_source = None
-        if isinstance(weights, str):
-            if weights != "imagenet":
-                raise ValueError(f"weights must be 'imagenet', None or a state dict, got {weights!r}")
+        if isinstance(weights, str) and weights not in ("imagenet", "random"):
+            raise ConfigError(f"weights must be 'imagenet', 'random' or a state dict, got {weights!r}")
+        if weights == "imagenet":
             sd, self.weights_source = load_state_dict(arch)
         elif isinstance(weights, dict):
             sd, self.weights_source = weights, "state_dict"
-        elif weights is None:
-            sd = None
+        elif weights is None or weights == "random":
+            sd, self.weights_source = None, "random" if seed is None else f"random(seed={seed})"
         else:
-            raise ValueError(f"weights must be 'imagenet', None or a state dict, got {type(weights).__name__}")
+            raise ConfigError(f"weights must be 'imagenet', 'random' or a state dict, got {type(weights).__name__}")
         model.eval()
         self.spec = spec
         self.layer_refs = list(layers)
-        self.nodes = [resolve_layer(spec, model, r) for r in layers]
-        _disable_inplace_modules(model)
-        body = create_feature_extractor(model, return_nodes={n: str(i) for i, n in enumerate(self.nodes)})
-        _disable_inplace_nodes(body)
-        self.body = _prune(body)
+        nodes = [resolve_layer(spec, model, r) for r in layers]
+        disable_inplace_modules(model)
+        self._finish(build_body(model, nodes, self.layer_refs), nodes, normalize, spec.mean, spec.std, sigmoid,
+                     channels_last)
         if sd is not None:
             self._load(sd)
-        if normalize not in ("imagenet", "lpips", None):
-            raise ValueError(f"normalize must be 'imagenet', 'lpips' or None, got {normalize!r}")
+
+    @classmethod
+    def from_module(cls, module: nn.Module, layers: str | int | Sequence[str | int] | None = None, *,
+                    normalize: str | tuple | None = "imagenet", sigmoid: bool = False,
+                    channels_last: bool = False, name: str | None = None) -> "LossNetwork":
+        """Your own network as a loss network, frozen and in eval mode like the zoo's.
+
+        Args:
+            module: any ``nn.Module`` taking (N, 3, H, W) images: a torchvision model, a timm
+                ``features_only`` model, your own. Its parameters are frozen in place
+                (``requires_grad=False``) and it is kept in eval mode, also when a parent module
+                calls ``.train()``.
+            layers: torchvision node names (``torchvision.models.feature_extraction
+                .get_graph_node_names(module)[1]``, e.g. ``"layer2"`` or ``"features.4"``) or
+                child indices of ``module``; the graph is cut after the deepest one. ``None``:
+                ``module``'s own output (a tensor, a list / tuple of tensors as timm's
+                ``features_only`` models return, or a dict of them) is the feature list.
+            normalize: ``"imagenet"`` (default: torchvision's and most timm models' mean/std),
+                ``"lpips"``, a ``(mean, std)`` pair of 3-tuples for [0, 1] input, or ``None``.
+            sigmoid, channels_last: as for the zoo's networks (channels-last off by default here).
+            name: what ``repr`` and errors call it (default: the module's class name).
+        """
+        if not isinstance(module, nn.Module):
+            raise ConfigError(f"LossNetwork.from_module needs an nn.Module, got {type(module).__name__}")
+        self = cls.__new__(cls)
+        nn.Module.__init__(self)
+        self.spec, self.weights_source = None, "module"
+        self._name = name or type(module).__name__
+        module.requires_grad_(False).eval()
+        if layers is None:
+            self.layer_refs, nodes, body = ["output"], ["output"], module
+        else:
+            refs = [layers] if isinstance(layers, (str, int)) else list(layers)
+            if not refs:
+                raise ConfigError("request at least one layer, or layers=None for the module's own output")
+            children = list(module.named_children())
+            nodes = []
+            for r in refs:
+                if isinstance(r, int) or (isinstance(r, str) and r.lstrip("-").isdigit()):
+                    i = int(r)
+                    if not -len(children) <= i < len(children):
+                        raise ConfigError(f"{self._name}: child index {i} out of range (0..{len(children) - 1})")
+                    nodes.append(children[i][0])
+                else:
+                    nodes.append(str(r))
+            self.layer_refs = refs
+            disable_inplace_modules(module)
+            try:
+                body = build_body(module, nodes, refs)
+            except ConfigError:
+                raise
+            except Exception as e:  # FX cannot trace it, or a name that is not a node
+                raise ConfigError(f"{self._name}: cannot extract layers {refs} with torchvision's feature extraction "
+                                  f"({type(e).__name__}: {str(e).splitlines()[0][:160]}); pass layers=None and let "
+                                  "the module return its feature maps (e.g. timm.create_model(..., features_only=True))"
+                                  ) from None
+        if isinstance(normalize, (tuple, list)):
+            mean, std = (tuple(float(v) for v in t) for t in normalize)
+            normalize = "custom"
+        else:
+            mean, std = IMAGENET_MEAN, IMAGENET_STD
+        self._finish(body, nodes, normalize, mean, std, sigmoid, channels_last)
+        return self
+
+    def _finish(self, body: nn.Module, nodes: list[str], normalize, mean, std, sigmoid: bool,
+                channels_last: bool) -> None:
+        self.nodes = nodes
+        self.body = body
+        if normalize not in ("imagenet", "lpips", "custom", None):
+            raise ConfigError(f"normalize must be 'imagenet', 'lpips' or None, got {normalize!r}")
         self.normalize = normalize
         if normalize == "lpips":  # the lpips package's ScalingLayer, written for [0, 1] input
             mean, std = LPIPS_SHIFT_01, LPIPS_SCALE_01
-        else:
-            mean, std = spec.mean, spec.std
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.body.to(memory_format=self.memory_format)  # 4-D weights only; values unchanged
+        if channels_last:
+            self.body.to(memory_format=self.memory_format)  # 4-D weights only; values unchanged
         self.sigmoid = sigmoid
         self.validate = True  # value checks of forward()'s input (lossnet.checks)
         for p in self.parameters():
@@ -222,19 +274,22 @@ class LossNetwork(nn.Module):
 
     @property
     def arch(self) -> str:
-        return self.spec.name
+        """The registered architecture, or ``custom:<name>`` for :meth:`from_module` networks."""
+        return self.spec.name if self.spec is not None else f"custom:{self._name}"
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Features of images ``x`` (N, 3, H, W), float in [0, 1]: a list with one (N, C, H, W) map
         per requested layer. The input is checked as every loss checks it (:mod:`lossnet.checks`:
-        0-255 floats, NaN and already-normalised images are refused; ``self.validate = False``
-        keeps only the free shape/dtype checks)."""
+        empty batches, 0-255 floats, NaN and already-normalised images are refused;
+        ``self.validate = False`` keeps only the free shape/dtype checks)."""
         check_images(x, "LossNetwork input", validate=self.validate)
         return [f.contiguous() for f in self.extract(x)]
 
     def extract(self, x: torch.Tensor) -> list[torch.Tensor]:
         """:meth:`forward` without the input check (for callers that checked ``x`` already); the
         maps are in the trunk's memory format (:attr:`memory_format`), not necessarily contiguous."""
+        if x.dtype != self.mean.dtype:  # e.g. float64 images into a float32 network
+            x = x.to(self.mean.dtype)
         if self.normalize is not None:
             x = (x - self.mean) / self.std
         x = x.contiguous(memory_format=self.memory_format)
@@ -247,18 +302,30 @@ class LossNetwork(nn.Module):
             raise ValueError(f"{x.shape[-2]}x{x.shape[-1]} images are too small for {self.arch} up to layer(s) "
                              f"{', '.join(map(str, self.layer_refs))} ({msg.splitlines()[0][:120]}); use larger "
                              f"images or an earlier layer (e.g. E)") from None
-        feats = [out[str(i)] for i in range(len(self.nodes))]
+        if isinstance(out, dict):
+            feats = [out[str(i)] for i in range(len(self.nodes))] if self.spec is not None or self.nodes != ["output"] \
+                else list(out.values())
+        elif isinstance(out, (list, tuple)):
+            feats = list(out)
+        else:
+            feats = [out]
         if self.sigmoid:
             feats = [torch.sigmoid(f) for f in feats]
         return feats
 
+    def describe_short(self) -> str:
+        """``arch[layers]`` with the sigmoid and normalisation when set, for the losses' reprs."""
+        extra = ", sigmoid" if self.sigmoid else ""
+        return f"{self.arch}{self.layer_refs}{extra}, normalize={self.normalize}"
+
     def extra_repr(self) -> str:
-        return f"arch={self.arch}, layers={self.layer_refs}, nodes={self.nodes}, sigmoid={self.sigmoid}"
+        return (f"arch={self.arch}, layers={self.layer_refs}, nodes={self.nodes}, sigmoid={self.sigmoid}, "
+                f"normalize={self.normalize}, weights={self.weights_source}")
 
 
 def create_loss_network(name: str, layer: LayerRef | Sequence[LayerRef] | None = None, **kwargs) -> LossNetwork:
     """The one entry point: a preset (``"paper"``) or ``arch`` with ``layer`` (default ``"L"``)."""
-    if name in PRESETS:
+    if canonical_arch(name) in PRESETS and layer is None:
         return LossNetwork(name, **kwargs)
     return LossNetwork(name, layers=layer if layer is not None else "L", **kwargs)
 

@@ -22,10 +22,15 @@ feature prediction loss (FP)           :func:`feature_prediction_loss` /
 feature reconstruction loss            :func:`feature_reconstruction_loss` /
                                        :class:`FeatureReconstructionLoss`
                                        (systematic analysis Eqs. 3 and 5, 1/(C H W) per layer)
-LPIPS-style distance                   :func:`perceptual_distance` /
-                                       :class:`PerceptualDistance` (systematic analysis Eq. 1)
+LPIPS (default) / LPIPS-style distance :func:`perceptual_distance` /
+                                       :class:`PerceptualDistance` (systematic analysis Eq. 1;
+                                       :mod:`lossnet.losses.distance`)
 VAE KL divergence                      :func:`kl_divergence` / :class:`KLDivergence`
 =====================================  =====================================================
+
+Every loss that uses a network takes a :class:`~lossnet.zoo.LossNetwork` or a zoo name (your own
+network: :meth:`LossNetwork.from_module`) and holds it outside its state dict
+(:class:`FrozenNetHolder`); ``repr`` names the network, its layers and the weighting.
 """
 
 from __future__ import annotations
@@ -36,67 +41,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_images, check_input_range, check_pair, check_tensor, to_unit_range
-from .zoo.network import LossNetwork
+from ..checks import check_input_range, check_pair, check_tensor, to_unit_range
+from ..errors import ConfigError
+from ..zoo.network import LossNetwork
+from ._common import REDUCTIONS, FrozenNetHolder, _batched_features, _check_images, _check_reduction, _features, \
+    _needs_graph, _reduce, _reduce_elements, as_loss_network
+from .distance import LPIPS_LAYERS, WEIGHTINGS, PerceptualDistance, _lpips_head, _LPIPSLayer, \
+    load_lpips_channel_weights, perceptual_distance, unit_normalize
 
-__all__ = ["REDUCTIONS", "FeaturePredictionLoss", "FeatureReconstructionLoss", "KLDivergence", "PerceptualDistance",
-           "PerceptualLoss", "PixelLoss", "check_pair", "check_tensor", "feature_prediction_loss",
-           "feature_reconstruction_loss", "kl_divergence", "perceptual_distance", "perceptual_loss", "pixel_loss",
-           "unit_normalize"]
-
-REDUCTIONS = ("mean", "sum", "none")
-
-
-# --------------------------------------------------------------------------------------------
-# Validation and reductions
-# --------------------------------------------------------------------------------------------
-
-
-def _check_images(x: torch.Tensor, name: str, input_range: str = "[0,1]", validate: bool = True) -> None:
-    check_images(x, name, input_range=input_range, validate=validate)
-
-
-def _check_reduction(reduction: str) -> None:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-
-
-def _reduce_elements(err: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Element-wise errors (N, ...) -> scalar mean / sum, or (N,) per-item means."""
-    _check_reduction(reduction)
-    if reduction == "mean":
-        return err.mean()
-    if reduction == "sum":
-        return err.sum()
-    return err.mean(tuple(range(1, err.ndim)))  # per item; no copy for channels-last maps
-
-
-def _reduce(per_item: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Per-item values (N,) -> their mean / sum, or themselves for ``"none"``."""
-    _check_reduction(reduction)
-    if reduction == "mean":
-        return per_item.mean()
-    if reduction == "sum":
-        return per_item.sum()
-    return per_item
-
-
-def _features(net, x: torch.Tensor) -> list[torch.Tensor]:
-    """The loss network's features of already-checked images (no second input check)."""
-    extract = getattr(net, "extract", None)
-    return extract(x) if extract is not None else net(x)
-
-
-def _needs_graph(*xs: torch.Tensor) -> bool:
-    return torch.is_grad_enabled() and any(x.requires_grad for x in xs)
-
-
-def _batched_features(net, x: torch.Tensor, y: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Features of two checked, equally shaped batches from ONE trunk call on their concatenation
-    (bigger matrix products, one pass of per-call overhead); returns views of the halves."""
-    n = x.shape[0]
-    feats = _features(net, torch.cat([x, y]))
-    return [f[:n] for f in feats], [f[n:] for f in feats]
+__all__ = ["LPIPS_LAYERS", "REDUCTIONS", "WEIGHTINGS", "FeaturePredictionLoss", "FeatureReconstructionLoss",
+           "FrozenNetHolder", "KLDivergence", "PerceptualDistance", "PerceptualLoss", "PixelLoss", "as_loss_network",
+           "check_pair", "check_tensor", "feature_prediction_loss", "feature_reconstruction_loss", "kl_divergence",
+           "load_lpips_channel_weights", "perceptual_distance", "perceptual_loss", "pixel_loss", "unit_normalize"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,13 +119,15 @@ def perceptual_loss(loss_net: LossNetwork, x: torch.Tensor, target: torch.Tensor
     summed over layers when the loss network has several (``"none"``: (N,) per-image values).
 
     Args:
-        loss_net: a :class:`~lossnet.zoo.LossNetwork`.
+        loss_net: a :class:`~lossnet.zoo.LossNetwork` (your own network:
+            :meth:`LossNetwork.from_module`), or the training engine's ``Frozen`` wrapper of one.
         x: reconstructions (N, 3, H, W) in [0, 1] (or ``input_range``); gradients flow into it.
         target: the original images, same layout, or None when ``target_features`` is given.
         target_features: the loss network's features of the targets, e.g. from the teacher-feature
             cache (a tensor for a single layer or a list, one per layer).
     """
     _check_reduction(reduction)
+    _check_loss_net(loss_net, "perceptual_loss")
     _check_images(x, "x", input_range, validate)
     if target_features is None:
         if target is None:
@@ -199,21 +157,37 @@ def perceptual_loss(loss_net: LossNetwork, x: torch.Tensor, target: torch.Tensor
     return _feature_mse(feats, targets, reduction)
 
 
-class PerceptualLoss(nn.Module):
+def _check_loss_net(loss_net, owner: str) -> None:
+    """A LossNetwork, or a wrapper whose ``.net`` is one (the engine's ``Frozen``); else ConfigError."""
+    if not isinstance(loss_net, LossNetwork) and not isinstance(getattr(loss_net, "net", None), LossNetwork):
+        as_loss_network(loss_net, owner)  # raises the one error naming LossNetwork.from_module
+
+
+class PerceptualLoss(FrozenNetHolder, nn.Module):
     """Module form of :func:`perceptual_loss`; ``forward(x, target=None, target_features=None)``.
 
-    Build it from a :class:`LossNetwork` or from the arguments of one, e.g.
-    ``PerceptualLoss("paper")`` (AlexNet up to the 2nd ReLU with a sigmoid).
+    Build it from a :class:`LossNetwork` (your own network: :meth:`LossNetwork.from_module`) or
+    from the arguments of one, e.g. ``PerceptualLoss("paper")`` (AlexNet up to the 2nd ReLU with a
+    sigmoid) or ``PerceptualLoss("vgg16", layers=["relu3_3"])``. The frozen network is held
+    outside the module tree (:class:`FrozenNetHolder`): not in ``state_dict`` or ``parameters()``.
     """
 
     def __init__(self, loss_net: LossNetwork | str = "paper", layers=None, reduction: str = "mean", *,
                  input_range: str = "[0,1]", validate: bool = True, **kwargs) -> None:
         super().__init__()
-        if isinstance(loss_net, str):
-            loss_net = LossNetwork(loss_net, **({"layers": layers} if layers is not None else {}), **kwargs)
         _check_reduction(reduction)
         check_input_range(input_range)
-        self.loss_net, self.reduction, self.input_range, self.validate = loss_net, reduction, input_range, validate
+        self._hold(as_loss_network(loss_net, "PerceptualLoss", layers=layers, **kwargs), "loss_net")
+        self.reduction, self.input_range, self.validate = reduction, input_range, validate
+
+    @property
+    def loss_net(self) -> LossNetwork:
+        """The frozen loss network (not part of the state dict)."""
+        return self._frozen
+
+    def extra_repr(self) -> str:
+        return (f"net={self.loss_net.describe_short()}, weighting=mean squared error (channel mean), "
+                f"reduction={self.reduction}, input_range={self.input_range}")
 
     def forward(self, x, target=None, target_features=None):
         return perceptual_loss(self.loss_net, x, target, target_features=target_features, reduction=self.reduction,
@@ -281,17 +255,33 @@ def feature_reconstruction_loss(feats_x: Sequence[torch.Tensor], feats_target: S
     return _reduce(total, reduction)
 
 
-class FeatureReconstructionLoss(nn.Module):
+class FeatureReconstructionLoss(FrozenNetHolder, nn.Module):
     """Eqs. 3/5 with a loss network: ``forward(x, target)`` on [0, 1] images (N, C, H, W).
 
+    ``loss_net``: a :class:`LossNetwork` (or a name, then ``**net_kwargs`` build it; or the
+    engine's ``Frozen`` wrapper of one), held outside the state dict like :class:`PerceptualLoss`'s.
     Single-channel inputs (segmentation maps) are repeated to 3 channels, as in the topology loss.
     """
 
-    def __init__(self, loss_net: LossNetwork, weights: Sequence[float] | None = None, reduction: str = "mean", *,
-                 validate: bool = True) -> None:
+    def __init__(self, loss_net: LossNetwork | str, weights: Sequence[float] | None = None, reduction: str = "mean",
+                 *, validate: bool = True, **net_kwargs) -> None:
         super().__init__()
         _check_reduction(reduction)
-        self.loss_net, self.weights, self.reduction, self.validate = loss_net, weights, reduction, validate
+        if isinstance(getattr(loss_net, "net", None), LossNetwork) and not isinstance(loss_net, LossNetwork):
+            loss_net = loss_net.net  # the engine's Frozen wrapper: the holder moves and freezes it itself
+        self._hold(as_loss_network(loss_net, "FeatureReconstructionLoss", **net_kwargs), "loss_net")
+        self.weights, self.reduction, self.validate = weights, reduction, validate
+        if weights is not None and len(weights) != len(self.loss_net.nodes):
+            raise ConfigError(f"{len(weights)} layer weights for a loss network with {len(self.loss_net.nodes)} layers")
+
+    @property
+    def loss_net(self) -> LossNetwork:
+        """The frozen loss network (not part of the state dict)."""
+        return self._frozen
+
+    def extra_repr(self) -> str:
+        w = "1 per layer" if self.weights is None else list(self.weights)
+        return f"net={self.loss_net.describe_short()}, layer weights={w}, reduction={self.reduction}"
 
     def forward(self, x: torch.Tensor, target: torch.Tensor,
                 target_features: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
@@ -311,189 +301,6 @@ class FeatureReconstructionLoss(nn.Module):
             feats = _features(self.loss_net, x)
         return feature_reconstruction_loss(feats, list(target_features), self.weights, self.reduction,
                                            validate=self.validate)
-
-
-# --------------------------------------------------------------------------------------------
-# LPIPS-style perceptual distance (systematic analysis Eq. 1)
-# --------------------------------------------------------------------------------------------
-
-
-_EPS = 1e-10
-
-
-def unit_normalize(f: torch.Tensor, eps: float = _EPS) -> torch.Tensor:
-    """Channel-wise unit normalisation of (N, C, H, W) features, as the lpips package does."""
-    return f / (torch.linalg.vector_norm(f, dim=1, keepdim=True) + eps)
-
-
-def _lpips_head(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor, keep_diff: bool):
-    """Per-pixel ``sum_c w_c (a_c / (|a| + eps) - b_c / (|b| + eps))^2`` of (N, C, H, W) features
-    a, b and (C,) weights w -> (N, H, W), and (diff or None, |a| + eps, |b| + eps).
-
-    Four passes over a feature map: the two norms, ``a / |a|`` with the second division and the
-    subtraction fused into it (``addcdiv_``), the square (in place unless ``keep_diff``); the
-    weighted channel sum is a matrix-vector product over the contiguous channel axis of
-    channels-last maps (a 1x1 convolution otherwise).
-    """
-    na = torch.linalg.vector_norm(a, dim=1, keepdim=True).add_(_EPS)
-    nb = torch.linalg.vector_norm(b, dim=1, keepdim=True).add_(_EPS)
-    diff = torch.div(a, na).addcdiv_(b, nb, value=-1)
-    sq = diff.square() if keep_diff else diff.square_()
-    if sq.is_contiguous(memory_format=torch.channels_last):
-        per_pixel = torch.matmul(sq.permute(0, 2, 3, 1), w)
-    else:
-        per_pixel = F.conv2d(sq, w.reshape(1, -1, 1, 1))[:, 0]
-    return per_pixel, (diff if keep_diff else None), na, nb
-
-
-class _LPIPSLayer(torch.autograd.Function):
-    """:func:`_lpips_head` ``(a, b, w)`` with a hand-written backward (for the graph-building case).
-
-    The backward needs five passes over a (N, C, H, W) map per input instead of autograd's ~15
-    through the divisions, the norms, the square and the weighted sum. Gradient
-    (z = a / (|a| + eps), g = dL/dz = 2 w (z - z_b) * upstream):
-    ``dL/da = (g - a (g . a) / (|a| (|a| + eps))) / (|a| + eps)``, the second term 0 where
-    |a| = 0 (as autograd's norm gradient there); dL/db likewise with -g.
-    """
-
-    @staticmethod
-    def forward(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor):
-        return _lpips_head(a, b, w, keep_diff=True)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        a, b, w = inputs
-        _, diff, na, nb = output
-        ctx.save_for_backward(a if ctx.needs_input_grad[0] else None, b if ctx.needs_input_grad[1] else None,
-                              w, diff, na, nb)
-        ctx.mark_non_differentiable(diff, na, nb)
-
-    @staticmethod
-    def backward(ctx, go, *_):
-        a, b, w, diff, na, nb = ctx.saved_tensors
-        g = diff * (2 * go[:, None]) * w.reshape(1, -1, 1, 1)  # dL/dz_a; dL/dz_b = -g
-        out = []
-        for x, n, sign in ((a, na, 1.0), (b, nb, -1.0)):
-            if x is None:
-                out.append(None)
-                continue
-            n0 = n - _EPS  # |x|
-            coef = torch.where(n0 > 0, torch.linalg.vecdot(g, x, dim=1).unsqueeze(1) / (n0 * n), 0.0)
-            out.append(torch.addcmul(g, x, coef, value=-1).div_(n * sign))
-        gw = (diff.square() * go[:, None]).sum((0, 2, 3)) if ctx.needs_input_grad[2] else None
-        return out[0], out[1], gw
-
-
-def perceptual_distance(feats0: Sequence[torch.Tensor], feats1: Sequence[torch.Tensor],
-                        channel_weights: Sequence[torch.Tensor] | None = None, *,
-                        spatial_size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Per-image distance ``d = sum_n mean_hw( w_n . (z_n - z0_n)^2 )`` (systematic analysis Eq. 1).
-
-    ``z`` are channel-wise unit-normalised features (N, C_n, H_n, W_n). ``channel_weights[n]`` has
-    C_n non-negative entries (LPIPS' linear layers); uniform weights (all ones: a plain channel
-    sum) when None. Returns a tensor of shape (N,); with ``spatial_size=(H, W)`` instead the map
-    (N, 1, H, W): each layer's per-pixel distance upsampled bilinearly to (H, W) and summed, as the
-    ``lpips`` package's ``spatial=True``.
-    """
-    if len(feats0) != len(feats1) or not feats0:
-        raise ValueError(f"need the same non-zero number of layers, got {len(feats0)} and {len(feats1)}")
-    if channel_weights is not None and len(channel_weights) != len(feats0):
-        raise ValueError(f"{len(channel_weights)} channel-weight vectors for {len(feats0)} layers")
-    d = 0.0
-    for i, (a, b) in enumerate(zip(feats0, feats1)):
-        check_pair(a, b, (f"feats0[{i}]", f"feats1[{i}]"))
-        if channel_weights is None:
-            w = a.new_ones(a.shape[1])
-        else:
-            w = channel_weights[i].to(a).flatten()
-            if w.numel() != a.shape[1]:
-                raise ValueError(f"layer {i}: {w.numel()} channel weights for {a.shape[1]} channels")
-        if _needs_graph(a, b, w):
-            per_pixel = _LPIPSLayer.apply(a, b, w)[0]
-        else:
-            per_pixel = _lpips_head(a, b, w, keep_diff=False)[0]
-        if spatial_size is None:
-            d = d + per_pixel.mean((1, 2))
-        else:
-            d = d + F.interpolate(per_pixel[:, None], size=tuple(spatial_size), mode="bilinear", align_corners=False)
-    return d
-
-
-# The five ReLU layers LPIPS uses (torchvision child indices of ``features``).
-LPIPS_LAYERS = {"alexnet": (1, 4, 7, 9, 11), "vgg16": (3, 8, 15, 22, 29)}
-
-
-class PerceptualDistance(nn.Module):
-    """LPIPS-style distance with any loss network.
-
-    Args:
-        arch: registered architecture, or a :class:`LossNetwork` (then ``layers`` is ignored).
-        layers: extraction layers; default: LPIPS' five ReLUs for alexnet/vgg16, else ``["L"]``.
-        lpips_weights: load LPIPS v0.1's linear channel weights (alexnet, vgg16 only); otherwise
-            uniform weights.
-        weights: loss-network weights, as for :class:`LossNetwork`.
-        normalize: input normalisation; ``"lpips"`` (default with lpips_weights) reproduces the
-            lpips package exactly, ``"imagenet"`` otherwise.
-        reduction: ``"none"`` (default: (N,) distances), ``"mean"`` or ``"sum"`` over the batch.
-        spatial: return the distance map (N, 1, H, W) at the input size instead (``reduction``
-            must then be ``"none"``), as ``lpips.LPIPS(spatial=True)``.
-        input_range: ``"[0,1]"`` (default) or ``"[-1,1]"`` (the lpips package's convention).
-        validate: value checks of the inputs (see :mod:`lossnet.checks`).
-
-    ``forward(x0, x1)`` takes two batches of images (N, 3, H, W). When only one of them needs a
-    gradient, the other's features are computed under ``torch.no_grad`` (no graph is kept for
-    them); otherwise both go through the trunk in one batched call.
-    """
-
-    def __init__(self, arch: str | LossNetwork = "alexnet", layers=None, lpips_weights: bool = False,
-                 weights="imagenet", normalize: str | None = None, *, reduction: str = "none", spatial: bool = False,
-                 input_range: str = "[0,1]", validate: bool = True) -> None:
-        super().__init__()
-        _check_reduction(reduction)
-        check_input_range(input_range)
-        if spatial and reduction != "none":
-            raise ValueError("spatial=True returns one map per image: use reduction='none'")
-        self.reduction, self.spatial, self.input_range, self.validate = reduction, spatial, input_range, validate
-        if isinstance(arch, LossNetwork):
-            self.net = arch
-            name = arch.arch
-        else:
-            name = arch
-            if layers is None:
-                layers = list(LPIPS_LAYERS.get(arch, ("L",)))
-            if normalize is None:
-                normalize = "lpips" if lpips_weights else "imagenet"
-            self.net = LossNetwork(arch, layers=layers, weights=weights, normalize=normalize)
-        self.channel_weights = None
-        if lpips_weights:
-            from .zoo.weights import load_lpips_linear
-
-            lin = load_lpips_linear(name)
-            ws = [lin[f"lin.{k}.weight"].flatten() for k in range(len(lin))]
-            if len(ws) != len(self.net.nodes):
-                raise ValueError(f"LPIPS weights have {len(ws)} layers, the loss network returns {len(self.net.nodes)}")
-            for k, w in enumerate(ws):
-                self.register_buffer(f"lin{k}", w, persistent=False)
-            self.channel_weights = len(ws)
-
-    def _feats(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if _needs_graph(x):
-            return _features(self.net, x)
-        with torch.no_grad():
-            return _features(self.net, x)
-
-    def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
-        _check_images(x0, "x0", self.input_range, self.validate)
-        _check_images(x1, "x1", self.input_range, self.validate)
-        check_pair(x0, x1, ("x0", "x1"))
-        a, b = to_unit_range(x0, self.input_range), to_unit_range(x1, self.input_range)
-        if _needs_graph(a) != _needs_graph(b):  # a graph for one input only (training): two trunk calls
-            f0, f1 = self._feats(a), self._feats(b)
-        else:
-            f0, f1 = _batched_features(self.net, a, b)
-        cw = None if self.channel_weights is None else [getattr(self, f"lin{k}") for k in range(self.channel_weights)]
-        d = perceptual_distance(f0, f1, cw, spatial_size=tuple(x0.shape[2:]) if self.spatial else None)
-        return d if self.spatial else _reduce(d, self.reduction)
 
 
 # --------------------------------------------------------------------------------------------
