@@ -20,8 +20,8 @@ def test_registry_has_the_14_paper_architectures_plus_lite0():
     assert "efficientnet_lite0" in list_archs() and "efficientnet_lite0" not in PAPER_ARCHS
     assert paper_archs() == PAPER_14 == list(PAPER_ARCHS)  # what a sweep's loss_net=all means
     assert get_spec("vgg16").layers == (3, 8, 15, 29)
-    assert get_spec("alexnet").top1 == pytest.approx(56.522)
-    assert get_spec("squeezenet1_1").mflops == 360
+    assert get_spec("alexnet").table.top1 == pytest.approx(56.522)
+    assert get_spec("squeezenet1_1").table.mflops == 360
 
 
 def _kind_test(kind: str):
@@ -46,7 +46,7 @@ def test_table2_indices_are_the_layers_the_paper_names(arch):
     """Each E/S/M/L child index is the n-th layer of the kind Table II names (e.g. AlexNet 4 = 2nd ReLU)."""
     spec = get_spec(arch)
     children = [m for _, m in _holder_children(spec.build(), spec.holder)]
-    for idx, name in zip(spec.layers, spec.layer_names):
+    for idx, name in zip(spec.layers, spec.table.layer_names):
         ordinal, kind = re.match(r"(\d+)\w\w (.+)", name).groups()
         is_kind = _kind_test(kind)
         matches = [i for i, m in enumerate(children) if is_kind(m)]

@@ -20,6 +20,7 @@ from torch import fx, nn
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
 from lossnet.checks import check_images
+from lossnet.errors import ZooError
 
 from .registry import LAYER_KEYS, ArchSpec, get_spec
 from .weights import load_state_dict
@@ -49,7 +50,7 @@ def _holder_children(model: nn.Module, holder: str) -> list[tuple[str, nn.Module
 def resolve_layer(spec: ArchSpec, model: nn.Module, ref: LayerRef) -> str:
     """Turn ``"E"``/``"S"``/``"M"``/``"L"``, a child index, or a torchvision node name into a node name.
 
-    Raises ValueError with the valid choices when ``ref`` is none of these.
+    Raises :class:`~lossnet.errors.ZooError` (a ValueError) with the valid choices when ``ref`` is none of these.
     """
     children = _holder_children(model, spec.holder)
     prefix = f"{spec.holder}." if spec.holder else ""
@@ -59,16 +60,16 @@ def resolve_layer(spec: ArchSpec, model: nn.Module, ref: LayerRef) -> str:
         ref = int(ref)
     if isinstance(ref, int):
         if not -len(children) <= ref < len(children):
-            raise ValueError(f"{spec.name}: child index {ref} out of range; {spec.holder or 'the model'} has "
-                             f"{len(children)} children (0..{len(children) - 1})")
+            raise ZooError(f"{spec.name}: child index {ref} out of range; {spec.holder or 'the model'} has "
+                           f"{len(children)} children (0..{len(children) - 1})")
         return prefix + children[ref][0]
     if isinstance(ref, str):
         _, eval_nodes = get_graph_node_names(model)
         if ref in eval_nodes or any(n.startswith(ref + ".") for n in eval_nodes):
             return ref
-        raise ValueError(f"{spec.name}: {ref!r} is neither E/S/M/L, a child index, nor a node name; "
-                         f"node names look like {eval_nodes[1:4]} (see torchvision get_graph_node_names)")
-    raise ValueError(f"layer must be 'E'/'S'/'M'/'L', an int index or a node name, got {ref!r}")
+        raise ZooError(f"{spec.name}: {ref!r} is neither E/S/M/L, a child index, nor a node name; "
+                       f"node names look like {eval_nodes[1:4]} (see torchvision get_graph_node_names)")
+    raise ZooError(f"layer must be 'E'/'S'/'M'/'L', an int index or a node name, got {ref!r}")
 
 
 _INPLACE_OPERATORS = {operator.iadd: operator.add, operator.isub: operator.sub, operator.imul: operator.mul,
@@ -164,7 +165,7 @@ class LossNetwork(nn.Module):
         if isinstance(layers, (str, int)):
             layers = [layers]
         if not layers:
-            raise ValueError("request at least one layer")
+            raise ZooError("request at least one layer, e.g. layers=['L']")
         model = spec.build()
         self.weights_source = None
         if isinstance(weights, str):
@@ -254,13 +255,6 @@ class LossNetwork(nn.Module):
 
     def extra_repr(self) -> str:
         return f"arch={self.arch}, layers={self.layer_refs}, nodes={self.nodes}, sigmoid={self.sigmoid}"
-
-
-def create_loss_network(name: str, layer: LayerRef | Sequence[LayerRef] | None = None, **kwargs) -> LossNetwork:
-    """The one entry point: a preset (``"paper"``) or ``arch`` with ``layer`` (default ``"L"``)."""
-    if name in PRESETS:
-        return LossNetwork(name, **kwargs)
-    return LossNetwork(name, layers=layer if layer is not None else "L", **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
