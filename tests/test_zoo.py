@@ -229,3 +229,41 @@ def test_loss_network_and_every_arch_spec_pickle():
     x = torch.rand(1, 3, 32, 32)
     assert all(torch.equal(a, b) for a, b in zip(net(x), back(x)))
     assert back.spec.build.fn_name == "alexnet"
+
+
+def test_arch_spec_is_keyword_only_with_the_paper_tables_in_their_own_record():
+    """ArchSpec takes no positional fields; Table I/II data live in spec.table (a TableRecord)."""
+    import dataclasses
+
+    from lossnet.errors import UserError, ZooError
+    from lossnet.zoo import LAYER_KEYS, REGISTRY, ArchSpec, TableRecord, register
+
+    assert LAYER_KEYS == ("E", "S", "M", "L")
+    with pytest.raises(TypeError):
+        ArchSpec("x", nn.Identity, "", (0, 1, 2, 3))  # noqa - positional fields are refused
+    with pytest.raises(TypeError):
+        TableRecord(("a", "b", "c", "d"), 50.0)
+    alex = get_spec("alexnet").table
+    assert (alex.layer_names[1], alex.top1, alex.mflops, alex.depth) == ("2nd ReLU", 56.522, 717, 8)
+    assert not any(getattr(alex, f) for f in ("skip", "branch", "conv1x1", "batchnorm"))
+    assert get_spec("resnext50_32x4d").table.branch and get_spec("efficientnet_lite0").table.top1 is None
+    spec_fields = {f.name for f in dataclasses.fields(ArchSpec)}
+    assert not spec_fields & {"top1", "mflops", "layer_names", "skip", "batchnorm", "extra"}
+    mine = ArchSpec(name="tmp_kw_arch", build=nn.Identity, holder="", layers=(0, 1, 2))
+    with pytest.raises(ZooError, match="exactly four extraction layers") as e:
+        register(mine)
+    assert isinstance(e.value, UserError) and isinstance(e.value, ValueError)
+    with pytest.raises(ZooError, match="already registered"):
+        register(dataclasses.replace(get_spec("alexnet")))
+    assert "tmp_kw_arch" not in REGISTRY
+
+
+def test_zoo_argument_errors_are_user_errors():
+    from lossnet.errors import ZooError
+
+    with pytest.raises(ZooError, match="normalize must be"):
+        LossNetwork("alexnet", layers=["E"], weights=None, normalize="bgr")
+    with pytest.raises(ZooError, match="too small"):
+        LossNetwork("alexnet", layers=["L"], weights=None)(torch.rand(1, 3, 16, 16))
+    with pytest.raises(ZooError, match="at least one layer"):
+        LossNetwork("alexnet", layers=[], weights=None)

@@ -189,7 +189,7 @@ class LossNetwork(nn.Module):
         if sd is not None:
             self._load(sd)
         if normalize not in ("imagenet", "lpips", None):
-            raise ValueError(f"normalize must be 'imagenet', 'lpips' or None, got {normalize!r}")
+            raise ZooError(f"normalize must be 'imagenet', 'lpips' or None, got {normalize!r}")
         self.normalize = normalize
         if normalize == "lpips":  # the lpips package's ScalingLayer, written for [0, 1] input
             mean, std = LPIPS_SHIFT_01, LPIPS_SCALE_01
@@ -245,9 +245,9 @@ class LossNetwork(nn.Module):
             msg = str(e)
             if not any(s in msg for s in ("too small", "smaller than", "greater than input", "can't be greater")):
                 raise
-            raise ValueError(f"{x.shape[-2]}x{x.shape[-1]} images are too small for {self.arch} up to layer(s) "
-                             f"{', '.join(map(str, self.layer_refs))} ({msg.splitlines()[0][:120]}); use larger "
-                             f"images or an earlier layer (e.g. E)") from None
+            raise ZooError(f"{x.shape[-2]}x{x.shape[-1]} images are too small for {self.arch} up to layer(s) "
+                           f"{', '.join(map(str, self.layer_refs))} ({msg.splitlines()[0][:120]}); use larger "
+                           f"images or an earlier layer (e.g. E)") from None
         feats = [out[str(i)] for i in range(len(self.nodes))]
         if self.sigmoid:
             feats = [torch.sigmoid(f) for f in feats]
