@@ -77,16 +77,18 @@ def read_regular_file(path: str | os.PathLike, *, size: int | None = None, fix: 
         limit = st.st_size if size is None else size
         if limit == 0:
             raise InvalidWeightsError(f"{p} is empty (0 bytes): the download or copy was interrupted{tail}")
-        buf = bytearray()
-        while len(buf) <= limit:  # one byte beyond the limit tells a file that grew
-            chunk = f.read(min(1 << 24, limit + 1 - len(buf)))
+        chunks, got = [], 0
+        while got < limit:  # a regular file usually comes in one read: no copy
+            chunk = f.read(limit - got)
             if not chunk:
                 break
-            buf += chunk
-    if len(buf) != limit:
-        raise ChecksumError(f"{p} changed size while it was read ({limit} bytes expected, {len(buf)}"
-                            f"{'+' if len(buf) > limit else ''} read){tail}")
-    return bytes(buf)
+            chunks.append(chunk)
+            got += len(chunk)
+        grew = got == limit and f.read(1) != b""  # one byte beyond the limit tells a file that grew
+    if got != limit or grew:
+        raise ChecksumError(f"{p} changed size while it was read ({limit} bytes expected, {got}"
+                            f"{'+' if grew else ''} read){tail}")
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def sha256_file(path: str | os.PathLike, *, size: int | None = None) -> str:
