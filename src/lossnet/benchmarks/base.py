@@ -23,8 +23,6 @@ __all__ = ["BENCHMARKS", "LAYERS", "Benchmark", "CellRequest", "get_benchmark", 
            "ARCH_KEYWORDS", "resolve_archs", "resolve_layers", "single_layer_cell"]
 
 
-
-
 def _one_cell(cfg) -> list:
     return [{}]
 

@@ -29,7 +29,6 @@ HALF_MEAN = (0.5, 0.5, 0.5)
 HALF_STD = (0.5, 0.5, 0.5)
 
 
-
 @dataclass(frozen=True, kw_only=True)
 class TableRecord:
     """What the systematic-analysis paper's tables say about one architecture, typed in from it.
