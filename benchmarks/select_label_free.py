@@ -85,7 +85,7 @@ def sr_crops(n: int, seed: int, n_sources: int = 8, size: int = 64) -> tuple[tor
 
 def train(args) -> None:
     from lossnet.eval.probes import fit_probe_grid
-    from lossnet.zoo import create_loss_network
+    from lossnet.zoo import LossNetwork
 
     if args.kind == "lunarlander":
         imgs, labels, pos = lunarlander_images(args.images, args.data_seed)
@@ -104,7 +104,7 @@ def train(args) -> None:
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(args.seed)
-                net = create_loss_network(arch, layer, weights="imagenet", sigmoid=True)
+                net = LossNetwork(arch, layers=layer, weights="imagenet", sigmoid=True)
         enc, *_ = S._train_candidate(net, arch, layer, data, s)
         ftest, _, _ = S._targets(net, data["test_images"], 4096, 128, "cpu")
         ftrain, _, _ = S._targets(net, data["train_images"], 4096, 128, "cpu")

@@ -133,7 +133,7 @@ def test_attributes_of_runtime_archs_are_not_cached_on_disk(tmp_path, monkeypatc
     from torch import nn
 
     from lossnet.zoo import REGISTRY, register
-    from lossnet.zoo.registry import ArchSpec
+    from lossnet.zoo.registry import ArchSpec, TableRecord
 
     monkeypatch.setattr(an, "_attr_cache_path", lambda: tmp_path / "describe_cache.json")
 
@@ -145,8 +145,8 @@ def test_attributes_of_runtime_archs_are_not_cached_on_disk(tmp_path, monkeypatc
         def forward(self, x):
             return self.features(x)
 
-    register(ArchSpec("tmp_analysis_arch", Net, "features", (0, 1, 2, 3), ("a", "b", "c", "d"), None, None, None,
-                      False, False, True, False, "test"))
+    register(ArchSpec(name="tmp_analysis_arch", build=Net, holder="features", layers=(0, 1, 2, 3), family="test",
+                      table=TableRecord(layer_names=("a", "b", "c", "d"), conv1x1=True)))
     try:
         d = an.attributes("tmp_analysis_arch", "M", 32)
         assert d["channels"] == 4 and d["conv1x1"] and d["top1"] is None

@@ -381,9 +381,10 @@ def test_bad_input_corrupt_svhn_mat(tmp_path):
 def test_bad_input_corrupt_weights_manifest(tmp_path, monkeypatch):
     """a corrupt zoo weights manifest.json -> one clear error naming the file and how to fix it"""
     from lossnet.zoo import weights
+    from lossnet.zoo.store import manifest_path
 
     monkeypatch.setenv("LOSSNET_HOME", str(tmp_path))
-    path = weights._manifest_path()
+    path = manifest_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("{ not json")
     with pytest.raises((UserError, ValueError), match="manifest.json"):

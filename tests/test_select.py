@@ -16,7 +16,7 @@ from lossnet.cli import main as cli_main
 from lossnet.experiments.select import CandidateResult, _rank, augmented_view, cross_prediction_scores, format_table, \
     parse_candidates, retrieval_scores, select, select_folder, select_label_free, stratified_split
 from lossnet.zoo import REGISTRY, register
-from lossnet.zoo.registry import ArchSpec
+from lossnet.zoo.registry import ArchSpec, TableRecord
 
 HUE, BRIGHT = "test_sel_hue", "test_sel_bright"
 
@@ -48,8 +48,9 @@ def tiny_archs():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     for name in (HUE, BRIGHT):
-        register(ArchSpec(name, Tiny, "features", (0, 1, 2, 3), ("conv", "id", "id", "id"), None, None, None, False,
-                          False, True, False, "test", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)), overwrite=True)
+        register(ArchSpec(name=name, build=Tiny, holder="features", layers=(0, 1, 2, 3), family="test",
+                          table=TableRecord(layer_names=("conv", "id", "id", "id"), conv1x1=True),
+                          mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)), overwrite=True)
     yield
     for name in (HUE, BRIGHT):
         REGISTRY.pop(name, None)

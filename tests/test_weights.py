@@ -14,6 +14,11 @@ import torch
 from lossnet import cli
 from lossnet.losses import PerceptualDistance
 from lossnet.zoo import ChecksumError, LossNetwork, WeightsUnavailableError, list_archs
+from lossnet.errors import InvalidWeightsError
+from lossnet.zoo import files as F
+from lossnet.zoo import sources as S
+from lossnet.zoo import store as ST
+from lossnet.zoo import validate as V
 from lossnet.zoo import weights as W
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -30,7 +35,7 @@ def test_weights_list_json_reports_offline_sources(offline_weights, capsys):
     others = [a for a in rows if a not in expected]
     assert len(others) == 12
     for a in others:
-        if W.torchvision_cache_file(a).exists():  # a machine with torchvision's files in its cache
+        if S.torchvision_cache_file(a).exists():  # a machine with torchvision's files in its cache
             continue
         assert not rows[a]["available"]
         assert "torchvision" in rows[a]["reason"] and "--file" in rows[a]["reason"]
@@ -64,23 +69,23 @@ def test_pickle_carrying_code_is_refused(tmp_path):
 
     path = tmp_path / "evil.ckpt"
     path.write_bytes(pickle.dumps({"w": Evil()}))
-    with pytest.raises(pickle.UnpicklingError, match="refusing to load"):
-        W.load_numpy_pickle(path)
+    with pytest.raises(InvalidWeightsError, match="refusing to load"):
+        F.load_numpy_pickle(path)
     assert not marker.exists()
     good = tmp_path / "good.ckpt"
     good.write_bytes(pickle.dumps({"a": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3)}}))
-    assert W.load_numpy_pickle(good)["a"]["kernel"].shape == (2, 3)
+    assert F.load_numpy_pickle(good)["a"]["kernel"].shape == (2, 3)
 
 
 def test_corrupted_safetensors_is_refused_by_checksum(tmp_path, monkeypatch):
     monkeypatch.setenv("LOSSNET_HOME", str(tmp_path))
-    path = W.store("alexnet", {"features.0.weight": torch.ones(2, 2)}, source="test")
-    assert torch.equal(W.load_stored("alexnet")["features.0.weight"], torch.ones(2, 2))
+    path = ST.store("alexnet", {"features.0.weight": torch.ones(2, 2)}, source="test")
+    assert torch.equal(ST.load_stored("alexnet")["features.0.weight"], torch.ones(2, 2))
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(ChecksumError, match="sha256"):
-        W.load_stored("alexnet")
+        ST.load_stored("alexnet")
     with pytest.raises(ChecksumError):
         LossNetwork("alexnet", layers=["E"])
 
@@ -254,8 +259,8 @@ def _hub_file(tmp_path: Path, monkeypatch) -> Path:
     hub = tmp_path / "hub" / f"squeezenet1_1-{W.sha256_file(raw)[:8]}.pth"
     hub.parent.mkdir()
     raw.rename(hub)
-    monkeypatch.setattr(W, "torchvision_cache_file", lambda arch: hub if arch == "squeezenet1_1" else None)
-    W._VERIFIED_HUB.clear()
+    monkeypatch.setattr(S, "torchvision_cache_file", lambda arch: hub if arch == "squeezenet1_1" else None)
+    S._VERIFIED_HUB.clear()
     return hub
 
 
@@ -265,7 +270,7 @@ def test_hostile_torch_hub_cache_file_random_bytes_or_truncated(tmp_path, monkey
     net = LossNetwork("squeezenet1_1", layers=["E"])
     assert net.weights_source == "torchvision"
     data = hub.read_bytes()
-    W._VERIFIED_HUB.clear()
+    S._VERIFIED_HUB.clear()
     hub.write_bytes(data[: len(data) // 2])
     with pytest.raises(ChecksumError, match=f"{hub.name}.*truncated, corrupted"):
         LossNetwork("squeezenet1_1", layers=["E"])
@@ -278,7 +283,7 @@ def test_hostile_real_alexnet_name_with_random_bytes_is_refused(tmp_path, monkey
     """random bytes saved as torchvision's alexnet-owt-7be5be79.pth -> ChecksumError (not loaded as 'torchvision')."""
     monkeypatch.setenv("LOSSNET_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    path = W.torchvision_cache_file("alexnet")
+    path = S.torchvision_cache_file("alexnet")
     assert path.name == "alexnet-owt-7be5be79.pth"
     path.parent.mkdir(parents=True)
     torch.save({"features.0.weight": torch.zeros(64, 3, 11, 11)}, path)
@@ -302,7 +307,7 @@ def test_hostile_pip_sdist_with_wrong_hash_is_refused_before_its_build_code_runs
     dest = tmp_path / "dest"
     dest.mkdir()
     with pytest.raises(ChecksumError, match="pinned sha256"):
-        W._pip_download("evilpkg==0.1.0", "0" * 64, str(dest), sdist=True,
+        S._pip_download("evilpkg==0.1.0", "0" * 64, str(dest), sdist=True,
                         pip_args=("--no-index", "--find-links", str(index), "--no-build-isolation"))
     assert not marker.exists()
 
@@ -326,9 +331,9 @@ def test_official_key_sets_of_all_14_architectures_validate():
         with torch.device("meta"):
             meta = _official_model(arch).state_dict()
         sd = {k: torch.zeros(v.shape, dtype=v.dtype) for k, v in meta.items()}
-        out = W.validate_state_dict(arch, sd, f"official {arch}")
-        assert set(out) == set(W.expected_tensors(arch)), arch
-        if arch in W.AUX_PREFIXES:
+        out = V.validate_state_dict(arch, sd, f"official {arch}")
+        assert set(out) == set(V.expected_tensors(arch)), arch
+        if arch in V.AUX_PREFIXES:
             assert len(out) < len(sd)
 
 

@@ -20,8 +20,8 @@ def test_registry_has_the_14_paper_architectures_plus_lite0():
     assert "efficientnet_lite0" in list_archs() and "efficientnet_lite0" not in PAPER_ARCHS
     assert paper_archs() == PAPER_14 == list(PAPER_ARCHS)  # what a sweep's loss_net=all means
     assert get_spec("vgg16").layers == (3, 8, 15, 29)
-    assert get_spec("alexnet").top1 == pytest.approx(56.522)
-    assert get_spec("squeezenet1_1").mflops == 360
+    assert get_spec("alexnet").table.top1 == pytest.approx(56.522)
+    assert get_spec("squeezenet1_1").table.mflops == 360
 
 
 def _kind_test(kind: str):
@@ -46,7 +46,7 @@ def test_table2_indices_are_the_layers_the_paper_names(arch):
     """Each E/S/M/L child index is the n-th layer of the kind Table II names (e.g. AlexNet 4 = 2nd ReLU)."""
     spec = get_spec(arch)
     children = [m for _, m in _holder_children(spec.build(), spec.holder)]
-    for idx, name in zip(spec.layers, spec.layer_names):
+    for idx, name in zip(spec.layers, spec.table.layer_names):
         ordinal, kind = re.match(r"(\d+)\w\w (.+)", name).groups()
         is_kind = _kind_test(kind)
         matches = [i for i, m in enumerate(children) if is_kind(m)]
@@ -229,3 +229,41 @@ def test_loss_network_and_every_arch_spec_pickle():
     x = torch.rand(1, 3, 32, 32)
     assert all(torch.equal(a, b) for a, b in zip(net(x), back(x)))
     assert back.spec.build.fn_name == "alexnet"
+
+
+def test_arch_spec_is_keyword_only_with_the_paper_tables_in_their_own_record():
+    """ArchSpec takes no positional fields; Table I/II data live in spec.table (a TableRecord)."""
+    import dataclasses
+
+    from lossnet.errors import UserError, ZooError
+    from lossnet.zoo import LAYER_KEYS, REGISTRY, ArchSpec, TableRecord, register
+
+    assert LAYER_KEYS == ("E", "S", "M", "L")
+    with pytest.raises(TypeError):
+        ArchSpec("x", nn.Identity, "", (0, 1, 2, 3))  # noqa - positional fields are refused
+    with pytest.raises(TypeError):
+        TableRecord(("a", "b", "c", "d"), 50.0)
+    alex = get_spec("alexnet").table
+    assert (alex.layer_names[1], alex.top1, alex.mflops, alex.depth) == ("2nd ReLU", 56.522, 717, 8)
+    assert not any(getattr(alex, f) for f in ("skip", "branch", "conv1x1", "batchnorm"))
+    assert get_spec("resnext50_32x4d").table.branch and get_spec("efficientnet_lite0").table.top1 is None
+    spec_fields = {f.name for f in dataclasses.fields(ArchSpec)}
+    assert not spec_fields & {"top1", "mflops", "layer_names", "skip", "batchnorm", "extra"}
+    mine = ArchSpec(name="tmp_kw_arch", build=nn.Identity, holder="", layers=(0, 1, 2))
+    with pytest.raises(ZooError, match="exactly four extraction layers") as e:
+        register(mine)
+    assert isinstance(e.value, UserError) and isinstance(e.value, ValueError)
+    with pytest.raises(ZooError, match="already registered"):
+        register(dataclasses.replace(get_spec("alexnet")))
+    assert "tmp_kw_arch" not in REGISTRY
+
+
+def test_zoo_argument_errors_are_user_errors():
+    from lossnet.errors import ZooError
+
+    with pytest.raises(ZooError, match="normalize must be"):
+        LossNetwork("alexnet", layers=["E"], weights=None, normalize="bgr")
+    with pytest.raises(ZooError, match="too small"):
+        LossNetwork("alexnet", layers=["L"], weights=None)(torch.rand(1, 3, 16, 16))
+    with pytest.raises(ZooError, match="at least one layer"):
+        LossNetwork("alexnet", layers=[], weights=None)

@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     # the zoo
-    "LossNetwork": "lossnet.zoo", "create_loss_network": "lossnet.zoo", "describe": "lossnet.zoo",
+    "LossNetwork": "lossnet.zoo", "describe": "lossnet.zoo",
     "list_archs": "lossnet.zoo", "register": "lossnet.zoo",
     # losses (module and functional forms)
     "PixelLoss": "lossnet.losses", "pixel_loss": "lossnet.losses",

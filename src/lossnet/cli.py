@@ -100,18 +100,18 @@ def _weights_fetch(args) -> None:
 
 
 def _zoo(args) -> None:
-    from lossnet.zoo import describe, get_spec, list_archs, status
+    from lossnet.zoo import LAYER_KEYS, describe, get_spec, list_archs, status
 
     if args.describe:
         spec = get_spec(args.describe)
         rows = []
-        for key, name in zip("ESML", spec.layer_names):
+        for key, name in zip(LAYER_KEYS, spec.table.layer_names):
             info = describe(spec.name, key, args.input_size).as_dict()
             rows.append({"layer": key, "paper_name": name, **info})
         if args.json:
             print(json.dumps(rows, indent=2))
             return
-        print(f"{spec.name}: ImageNet top-1 {spec.top1}%, {spec.mflops} MFLOPS (Table I); input {args.input_size}px")
+        print(f"{spec.name}: ImageNet top-1 {spec.table.top1}%, {spec.table.mflops} MFLOPS (Table I); input {args.input_size}px")
         print(f"{'layer':<6}{'paper name':<24}{'node':<16}{'params':>12}{'depth':>7}{'C x H x W':>18}{'GFLOPs':>9}")
         for r in rows:
             chw = f"{r['channels']}x{r['height']}x{r['width']}"
@@ -121,8 +121,8 @@ def _zoo(args) -> None:
     rows = []
     for a in list_archs():
         s, st = get_spec(a), status(a)
-        rows.append({"arch": a, "family": s.family, "layers": dict(zip("ESML", s.layers)), "top1": s.top1,
-                     "mflops": s.mflops, "weights": st.source if st.available else None})
+        rows.append({"arch": a, "family": s.family, "layers": dict(zip(LAYER_KEYS, s.layers)), "top1": s.table.top1,
+                     "mflops": s.table.mflops, "weights": st.source if st.available else None})
     if args.json:
         print(json.dumps(rows, indent=2))
         return
@@ -219,11 +219,12 @@ def _pretrain_locked(args) -> None:
     from lossnet import distributed
     from lossnet.train.engine import FitConfig
     from lossnet.train.procedures import EncoderConfig, train_encoder
-    from lossnet.zoo import create_loss_network
+    from lossnet.zoo import PRESETS, LossNetwork
 
     images = _load_images(args.images, args.size)
     layer = int(args.layer) if args.layer and args.layer.lstrip("-").isdigit() else args.layer
-    net = create_loss_network(args.loss_net, layer, **({} if args.loss_net == "paper" else {"sigmoid": args.sigmoid}))
+    net = (LossNetwork(args.loss_net) if args.loss_net in PRESETS
+           else LossNetwork(args.loss_net, layers=layer if layer is not None else "L", sigmoid=args.sigmoid))
     main = distributed.is_main()  # under torchrun every rank trains; rank 0 exports and prints
     if main:
         print(f"{len(images)} images {tuple(images.shape[1:])}; loss network {net.arch} {net.nodes}; {args.procedure}")

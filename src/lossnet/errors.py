@@ -6,7 +6,8 @@ else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "SweepError", "UserError"]
+__all__ = ["ChecksumError", "ConfigError", "InvalidWeightsError", "SweepError", "UserError", "WeightsUnavailableError",
+           "ZooError"]
 
 
 class UserError(Exception):
@@ -19,3 +20,20 @@ class ConfigError(UserError, ValueError):
 
 class SweepError(UserError):
     """Some cells failed (their tracebacks were logged); rerun the same command to retry them."""
+
+
+class ZooError(UserError, ValueError):
+    """A loss-network zoo request that cannot be met: unknown architecture or layer, missing or bad weights."""
+
+
+class WeightsUnavailableError(ZooError):
+    """No source could provide pretrained weights for an architecture (the message says how to get them)."""
+
+
+class InvalidWeightsError(ZooError):
+    """A weights file or state dict is unusable: not a regular file, empty, truncated, unreadable, or
+    content that does not fit its architecture (keys, shapes, dtype, non-finite values)."""
+
+
+class ChecksumError(UserError, ValueError):
+    """A file does not match the sha256 (or size) recorded for it: corrupted, truncated or replaced."""

@@ -17,12 +17,10 @@ from omegaconf import ListConfig
 
 from lossnet.errors import ConfigError
 from lossnet.runs.launch import CellRequest
+from lossnet.zoo.layers import LAYER_KEYS as LAYERS
 
 __all__ = ["BENCHMARKS", "LAYERS", "Benchmark", "CellRequest", "get_benchmark", "register_benchmark",
            "ARCH_KEYWORDS", "resolve_archs", "resolve_layers", "single_layer_cell"]
-
-
-LAYERS = ("E", "S", "M", "L")
 
 
 def _one_cell(cfg) -> list:

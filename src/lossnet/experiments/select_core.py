@@ -15,8 +15,8 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from ..errors import UserError
+from ..zoo.layers import LAYER_KEYS as LAYERS
 
-LAYERS = ("E", "S", "M", "L")
 LABEL_FREE_CRITERIA = ("cross-prediction", "retrieval")
 BASELINE = "(pixels)"
 # Below this many held-out images a ranking is flagged as noisy (docs/choosing.md: 72 held-out
@@ -231,7 +231,7 @@ def _resolve_candidates(candidates, weights) -> list[tuple[str, str]]:
 def _run_candidates(cands, weights, baseline: bool, budget_seconds, seed: int,
                     evaluate: Callable[[Any, str, str], CandidateResult], say, what: str) -> list[CandidateResult]:
     """Evaluate the baseline (optional) and every candidate in turn, within the time budget."""
-    from ..zoo import WeightsUnavailableError, create_loss_network, status
+    from ..zoo import LossNetwork, WeightsUnavailableError, status
 
     results: list[CandidateResult] = []
     t_start = time.perf_counter()
@@ -257,7 +257,7 @@ def _run_candidates(cands, weights, baseline: bool, budget_seconds, seed: int,
             else:
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(seed)
-                    net = create_loss_network(arch, layer, weights=w, sigmoid=True)
+                    net = LossNetwork(arch, layers=layer, weights=w, sigmoid=True)
             r = evaluate(net, arch, layer)
         except WeightsUnavailableError as e:
             results.append(CandidateResult(arch, layer, "skipped", reason=str(e)))

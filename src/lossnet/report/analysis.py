@@ -38,8 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from lossnet.report.formatting import format_p
-
-LAYERS = ("E", "S", "M", "L")
+from lossnet.zoo.layers import LAYER_KEYS as LAYERS
 
 
 @dataclass(frozen=True)
@@ -99,9 +98,10 @@ def attributes(arch: str, layer: str, input_size: int = 224) -> dict:
                 tmp.replace(path)
         _ATTR_MEMO[memo_key] = d
     d = dict(_ATTR_MEMO[memo_key])
-    d.update(top1=spec.top1, skip=spec.skip, branch=spec.branch, family=spec.family, arch_depth=spec.depth,
-             arch_mflops=spec.mflops, arch_params=d["total_params"], arch_batchnorm=spec.batchnorm,
-             arch_conv1x1=spec.conv1x1)
+    t = spec.table
+    d.update(top1=t.top1, skip=t.skip, branch=t.branch, family=spec.family, arch_depth=t.depth,
+             arch_mflops=t.mflops, arch_params=d["total_params"], arch_batchnorm=t.batchnorm,
+             arch_conv1x1=t.conv1x1)
     return d
 
 
@@ -314,7 +314,7 @@ def figures(table: dict, scores: list[Score], out_dir: Path, input_size: int = 2
     fig, axes = grid("Fig. 5: best layer's score vs ImageNet top-1")
     for ax, s in zip(axes, scores):
         for a, (l, v) in best.get(s.name, {}).items():
-            t = get_spec(a).top1
+            t = get_spec(a).table.top1
             if t is not None:
                 ax.scatter(t, v)
                 ax.annotate(f"{a}:{l}", (t, v), fontsize=7)

@@ -323,13 +323,6 @@ class LossNetwork(nn.Module):
                 f"normalize={self.normalize}, weights={self.weights_source}")
 
 
-def create_loss_network(name: str, layer: LayerRef | Sequence[LayerRef] | None = None, **kwargs) -> LossNetwork:
-    """The one entry point: a preset (``"paper"``) or ``arch`` with ``layer`` (default ``"L"``)."""
-    if canonical_arch(name) in PRESETS and layer is None:
-        return LossNetwork(name, **kwargs)
-    return LossNetwork(name, layers=layer if layer is not None else "L", **kwargs)
-
-
 # --------------------------------------------------------------------------------------------
 # Computed metadata
 # --------------------------------------------------------------------------------------------

