@@ -22,8 +22,9 @@ class SweepError(UserError):
     """Some cells failed (their tracebacks were logged); rerun the same command to retry them."""
 
 
-class ZooError(UserError, ValueError):
-    """A loss-network zoo request that cannot be met: unknown architecture or layer, missing or bad weights."""
+class ZooError(ConfigError):
+    """A loss-network zoo request that cannot be met: unknown architecture, layer or preset, bad arguments,
+    missing or bad weights (a :class:`ConfigError`: the fix is a different setting or fetching the weights)."""
 
 
 class WeightsUnavailableError(ZooError):

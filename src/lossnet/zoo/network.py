@@ -18,7 +18,7 @@ from torch import fx, nn
 from torchvision.models.feature_extraction import get_graph_node_names
 
 from lossnet.checks import check_images
-from lossnet.errors import ConfigError
+from lossnet.errors import ZooError
 
 from .names import canonical_arch, looks_like_layer_name, relu_layer_names
 from .registry import IMAGENET_MEAN, IMAGENET_STD, LAYER_KEYS, ArchSpec, get_spec
@@ -51,7 +51,7 @@ def resolve_layer(spec: ArchSpec, model: nn.Module, ref: LayerRef) -> str:
     """Turn ``"E"``/``"S"``/``"M"``/``"L"``, a child index, a piq-style name (``"relu3_3"``, AlexNet /
     VGG only, :mod:`lossnet.zoo.names`) or a torchvision node name into a node name.
 
-    Raises :class:`~lossnet.errors.ConfigError` (a ValueError) with the valid choices otherwise.
+    Raises :class:`~lossnet.errors.ZooError` (a ValueError) with the valid choices otherwise.
     """
     children = _holder_children(model, spec.holder)
     prefix = f"{spec.holder}." if spec.holder else ""
@@ -63,20 +63,20 @@ def resolve_layer(spec: ArchSpec, model: nn.Module, ref: LayerRef) -> str:
         named = relu_layer_names(spec.name, children)
         if ref not in named:
             valid = f"e.g. {[n for n in named if n.startswith('relu')]}" if named else "only AlexNet and VGG have them"
-            raise ConfigError(f"{spec.name}: no layer named {ref!r} ({valid}); or use E/S/M/L, a child index or a node name")
+            raise ZooError(f"{spec.name}: no layer named {ref!r} ({valid}); or use E/S/M/L, a child index or a node name")
         ref = named[ref]
     if isinstance(ref, int) and not isinstance(ref, bool):
         if not -len(children) <= ref < len(children):
-            raise ConfigError(f"{spec.name}: child index {ref} out of range; {spec.holder or 'the model'} has "
+            raise ZooError(f"{spec.name}: child index {ref} out of range; {spec.holder or 'the model'} has "
                               f"{len(children)} children (0..{len(children) - 1})")
         return prefix + children[ref][0]
     if isinstance(ref, str):
         _, eval_nodes = get_graph_node_names(model)
         if ref in eval_nodes or any(n.startswith(ref + ".") for n in eval_nodes):
             return ref
-        raise ConfigError(f"{spec.name}: {ref!r} is neither E/S/M/L, a child index, a relu name nor a node name; "
+        raise ZooError(f"{spec.name}: {ref!r} is neither E/S/M/L, a child index, a relu name nor a node name; "
                           f"node names look like {eval_nodes[1:4]} (see torchvision get_graph_node_names)")
-    raise ConfigError(f"layer must be 'E'/'S'/'M'/'L', an int index or a node name, got {ref!r}")
+    raise ZooError(f"layer must be 'E'/'S'/'M'/'L', an int index or a node name, got {ref!r}")
 
 
 class LossNetwork(nn.Module):
@@ -123,7 +123,7 @@ class LossNetwork(nn.Module):
     ) -> None:
         super().__init__()
         if isinstance(arch, nn.Module):
-            raise ConfigError(f"LossNetwork takes an architecture name; wrap your {type(arch).__name__} with "
+            raise ZooError(f"LossNetwork takes an architecture name; wrap your {type(arch).__name__} with "
                               "LossNetwork.from_module(module, layers=..., normalize=...)")
         arch = canonical_arch(arch)
         if arch in PRESETS:
@@ -133,7 +133,7 @@ class LossNetwork(nn.Module):
                      if (list(v) if isinstance(v, (list, tuple)) else [v] if k == "layers" else v) != (
                          list(preset[k]) if k == "layers" else preset[k])}
             if clash:
-                raise ConfigError(f"preset {arch!r} fixes arch={preset['arch']!r}, layers={list(preset['layers'])}, "
+                raise ZooError(f"preset {arch!r} fixes arch={preset['arch']!r}, layers={list(preset['layers'])}, "
                                   f"sigmoid={preset['sigmoid']}; it conflicts with {clash}: drop them, or use "
                                   f"LossNetwork({preset['arch']!r}, layers=..., sigmoid=...)")
             arch, layers, sigmoid = preset["arch"], preset["layers"], preset["sigmoid"]
@@ -143,9 +143,9 @@ class LossNetwork(nn.Module):
         if isinstance(layers, (str, int)):
             layers = [layers]
         if not layers:
-            raise ConfigError("request at least one layer (layers=['E'], ['S'], ['M'], ['L'] or node names)")
+            raise ZooError("request at least one layer (layers=['E'], ['S'], ['M'], ['L'] or node names)")
         if seed is not None and weights not in ("random", None):
-            raise ConfigError(f"seed={seed} only applies to weights='random', got weights={weights!r}")
+            raise ZooError(f"seed={seed} only applies to weights='random', got weights={weights!r}")
         if seed is None:
             model = spec.build()
         else:
@@ -154,7 +154,7 @@ class LossNetwork(nn.Module):
                 model = spec.build()
         self.weights_source = None
         if isinstance(weights, str) and weights not in ("imagenet", "random"):
-            raise ConfigError(f"weights must be 'imagenet', 'random' or a state dict, got {weights!r}")
+            raise ZooError(f"weights must be 'imagenet', 'random' or a state dict, got {weights!r}")
         if weights == "imagenet":
             sd, self.weights_source = load_state_dict(arch)
         elif isinstance(weights, dict):
@@ -162,7 +162,7 @@ class LossNetwork(nn.Module):
         elif weights is None or weights == "random":
             sd, self.weights_source = None, "random" if seed is None else f"random(seed={seed})"
         else:
-            raise ConfigError(f"weights must be 'imagenet', 'random' or a state dict, got {type(weights).__name__}")
+            raise ZooError(f"weights must be 'imagenet', 'random' or a state dict, got {type(weights).__name__}")
         model.eval()
         self.spec = spec
         self.layer_refs = list(layers)
@@ -195,7 +195,7 @@ class LossNetwork(nn.Module):
             name: what ``repr`` and errors call it (default: the module's class name).
         """
         if not isinstance(module, nn.Module):
-            raise ConfigError(f"LossNetwork.from_module needs an nn.Module, got {type(module).__name__}")
+            raise ZooError(f"LossNetwork.from_module needs an nn.Module, got {type(module).__name__}")
         self = cls.__new__(cls)
         nn.Module.__init__(self)
         self.spec, self.weights_source = None, "module"
@@ -206,14 +206,14 @@ class LossNetwork(nn.Module):
         else:
             refs = [layers] if isinstance(layers, (str, int)) else list(layers)
             if not refs:
-                raise ConfigError("request at least one layer, or layers=None for the module's own output")
+                raise ZooError("request at least one layer, or layers=None for the module's own output")
             children = list(module.named_children())
             nodes = []
             for r in refs:
                 if isinstance(r, int) or (isinstance(r, str) and r.lstrip("-").isdigit()):
                     i = int(r)
                     if not -len(children) <= i < len(children):
-                        raise ConfigError(f"{self._name}: child index {i} out of range (0..{len(children) - 1})")
+                        raise ZooError(f"{self._name}: child index {i} out of range (0..{len(children) - 1})")
                     nodes.append(children[i][0])
                 else:
                     nodes.append(str(r))
@@ -221,10 +221,10 @@ class LossNetwork(nn.Module):
             disable_inplace_modules(module)
             try:
                 body = build_body(module, nodes, refs)
-            except ConfigError:
+            except ZooError:
                 raise
             except Exception as e:  # FX cannot trace it, or a name that is not a node
-                raise ConfigError(f"{self._name}: cannot extract layers {refs} with torchvision's feature extraction "
+                raise ZooError(f"{self._name}: cannot extract layers {refs} with torchvision's feature extraction "
                                   f"({type(e).__name__}: {str(e).splitlines()[0][:160]}); pass layers=None and let "
                                   "the module return its feature maps (e.g. timm.create_model(..., features_only=True))"
                                   ) from None
@@ -241,7 +241,7 @@ class LossNetwork(nn.Module):
         self.nodes = nodes
         self.body = body
         if normalize not in ("imagenet", "lpips", "custom", None):
-            raise ConfigError(f"normalize must be 'imagenet', 'lpips' or None, got {normalize!r}")
+            raise ZooError(f"normalize must be 'imagenet', 'lpips' or None, got {normalize!r}")
         self.normalize = normalize
         if normalize == "lpips":  # the lpips package's ScalingLayer, written for [0, 1] input
             mean, std = LPIPS_SHIFT_01, LPIPS_SCALE_01
@@ -299,9 +299,9 @@ class LossNetwork(nn.Module):
             msg = str(e)
             if not any(s in msg for s in ("too small", "smaller than", "greater than input", "can't be greater")):
                 raise
-            raise ValueError(f"{x.shape[-2]}x{x.shape[-1]} images are too small for {self.arch} up to layer(s) "
-                             f"{', '.join(map(str, self.layer_refs))} ({msg.splitlines()[0][:120]}); use larger "
-                             f"images or an earlier layer (e.g. E)") from None
+            raise ZooError(f"{x.shape[-2]}x{x.shape[-1]} images are too small for {self.arch} up to layer(s) "
+                           f"{', '.join(map(str, self.layer_refs))} ({msg.splitlines()[0][:120]}); use larger "
+                           f"images or an earlier layer (e.g. E)") from None
         if isinstance(out, dict):
             feats = [out[str(i)] for i in range(len(self.nodes))] if self.spec is not None or self.nodes != ["output"] \
                 else list(out.values())

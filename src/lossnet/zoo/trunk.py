@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from lossnet.errors import ConfigError
+from lossnet.errors import ZooError
 
 __all__ = ["build_body", "disable_inplace_modules"]
 
@@ -75,7 +75,7 @@ def build_body(model: nn.Module, nodes: list[str], refs: list) -> nn.Module:
     seen: dict[str, object] = {}
     for r, n in zip(refs, nodes):
         if n in seen:
-            raise ConfigError(f"layers {refs} name the same layer twice ({seen[n]!r} and {r!r} are both {n}); "
+            raise ZooError(f"layers {refs} name the same layer twice ({seen[n]!r} and {r!r} are both {n}); "
                               "give each layer once")
         seen[n] = r
     body = create_feature_extractor(model, return_nodes={n: str(i) for i, n in enumerate(nodes)})
