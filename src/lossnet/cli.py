@@ -16,9 +16,11 @@
     lossnet report DIR                       markdown tables and figures from a results table
 
 The parser is built without importing torch (``lossnet --help`` is fast); each command imports
-what it runs. Errors the user can fix (:class:`lossnet.errors.UserError`, missing weights or data,
-bad options or values: ``ValueError``) print one line and exit 2; anything else is a bug and keeps
-its traceback.
+what it runs. Every flag and ``key=value`` setting is checked against its command's typed schema
+(:mod:`lossnet.schema`) before any data are read or generated. Errors the user can fix
+(:class:`lossnet.errors.UserError`, bad flags, a full disk, missing weights) print one line and exit
+2; anything else is an internal error: one line naming a log file under ``$LOSSNET_HOME/logs``
+that holds the traceback, exit 1 (``LOSSNET_DEBUG=1`` prints the traceback too).
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ import time
 import warnings
 from pathlib import Path
 
-from lossnet import __version__
+from lossnet import __version__, schema
 from lossnet.errors import ConfigError, UserError
+from lossnet.schema.flags import DefaultsFormatter, OneLineParser, add_flags, normalize_out
 
 __all__ = ["build_parser", "main"]
 
@@ -202,7 +205,7 @@ def _load_images(spec: str, size: int):
     from lossnet.data.datasets import load_image_folder
 
     if not Path(spec).is_dir():
-        raise FileNotFoundError(f"{spec} is not a directory of images (or use lunarlander:DIR[:RUN])")
+        raise UserError(f"{spec} is not a directory of images (or use lunarlander:DIR[:RUN])")
     return load_image_folder(spec, size=size).images
 
 
@@ -225,7 +228,7 @@ def _pretrain_locked(args) -> None:
     layer = int(args.layer) if args.layer and args.layer.lstrip("-").isdigit() else args.layer
     net = create_loss_network(args.loss_net, layer, **({} if args.loss_net == "paper" else {"sigmoid": args.sigmoid}))
     main = distributed.is_main()  # under torchrun every rank trains; rank 0 exports and prints
-    if main:
+    if main and not args.json:
         print(f"{len(images)} images {tuple(images.shape[1:])}; loss network {net.arch} {net.nodes}; {args.procedure}")
     tr = train_encoder(images, EncoderConfig(procedure=args.procedure, z=args.z, variational=args.vae, gamma=args.gamma),
                        FitConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -236,10 +239,15 @@ def _pretrain_locked(args) -> None:
     if not main:
         return
     tr.export(args.out)
+    result = {"out": str(args.out), "best_epoch": tr.result.best_epoch, "best_val": tr.result.best_val,
+              "epoch_seconds": tr.result.epoch_seconds}
     if not args.keep_checkpoint:  # only needed to resume an interrupted run; the export is complete
         import shutil
 
         shutil.rmtree(Path(args.out) / "checkpoint", ignore_errors=True)
+    if args.json:
+        print(json.dumps(result))
+        return
     print(f"best epoch {tr.result.best_epoch} (val loss {tr.result.best_val:.5g}), {tr.result.epoch_seconds:.1f} s/epoch; "
           f"exported to {args.out}/encoder.safetensors + config.json")
 
@@ -335,12 +343,19 @@ def _report(args) -> None:
     from lossnet.benchmarks.sweep import is_sweep_dir, sweep_dirs, write_analysis
 
     d = Path(args.dir)
+    if not d.is_dir():
+        raise UserError(f"{d} is not a directory; expected a run directory (holding results.jsonl, written by "
+                        f"lossnet run / sweep / srvae) or a folder of sweep directories")
     if is_sweep_dir(d) or (sweep_dirs(d) and not (d / "results.jsonl").exists()):
-        print(write_analysis(d, out=args.out))
-        return
-    from lossnet.report import write_report
+        path = write_analysis(d, out=args.out)
+    elif not (d / "results.jsonl").is_file():
+        raise UserError(f"{d} is not a run directory: no results table {d / 'results.jsonl'} (lossnet run / srvae), "
+                        f"no {d / 'sweep.json'} (lossnet sweep) and no sweep directories inside it")
+    else:
+        from lossnet.report import write_report
 
-    print(write_report(args.dir, out=args.out))
+        path = write_report(args.dir, out=args.out)
+    print(json.dumps({"report": str(path)}) if args.json else path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,11 +370,11 @@ def _overrides(p: argparse.ArgumentParser, example: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``lossnet`` argument parser (imports nothing heavy)."""
-    p = argparse.ArgumentParser(prog="lossnet", description="Loss networks for PyTorch: perceptual and "
+    p = OneLineParser(prog="lossnet", description="Loss networks for PyTorch: perceptual and "
                                 "feature-prediction losses, encoder pretraining, loss-network benchmarks.")
     p.add_argument("--version", action="version", version=f"lossnet {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    defaults = argparse.ArgumentDefaultsHelpFormatter
+    defaults = DefaultsFormatter
 
     w = sub.add_parser("weights", help="pretrained weights of the zoo")
     wsub = w.add_subparsers(dest="weights_command", required=True)
@@ -376,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     z = sub.add_parser("zoo", help="the loss-network registry")
     z.add_argument("--describe", metavar="ARCH", help="computed metadata of ARCH at its E/S/M/L layers")
     z.add_argument("--input-size", type=int, default=224, help="input size for --describe (pixels)")
-    z.add_argument("--json", action="store_true")
+    z.add_argument("--json", action="store_true", help="machine-readable output")
     z.set_defaults(func=_zoo)
 
     d = sub.add_parser("data", help="generate or inspect datasets")
@@ -385,19 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Render random-policy LunarLander-v3 rollouts into three runs (encoder training; "
                                      "probe training and testing with off-screen frames removed). The default is a "
                                      "quick collection; the papers' scale is --rollouts 700 700 700.")
-    ll.add_argument("--out", required=True, metavar="DIR", help="output collection directory")
-    ll.add_argument("--rollouts", nargs="+", type=int, default=[20, 10, 10], metavar="N",
-                    help="rollouts per run: three (runs 1, 2, 3; paper B: 700 700 700) or two (paper A: 700 700, "
-                         "run 2 split 80/20 into probe and test) (default: 20 10 10)")
-    ll.add_argument("--offscreen-tolerance", type=float, default=18.0, metavar="PX",
-                    help="a frame is on screen if the lander origin is within the image extended by PX render "
-                         "pixels (of 600 x 400) on every edge (default: 18, the authors' criterion; 0: strictly "
-                         "inside)")
-    ll.add_argument("--steps", type=int, default=150, help="frames per rollout (default: 150)")
-    ll.add_argument("--size", type=int, default=64, help="square frame side in pixels (default: 64)")
-    ll.add_argument("--seed", type=int, default=0, help="collection seed (default: %(default)s)")
-    ll.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    ll.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_flags(ll, schema.LunarLanderData, required=("out",),
+              metavars={"out": "DIR", "rollouts": "N", "offscreen_tolerance": "PX"})
     ll.set_defaults(func=_data_lunarlander)
 
     dm = sub.add_parser("demo", help="the main job: PW vs PS vs FP encoder pretraining on LunarLander",
@@ -424,31 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     _overrides(dm, "epochs=4 z=32 lr=0.002")
     dm.set_defaults(func=_demo)
 
-    pt = sub.add_parser("pretrain", help="pretrain an image encoder on your own images", formatter_class=defaults)
-    pt.add_argument("--images", required=True, help="image folder, or lunarlander:DIR[:RUN]")
-    pt.add_argument("--out", required=True, help="export directory (encoder.safetensors + config.json)")
-    pt.add_argument("--procedure", default="I-F-FP", help="I-I-PW I-I-PS F-I-PW F-I-PS I-F-FP F-F-FP")
-    pt.add_argument("--loss-net", default="paper", help="'paper' (AlexNet 2nd ReLU + sigmoid) or an architecture")
-    pt.add_argument("--layer", default=None, help="E, S, M, L, an index or a node name (with --loss-net ARCH)")
-    pt.add_argument("--sigmoid", action="store_true", help="sigmoid on the loss network's features (with ARCH)")
-    pt.add_argument("--size", type=int, default=64, help="image size for folders (64 + 16n)")
-    pt.add_argument("--z", type=int, default=64)
-    pt.add_argument("--vae", action="store_true", help="train a VAE")
-    pt.add_argument("--gamma", type=float, default=1.0, help="KL weight for --vae")
-    pt.add_argument("--epochs", type=int, default=20)
-    pt.add_argument("--batch-size", type=int, default=128)
-    pt.add_argument("--lr", type=float, default=1e-3)
-    pt.add_argument("--patience", type=int, default=None, help="early stopping patience (epochs)")
-    pt.add_argument("--seed", type=int, default=0)
-    pt.add_argument("--device")
-    pt.add_argument("--precision", default="32", choices=("32", "bf16", "16-mixed"),
-                    help="autocast precision (16-mixed: CUDA only); docs/performance.md")
-    pt.add_argument("--channels-last", action="store_true", help="channels_last memory format for the conv layers")
-    pt.add_argument("--compile", action="store_true", help="torch.compile the training step (falls back when unavailable)")
-    pt.add_argument("--logger", default="csv", choices=("csv", "tensorboard", "none"),
-                    help="per-epoch history in OUT: history.csv, + TensorBoard events in OUT/tensorboard, or none")
-    pt.add_argument("--keep-checkpoint", action="store_true",
-                    help="keep OUT/checkpoint/last.pt after a successful export (by default it is deleted)")
+    pt = sub.add_parser("pretrain", help="pretrain an image encoder on your own images")
+    add_flags(pt, schema.Pretrain, required=("images", "out"))
     pt.set_defaults(func=_pretrain)
     e = sub.add_parser("embed", help="embeddings of images under an exported encoder (.npy)")
     e.add_argument("encoder", help="directory written by `lossnet pretrain` or the demo (encoders/NAME)")
@@ -511,53 +492,56 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--test-fraction", type=float, default=0.3, help="held-out share")
     sel.add_argument("--epochs", type=int, default=3, help="I-F-FP encoder epochs")
     sel.add_argument("--z", type=int, default=64, help="embedding size")
-    sel.add_argument("--probe-epochs", type=int, default=60)
+    sel.add_argument("--probe-epochs", type=int, default=60, help="probe epochs")
     sel.add_argument("--grid", default="paper_b", help="probe grid: paper_b (7 MLPs) or linear")
     sel.add_argument("--fp-max-dim", type=int, default=4096,
                      help="pool feature targets to at most this many values (0: never)")
-    sel.add_argument("--weights", default="imagenet", choices=["imagenet", "random"])
+    sel.add_argument("--weights", default="imagenet", choices=["imagenet", "random"], help="loss-network weights")
     sel.add_argument("--no-baseline", action="store_true", help="skip the (pixels) baseline")
     sel.add_argument("--label-free", action="store_true", help="ignore labels: rank by a label-free criterion on "
                      "held-out images (automatic when the folder has no class sub-folders)")
     sel.add_argument("--criterion", default="cross-prediction", choices=["cross-prediction", "retrieval"],
                      help="label-free criterion: R^2 of the other architectures' features predicted from the embedding, "
                           "or retrieval of augmented views (docs/choosing.md)")
-    sel.add_argument("--seed", type=int, default=0)
+    sel.add_argument("--seed", type=int, default=0, help="seed of the subsample, split and training")
     sel.add_argument("--threads", type=int, default=1,
                      help="torch threads (0: torch's default); the models are small, and extra threads mostly "
                           "spin on a busy machine")
-    sel.add_argument("--device")
+    sel.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: CUDA when present)")
     sel.set_defaults(func=_select)
 
     rep = sub.add_parser("report", help="markdown tables and figures from a run directory's results.jsonl",
                          description="Write DIR/report.md (tables) and DIR/figures/*.png from DIR/results.jsonl. "
                                      "For a sweep directory (lossnet sweep), or a folder holding several, writes "
                                      "DIR/analysis.md (Tables III/IV, correlations, Figs. 2-5) instead.")
-    rep.add_argument("dir", help="run directory (holding results.jsonl)")
-    rep.add_argument("--out", help="report file (default DIR/report.md or DIR/analysis.md)")
+    add_flags(rep, schema.Report, positional=("dir",))
     rep.set_defaults(func=_report)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``lossnet`` console command; returns the exit status."""
+    """Entry point of the ``lossnet`` console command; returns the exit status (0 done, 1 internal
+    error, 2 a user-fixable error, 130 interrupted)."""
     warnings.filterwarnings("ignore", message=".*not writable.*")
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(normalize_out(sys.argv[1:] if argv is None else argv))
     try:
+        command = args.command + (f" {args.data_command}" if args.command == "data" else "")
+        if command in schema.COMMANDS:  # every flag checked before any data are read or generated
+            schema.check_args(command, vars(args))
         args.func(args)
     except KeyboardInterrupt:
         print("lossnet: interrupted (rerun the same command to resume)", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - user-fixable errors are one line; the rest keep their traceback
+    except Exception as e:  # noqa: BLE001 - user-fixable errors are one line; the rest is logged
         if not _user_fixable(e):
-            raise
+            return _internal_error(e, args)
         print(f"lossnet: error: {e}", file=sys.stderr)
         return 2
     return 0
 
 
 def _user_fixable(e: BaseException) -> bool:
-    if isinstance(e, (UserError, FileNotFoundError, ValueError)):
+    if isinstance(e, UserError):
         return True
     if isinstance(e, OSError):  # full disk, read-only output, permissions, a file where a directory goes
         from lossnet.utils import is_fs_error
@@ -568,6 +552,28 @@ def _user_fixable(e: BaseException) -> bool:
 
         return isinstance(e, (ChecksumError, WeightsUnavailableError))
     return False
+
+
+def _internal_error(e: BaseException, args) -> int:
+    """A bug: the traceback goes to ``$LOSSNET_HOME/logs/internal-*.log`` (and to stderr with
+    ``LOSSNET_DEBUG=1``); the console gets one line naming that file. Returns 1."""
+    import os
+    import traceback
+
+    text = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    if os.environ.get("LOSSNET_DEBUG", "") not in ("", "0"):
+        print(text, file=sys.stderr, end="")
+    home = Path(os.environ.get("LOSSNET_HOME", Path.home() / ".cache" / "lossnet")).expanduser()
+    log = home / "logs" / f"internal-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"lossnet {__version__}; argv {sys.argv!r}; args {vars(args)!r}\n{text}")
+        where = f"details in {log}"
+    except OSError as err:
+        where = f"no log written ({err}); rerun with LOSSNET_DEBUG=1 for the traceback"
+    first = (str(e).splitlines() or [""])[0][:200]
+    print(f"lossnet: internal error ({type(e).__name__}: {first}); {where}; please report", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,7 +6,7 @@ else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "SweepError", "UserError"]
+__all__ = ["ConfigError", "InputError", "SweepError", "UserError"]
 
 
 class UserError(Exception):
@@ -15,6 +15,11 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A bad setting (unknown key, dataset, procedure, value out of range ...); printed as one line."""
+
+
+class InputError(UserError, ValueError):
+    """Unusable input named by the user (a folder, an output directory, an image size); the message
+    names it and the fix. A ``ValueError`` too, for library callers."""
 
 
 class SweepError(UserError):

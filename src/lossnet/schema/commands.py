@@ -40,6 +40,7 @@ class Pretrain:
     compile: bool = field(default=False, metadata={"doc": "torch.compile the training step"})
     logger: str = choice("csv", "csv", "tensorboard", "none", doc="per-epoch history in OUT")
     keep_checkpoint: bool = field(default=False, metadata={"doc": "keep OUT/checkpoint/last.pt after the export"})
+    json: bool = field(default=False, metadata={"doc": "print the result as JSON (one object)"})
 
 
 @dataclass
@@ -94,5 +95,6 @@ class LunarLanderData:
 class Report:
     """``lossnet report``."""
 
-    dir: str = text(None, "run directory")
-    out: Optional[str] = text(None, "report file")
+    dir: str = text(None, "run or sweep directory (holding results.jsonl or sweep.json)")
+    out: Optional[str] = text(None, "report file (default DIR/report.md or DIR/analysis.md)")
+    json: bool = field(default=False, metadata={"doc": "print the written path as JSON"})

@@ -20,6 +20,7 @@ from torch import fx, nn
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
 from lossnet.checks import check_images
+from lossnet.errors import InputError
 
 from .registry import LAYER_KEYS, ArchSpec, get_spec
 from .weights import load_state_dict
@@ -244,7 +245,7 @@ class LossNetwork(nn.Module):
             msg = str(e)
             if not any(s in msg for s in ("too small", "smaller than", "greater than input", "can't be greater")):
                 raise
-            raise ValueError(f"{x.shape[-2]}x{x.shape[-1]} images are too small for {self.arch} up to layer(s) "
+            raise InputError(f"{x.shape[-2]}x{x.shape[-1]} images are too small for {self.arch} up to layer(s) "
                              f"{', '.join(map(str, self.layer_refs))} ({msg.splitlines()[0][:120]}); use larger "
                              f"images or an earlier layer (e.g. E)") from None
         feats = [out[str(i)] for i in range(len(self.nodes))]

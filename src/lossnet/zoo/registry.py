@@ -19,6 +19,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from lossnet.errors import InputError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF_MEAN = (0.5, 0.5, 0.5)
@@ -96,7 +98,7 @@ def get_spec(name: str) -> ArchSpec:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown loss-network architecture {name!r}; known: {', '.join(list_archs())}") from None
+        raise InputError(f"unknown loss-network architecture {name!r}; known: {', '.join(list_archs())}") from None
 
 
 def list_archs() -> list[str]:
