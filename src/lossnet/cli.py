@@ -526,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(normalize_out(sys.argv[1:] if argv is None else argv))
     try:
         command = args.command + (f" {args.data_command}" if args.command == "data" else "")
-        if command in schema.COMMANDS:  # every flag checked before any data are read or generated
+        if command in schema.COMMANDS or command == "demo":  # every flag checked before any work
             schema.check_args(command, vars(args))
         args.func(args)
     except KeyboardInterrupt:

@@ -168,7 +168,7 @@ def check_type(key: str, value, default, text: str = "") -> None:
     if not ok:
         shown = text or f"{key}={value}"
         if isinstance(default, (DictConfig, ListConfig)):
-            shown_default = OmegaConf.to_yaml(default).strip()
+            shown_default = str(OmegaConf.to_container(default, resolve=False))  # one line
         else:
             shown_default = str(default).lower() if isinstance(default, bool) else repr(default)
         raise ConfigError(f"{shown}: {key} must be {_TYPE_NAMES[want]} (its default is {shown_default})")

@@ -36,11 +36,12 @@ def schema_for(what: str) -> type | None:
 
 
 def check_args(command: str, args: dict) -> None:
-    """Check parsed flags (``vars(args)``) of ``command`` against its schema: one
-    :class:`ConfigError` naming the flag (``--batch-size``), the value and what is allowed."""
-    schema = COMMANDS[command]
+    """Check parsed flags (``vars(args)``) of ``command`` (a name in :data:`COMMANDS`, or ``demo``
+    whose flags are shorthands for its settings) against its schema: one :class:`ConfigError`
+    naming the flag (``--batch-size``), the value and what is allowed."""
+    schema = schema_for(command)
     for key, tp, f in leaves(schema):
-        if key in args:
+        if args.get(key) is not None:  # None: the flag was not given
             try:
                 check_value(key, args[key], tp, f)
             except Exception as e:

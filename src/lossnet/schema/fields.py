@@ -156,6 +156,8 @@ def _scalar(key: str, v: Any, tp, m: dict) -> str | None:
         return None if ok else _allowed(m)
     if tp is str and isinstance(v, (dict, list)):
         return "a single value, not a list or mapping"
+    if tp is str and isinstance(v, str) and not v.strip():
+        return "a non-empty string (or null where null is allowed)"
     return None
 
 
