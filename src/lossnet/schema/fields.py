@@ -184,18 +184,20 @@ def check_value(key: str, value: Any, tp, f) -> None:
         for v in vals:
             why = _scalar(key, v, elem, m)
             if why:
-                raise ConfigError(f"{key}={shown}: {_unknown(key, v, m)}each value of {key} must be {why}")
+                raise ConfigError(f"{key}={shown}: {_unknown(key, v, m, True)}each value of {key} must be {why}")
         return
     why = _scalar(key, value, base, m)
     if why:
         raise ConfigError(f"{key}={shown}: {_unknown(key, value, m)}{key} must be {why}")
 
 
-def _unknown(key: str, v: Any, m: dict) -> str:
-    """``unknown dataset 'mnist'; `` for a value outside a choice's allowed values, else ``""``."""
+def _unknown(key: str, v: Any, m: dict, element: bool = False) -> str:
+    """``unknown dataset 'mnist'; `` for a value outside a choice's allowed values, else ``""``
+    (``element``: a list's element, named in the singular: ``unknown procedure 'X'``)."""
     if not (m.get("choices") or m.get("pattern")) or isinstance(v, (dict, list)) or v is None:
         return ""
-    return f"unknown {key.rsplit('.', 1)[-1]} {str(v)!r}; "
+    name = key.rsplit(".", 1)[-1]
+    return f"unknown {name[:-1] if element and name.endswith('s') else name} {str(v)!r}; "
 
 
 def check(schema: type, cfg: Any, prefix: str = "") -> None:
