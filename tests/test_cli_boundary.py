@@ -91,9 +91,19 @@ def test_report_json_and_what_it_expects(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == {"report": str(d / "report.md")}
 
 
-def test_pretrain_json_flag_exists():
-    args = build_parser().parse_args(["pretrain", "--images", "I", "--out", "E", "--json"])
-    assert args.json is True
+def test_pretrain_json_is_one_object_on_stdout(tmp_path, offline_weights, capsys):
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    assert main(["pretrain", "--images", str(folder), "out=" + str(tmp_path / "enc"), "--procedure", "I-I-PW",
+                 "--z", "4", "--epochs", "1", "--batch-size", "4", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["out"] == str(tmp_path / "enc") and got["config"]["encoder"]["z"] == 4 and got["config"]["image_size"] == 64
 
 
 def test_precision_16_mixed_needs_cuda(capsys, tmp_path):

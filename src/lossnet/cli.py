@@ -228,7 +228,7 @@ def _pretrain_locked(args) -> None:
     layer = int(args.layer) if args.layer and args.layer.lstrip("-").isdigit() else args.layer
     net = create_loss_network(args.loss_net, layer, **({} if args.loss_net == "paper" else {"sigmoid": args.sigmoid}))
     main = distributed.is_main()  # under torchrun every rank trains; rank 0 exports and prints
-    if main and not args.json:
+    if main:
         print(f"{len(images)} images {tuple(images.shape[1:])}; loss network {net.arch} {net.nodes}; {args.procedure}")
     tr = train_encoder(images, EncoderConfig(procedure=args.procedure, z=args.z, variational=args.vae, gamma=args.gamma),
                        FitConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -239,17 +239,28 @@ def _pretrain_locked(args) -> None:
     if not main:
         return
     tr.export(args.out)
-    result = {"out": str(args.out), "best_epoch": tr.result.best_epoch, "best_val": tr.result.best_val,
-              "epoch_seconds": tr.result.epoch_seconds}
     if not args.keep_checkpoint:  # only needed to resume an interrupted run; the export is complete
         import shutil
 
         shutil.rmtree(Path(args.out) / "checkpoint", ignore_errors=True)
-    if args.json:
-        print(json.dumps(result))
-        return
     print(f"best epoch {tr.result.best_epoch} (val loss {tr.result.best_val:.5g}), {tr.result.epoch_seconds:.1f} s/epoch; "
           f"exported to {args.out}/encoder.safetensors + config.json")
+
+
+def _pretrain_command(args) -> None:
+    """``lossnet pretrain``; with ``--json`` the progress lines go to stderr and stdout gets one
+    object: the export directory and its ``config.json``."""
+    if not args.json:
+        return _pretrain(args)
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):
+        _pretrain(args)
+    from lossnet import distributed
+
+    if distributed.is_main():
+        export = json.loads((Path(args.out) / "config.json").read_text())
+        print(json.dumps({"out": str(args.out), "config": export}))
 
 
 def _embed(args) -> None:
@@ -430,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pt = sub.add_parser("pretrain", help="pretrain an image encoder on your own images")
     add_flags(pt, schema.Pretrain, required=("images", "out"))
-    pt.set_defaults(func=_pretrain)
+    pt.set_defaults(func=_pretrain_command)
     e = sub.add_parser("embed", help="embeddings of images under an exported encoder (.npy)")
     e.add_argument("encoder", help="directory written by `lossnet pretrain` or the demo (encoders/NAME)")
     e.add_argument("--images", required=True, help="image folder, or lunarlander:DIR[:RUN]")
