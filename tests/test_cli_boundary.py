@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from lossnet import cli
+from lossnet import cli, schema
 from lossnet.cli import build_parser, main
 
 
@@ -29,6 +29,19 @@ def test_every_flag_of_every_command_has_help_and_no_default_none_noise():
         for a in parser._actions:
             if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction)):
                 assert a.help, (path, a.option_strings or a.dest)
+
+
+@pytest.mark.parametrize("command", sorted(schema.COMMANDS))
+def test_flag_defaults_are_the_schema_defaults(command):
+    """Each default is written once: a flag's parsed default equals its schema field's default."""
+    from dataclasses import MISSING, fields
+
+    parser = dict(_subparsers(build_parser()))[tuple(command.split())]
+    dests = {a.dest: a for a in parser._actions}
+    for f in fields(schema.COMMANDS[command]):
+        if f.name in dests and dests[f.name].option_strings and not dests[f.name].required:
+            want = f.default_factory() if f.default_factory is not MISSING else f.default
+            assert dests[f.name].default == want, (command, f.name)
 
 
 def test_unexpected_exception_is_one_line_exit_1_and_a_log(monkeypatch, tmp_path, capsys):

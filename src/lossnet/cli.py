@@ -324,9 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(pt, schema.Pretrain, required=("images", "out"))
     pt.set_defaults(func=_pretrain_command)
     e = sub.add_parser("embed", help="embeddings of images under an exported encoder (.npy)")
-    e.add_argument("encoder", help="directory written by `lossnet pretrain` or the demo (encoders/NAME)")
-    e.add_argument("--images", required=True, help="image folder, or lunarlander:DIR[:RUN]")
-    e.add_argument("--out", required=True, help="output .npy file, (N, z) float32")
+    add_flags(e, schema.Embed, positional=("encoder",), required=("images", "out"))
     e.set_defaults(func=_embed)
 
     r = sub.add_parser(

@@ -72,9 +72,9 @@ class Select:
 class Embed:
     """``lossnet embed``."""
 
-    encoder: str = text(None, "exported encoder directory")
+    encoder: str = text(None, "directory written by `lossnet pretrain` or the demo (encoders/NAME)")
     images: str = text(None, "image folder, or lunarlander:DIR[:RUN]")
-    out: str = text(None, "output .npy file")
+    out: str = text(None, "output .npy file, (N, z) float32")
 
 
 @dataclass
