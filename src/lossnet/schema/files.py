@@ -259,7 +259,7 @@ class Benchmark4(Sweep):
     procedure: str = choice("I-I-PS", *PROCEDURES, doc="pretraining procedure")
     z: int = count(64, 1, 1 << 16, "embedding size")
     sigmoid: Optional[bool] = None
-    fp_max_dim: int = count(16384, 1, BIG * 64, "largest feature target size")
+    fp_max_dim: Optional[int] = count(16384, 1, BIG * 64, "largest feature target size (null: never pool)")
     ps_targets: str = choice("auto", "auto", "cache", "online", doc="I-I-PS targets")
     ps_cache_max_gb: float = num(4.0, ge=0.0, le=1e5, doc="target cache budget (GB)")
     data_root: Optional[str] = None
