@@ -268,3 +268,23 @@ def test_loss_net_all_is_the_papers_14_and_extras_are_opt_in(monkeypatch):
     assert list(cfg.loss_net) == resolve_archs("all")
     with pytest.raises(ConfigError, match="all \\(the paper's 14\\)"):
         resolve_archs("al")
+
+
+def test_a_failing_cell_logs_its_traceback_and_prints_one_line(sr_dir, tmp_path, offline_weights, capfd, monkeypatch):
+    """issue 22.3: a cell's traceback goes to OUT/cells/ID/error.log; the console gets one line per failed cell"""
+    from lossnet.runs import launch
+
+    def broken(job):
+        raise Boom("cell exploded\nsecond line")
+
+    monkeypatch.setattr(launch, "execute", broken)
+    out = tmp_path / "b1"
+    assert cli_main(["sweep", "benchmark1", "loss_net=alexnet", "layer=E,L", f"root={sr_dir}", "n_patches=2",
+                     f"out={out}", "threads=1"]) == 2
+    err = capfd.readouterr().err
+    failed = [ln for ln in err.splitlines() if "FAILED" in ln]
+    logs = sorted(out.glob("cells/*/error.log"))
+    assert len(failed) == 2 and len(logs) == 2 and "Traceback" not in err
+    for ln in failed:
+        assert "cell exploded" in ln and "second line" not in ln and any(str(p) in ln for p in logs)
+    assert all("Boom: cell exploded" in p.read_text() and "Traceback" in p.read_text() for p in logs)

@@ -16,9 +16,12 @@
     lossnet report DIR                       markdown tables and figures from a results table
 
 The parser is built without importing torch (``lossnet --help`` is fast); each command imports
-what it runs. Errors the user can fix (:class:`lossnet.errors.UserError`, missing weights or data,
-bad options or values: ``ValueError``) print one line and exit 2; anything else is a bug and keeps
-its traceback.
+what it runs. Every flag and ``key=value`` setting is checked against its command's typed schema
+(:mod:`lossnet.schema`) before any data are read or generated. Errors the user can fix
+(:class:`lossnet.errors.UserError`, bad flags, a full disk, missing weights) print one line and exit
+2; anything else is an internal error: one line naming a log file under ``$LOSSNET_HOME/logs``
+that holds the traceback, exit 1 (``LOSSNET_DEBUG=1`` prints the traceback too). The handlers of
+the config-driven commands live in :mod:`lossnet.cli_commands`; docs/config.md.
 """
 
 from __future__ import annotations
@@ -30,8 +33,11 @@ import time
 import warnings
 from pathlib import Path
 
-from lossnet import __version__
-from lossnet.errors import ConfigError, UserError
+from lossnet import __version__, schema
+from lossnet.errors import UserError
+from lossnet.cli_commands import (_configured, _data_lunarlander, _demo, _internal_error, _report, _run,
+                                  _split_print_config, _srvae, _sweep)
+from lossnet.schema.flags import DefaultsFormatter, OneLineParser, add_flags, normalize_out
 
 __all__ = ["build_parser", "main"]
 
@@ -41,23 +47,6 @@ EXPERIMENTS = ("paper_a", "paper_b")
 
 def _benchmarks() -> list[str]:
     return sorted(p.stem for p in _CONFIGS.glob("benchmark*.yaml"))
-
-
-def _split_print_config(args: argparse.Namespace) -> list[str]:
-    """``key=value`` overrides without ``--print-config`` (which may come after them; it then sets
-    ``args.print_config``); any other ``-option`` among them is an error."""
-    overrides = [o for o in args.overrides if o != "--print-config"]
-    args.print_config = args.print_config or len(overrides) != len(args.overrides)
-    bad = [o for o in overrides if o.startswith("-")]
-    if bad:
-        raise ConfigError(f"unknown option(s) {bad}; settings are key=value")
-    return overrides
-
-
-def _print_yaml(cfg) -> None:
-    from omegaconf import OmegaConf
-
-    print(OmegaConf.to_yaml(cfg), end="")
 
 
 # --------------------------------------------------------------------------------------------
@@ -133,63 +122,9 @@ def _zoo(args) -> None:
               f"{r['weights'] or 'not available (lossnet weights list)'}")
 
 
-def _data_lunarlander(args) -> None:
-    from lossnet.data.lunarlander import generate_collection
-
-    out = Path(args.out)
-    cached = (out / "meta.json").is_file()
-    generate_collection(out, n_rollouts=tuple(args.rollouts), seed=args.seed, steps=args.steps, size=args.size,
-                        workers=args.workers, progress=not args.no_progress,
-                        offscreen_tolerance=args.offscreen_tolerance)
-    meta = json.loads((out / "meta.json").read_text())
-    counts = " ".join(f"{k}={v}" for k, v in meta["frames"].items())
-    off = meta.get("offscreen_fraction") or {}
-    removed = [f"{k} {100 * v:.1f} %" for k, v in off.items() if meta["offscreen_removed"].get(k)]
-    if removed and not cached:
-        counts += " (off screen removed: " + ", ".join(removed) + ")"
-    how = "cached" if cached else f"{meta['seconds']:.1f} s, {meta['frames_per_s']:.0f} frames/s"
-    print(f"lunarlander: {counts} frames ({meta['size']}x{meta['size']}) in {out} [{how}]")
-
-
 # --------------------------------------------------------------------------------------------
 # demo, pretrain, embed
 # --------------------------------------------------------------------------------------------
-
-
-_DEMO_FLAGS = ("out", "scale", "procedures", "z", "seed", "epochs", "probe_epochs", "rollouts", "workers", "device")
-
-
-def _demo(args) -> None:
-    from lossnet.experiments.demo import format_table, load_config, run_demo
-
-    overrides = _split_print_config(args)
-    for k in _DEMO_FLAGS:  # the flags are shorthands for key=value settings
-        v = getattr(args, k)
-        if v is not None:
-            overrides.append(f"{k}=[{','.join(map(str, v))}]" if isinstance(v, list) else f"{k}={v}")
-    if args.no_progress:
-        overrides.append("progress=false")
-    cfg = load_config(overrides)
-    if args.print_config:
-        from dataclasses import asdict
-
-        from omegaconf import OmegaConf
-
-        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items() if k != "extra"}
-        print(OmegaConf.to_yaml(OmegaConf.create(d)), end="")
-        return
-    t0 = time.perf_counter()
-    rows = run_demo(cfg)
-    print()
-    print(format_table(rows))
-    pw = next((r for r in rows if r["procedure"] == "I-I-PW"), None)
-    if pw is not None:
-        for r in rows:
-            if r is not pw:
-                print(f"{r['procedure']}: error {r['test_error_px'] / pw['test_error_px']:.2f} x I-I-PW's, "
-                      f"epoch time {r['epoch_seconds'] / pw['epoch_seconds']:.2f} x I-I-PW's")
-    print(f"\nwrote {cfg.out}/results.json, results.md, error_vs_time.png, reconstructions_*.png "
-          f"({time.perf_counter() - t0:.0f} s)")
 
 
 def _load_images(spec: str, size: int):
@@ -202,7 +137,7 @@ def _load_images(spec: str, size: int):
     from lossnet.data.datasets import load_image_folder
 
     if not Path(spec).is_dir():
-        raise FileNotFoundError(f"{spec} is not a directory of images (or use lunarlander:DIR[:RUN])")
+        raise UserError(f"{spec} is not a directory of images (or use lunarlander:DIR[:RUN])")
     return load_image_folder(spec, size=size).images
 
 
@@ -245,6 +180,22 @@ def _pretrain_locked(args) -> None:
           f"exported to {args.out}/encoder.safetensors + config.json")
 
 
+def _pretrain_command(args) -> None:
+    """``lossnet pretrain``; with ``--json`` the progress lines go to stderr and stdout gets one
+    object: the export directory and its ``config.json``."""
+    if not args.json:
+        return _pretrain(args)
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):
+        _pretrain(args)
+    from lossnet import distributed
+
+    if distributed.is_main():
+        export = json.loads((Path(args.out) / "config.json").read_text())
+        print(json.dumps({"out": str(args.out), "config": export}))
+
+
 def _embed(args) -> None:
     import numpy as np
 
@@ -271,38 +222,6 @@ def _embed(args) -> None:
 # --------------------------------------------------------------------------------------------
 # run, sweep, srvae, select, report
 # --------------------------------------------------------------------------------------------
-
-
-def _configured(args, load, run) -> None:
-    """A config-driven command: ``--print-config`` prints ``load(overrides)``, else ``run(overrides)``
-    runs and its output directory is printed."""
-    overrides = _split_print_config(args)
-    if args.print_config:
-        _print_yaml(load(overrides))
-        return
-    out = run(overrides)
-    from lossnet import distributed
-
-    if distributed.is_main():  # under torchrun: one line, not one per process
-        print(out)
-
-
-def _run(args) -> None:
-    from lossnet.experiments.runner import load_config, run_experiment
-
-    _configured(args, lambda o: load_config(args.experiment, o), lambda o: run_experiment(args.experiment, o))
-
-
-def _sweep(args) -> None:
-    from lossnet.benchmarks.sweep import load_sweep_config, run_sweep
-
-    _configured(args, lambda o: load_sweep_config(args.benchmark, o), lambda o: run_sweep(args.benchmark, o))
-
-
-def _srvae(args) -> None:
-    from lossnet.experiments.sr_vae import load_config, run_sr_vae
-
-    _configured(args, load_config, run_sr_vae)
 
 
 def _select(args) -> None:
@@ -335,18 +254,6 @@ def _select(args) -> None:
     print(f"\n{time.perf_counter() - t0:.0f} s; evidence in {out / 'select.json'}")
 
 
-def _report(args) -> None:
-    from lossnet.benchmarks.sweep import is_sweep_dir, sweep_dirs, write_analysis
-
-    d = Path(args.dir)
-    if is_sweep_dir(d) or (sweep_dirs(d) and not (d / "results.jsonl").exists()):
-        print(write_analysis(d, out=args.out))
-        return
-    from lossnet.report import write_report
-
-    print(write_report(args.dir, out=args.out))
-
-
 # --------------------------------------------------------------------------------------------
 # The parser
 # --------------------------------------------------------------------------------------------
@@ -359,11 +266,11 @@ def _overrides(p: argparse.ArgumentParser, example: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``lossnet`` argument parser (imports nothing heavy)."""
-    p = argparse.ArgumentParser(prog="lossnet", description="Loss networks for PyTorch: perceptual and "
+    p = OneLineParser(prog="lossnet", description="Loss networks for PyTorch: perceptual and "
                                 "feature-prediction losses, encoder pretraining, loss-network benchmarks.")
     p.add_argument("--version", action="version", version=f"lossnet {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    defaults = argparse.ArgumentDefaultsHelpFormatter
+    defaults = DefaultsFormatter
 
     w = sub.add_parser("weights", help="pretrained weights of the zoo")
     wsub = w.add_subparsers(dest="weights_command", required=True)
@@ -380,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     z = sub.add_parser("zoo", help="the loss-network registry")
     z.add_argument("--describe", metavar="ARCH", help="computed metadata of ARCH at its E/S/M/L layers")
     z.add_argument("--input-size", type=int, default=224, help="input size for --describe (pixels)")
-    z.add_argument("--json", action="store_true")
+    z.add_argument("--json", action="store_true", help="machine-readable output")
     z.set_defaults(func=_zoo)
 
     d = sub.add_parser("data", help="generate or inspect datasets")
@@ -389,19 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Render random-policy LunarLander-v3 rollouts into three runs (encoder training; "
                                      "probe training and testing with off-screen frames removed). The default is a "
                                      "quick collection; the papers' scale is --rollouts 700 700 700.")
-    ll.add_argument("--out", required=True, metavar="DIR", help="output collection directory")
-    ll.add_argument("--rollouts", nargs="+", type=int, default=[20, 10, 10], metavar="N",
-                    help="rollouts per run: three (runs 1, 2, 3; paper B: 700 700 700) or two (paper A: 700 700, "
-                         "run 2 split 80/20 into probe and test) (default: 20 10 10)")
-    ll.add_argument("--offscreen-tolerance", type=float, default=18.0, metavar="PX",
-                    help="a frame is on screen if the lander origin is within the image extended by PX render "
-                         "pixels (of 600 x 400) on every edge (default: 18, the authors' criterion; 0: strictly "
-                         "inside)")
-    ll.add_argument("--steps", type=int, default=150, help="frames per rollout (default: 150)")
-    ll.add_argument("--size", type=int, default=64, help="square frame side in pixels (default: 64)")
-    ll.add_argument("--seed", type=int, default=0, help="collection seed (default: %(default)s)")
-    ll.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    ll.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_flags(ll, schema.LunarLanderData, required=("out",),
+              metavars={"out": "DIR", "rollouts": "N", "offscreen_tolerance": "PX"})
     ll.set_defaults(func=_data_lunarlander)
 
     dm = sub.add_parser("demo", help="the main job: PW vs PS vs FP encoder pretraining on LunarLander",
@@ -428,36 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
     _overrides(dm, "epochs=4 z=32 lr=0.002")
     dm.set_defaults(func=_demo)
 
-    pt = sub.add_parser("pretrain", help="pretrain an image encoder on your own images", formatter_class=defaults)
-    pt.add_argument("--images", required=True, help="image folder, or lunarlander:DIR[:RUN]")
-    pt.add_argument("--out", required=True, help="export directory (encoder.safetensors + config.json)")
-    pt.add_argument("--procedure", default="I-F-FP", help="I-I-PW I-I-PS F-I-PW F-I-PS I-F-FP F-F-FP")
-    pt.add_argument("--loss-net", default="paper", help="'paper' (AlexNet 2nd ReLU + sigmoid) or an architecture")
-    pt.add_argument("--layer", default=None, help="E, S, M, L, an index or a node name (with --loss-net ARCH)")
-    pt.add_argument("--sigmoid", action="store_true", help="sigmoid on the loss network's features (with ARCH)")
-    pt.add_argument("--size", type=int, default=64, help="image size for folders (64 + 16n)")
-    pt.add_argument("--z", type=int, default=64)
-    pt.add_argument("--vae", action="store_true", help="train a VAE")
-    pt.add_argument("--gamma", type=float, default=1.0, help="KL weight for --vae")
-    pt.add_argument("--epochs", type=int, default=20)
-    pt.add_argument("--batch-size", type=int, default=128)
-    pt.add_argument("--lr", type=float, default=1e-3)
-    pt.add_argument("--patience", type=int, default=None, help="early stopping patience (epochs)")
-    pt.add_argument("--seed", type=int, default=0)
-    pt.add_argument("--device")
-    pt.add_argument("--precision", default="32", choices=("32", "bf16", "16-mixed"),
-                    help="autocast precision (16-mixed: CUDA only); docs/performance.md")
-    pt.add_argument("--channels-last", action="store_true", help="channels_last memory format for the conv layers")
-    pt.add_argument("--compile", action="store_true", help="torch.compile the training step (falls back when unavailable)")
-    pt.add_argument("--logger", default="csv", choices=("csv", "tensorboard", "none"),
-                    help="per-epoch history in OUT: history.csv, + TensorBoard events in OUT/tensorboard, or none")
-    pt.add_argument("--keep-checkpoint", action="store_true",
-                    help="keep OUT/checkpoint/last.pt after a successful export (by default it is deleted)")
-    pt.set_defaults(func=_pretrain)
+    pt = sub.add_parser("pretrain", help="pretrain an image encoder on your own images")
+    add_flags(pt, schema.Pretrain, required=("images", "out"))
+    pt.set_defaults(func=_pretrain_command)
     e = sub.add_parser("embed", help="embeddings of images under an exported encoder (.npy)")
-    e.add_argument("encoder", help="directory written by `lossnet pretrain` or the demo (encoders/NAME)")
-    e.add_argument("--images", required=True, help="image folder, or lunarlander:DIR[:RUN]")
-    e.add_argument("--out", required=True, help="output .npy file, (N, z) float32")
+    add_flags(e, schema.Embed, positional=("encoder",), required=("images", "out"))
     e.set_defaults(func=_embed)
 
     r = sub.add_parser(
@@ -515,22 +386,22 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--test-fraction", type=float, default=0.3, help="held-out share")
     sel.add_argument("--epochs", type=int, default=3, help="I-F-FP encoder epochs")
     sel.add_argument("--z", type=int, default=64, help="embedding size")
-    sel.add_argument("--probe-epochs", type=int, default=60)
+    sel.add_argument("--probe-epochs", type=int, default=60, help="probe epochs")
     sel.add_argument("--grid", default="paper_b", help="probe grid: paper_b (7 MLPs) or linear")
     sel.add_argument("--fp-max-dim", type=int, default=4096,
                      help="pool feature targets to at most this many values (0: never)")
-    sel.add_argument("--weights", default="imagenet", choices=["imagenet", "random"])
+    sel.add_argument("--weights", default="imagenet", choices=["imagenet", "random"], help="loss-network weights")
     sel.add_argument("--no-baseline", action="store_true", help="skip the (pixels) baseline")
     sel.add_argument("--label-free", action="store_true", help="ignore labels: rank by a label-free criterion on "
                      "held-out images (automatic when the folder has no class sub-folders)")
     sel.add_argument("--criterion", default="cross-prediction", choices=["cross-prediction", "retrieval"],
                      help="label-free criterion: R^2 of the other architectures' features predicted from the embedding, "
                           "or retrieval of augmented views (docs/choosing.md)")
-    sel.add_argument("--seed", type=int, default=0)
+    sel.add_argument("--seed", type=int, default=0, help="seed of the subsample, split and training")
     sel.add_argument("--threads", type=int, default=1,
                      help="torch threads (0: torch's default); the models are small, and extra threads mostly "
                           "spin on a busy machine")
-    sel.add_argument("--device")
+    sel.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: CUDA when present)")
     sel.add_argument("--json", action="store_true", help="print the ranking, baselines, recommendation and cautions "
                      "as one JSON object instead of the table (progress stays on stderr)")
     sel.set_defaults(func=_select)
@@ -539,31 +410,34 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Write DIR/report.md (tables) and DIR/figures/*.png from DIR/results.jsonl. "
                                      "For a sweep directory (lossnet sweep), or a folder holding several, writes "
                                      "DIR/analysis.md (Tables III/IV, correlations, Figs. 2-5) instead.")
-    rep.add_argument("dir", help="run directory (holding results.jsonl)")
-    rep.add_argument("--out", help="report file (default DIR/report.md or DIR/analysis.md)")
+    add_flags(rep, schema.Report, positional=("dir",))
     rep.set_defaults(func=_report)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``lossnet`` console command; returns the exit status."""
+    """Entry point of the ``lossnet`` console command; returns the exit status (0 done, 1 internal
+    error, 2 a user-fixable error, 130 interrupted)."""
     warnings.filterwarnings("ignore", message=".*not writable.*")
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(normalize_out(sys.argv[1:] if argv is None else argv))
     try:
+        command = args.command + (f" {args.data_command}" if args.command == "data" else "")
+        if command in schema.COMMANDS or command == "demo":  # every flag checked before any work
+            schema.check_args(command, vars(args))
         args.func(args)
     except KeyboardInterrupt:
         print("lossnet: interrupted (rerun the same command to resume)", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - user-fixable errors are one line; the rest keep their traceback
+    except Exception as e:  # noqa: BLE001 - user-fixable errors are one line; the rest is logged
         if not _user_fixable(e):
-            raise
+            return _internal_error(e, args)
         print(f"lossnet: error: {e}", file=sys.stderr)
         return 2
     return 0
 
 
 def _user_fixable(e: BaseException) -> bool:
-    if isinstance(e, (UserError, FileNotFoundError, ValueError)):
+    if isinstance(e, UserError):
         return True
     if isinstance(e, OSError):  # full disk, read-only output, permissions, a file where a directory goes
         from lossnet.utils import is_fs_error

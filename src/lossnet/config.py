@@ -3,8 +3,11 @@
 One loader for all of them (OmegaConf): the base settings, then ``scales.<scale>`` (``quick`` |
 ``paper``), then ``variants.<variant>`` where the file has variants, then the command line's
 ``key=value`` overrides (``OmegaConf.from_dotlist``: nested keys with dots, lists as ``[a,b]``). A
-key that is not in the base settings is an error listing the valid keys. ``--print-config`` on
-``lossnet run``, ``lossnet sweep`` and ``lossnet srvae`` prints the result.
+key that is not in the base settings is an error listing the valid keys; a value of the wrong type
+or outside the range (or choices) its typed schema declares (:mod:`lossnet.schema`) is one
+:class:`ConfigError` naming the key, the value and what is allowed, raised before any data are read
+or any cell starts. ``--print-config`` on ``lossnet run``, ``lossnet sweep`` and ``lossnet srvae``
+prints the result; :func:`structured` is a file's settings typed by its schema.
 
 Files: ``paper_a``, ``paper_b`` (``lossnet run``), ``benchmark1`` ... ``benchmark4`` (each merged
 over ``sweep``, ``lossnet sweep``), ``srvae`` (``lossnet srvae``), ``demo`` (``lossnet demo``).
@@ -17,10 +20,11 @@ from typing import Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from lossnet import schema
 from lossnet.errors import ConfigError
 
 __all__ = ["CONFIG_DIR", "PRESET_KEYS", "check_type", "config_path", "load", "parse_overrides", "read_text", "require_dir",
-           "scaled", "scaled_defaults", "valid_keys"]
+           "scaled", "scaled_defaults", "structured", "validate", "valid_keys"]
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 """Where the YAML files live (``configs/`` at the repository root links here)."""
@@ -96,7 +100,41 @@ def parse_overrides(overrides: Sequence[str], base: DictConfig, what: str) -> Di
         if default is None and key.rsplit(".", 1)[-1] in NULL_DEFAULT_TYPES:
             default = NULL_DEFAULT_TYPES[key.rsplit(".", 1)[-1]]
         check_type(key, OmegaConf.select(over, key), default, o)
+    validate(what, over)
     return over
+
+
+def validate(what: str, cfg: DictConfig) -> None:
+    """Check every setting of ``cfg`` (a whole config or just the overrides) against the schema of
+    ``what`` (``paper_b``, ``sweep benchmark4``, ``demo`` ...): ranges, choices, types. One
+    :class:`ConfigError` naming the key, the value and what is allowed; a no-op for names
+    without a schema."""
+    s = schema.schema_for(what)
+    if s is None:
+        return
+    schema.check(s, cfg)
+    for section in ("", "encoder.", "train."):  # 16-mixed needs CUDA: found now, not in the first cell
+        prec = OmegaConf.select(cfg, f"{section}precision", default=None)
+        if prec is not None:
+            schema.check_precision(prec, OmegaConf.select(cfg, "device", default=None), f"{section}precision")
+
+
+def structured(name: str, scale: str | None = None) -> DictConfig:
+    """``configs/NAME.yaml`` (with ``scales.<scale>`` merged in when given) merged into its typed
+    schema (``OmegaConf.structured``): OmegaConf rejects unknown keys and wrong types; the ranges
+    are then checked by :func:`validate`. Benchmarks include the sweep settings."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    s = schema.SCHEMAS[name]
+    plain = scaled(name, scale) if scale else OmegaConf.masked_copy(load(name), [k for k in load(name) if k not in
+                                                                                  PRESET_KEYS])
+    layers = [OmegaConf.structured(s)] + ([load("sweep")] if name.startswith("benchmark") else []) + [plain]
+    try:
+        cfg = OmegaConf.merge(*layers)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"configs/{name}.yaml does not match its schema: {e.msg}") from None
+    validate(name, cfg)
+    return cfg
 
 
 NULL_DEFAULT_TYPES = {"threads": 0, "workers": 0, "patience": 0, "max_encoder": 0, "max_probe": 0, "max_test": 0,
@@ -130,7 +168,7 @@ def check_type(key: str, value, default, text: str = "") -> None:
     if not ok:
         shown = text or f"{key}={value}"
         if isinstance(default, (DictConfig, ListConfig)):
-            shown_default = OmegaConf.to_yaml(default).strip()
+            shown_default = str(OmegaConf.to_container(default, resolve=False))  # one line
         else:
             shown_default = str(default).lower() if isinstance(default, bool) else repr(default)
         raise ConfigError(f"{shown}: {key} must be {_TYPE_NAMES[want]} (its default is {shown_default})")

@@ -6,8 +6,8 @@ else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["ChecksumError", "ConfigError", "InvalidWeightsError", "SweepError", "UserError", "WeightsUnavailableError",
-           "ZooError"]
+__all__ = ["ChecksumError", "ConfigError", "InputError", "InvalidWeightsError", "SweepError", "UserError",
+           "WeightsUnavailableError", "ZooError"]
 
 
 class UserError(Exception):
@@ -16,6 +16,11 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A bad setting (unknown key, dataset, procedure, value out of range ...); printed as one line."""
+
+
+class InputError(UserError, ValueError):
+    """Unusable input named by the user (a folder, an output directory, an image size); the message
+    names it and the fix. A ``ValueError`` too, for library callers."""
 
 
 class SweepError(UserError):

@@ -69,7 +69,7 @@ from lossnet.runs.launch import (
 )
 from lossnet.runs.lock import run_lock
 from lossnet.runs.table import ResultsTable
-from lossnet.utils import ensure_writable_dir, is_fs_error, log
+from lossnet.utils import atomic_write, ensure_writable_dir, is_fs_error, log
 
 __all__ = ["BENCHMARKS", "Benchmark", "CellRequest", "SWEEP_DEFAULTS", "SweepError", "effective_rows", "is_sweep_dir",
            "load_sweep_config", "plan", "register_benchmark", "run_sweep", "write_analysis"]
@@ -83,7 +83,7 @@ def load_sweep_config(benchmark: str, overrides: Sequence[str] = ()) -> DictConf
 
     Unknown keys raise :class:`~lossnet.errors.ConfigError` listing the valid ones.
     """
-    from lossnet.config import parse_overrides
+    from lossnet.config import parse_overrides, validate
 
     bench = get_benchmark(benchmark)
     bdefaults = OmegaConf.create(bench.defaults)
@@ -95,6 +95,7 @@ def load_sweep_config(benchmark: str, overrides: Sequence[str] = ()) -> DictConf
         raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(scales) or '(none)'}")
     cfg = OmegaConf.merge(base, scales[scale], over)
     cfg.scale = scale
+    validate(f"sweep {benchmark}", cfg)  # the whole resolved config, before any cell starts
     cfg.benchmark = benchmark
     if not cfg.get("out"):
         cfg.out = f"runs/sweep-{benchmark}"
@@ -274,9 +275,17 @@ def _run_sweep_locked(benchmark: str, cfg: DictConfig, bench: Benchmark, out: Pa
     for row in new_skips:
         record(row)
 
-    def fail(job: Job, e: BaseException, tb: str) -> None:
-        failures.append((job.request.label, f"{type(e).__name__}: {e}"))
-        log(f"  FAILED {job.request.label}: {type(e).__name__}: {e}\n{tb}")
+    def fail(job: Job, e: BaseException, tb: str) -> None:  # one console line; the traceback in the cell's log
+        path = out / "cells" / job.request.cid / "error.log"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, tb)
+            where = f"traceback in {path}"
+        except OSError as err:
+            where = f"no traceback written ({err})"
+        what = (f"{type(e).__name__}: {e}".splitlines() or [""])[0][:200]
+        failures.append((job.request.label, f"{what}; {where}"))
+        log(f"  FAILED {job.request.label}: {what}; {where}")
 
     if todo:
         bench.prepare(cfg, out)
@@ -305,7 +314,7 @@ def _run_sweep_locked(benchmark: str, cfg: DictConfig, bench: Benchmark, out: Pa
         log(f"analysis: {path}")
     if failures:
         raise SweepError(f"{len(failures)} cell(s) failed: " + "; ".join(f"{l} ({m})" for l, m in failures[:5])
-                         + (" ..." if len(failures) > 5 else "") + ". Tracebacks above; rerun to retry them.")
+                         + (" ..." if len(failures) > 5 else "") + ". Fix the cause, then rerun to retry them.")
     return out
 
 

@@ -76,6 +76,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from lossnet.errors import InputError
+
 if TYPE_CHECKING:  # torch is imported lazily: spawn workers and ``--help`` stay light
     import torch
 
@@ -312,7 +314,7 @@ def _check_existing(out: Path, settings: dict[str, Any]) -> bool:
         return False
     meta_path = out / "meta.json"
     if not meta_path.is_file():
-        raise ValueError(
+        raise InputError(
             f"{out} exists but is not a LunarLander collection (no meta.json); "
             "choose another --out directory or delete it"
         )
@@ -324,14 +326,14 @@ def _check_existing(out: Path, settings: dict[str, Any]) -> bool:
         details = ", ".join(
             f"{k}: existing {old!r} != requested {new!r}" for k, (old, new) in diff.items()
         )
-        raise ValueError(
+        raise InputError(
             f"{out} already holds a LunarLander collection with different settings ({details}); "
             "choose another output directory or delete it"
         )
     runs = range(1, len(settings["n_rollouts"]) + 1)
     missing = [f"run{r}.npz" for r in runs if not (out / f"run{r}.npz").is_file()]
     if missing:
-        raise ValueError(f"{out} is an incomplete collection (missing {missing}); delete it")
+        raise InputError(f"{out} is an incomplete collection (missing {missing}); delete it")
     return True
 
 

@@ -37,7 +37,9 @@ def load_config(overrides=()):
     base = config.load("demo")
     over = config.parse_overrides(list(overrides), base, "demo")
     plain = OmegaConf.masked_copy(base, [k for k in base.keys() if k not in config.PRESET_KEYS])
-    d = OmegaConf.to_container(OmegaConf.merge(plain, over), resolve=True)
+    merged = OmegaConf.merge(plain, over)
+    config.validate("demo", merged)  # the whole resolved config, before any work
+    d = OmegaConf.to_container(merged, resolve=True)
     d["procedures"] = tuple(d["procedures"]) if isinstance(d["procedures"], list) else (str(d["procedures"]),)
     if d.get("rollouts") is not None:
         d["rollouts"] = tuple(d["rollouts"])

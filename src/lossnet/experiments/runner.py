@@ -73,6 +73,7 @@ def load_config(experiment: str, overrides: Sequence[str] = ()) -> DictConfig:
             config.check_key(base, k, experiment)
     cfg = OmegaConf.merge(*layers)
     cfg.scale, cfg.variant = scale, variant
+    config.validate(experiment, cfg)  # the whole resolved config, before any cell starts
     return _finalise(cfg, experiment)
 
 

@@ -106,7 +106,7 @@ def load_defaults(scale: str = "quick") -> DictConfig:
 def load_config(overrides: Sequence[str] | dict | None = None) -> DictConfig:
     """Resolved settings: defaults < ``scales[scale]`` < overrides (``key=value`` strings, keys
     checked, or a nested dict). Raises :class:`ConfigError` for unknown keys or bad values."""
-    from lossnet.config import parse_overrides, valid_keys
+    from lossnet.config import parse_overrides, valid_keys, validate
 
     base = _base()
     if overrides is None:
@@ -121,6 +121,7 @@ def load_config(overrides: Sequence[str] | dict | None = None) -> DictConfig:
     else:
         over = parse_overrides(list(overrides), base, NAME)
     cfg = OmegaConf.merge(load_defaults(str(over.get("scale", base.scale))), over)
+    validate(NAME, cfg)  # the whole resolved config (ranges, choices) before any work
     check(cfg)
     return cfg
 

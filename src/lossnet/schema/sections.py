@@ -1,0 +1,118 @@
+"""Sections shared by several schemas: training loop, encoder, probes, loss network, data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+__all__ = ["Data", "Encoder", "Fit", "LossNet", "LunarLander", "Probe", "SrEval", "Svhn", "SrTrain"]
+
+from lossnet.schema.fields import BIG, MAX_SIDE, choice, count, fraction, items, num, precision, seed, text, threads
+
+@dataclass
+class Fit:
+    """Training loop settings (``lossnet.train.engine.FitConfig``)."""
+
+    epochs: int = count(10, 1, 100_000, "training epochs")
+    batch_size: int = count(128, 1, BIG, "batch size")
+    lr: float = num(1e-3, gt=0.0, le=10.0, doc="learning rate (Adam)")
+    weight_decay: float = num(0.0, ge=0.0, le=10.0, doc="weight decay")
+    precision: str = precision()
+    channels_last: bool = field(default=False, metadata={"doc": "channels_last memory format"})
+    compile: bool = field(default=False, metadata={"doc": "torch.compile the training step"})
+    logger: str = choice("csv", "csv", "tensorboard", "none", doc="per-epoch history")
+    val_fraction: float = fraction(0.2, "validation share of the training images")
+    patience: Optional[int] = count(None, 1, 100_000, "early-stopping patience (epochs; null: none)")
+
+
+@dataclass
+class Encoder(Fit):
+    """Encoder pretraining (``lossnet.train.procedures.EncoderConfig``)."""
+
+    gamma: float = num(1.0, ge=0.0, le=1e6, doc="KL weight of a VAE")
+    hidden: int = count(2048, 1, 1 << 16, "feature encoder/decoder MLP width")
+    pixel_loss: str = choice("mse", "mse", "l1", "bce", doc="pixel-wise loss")
+
+
+@dataclass
+class Probe:
+    """Probe training (``lossnet.eval.probe_training``)."""
+
+    grid: str = choice("paper_b", "paper_b", "paper_a", "linear", doc="probe grid")
+    linear_grid: str = choice("linear", "paper_b", "paper_a", "linear", doc="grid of the linear regressor")
+    epochs: int = count(100, 1, 100_000, "probe epochs")
+    batch_size: int = count(512, 1, BIG, "probe batch size")
+    lr: float = num(1e-3, gt=0.0, le=10.0, doc="probe learning rate")
+    val_fraction: float = fraction(0.2, "validation share of the probe images")
+    standardize_inputs: bool = False
+    standardize_targets: bool = True
+    classification_loss: str = choice("mse", "mse", "cross_entropy", doc="classification probe loss")
+    threads: Optional[int] = threads("torch threads while probes train (null: as the run)")
+
+
+@dataclass
+class LossNet:
+    """The loss network (``lossnet.runs.loss_nets.build_loss_net``)."""
+
+    name: str = text("paper", "preset 'paper' or an architecture")
+    layers: Optional[Any] = text(None, "layers of an architecture, e.g. [S]")
+    sigmoid: Optional[bool] = None
+    normalize: str = choice("none", "none", "imagenet", "lpips", doc="input normalisation")
+    weights: str = choice("imagenet", "imagenet", "random", doc="ImageNet or seeded random weights")
+    init_seed: int = seed("seed of random weights")
+
+
+@dataclass
+class Data:
+    """Splits and subsets of the image datasets."""
+
+    encoder_split: Optional[str] = None
+    probe_split: Optional[str] = None
+    test_split: Optional[str] = None
+    max_encoder: Optional[int] = count(None, 1, BIG * 16, "at most this many encoder images")
+    max_probe: Optional[int] = count(None, 1, BIG * 16, "at most this many probe images")
+    max_test: Optional[int] = count(None, 1, BIG * 16, "at most this many test images")
+    subset_seed: int = seed("seed of the subsets")
+    verify: bool = True
+
+
+@dataclass
+class LunarLander:
+    """The LunarLander collection (``lossnet.data.lunarlander.generate_collection``)."""
+
+    layout: str = choice("paper_b", "paper_a", "paper_b", doc="three runs (paper_b) or two (paper_a)")
+    rollouts: List[int] = items([700, 700, 700], ge=1, le=100_000, doc="rollouts per run")
+    test_fraction: float = fraction(0.2, "test share of run 2 (layout paper_a)")
+    offscreen_tolerance: float = num(18.0, ge=0.0, le=600.0, doc="render pixels beyond the image edge")
+    steps: int = count(150, 1, 1000, "frames per rollout")
+    seed: int = seed("collection seed")
+    size: int = count(64, 8, 512, "square frame side in pixels")
+
+
+@dataclass
+class Svhn:
+    size: int = count(64, 32, MAX_SIDE, "image side")
+    mode: str = choice("tile", "tile", "reflect", "resize", doc="32 -> size")
+
+
+@dataclass
+class SrEval:
+    colour: str = choice("y", "y", "rgb", doc="scored channel(s)")
+    border: Optional[int] = count(None, 0, MAX_SIDE, "pixels removed on each side (null: the factor)")
+    quantize: bool = True
+
+
+
+
+@dataclass
+class SrTrain:
+    """Training of the super-resolution models (benchmark 2, SR-VAE)."""
+
+    epochs: int = count(10, 1, 100_000, "training epochs")
+    batch_size: int = count(16, 1, BIG, "batch size")
+    lr: float = num(1e-3, gt=0.0, le=10.0, doc="learning rate (Adam)")
+    weight_decay: float = num(0.0, ge=0.0, le=10.0, doc="weight decay")
+    precision: str = precision()
+    channels_last: bool = False
+    compile: bool = False
+    logger: str = choice("csv", "csv", "tensorboard", "none", doc="per-epoch history")
