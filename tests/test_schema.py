@@ -66,3 +66,11 @@ def test_sweep_override_out_of_range():
 
     with pytest.raises(ConfigError, match="n_patches must be an integer >= 1"):
         load_sweep_config("benchmark1", ["n_patches=0"])
+
+
+def test_schema_probe_grids_are_the_registered_grids():
+    """The schema (lowest layer, cannot import eval) lists the probe grids by name: the same names."""
+    from lossnet.eval.probe_specs import GRIDS
+    from lossnet.schema.sections import GRIDS as SCHEMA_GRIDS
+
+    assert set(SCHEMA_GRIDS) == set(GRIDS)

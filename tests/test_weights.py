@@ -351,3 +351,16 @@ def test_official_torchvision_file_fetch_file_loads_its_values(tmp_path, monkeyp
     assert body
     for k, v in body.items():
         torch.testing.assert_close(v, sd[k], rtol=0, atol=0, msg=k)
+
+
+def test_torchvision_file_names_match_the_enums():
+    """The file names listed so that listing commands need not import torchvision are torchvision's."""
+    import os
+
+    from lossnet.zoo import get_spec, list_archs
+    from lossnet.zoo.sources import TORCHVISION_FILES, _torchvision_weights_enum
+
+    for arch in list_archs():
+        member = get_spec(arch).torchvision_weights
+        if member is not None:
+            assert TORCHVISION_FILES[member] == os.path.basename(_torchvision_weights_enum(arch).url)

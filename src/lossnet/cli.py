@@ -89,9 +89,11 @@ def _weights_fetch(args) -> None:
 
 
 def _zoo(args) -> None:
-    from lossnet.zoo import LAYER_KEYS, describe, get_spec, list_archs, status
+    from lossnet.zoo import LAYER_KEYS, get_spec, list_archs, status
 
     if args.describe:
+        from lossnet.zoo import describe  # builds networks: torchvision only here
+
         spec = get_spec(args.describe)
         rows = []
         for key, name in zip(LAYER_KEYS, spec.table.layer_names):

@@ -267,6 +267,7 @@ class Benchmark4(Sweep):
     collection: Optional[str] = None
     feature_cache: str = choice("memory", "memory", "run", "home", doc="where teacher features are kept")
     export_encoders: bool = False
+    normalize: str = choice("imagenet", "none", "imagenet", "lpips", doc="loss-network input normalisation")
     lunarlander: LunarLander = field(default_factory=LunarLander)
     svhn: Svhn = field(default_factory=Svhn)
     data: Data = field(default_factory=Data)

@@ -9,6 +9,10 @@ __all__ = ["Data", "Encoder", "Fit", "LossNet", "LunarLander", "Probe", "SrEval"
 
 from lossnet.schema.fields import BIG, MAX_SIDE, choice, count, fraction, items, num, precision, seed, text, threads
 
+GRIDS = ("paper_b", "paper_b_leaky", "paper_a", "linear")
+"""The probe grids of :mod:`lossnet.eval.probe_specs` (checked equal there by tests/test_schema.py)."""
+
+
 @dataclass
 class Fit:
     """Training loop settings (``lossnet.train.engine.FitConfig``)."""
@@ -32,21 +36,25 @@ class Encoder(Fit):
     gamma: float = num(1.0, ge=0.0, le=1e6, doc="KL weight of a VAE")
     hidden: int = count(2048, 1, 1 << 16, "feature encoder/decoder MLP width")
     pixel_loss: str = choice("mse", "mse", "l1", "bce", doc="pixel-wise loss")
+    deterministic: bool = field(default=False, metadata={"doc": "deterministic kernels, bit-identical reruns"})
 
 
 @dataclass
 class Probe:
     """Probe training (``lossnet.eval.probe_training``)."""
 
-    grid: str = choice("paper_b", "paper_b", "paper_a", "linear", doc="probe grid")
-    linear_grid: str = choice("linear", "paper_b", "paper_a", "linear", doc="grid of the linear regressor")
+    grid: str = choice("paper_b", *GRIDS, doc="probe grid")
+    linear_grid: str = choice("linear", *GRIDS, doc="grid of the linear regressor")
     epochs: int = count(100, 1, 100_000, "probe epochs")
     batch_size: int = count(512, 1, BIG, "probe batch size")
     lr: float = num(1e-3, gt=0.0, le=10.0, doc="probe learning rate")
     val_fraction: float = fraction(0.2, "validation share of the probe images")
-    standardize_inputs: bool = False
-    standardize_targets: bool = True
-    classification_loss: str = choice("mse", "mse", "cross_entropy", doc="classification probe loss")
+    standardize_inputs: Optional[bool] = field(default=False, metadata={
+        "doc": "embeddings to mean 0 / std 1 (null: fit_probe_grid's default)"})
+    standardize_targets: Optional[bool] = field(default=True, metadata={
+        "doc": "positions to mean 0 / std 1 (null: fit_probe_grid's default)"})
+    classification_loss: Optional[str] = choice("mse", "mse", "cross_entropy",
+                                                doc="classification probe loss (null: fit_probe_grid's default)")
     threads: Optional[int] = threads("torch threads while probes train (null: as the run)")
 
 
@@ -83,6 +91,8 @@ class LunarLander:
     layout: str = choice("paper_b", "paper_a", "paper_b", doc="three runs (paper_b) or two (paper_a)")
     rollouts: List[int] = items([700, 700, 700], ge=1, le=100_000, doc="rollouts per run")
     test_fraction: float = fraction(0.2, "test share of run 2 (layout paper_a)")
+    rollout: str = choice("reset_on_done", "reset_on_done", "authors", doc="episode ends: reset, or keep stepping "
+                          "(the authors')")
     offscreen_tolerance: float = num(18.0, ge=0.0, le=600.0, doc="render pixels beyond the image edge")
     steps: int = count(150, 1, 1000, "frames per rollout")
     seed: int = seed("collection seed")

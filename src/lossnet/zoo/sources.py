@@ -102,12 +102,34 @@ def _torchvision_weights_enum(arch: str):
     return getattr(getattr(tvm, enum_name), member)
 
 
+TORCHVISION_FILES = {
+    "AlexNet_Weights.IMAGENET1K_V1": "alexnet-owt-7be5be79.pth",
+    "VGG11_Weights.IMAGENET1K_V1": "vgg11-8a719046.pth",
+    "VGG16_Weights.IMAGENET1K_V1": "vgg16-397923af.pth",
+    "VGG16_BN_Weights.IMAGENET1K_V1": "vgg16_bn-6c64b313.pth",
+    "VGG19_Weights.IMAGENET1K_V1": "vgg19-dcbb9e9d.pth",
+    "ResNet18_Weights.IMAGENET1K_V1": "resnet18-f37072fd.pth",
+    "ResNet50_Weights.IMAGENET1K_V1": "resnet50-0676ba61.pth",
+    "ResNeXt50_32X4D_Weights.IMAGENET1K_V1": "resnext50_32x4d-7cdf4587.pth",
+    "GoogLeNet_Weights.IMAGENET1K_V1": "googlenet-1378be20.pth",
+    "Inception_V3_Weights.IMAGENET1K_V1": "inception_v3_google-0cc3c7bd.pth",
+    "EfficientNet_B0_Weights.IMAGENET1K_V1": "efficientnet_b0_rwightman-7f5810bc.pth",
+    "EfficientNet_B7_Weights.IMAGENET1K_V1": "efficientnet_b7_lukemelas-c5b4e57e.pth",
+    "DenseNet121_Weights.IMAGENET1K_V1": "densenet121-a639ec97.pth",
+    "SqueezeNet1_1_Weights.IMAGENET1K_V1": "squeezenet1_1-b8a52dc0.pth",
+}
+"""The file names of torchvision's weights enums (the URL's basename) for the zoo's networks, so that
+``lossnet weights list`` and ``lossnet zoo`` need not import torchvision (checked against the enums by
+tests/test_weights.py); other enums are looked up in torchvision."""
+
+
 def torchvision_cache_file(arch: str) -> Path | None:
     """Where torchvision keeps (or would keep) ``arch``'s ImageNet file; None if it has none."""
-    w = _torchvision_weights_enum(arch)
-    if w is None:
+    member = get_spec(arch).torchvision_weights
+    if member is None:
         return None
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(w.url)
+    name = TORCHVISION_FILES.get(member) or os.path.basename(_torchvision_weights_enum(arch).url)
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
 
 
 def from_torchvision(arch: str, download: bool) -> dict[str, torch.Tensor]:
