@@ -97,6 +97,17 @@ def _compute(images: torch.Tensor, net: LossNetwork, batch_size: int, device, dt
     return torch.cat(chunks)
 
 
+def feature_shape(net: LossNetwork, size: int | tuple[int, int]) -> tuple[int, ...]:
+    """The (C, H, W) of ``net``'s single-layer features of ``size`` x ``size`` images, from shapes
+    alone (``FakeTensorMode``: no convolution runs, no data are read)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    h, w = (size, size) if isinstance(size, int) else size
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        out = net.extract(torch.empty(1, 3, h, w, device=module_device(net)))
+    return tuple(int(d) for d in out[0].shape[1:])
+
+
 def target_features(images: torch.Tensor, net: LossNetwork, *, max_gb: float, batch_size: int = 64,
                     device=None) -> torch.Tensor | None:
     """float32 features of fixed training targets (uint8 (N, 3, H, W)), computed once, when they
