@@ -86,3 +86,17 @@ def test_build_peak_memory_does_not_grow_with_n(tmp_path):
     r = json.loads(p.stdout.strip().splitlines()[-1])
     assert r["shape"] == [1500, 64, 15, 15]
     assert r["growth_kb"] < 0.25 * r["feature_kb"], r  # a whole-tensor build grows by >= 1x (measured: old code)
+
+
+def test_cache_key_hashes_the_images_without_copying_them():
+    """A cache lookup of a big dataset must not duplicate it (the old key copied the bytes)."""
+    import tracemalloc
+
+    from lossnet.train.cache import images_fingerprint
+
+    imgs = _images(n=400)  # 4.9 MB
+    tracemalloc.start()
+    images_fingerprint(imgs)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 0.1 * imgs.numel(), peak
