@@ -5,8 +5,8 @@
 #   bash tools/gpu_check.sh [OUT_DIR]        # default OUT_DIR: gpu_check_out (logs + summary.md)
 #
 # Steps (each with its own time limit; a step that fails or times out is reported, the rest run):
-#   0. setup only if needed: .venv/bin/python, else a python that imports lossnet + torch, else
-#      `make setup weights` (needs PyPI)
+#   0. setup only if needed: $GPU_CHECK_PYTHON, else .venv/bin/python, else a python3 that imports
+#      lossnet + torch, else `make setup weights` (needs PyPI)
 #   1. pytest -m gpu tests/gpu                                  (limit 150 s)
 #   2. lossnet demo, timed (default quick scale)                (limit 120 s)
 #   3. benchmarks/lpips_speed.py on CUDA, batch 16 x 256 px     (limit 50 s)
@@ -24,7 +24,9 @@ quick=${GPU_CHECK_QUICK:-0}
 t_start=$(date +%s)
 
 # --- 0. the python -------------------------------------------------------------------------------
-if [ -x .venv/bin/python ] && .venv/bin/python -c 'import torch, lossnet' 2>/dev/null; then
+if [ -n "${GPU_CHECK_PYTHON:-}" ]; then  # an explicit interpreter (e.g. another checkout's venv)
+  py=$GPU_CHECK_PYTHON
+elif [ -x .venv/bin/python ] && .venv/bin/python -c 'import torch, lossnet' 2>/dev/null; then
   py=.venv/bin/python
 elif python3 -c 'import torch, lossnet' 2>/dev/null; then
   py=python3
@@ -34,7 +36,7 @@ else
   py=.venv/bin/python
 fi
 export PYTHONPATH="$repo/src${PYTHONPATH:+:$PYTHONPATH}"
-"$py" -m lossnet.cli weights list 2>/dev/null | grep -qi "alexnet.*available" \
+"$py" -m lossnet.cli weights list 2>/dev/null | grep -Eq "^alexnet +yes" \
   || "$py" -m lossnet.cli weights fetch alexnet vgg16 >"$out/weights.log" 2>&1 \
   || echo "gpu_check: offline weights missing and not fetchable (see $out/weights.log)" >&2
 "$py" - >"$out/device.txt" 2>&1 <<'EOF'
