@@ -297,7 +297,7 @@ def _run_sweep_locked(benchmark: str, cfg: DictConfig, bench: Benchmark, out: Pa
         elif cfg.threads:
             threads = int(cfg.threads)
         else:
-            threads = max(1, (os.cpu_count() or 1) // int(cfg.jobs)) if local_pool else None
+            threads = distributed.cpu_share(int(cfg.jobs)) if local_pool else None  # free cores / workers
         jobs = [Job(r, s, bench, threads, extra) for r, s in todo]
         if cfg.launcher == "slurm":
             run_slurm(jobs, cfg, out, record, fail)

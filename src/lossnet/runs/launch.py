@@ -253,12 +253,23 @@ def run_pool(jobs: list[Job], n: int, context: str, record, fail, gpus: Sequence
     holding memory). With several GPUs (``gpus``, default :func:`visible_gpus`) each worker gets
     its own, round robin: it sees only that one (``CUDA_VISIBLE_DEVICES``), so ``device=cuda``
     in a cell means the worker's GPU. Pass ``gpus=[]`` to leave ``CUDA_VISIBLE_DEVICES`` alone.
+    The workers start with ``OMP_NUM_THREADS`` = the jobs' ``threads`` (default
+    :func:`lossnet.distributed.cpu_share` of ``n``) and ``OMP_WAIT_POLICY=PASSIVE`` when ``n`` > 1
+    (:func:`lossnet.distributed.sharing_env`; values the user set are kept).
     """
     import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from lossnet.distributed import cpu_share, sharing_env
 
     extra = jobs[0].extra_specs if jobs else ()
-    ctx = mp.get_context(context)
+    threads = next((j.threads for j in jobs if j.threads), None) or cpu_share(n)
+    with sharing_env(threads, n):  # inherited by the workers: never more busy threads than cores
+        _run_pool(jobs, n, mp.get_context(context), record, fail, gpus, extra)
+
+
+def _run_pool(jobs, n, ctx, record, fail, gpus, extra) -> None:
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
     gpus = list(visible_gpus() if gpus is None else gpus)
     if len(gpus) > 1:
         log(f"  {n} workers over GPUs {','.join(gpus)} (round robin, CUDA_VISIBLE_DEVICES per worker)")

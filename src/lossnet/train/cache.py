@@ -3,8 +3,10 @@
 Every procedure that needs the loss network's features of its *input* images (FP targets,
 feature-encoder inputs, PS targets) reads them from here, so the loss network runs once per
 dataset instead of once per epoch and procedure. Features are computed in batches under
-``torch.no_grad`` on the best device and kept in memory, or memory-mapped from
-``$LOSSNET_HOME/features/<key>.npy`` when a directory is used.
+``torch.no_grad`` on the best device and kept in memory, or, when a directory is used, streamed
+batch by batch into ``$LOSSNET_HOME/features/<key>.npy`` (:func:`build_feature_file`: memory
+holds one batch, whatever the dataset's size) and memory-mapped from there (pages are read on
+access). ``dtype=torch.float16`` halves the file and the memory.
 
 The key hashes the images' bytes, the architecture, the layers, the sigmoid and normalisation
 settings and the weights' source and checksum, so a changed setting never reuses stale features.
@@ -35,7 +37,7 @@ from lossnet.zoo.weights import read_manifest
 def images_fingerprint(images: torch.Tensor) -> str:
     """sha256 of a uint8 image tensor's shape and bytes (16 hex digits)."""
     h = hashlib.sha256(str(tuple(images.shape)).encode())
-    h.update(images.contiguous().cpu().numpy().tobytes())
+    h.update(images.contiguous().cpu().numpy().data)  # the buffer itself: no copy of the images
     return h.hexdigest()[:16]
 
 
@@ -97,6 +99,17 @@ def _compute(images: torch.Tensor, net: LossNetwork, batch_size: int, device, dt
     return torch.cat(chunks)
 
 
+def feature_shape(net: LossNetwork, size: int | tuple[int, int]) -> tuple[int, ...]:
+    """The (C, H, W) of ``net``'s single-layer features of ``size`` x ``size`` images, from shapes
+    alone (``FakeTensorMode``: no convolution runs, no data are read)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    h, w = (size, size) if isinstance(size, int) else size
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        out = net.extract(torch.empty(1, 3, h, w, device=module_device(net)))
+    return tuple(int(d) for d in out[0].shape[1:])
+
+
 def target_features(images: torch.Tensor, net: LossNetwork, *, max_gb: float, batch_size: int = 64,
                     device=None) -> torch.Tensor | None:
     """float32 features of fixed training targets (uint8 (N, 3, H, W)), computed once, when they
@@ -141,24 +154,77 @@ class FeatureCache:
             path = self.directory / f"{key}.npy"
             if distributed.broadcast_object(path.exists()):  # rank 0's answer: every rank takes one path
                 self.hits += 1
-                with warnings.catch_warnings():  # read-only memory map: features are never written to
-                    warnings.filterwarnings("ignore", message=".*not writable.*")
-                    feats = torch.from_numpy(np.load(path, mmap_mode="r"))
+                feats = _open_memmap(path)
                 self._memory[key] = feats
                 return feats
         self.misses += 1
-        feats = compute_features(images, net, batch_size=self.batch_size, device=self.device, dtype=self.dtype,
-                                 progress=self.progress)
-        if self.directory is not None and distributed.is_main():  # one writer
-            self.directory.mkdir(parents=True, exist_ok=True)
-            tmp = self.directory / f".{key}.{os.getpid()}.npy"
-            np.save(tmp, feats.numpy())
-            tmp.replace(self.directory / f"{key}.npy")
-            (self.directory / f"{key}.json").write_text(json.dumps(
-                {"arch": net.arch, "nodes": net.nodes, "sigmoid": net.sigmoid, "shape": list(feats.shape),
-                 "n_images": len(images), "dtype": str(self.dtype)}))
+        if self.directory is not None and distributed.world_size() == 1:  # streamed to disk, read memory-mapped
+            path = self.directory / f"{key}.npy"
+            shape = build_feature_file(images, net, path, batch_size=self.batch_size, device=self.device,
+                                       dtype=self.dtype, progress=self.progress)
+            self._write_meta(key, net, shape, len(images))
+            feats = _open_memmap(path)
+        else:
+            feats = compute_features(images, net, batch_size=self.batch_size, device=self.device, dtype=self.dtype,
+                                     progress=self.progress)
+            if self.directory is not None and distributed.is_main():  # one writer
+                self.directory.mkdir(parents=True, exist_ok=True)
+                tmp = self.directory / f".{key}.{os.getpid()}.npy"
+                np.save(tmp, feats.numpy())
+                tmp.replace(self.directory / f"{key}.npy")
+                self._write_meta(key, net, tuple(feats.shape), len(images))
         self._memory[key] = feats
         return feats
+
+    def _write_meta(self, key: str, net: LossNetwork, shape: tuple, n: int) -> None:
+        (self.directory / f"{key}.json").write_text(json.dumps(
+            {"arch": net.arch, "nodes": net.nodes, "sigmoid": net.sigmoid, "shape": list(shape),
+             "n_images": n, "dtype": str(self.dtype)}))
+
+
+def _open_memmap(path: Path) -> torch.Tensor:
+    """A read-only memory map of a ``.npy`` file as a tensor (pages are read on access)."""
+    with warnings.catch_warnings():  # read-only memory map: features are never written to
+        warnings.filterwarnings("ignore", message=".*not writable.*")
+        return torch.from_numpy(np.load(path, mmap_mode="r"))
+
+
+@torch.no_grad()
+def build_feature_file(images: torch.Tensor, net: LossNetwork, path: str | os.PathLike, *, batch_size: int = 256,
+                       device=None, dtype: torch.dtype = torch.float32, progress: bool = False) -> tuple[int, ...]:
+    """Write ``net``'s single-layer features of uint8 ``images`` (N, 3, H, W) to the ``.npy`` file
+    ``path``, streamed: each batch is computed and appended, so memory holds one batch of features
+    whatever N is (never the whole (N, C, H', W') tensor). ``dtype``: float32 or float16 (half the
+    file; upcast when read). Written to a temporary file and renamed, so ``path`` is complete or
+    absent. Returns the array's shape."""
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+    if len(net.nodes) != 1:
+        raise ValueError(f"the feature cache holds one layer; the loss network returns {len(net.nodes)}")
+    if dtype not in (torch.float32, torch.float16):
+        raise ValueError(f"feature files are float32 or float16, got {dtype}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    device = best_device(device)
+    net = net.to(device)
+    shape = (len(images), *feature_shape(net, tuple(images.shape[-2:])))
+    np_dtype = np.float16 if dtype == torch.float16 else np.float32
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.npy")
+    try:
+        with open(tmp, "wb") as f:
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np_dtype)), "fortran_order": False, "shape": shape})
+            for i in tqdm(range(0, len(images), batch_size), desc=f"features {net.arch}:{net.layer_refs[0]}",
+                          disable=not progress, leave=False):
+                x = images[i:i + batch_size].to(device).float().div_(255)
+                f.write(net(x)[0].to("cpu", dtype).contiguous().numpy().tobytes())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        net.to("cpu")
+    return shape
 
 
 def with_target_features(data: dict[str, torch.Tensor], key: str, loss_net, cfg) -> dict[str, torch.Tensor]:

@@ -33,7 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..train.cache import FeatureCache, images_fingerprint, net_identity
+from ..train.cache import FeatureCache, feature_shape, images_fingerprint, net_identity
 from ..losses import feature_prediction_loss, kl_divergence, perceptual_loss, pixel_loss
 from ..models import Autoencoder, FeatureDecoder, FeatureEncoder, ImageDecoder, ImageEncoder
 from ..zoo.network import LossNetwork
@@ -285,9 +285,11 @@ def train_encoder(images: torch.Tensor, cfg: EncoderConfig, fit_cfg: FitConfig, 
         raise ValueError(f"images must be uint8 (N, 3, S, S), got {images.dtype} {tuple(images.shape)}")
     cache = cache if cache is not None else FeatureCache(directory=None)
     t0 = time.perf_counter()
-    feats = cache.get(images, loss_net)
+    # I-I-PW reads no features: none are computed (their shape comes from the shapes alone)
+    feats = None if proc.loss == "pw" and proc.encoder == "image" else cache.get(images, loss_net)
+    feat_shape = feature_shape(loss_net, tuple(images.shape[-2:])) if feats is None else tuple(feats.shape[1:])
     feature_seconds = time.perf_counter() - t0
-    feat_dim = feats[0].numel()
+    feat_dim = int(torch.Size(feat_shape).numel())
     torch.manual_seed(fit_cfg.seed)
     model = build_autoencoder(proc, cfg, images.shape[-1], feat_dim)
     task = EncoderTask(proc, cfg, model, loss_net)
@@ -299,6 +301,6 @@ def train_encoder(images: torch.Tensor, cfg: EncoderConfig, fit_cfg: FitConfig, 
     ident = {"data": images_fingerprint(images), "procedure": proc.name, "model": asdict(cfg),
              "loss_net": net_identity(loss_net), **(identity or {})}
     result = fit(task, data, fit_cfg, ckpt_dir=ckpt_dir, identity=ident)
-    return TrainedEncoder(proc.name, model, cfg, fit_cfg, result, images.shape[-1], tuple(feats.shape[1:]),
+    return TrainedEncoder(proc.name, model, cfg, fit_cfg, result, images.shape[-1], feat_shape,
                           {"arch": loss_net.arch, "layers": [str(x) for x in loss_net.layer_refs],
                            "sigmoid": loss_net.sigmoid}, feature_seconds)

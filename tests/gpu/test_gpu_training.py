@@ -1,0 +1,95 @@
+"""Training on CUDA: bf16 and 16-mixed steps converge, torch.compile and channels_last give the
+eager / contiguous result, the six procedures train on CUDA as on the CPU (TF32 off)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from gpu_env import DEV, GPU, ON_CUDA, needs_cuda
+from lossnet.train.engine import FitConfig, fit
+from lossnet.train.procedures import PROCEDURES, EncoderConfig, train_encoder
+from lossnet.zoo import LossNetwork
+
+pytestmark = GPU
+
+
+class Toy(nn.Module):
+    """A conv net with BatchNorm regressing each image's mean colour (N, 3); loss = MSE."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                                 nn.Conv2d(16, 16, 3, stride=2, padding=1), nn.ReLU(),
+                                 nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3))
+
+    def loss(self, b):
+        return (self.net(b["image"]) - b["target"]).pow(2).mean()
+
+
+def _data(n=256, size=16):
+    g = torch.Generator().manual_seed(1)
+    img = torch.rand(n, 3, size, size, generator=g) * torch.rand(n, 3, 1, 1, generator=g)
+    return {"image": img, "target": img.mean((2, 3)) * 4}
+
+
+def _fit(epochs=8, **kw):
+    cfg = dict(epochs=epochs, batch_size=32, lr=1e-3, progress=False, device=DEV, logger="none")
+    return fit(Toy(), _data(), FitConfig(**{**cfg, **kw})).history
+
+
+@pytest.mark.parametrize("precision", ["bf16", "16-mixed"])
+def test_low_precision_training_converges(precision):
+    if precision == "16-mixed" and not ON_CUDA:
+        pytest.skip("16-mixed needs CUDA")
+    ref, low = _fit(), _fit(precision=precision)
+    assert all(math.isfinite(h["train_loss"]) and math.isfinite(h["val_loss"]) for h in low)
+    assert low[-1]["val_loss"] < 0.25 * low[0]["val_loss"], low  # it learns
+    assert low[-1]["val_loss"] < 2.0 * ref[-1]["val_loss"] + 1e-3, (low[-1], ref[-1])  # about as well as float32
+
+
+def _close(a, b, rel):
+    """Training losses within ``rel``; validation losses (BatchNorm running statistics, which
+    amplify float rounding early in training) within 10 x ``rel``."""
+    for x, y in zip(a, b, strict=True):
+        assert y["train_loss"] == pytest.approx(x["train_loss"], rel=rel)
+        assert y["val_loss"] == pytest.approx(x["val_loss"], rel=10 * rel)
+
+
+def test_channels_last_equals_contiguous():
+    _close(_fit(epochs=3), _fit(epochs=3, channels_last=True), 1e-3)
+
+
+def test_compile_equals_eager(capfd):
+    a, b = _fit(epochs=3), _fit(epochs=3, compile=True)
+    assert "compile=true: torch.compile" not in capfd.readouterr().err  # it compiled (no fallback)
+    _close(a, b, 1e-3)
+
+
+@pytest.mark.parametrize("proc", list(PROCEDURES))
+def test_procedures_train_on_device_as_on_cpu(proc):
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (48, 3, 64, 64), dtype=torch.uint8, generator=g)
+    torch.manual_seed(0)
+    net = LossNetwork("alexnet", layers=["S"], weights=None, sigmoid=True)
+    runs = {}
+    for dev in ("cpu", DEV):
+        fc = FitConfig(epochs=2, batch_size=16, progress=False, device=dev, logger="none")
+        enc = train_encoder(images, EncoderConfig(procedure=proc, z=8, hidden=64), fc, loss_net=net)
+        assert next(enc.model.parameters()).device.type == torch.device(dev).type
+        runs[dev] = enc.result.history
+    for a, b in zip(runs["cpu"], runs[DEV], strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-3)
+
+
+@needs_cuda
+def test_cuda_is_used_and_fast_settings_combine():
+    """bf16 + channels_last + compile together on CUDA (the expected fast setting)."""
+    h = _fit(precision="bf16", channels_last=True, compile=True)
+    assert h[-1]["val_loss"] < 0.25 * h[0]["val_loss"]
+    assert torch.cuda.max_memory_allocated() > 0

