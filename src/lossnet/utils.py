@@ -127,9 +127,11 @@ def write_failure(e: BaseException, path: str | os.PathLike) -> DiskFullError | 
     if isinstance(e, DiskFullError):
         return e
     full = isinstance(e, OSError) and getattr(e, "errno", None) in _FULL_ERRNOS
-    if isinstance(e, RuntimeError) and "inline_container" in str(e) and \
-            ("write" in str(e) or "unexpected pos" in str(e)):
-        full = True
+    msg = str(e)
+    if isinstance(e, RuntimeError) and "inline_container" in msg and ("write" in msg or "unexpected pos" in msg):
+        full = True  # torch.save to a path ("file write failed") or to a file object ("unexpected pos")
+    if any(s in msg for s in ("No space left on device", "(os error 28)", "(os error 27)", "File too large")):
+        full = True  # e.g. safetensors' SafetensorError "I/O error: No space left on device (os error 28)"
     if not full:
         return None
     err = DiskFullError(f"cannot write {path}: No space left on the device (or over the file-size limit, ulimit -f); "
@@ -167,8 +169,14 @@ def atomic_write(path: str | os.PathLike, data: str | bytes, *, point: str | Non
 
 def save_torch(obj, path: str | os.PathLike, *, point: str | None = None) -> Path:
     """``torch.save(obj)`` to ``path`` atomically, like :func:`atomic_write`: a full disk, however
-    torch reports it, is one :class:`DiskFullError` naming ``path`` and leaves no partial file."""
-    return _atomic(path, lambda t: torch.save(obj, t), point)
+    torch reports it, is one :class:`DiskFullError` naming ``path`` and leaves no partial file
+    (the temporary file is written through a file object closed on error, so no descriptor of
+    it outlives the failure)."""
+    def write(t: Path) -> None:
+        with open(t, "wb") as f:
+            torch.save(obj, f)
+
+    return _atomic(path, write, point)
 
 
 # --------------------------------------------------------------------------------------------

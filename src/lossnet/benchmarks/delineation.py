@@ -546,8 +546,9 @@ def report_section(out: Path, rows: list[dict], figures: Path, md_dir: Path) -> 
     BCE-only reference, with the loss magnitudes (mu L_top / L_bce at the start)."""
     from lossnet.report.tables import md_table
     from lossnet.runs.cells import reference_rows
+    from lossnet.runs.table import read_sweep_manifest
 
-    man = json.loads((Path(out) / "sweep.json").read_text())
+    man = read_sweep_manifest(out)
     cfg = OmegaConf.create(man["config"])
     entries = [("BCE only", r) for r in reference_rows(out) if r.get("reference") == "bce"]
     entries += [(f"BCE + {cfg.mu} L_top, {r['arch']}:{r['layer']}", r) for r in rows if r.get("status", "ok") == "ok"]

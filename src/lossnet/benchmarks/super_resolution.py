@@ -29,7 +29,6 @@ Entry points: :func:`benchmark2_cell` (Python) and ``lossnet sweep benchmark2``.
 
 from __future__ import annotations
 
-import json
 import time
 from functools import partial
 from pathlib import Path
@@ -42,6 +41,7 @@ from lossnet.benchmarks.base import Benchmark, register_benchmark, single_layer_
 from lossnet.config import read_text, require_dir
 from lossnet.errors import ConfigError
 from lossnet.runs.cells import cell_id, reference_rows
+from lossnet.runs.table import read_sweep_manifest
 from lossnet.train.cache import with_target_features
 from lossnet.utils import best_device
 
@@ -481,7 +481,7 @@ def report_section(out: Path, rows: list[dict], figures: Path, md_dir: Path) -> 
     from lossnet.report.tables import md_table
 
     out = Path(out)
-    man = json.loads((out / "sweep.json").read_text())
+    man = read_sweep_manifest(out)
     cfg = OmegaConf.create(man["config"])
     refs = reference_rows(out)
     ok = [r for r in rows if r.get("status", "ok") == "ok"]
