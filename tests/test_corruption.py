@@ -244,7 +244,7 @@ def test_empty_results_table_has_no_rows(tmp_path):
     assert _read_results(tmp_path / "results.jsonl") == []
 
 
-def test_corrupt_export_through_the_cli_is_one_line(tmp_path, export_files, capsys, random_png_folder):
+def test_hostile_corrupt_export_through_the_cli_is_one_line(tmp_path, export_files, capsys, random_png_folder):
     """`lossnet embed` of an export whose config.json lacks image_size -> exit 2, one line naming the file"""
     from lossnet import cli
 
@@ -311,6 +311,7 @@ def _writers(d: Path):
 
 @pytest.mark.parametrize("which", range(3), ids=["torch.save", "atomic_write", "results.jsonl"])
 def test_full_tmpfs_is_one_clear_error_and_no_partial_file(tiny_tmpfs, which):
+    """generated: every big-file writer (torch.save, atomic_write, results.jsonl append) on a full 1 MiB tmpfs -> one DiskFullError naming the file, no partial file"""
     from lossnet.utils import DiskFullError
 
     name, write, path = _writers(tiny_tmpfs)[which]
@@ -321,7 +322,7 @@ def test_full_tmpfs_is_one_clear_error_and_no_partial_file(tiny_tmpfs, which):
     assert left == [], f"{name} left a partial file: {left}"
 
 
-def test_full_tmpfs_keeps_an_old_export_intact(mount_tmpfs, export_files):
+def test_hostile_full_tmpfs_keeps_an_old_export_intact(mount_tmpfs, export_files):
     """re-exporting onto a full disk -> one clear error; the export that was there stays byte for byte"""
     from lossnet.train.procedures import load_encoder
     from lossnet.utils import DiskFullError
@@ -349,7 +350,7 @@ except DiskFullError as e:
 """
 
 
-def test_ulimit_f_is_one_clear_error_and_no_partial_file(tmp_path):
+def test_hostile_ulimit_f_is_one_clear_error_and_no_partial_file(tmp_path):
     """`ulimit -f` (RLIMIT_FSIZE, SIGXFSZ ignored): torch.save's 'file write failed' -> DiskFullError naming the file"""
     import resource
 

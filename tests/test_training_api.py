@@ -23,13 +23,15 @@ def pw():
     return train_encoder(_images(), EncoderConfig("I-I-PW", z=4), _FIT, loss_net=None)
 
 
-def test_i_i_pw_trains_without_a_loss_network(pw):
+def test_bad_input_i_i_pw_without_a_loss_network(pw):
+    """train_encoder(I-I-PW, loss_net=None) -> trains and embeds (it reads no features)"""
     assert pw.embed(_images(3)).shape == (3, 4)
     assert pw.loss_net["arch"] is None
 
 
 @pytest.mark.parametrize("proc", ["I-I-PS", "F-I-PW", "F-I-PS", "I-F-FP", "F-F-FP"])
-def test_procedures_reading_features_need_a_loss_network(proc):
+def test_bad_input_loss_net_none_for_a_procedure_reading_features(proc):
+    """train_encoder(..., loss_net=None) for I-I-PS, F-I-PW, F-I-PS, I-F-FP, F-F-FP -> one UserError 'needs a loss network'"""
     with pytest.raises(UserError, match=f"{proc} needs a loss network"):
         train_encoder(_images(), EncoderConfig(proc, z=4), _FIT, loss_net=None)
 
@@ -43,12 +45,14 @@ def test_procedures_reading_features_need_a_loss_network(proc):
     (_images(4).float(), "0..255 values"),
     (_images(4)[:, :1], r"\(N, 3, S, S\)"),
 ])
-def test_bad_training_images_are_one_user_error(images, match):
+def test_bad_input_training_images(images, match):
+    """train_encoder on 0 or 1 images, 64x80, 70x70, [0, 1] floats, 1-channel -> one UserError saying what to fix"""
     with pytest.raises(UserError, match=match):
         train_encoder(images, EncoderConfig("I-I-PW", z=4), _FIT, loss_net=None)
 
 
-def test_embed_refuses_0_255_floats_and_takes_float64_in_0_1(pw):
+def test_bad_input_embed_0_255_floats_and_float64(pw):
+    """TrainedEncoder.embed of 0..255 floats / float64 in [0, 1] / 80 px / NaN / 0 images -> refused '0..255 values' / same embedding as uint8 / refused / refused / (0, z)"""
     x = _images(3)
     ref = pw.embed(x)
     with pytest.raises(UserError, match="0..255 values"):

@@ -48,8 +48,8 @@ def _csv(p):
         return list(csv.DictReader(f))
 
 
-def test_rerun_from_scratch_leaves_each_epoch_once_in_tensorboard(tmp_path):
-    """the same training twice into one log dir (no checkpoint: a fresh start) -> every epoch once"""
+def test_hostile_rerun_from_scratch_leaves_each_epoch_once_in_tensorboard(tmp_path):
+    """the same training twice into one log dir (no checkpoint: a fresh start) -> one event file, every epoch once in TensorBoard and history.csv"""
     for _ in range(2):
         fit(Tiny(), _data(), _cfg(logger="tensorboard", log_dir=str(tmp_path)))
     assert len(list((tmp_path / "tensorboard").iterdir())) == 1
