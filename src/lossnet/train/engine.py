@@ -335,7 +335,8 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
         cfg: :class:`FitConfig`.
         ckpt_dir: keep ``last.pt`` here after every epoch and resume from it when it exists and
             was written with the same config; ``None`` disables checkpoints.
-        on_epoch_end: called with (epoch, history row) after each epoch's checkpoint.
+        on_epoch_end: called with (epoch, history row) after each epoch's checkpoint (epoch 1-based,
+            as in the logs).
         val_data: a separate validation set (the keys of ``data``, or those ``validate`` reads);
             then all of ``data`` trains and ``cfg.val_fraction`` is unused.
         validate: ``(task, validation data, device) -> float``, lower is better, called in eval
@@ -473,7 +474,7 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
                         "stopped_early": result.stopped_early,
                         "scaler": scaler.state_dict() if scaler is not None else None}, ckpt, point="checkpoint")
         if on_epoch_end is not None:
-            on_epoch_end(epoch, row)
+            on_epoch_end(row["epoch"], row)
     logger.close()
     if best_state is not None:
         task.load_state_dict(best_state)
