@@ -405,4 +405,15 @@ def train_encoder(images: torch.Tensor, cfg: EncoderConfig, fit_cfg: FitConfig, 
     ln = ({"arch": loss_net.arch, "layers": [str(x) for x in loss_net.layer_refs], "sigmoid": loss_net.sigmoid}
           if loss_net is not None else {"arch": None, "layers": [], "sigmoid": False})
     return TrainedEncoder(proc.name, model, cfg, fit_cfg, result, images.shape[-1],
-                          tuple(feats.shape[1:]) if feats is not None else (), ln, feature_seconds)
+                          tuple(feats.shape[1:]) if feats is not None else _feature_shape(loss_net, images), ln,
+                          feature_seconds)
+
+
+def _feature_shape(loss_net: LossNetwork | None, images: torch.Tensor) -> tuple[int, ...]:
+    """(C, H, W) of ``loss_net``'s features of one image (recorded, not trained on); () without one."""
+    if loss_net is None:
+        return ()
+    from ..utils import module_device
+
+    with torch.no_grad():
+        return tuple(loss_net.extract(images[:1].to(module_device(loss_net)).float().div(255))[0].shape[1:])
