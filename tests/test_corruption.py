@@ -239,6 +239,14 @@ def test_corrupt_file_is_one_line_naming_it(fmt, corruption, tmp_path, export_fi
     assert "\n" not in msg and str(p.name) in msg and str(tmp_path) in msg, msg
 
 
+def test_bad_input_export_weights_changed_after_export(tmp_path, export_files):
+    """encoder.safetensors replaced after export (sha256 differs from config.json's) -> one UserError naming both files"""
+    (tmp_path / "config.json").write_bytes(export_files["config.json"])
+    (tmp_path / "encoder.safetensors").write_bytes(_weights_wrong_shape(export_files))
+    with pytest.raises(UserError, match=r"encoder\.safetensors has sha256 .* but .*config\.json records"):
+        _read_export(tmp_path / "config.json")
+
+
 def test_empty_results_table_has_no_rows(tmp_path):
     (tmp_path / "results.jsonl").write_bytes(b"")
     assert _read_results(tmp_path / "results.jsonl") == []

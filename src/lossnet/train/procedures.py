@@ -250,6 +250,10 @@ def check_images(images, size: int | None = None, what: str = "images") -> None:
             raise ImageInputError(f"floating-point {what} must be in [0, 1], got values in [{lo:g}, {hi:g}]{hint}")
 
 
+class ExportChecksumError(ChecksumError, UserError):
+    """``encoder.safetensors`` differs from the sha256 its ``config.json`` records."""
+
+
 class ExportMissingError(UserError, FileNotFoundError):
     """A directory given as an exported encoder lacks ``config.json`` or ``encoder.safetensors``."""
 
@@ -303,7 +307,7 @@ def read_export(directory: str | Path) -> tuple[Path, dict]:
     else:
         got = sha256_file(weights)
         if got != expected:
-            raise ChecksumError(f"{weights} has sha256 {got} but {cfg_path} records {expected}: the file was corrupted "
+            raise ExportChecksumError(f"{weights} has sha256 {got} but {cfg_path} records {expected}: the file was corrupted "
                                 f"or changed after export. Copy the export again or re-run `lossnet pretrain`.")
     return d, cfg
 
