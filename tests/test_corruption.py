@@ -140,6 +140,12 @@ def _read_checkpoint(p: Path):
     return read_checkpoint(p)
 
 
+def _read_cell_data(p: Path):
+    from lossnet.utils import load_torch  # the reader of benchmark 3's cached cell data (and other torch caches)
+
+    return load_torch(p, "delete it; the next run rebuilds it", mmap=True)
+
+
 def _read_results(p: Path):
     from lossnet.runs.table import ResultsTable
 
@@ -182,6 +188,13 @@ FORMATS = [
         "empty": lambda f: b"",
         "wrong-type": lambda f: _checkpoint_bytes(torch.zeros(3)),  # "Boolean value of Tensor is ambiguous" before
         "wrong-shape": lambda f: _checkpoint_bytes({**_valid_checkpoint(), "history": torch.zeros(2)}),
+        "non-UTF-8": lambda f: b"\xff\xfe garbage \x00" * 20,
+    }),
+    Format("cached cell data (.pt)", "data.pt", lambda f: _checkpoint_bytes({"x": torch.zeros(4)}), _read_cell_data, {
+        "truncated": lambda f: _checkpoint_bytes({"x": torch.zeros(64)})[:100],
+        "empty": lambda f: b"",
+        "wrong-type": lambda f: _checkpoint_bytes(torch.zeros(3)),
+        "wrong-shape": lambda f: _checkpoint_bytes([torch.zeros(3)]),
         "non-UTF-8": lambda f: b"\xff\xfe garbage \x00" * 20,
     }),
     # results.jsonl: a bad line followed by a good one (a bad *last* line is a torn line, set aside)

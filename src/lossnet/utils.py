@@ -275,7 +275,7 @@ def read_jsonl(path: str | os.PathLike, fix: str = "fix or delete that line", *,
     return rows
 
 
-def load_torch(path: str | os.PathLike, fix: str, *, map_location="cpu", required=()) -> dict:
+def load_torch(path: str | os.PathLike, fix: str, *, map_location="cpu", required=(), mmap: bool = False) -> dict:
     """A dict saved by ``torch.save`` at ``path``, read with ``weights_only=True`` (no code runs).
 
     Missing, truncated, garbage, pickle payloads, and files holding anything but a dict with the
@@ -284,7 +284,7 @@ def load_torch(path: str | os.PathLike, fix: str, *, map_location="cpu", require
     if not p.is_file():
         raise _bad(p, "is missing" if not p.exists() else "is not a regular file", fix)
     try:
-        obj = torch.load(p, map_location=map_location, weights_only=True)
+        obj = torch.load(p, map_location=map_location, weights_only=True, mmap=mmap or None)
     except Exception as e:  # noqa: BLE001 - truncated, garbage, a refused pickle: all "cannot be read"
         first = (str(e).strip().splitlines() or [""])[0][:120]
         raise _bad(p, f"cannot be read as a torch file ({type(e).__name__}: {first})", fix) from None

@@ -56,6 +56,7 @@ from lossnet.benchmarks.base import Benchmark, register_benchmark, single_layer_
 from lossnet import distributed
 from lossnet.config import read_text
 from lossnet.errors import ConfigError
+from lossnet.utils import load_torch, save_torch
 
 NAME = "benchmark3"
 
@@ -201,13 +202,11 @@ def load_cell_data(cfg, out: Path) -> dict[str, torch.Tensor]:
     """The cell data (:func:`_build_data`), read from / written to :func:`data_file` (atomic)."""
     f = data_file(cfg, out)
     with distributed.main_first():  # under torchrun rank 0 builds it, the others read it
-        if f.exists():
-            return torch.load(f, map_location="cpu", weights_only=True, mmap=True)
+        if f.exists():  # one reader: a truncated or foreign file is one error naming it
+            return load_torch(f, "delete it; the next run rebuilds it", mmap=True)
         data = _build_data(cfg)
         f.parent.mkdir(parents=True, exist_ok=True)
-        tmp = f.with_suffix(f".tmp{os.getpid()}")
-        torch.save(data, tmp)
-        os.replace(tmp, f)
+        save_torch(data, f)  # atomic; a full disk is one error naming the file
         return data
 
 
