@@ -352,7 +352,7 @@ def test_hostile_full_tmpfs_keeps_an_old_export_intact(mount_tmpfs, export_files
     d = mount_tmpfs(size // 1024 + 16)  # room for the export and half a second copy of its weights
     for name, data in export_files.items():
         (d / name).write_bytes(data)
-    with pytest.raises(DiskFullError, match="No space left"):
+    with pytest.raises(DiskFullError, match=f"cannot write {d}: No space left"):
         _tiny_export(d)  # a second export into the full directory
     assert {n: (d / n).read_bytes() for n in export_files} == export_files
     assert sorted(p.name for p in d.iterdir()) == ["config.json", "encoder.safetensors"]

@@ -38,7 +38,7 @@ from ..losses import feature_prediction_loss, kl_divergence, perceptual_loss, pi
 from ..models import Autoencoder, FeatureDecoder, FeatureEncoder, ImageDecoder, ImageEncoder
 from ..zoo.network import LossNetwork
 from ..errors import UserError
-from ..utils import CorruptFileError, _atomic, load_safetensors, read_json
+from ..utils import CorruptFileError, load_safetensors, read_json, write_failure
 from ..zoo.weights import ChecksumError, sha256_file
 from .engine import FitConfig, FitResult, Frozen, fit
 
@@ -210,15 +210,19 @@ class TrainedEncoder:
         weights, cfg_path = d / "encoder.safetensors", d / "config.json"
         tmp_w, tmp_c = d / f".encoder.safetensors.tmp{os.getpid()}", d / f".config.json.tmp{os.getpid()}"
         try:
-            _atomic(tmp_w, lambda t: save_file({k: v.contiguous().cpu() for k, v in self.model.state_dict().items()},
-                                               str(t)))
+            save_file({k: v.contiguous().cpu() for k, v in self.model.state_dict().items()}, str(tmp_w))
             cfg = {"procedure": self.procedure, "encoder": asdict(self.config), "fit": asdict(self.fit),
                    "image_size": self.image_size, "feat_shape": list(self.feat_shape), "loss_net": self.loss_net,
                    "best_epoch": self.result.best_epoch, "history": self.result.history,
                    "encoder_sha256": sha256_file(tmp_w), **(extra or {})}
-            _atomic(tmp_c, lambda t: t.write_text(json.dumps(cfg, indent=2), encoding="utf-8"))
+            tmp_c.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
             os.replace(tmp_w, weights)
             os.replace(tmp_c, cfg_path)
+        except BaseException as e:
+            full = write_failure(e, d)  # a full disk, however safetensors or json report it: one line naming d
+            if full is not None and full is not e:
+                raise full from None
+            raise
         finally:
             tmp_w.unlink(missing_ok=True)
             tmp_c.unlink(missing_ok=True)
