@@ -47,3 +47,85 @@ def test_hostile_non_row_last_line_is_not_a_row(tmp_path, tail):
     t.append({"cell_id": "b"})
     assert t.path.read_bytes().startswith(good)
     assert [r["cell_id"] for r in t.rows()] == ["a", "b"]
+
+
+# ---------------------------------------------------------------------------------------------
+# lossnet pretrain --out E: a finished export is reused or refused, never silently replaced
+# ---------------------------------------------------------------------------------------------
+
+def _pngs(folder, n, seed):
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    return folder
+
+
+def _snapshot(d):
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def _pretrain(images, out, *extra):
+    from lossnet import cli
+
+    return cli.main(["pretrain", "--images", str(images), "--out", str(out), "--procedure", "I-I-PW",
+                     "--loss-net", "alexnet", "--layer", "E", "--epochs", "1", "--batch-size", "5", "--z", "4",
+                     "--logger", "tensorboard", *extra])
+
+
+@pytest.fixture
+def finished(tmp_path, offline_weights):
+    a = _pngs(tmp_path / "a", 10, 0)
+    assert _pretrain(a, tmp_path / "E") == 0
+    return a, tmp_path / "E"
+
+
+def test_hostile_identical_pretrain_rerun_reuses_the_export(finished, capsys):
+    """the same `lossnet pretrain` twice -> "already trained", exit 0, nothing retrained, export byte for byte"""
+    a, enc = finished
+    assert not (enc / ".lock").exists() and not (enc / "checkpoint").exists()
+    before = _snapshot(enc)
+    capsys.readouterr()
+    assert _pretrain(a, enc) == 0
+    assert f"already trained: {enc}; --force to retrain" in capsys.readouterr().out
+    assert _snapshot(enc) == before and not (enc / ".lock").exists() and not (enc / "checkpoint").exists()
+
+
+def test_hostile_pretrain_with_other_images_is_refused(finished, tmp_path, capsys):
+    """`lossnet pretrain --out E` with other images or settings into a finished export -> exit 2, one line, E byte for byte"""
+    _, enc = finished
+    before = _snapshot(enc)
+    b = _pngs(tmp_path / "b", 10, 1)
+    capsys.readouterr()
+    assert _pretrain(b, enc) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other images" in err[0] and "--force" in err[0] and str(enc) in err[0]
+    assert _pretrain(finished[0], enc, "--seed", "3") == 2
+    assert "seed 0 -> 3" in capsys.readouterr().err
+    assert _snapshot(enc) == before
+
+
+def test_hostile_force_replaces_atomically(finished, tmp_path, monkeypatch):
+    """--force with other images: a run that fails mid-training leaves the old export byte for byte; a complete one replaces it, each epoch once in TensorBoard"""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lossnet.train.procedures import read_export
+
+    _, enc = finished
+    before = _snapshot(enc)
+    b = _pngs(tmp_path / "b", 10, 1)
+    monkeypatch.setenv("LOSSNET_FAULT", "epoch:1:enospc")
+    assert _pretrain(b, enc, "--force") == 2
+    monkeypatch.delenv("LOSSNET_FAULT")
+    now = {k: v for k, v in _snapshot(enc).items() if not k.startswith("checkpoint/")}
+    assert now == before  # the old export, logs included, intact
+    assert _pretrain(b, enc, "--force") == 0
+    cfg = read_export(enc)[1]
+    assert cfg["encoder_sha256"] != json.loads(before["config.json"])["encoder_sha256"]
+    assert not (enc / ".lock").exists() and not (enc / "checkpoint").exists()
+    acc = EventAccumulator(str(enc / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("val_loss")] == [1]

@@ -145,12 +145,12 @@ def test_csv_history_matches_the_run_and_survives_resume(tmp_path, monkeypatch):
         with pytest.raises(RuntimeError, match="injected"):
             fit(ConvTask(), _data(), _cfg(epochs=4, logger="csv"), ckpt_dir=tmp_path)
     rows = _csv(tmp_path / "history.csv")
-    assert [int(x["epoch"]) for x in rows] == [0, 1, 2]  # epoch 2 logged, not checkpointed
+    assert [int(x["epoch"]) for x in rows] == [1, 2, 3]  # epoch 3 logged, not checkpointed
     assert list(rows[0]) == ["epoch", "train_loss", "val_loss", "lr", "train_seconds", "val_seconds"]
     r = fit(ConvTask(), _data(), _cfg(epochs=4, logger="csv"), ckpt_dir=tmp_path)
     assert r.resumed_from == 2
     rows = _csv(tmp_path / "history.csv")
-    assert [int(x["epoch"]) for x in rows] == [0, 1, 2, 3]  # the re-run epoch 2 once
+    assert [int(x["epoch"]) for x in rows] == [1, 2, 3, 4]  # the re-run epoch 3 once
     assert [float(x["val_loss"]) for x in rows] == pytest.approx([h["val_loss"] for h in r.history])
     assert [float(x["train_seconds"]) for x in rows] == pytest.approx([h["train_seconds"] for h in r.history])
     assert {float(x["lr"]) for x in rows} == {1e-3}
@@ -176,9 +176,9 @@ def test_tensorboard_events_hold_the_history(tmp_path, monkeypatch):
     assert r.resumed_from == 2
     acc = EventAccumulator(str(tmp_path / "tensorboard"))
     acc.Reload()
-    assert {"train/loss", "val/score", "lr", "time/train_seconds"} <= set(acc.Tags()["scalars"])
-    val = acc.Scalars("val/score")
-    assert [e.step for e in val] == [0, 1, 2, 3]  # the crashed run's epoch 2 purged
+    assert {"train_loss", "val_loss", "lr", "train_seconds", "val_seconds"} <= set(acc.Tags()["scalars"])
+    val = acc.Scalars("val_loss")  # one name for one number: the history.csv column
+    assert [e.step for e in val] == [1, 2, 3, 4]  # the crashed run's epoch 3 once
     assert [e.value for e in val] == pytest.approx([h["val_loss"] for h in r.history], rel=1e-6)
     assert len(_csv(tmp_path / "history.csv")) == 4
 

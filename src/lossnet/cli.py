@@ -144,42 +144,13 @@ def _load_images(spec: str, size: int):
 
 
 def _pretrain(args) -> None:
-    from lossnet.runs.lock import run_lock
-    from lossnet.utils import ensure_writable_dir
+    from lossnet.experiments.pretrain import pretrain
 
-    out = ensure_writable_dir(args.out, "--out directory")  # before the images are read
-    with run_lock(out):  # one writer per export directory
-        _pretrain_locked(args)
-
-
-def _pretrain_locked(args) -> None:
-    from lossnet import distributed
-    from lossnet.train.engine import FitConfig
-    from lossnet.train.procedures import EncoderConfig, train_encoder
-    from lossnet.zoo import PRESETS, LossNetwork
-
-    images = _load_images(args.images, args.size)
-    layer = int(args.layer) if args.layer and args.layer.lstrip("-").isdigit() else args.layer
-    net = (LossNetwork(args.loss_net) if args.loss_net in PRESETS
-           else LossNetwork(args.loss_net, layers=layer if layer is not None else "L", sigmoid=args.sigmoid))
-    main = distributed.is_main()  # under torchrun every rank trains; rank 0 exports and prints
-    if main:
-        print(f"{len(images)} images {tuple(images.shape[1:])}; loss network {net.arch} {net.nodes}; {args.procedure}")
-    tr = train_encoder(images, EncoderConfig(procedure=args.procedure, z=args.z, variational=args.vae, gamma=args.gamma),
-                       FitConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                                 device=args.device, patience=args.patience, precision=args.precision,
-                                 channels_last=args.channels_last, compile=args.compile, logger=args.logger,
-                                 log_dir=args.out),
-                       loss_net=net, ckpt_dir=f"{args.out}/checkpoint")
-    if not main:
-        return
-    tr.export(args.out)
-    if not args.keep_checkpoint:  # only needed to resume an interrupted run; the export is complete
-        import shutil
-
-        shutil.rmtree(Path(args.out) / "checkpoint", ignore_errors=True)
-    print(f"best epoch {tr.result.best_epoch} (val loss {tr.result.best_val:.5g}), {tr.result.epoch_seconds:.1f} s/epoch; "
-          f"exported to {args.out}/encoder.safetensors + config.json")
+    pretrain(args.images, args.out, procedure=args.procedure, loss_net=args.loss_net, layer=args.layer,
+             sigmoid=args.sigmoid, size=args.size, z=args.z, vae=args.vae, gamma=args.gamma, epochs=args.epochs,
+             batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed, device=args.device,
+             precision=args.precision, channels_last=args.channels_last, compile=args.compile, logger=args.logger,
+             keep_checkpoint=args.keep_checkpoint, force=args.force)
 
 
 def _pretrain_command(args) -> None:
@@ -206,11 +177,9 @@ def _embed(args) -> None:
 
     out = Path(args.out) if args.out.endswith(".npy") else Path(args.out + ".npy")  # as np.save names it
     ensure_writable_file(out, "--out file")  # parents created, checked before the work
-    cfg_path = Path(args.encoder) / "config.json"
-    if not cfg_path.is_file():
-        raise UserError(f"{args.encoder} is not an exported encoder (no config.json); use a directory written by "
-                        f"`lossnet pretrain --out DIR`")
-    cfg = json.loads(cfg_path.read_text())
+    from lossnet.train.procedures import read_export
+
+    cfg = read_export(args.encoder)[1]  # one reader of exports: names the file and the fix
     images = _load_images(args.images, cfg["image_size"])
     emb = embed_images(args.encoder, images)
     import io

@@ -127,9 +127,11 @@ def write_failure(e: BaseException, path: str | os.PathLike) -> DiskFullError | 
     if isinstance(e, DiskFullError):
         return e
     full = isinstance(e, OSError) and getattr(e, "errno", None) in _FULL_ERRNOS
-    if isinstance(e, RuntimeError) and "inline_container" in str(e) and \
-            ("write" in str(e) or "unexpected pos" in str(e)):
-        full = True
+    msg = str(e)
+    if isinstance(e, RuntimeError) and "inline_container" in msg and ("write" in msg or "unexpected pos" in msg):
+        full = True  # torch.save to a path ("file write failed") or to a file object ("unexpected pos")
+    if any(s in msg for s in ("No space left on device", "(os error 28)", "(os error 27)", "File too large")):
+        full = True  # e.g. safetensors' SafetensorError "I/O error: No space left on device (os error 28)"
     if not full:
         return None
     err = DiskFullError(f"cannot write {path}: No space left on the device (or over the file-size limit, ulimit -f); "
@@ -167,8 +169,14 @@ def atomic_write(path: str | os.PathLike, data: str | bytes, *, point: str | Non
 
 def save_torch(obj, path: str | os.PathLike, *, point: str | None = None) -> Path:
     """``torch.save(obj)`` to ``path`` atomically, like :func:`atomic_write`: a full disk, however
-    torch reports it, is one :class:`DiskFullError` naming ``path`` and leaves no partial file."""
-    return _atomic(path, lambda t: torch.save(obj, t), point)
+    torch reports it, is one :class:`DiskFullError` naming ``path`` and leaves no partial file
+    (the temporary file is written through a file object closed on error, so no descriptor of
+    it outlives the failure)."""
+    def write(t: Path) -> None:
+        with open(t, "wb") as f:
+            torch.save(obj, f)
+
+    return _atomic(path, write, point)
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,7 +275,7 @@ def read_jsonl(path: str | os.PathLike, fix: str = "fix or delete that line", *,
     return rows
 
 
-def load_torch(path: str | os.PathLike, fix: str, *, map_location="cpu", required=()) -> dict:
+def load_torch(path: str | os.PathLike, fix: str, *, map_location="cpu", required=(), mmap: bool = False) -> dict:
     """A dict saved by ``torch.save`` at ``path``, read with ``weights_only=True`` (no code runs).
 
     Missing, truncated, garbage, pickle payloads, and files holding anything but a dict with the
@@ -276,7 +284,7 @@ def load_torch(path: str | os.PathLike, fix: str, *, map_location="cpu", require
     if not p.is_file():
         raise _bad(p, "is missing" if not p.exists() else "is not a regular file", fix)
     try:
-        obj = torch.load(p, map_location=map_location, weights_only=True)
+        obj = torch.load(p, map_location=map_location, weights_only=True, mmap=mmap or None)
     except Exception as e:  # noqa: BLE001 - truncated, garbage, a refused pickle: all "cannot be read"
         first = (str(e).strip().splitlines() or [""])[0][:120]
         raise _bad(p, f"cannot be read as a torch file ({type(e).__name__}: {first})", fix) from None

@@ -56,6 +56,7 @@ from lossnet.benchmarks.delineation_task import (ITERATION_WEIGHTS, DelineationT
 from lossnet import distributed
 from lossnet.config import read_text
 from lossnet.errors import ConfigError
+from lossnet.utils import load_torch, save_torch
 
 NAME = "benchmark3"
 
@@ -200,13 +201,11 @@ def load_cell_data(cfg, out: Path) -> dict[str, torch.Tensor]:
     """The cell data (:func:`_build_data`), read from / written to :func:`data_file` (atomic)."""
     f = data_file(cfg, out)
     with distributed.main_first():  # under torchrun rank 0 builds it, the others read it
-        if f.exists():
-            return torch.load(f, map_location="cpu", weights_only=True, mmap=True)
+        if f.exists():  # one reader: a truncated or foreign file is one error naming it
+            return load_torch(f, "delete it; the next run rebuilds it", mmap=True)
         data = _build_data(cfg)
         f.parent.mkdir(parents=True, exist_ok=True)
-        tmp = f.with_suffix(f".tmp{os.getpid()}")
-        torch.save(data, tmp)
-        os.replace(tmp, f)
+        save_torch(data, f)  # atomic; a full disk is one error naming the file
         return data
 
 
@@ -428,8 +427,9 @@ def report_section(out: Path, rows: list[dict], figures: Path, md_dir: Path) -> 
     BCE-only reference, with the loss magnitudes (mu L_top / L_bce at the start)."""
     from lossnet.report.tables import md_table
     from lossnet.runs.cells import reference_rows
+    from lossnet.runs.table import read_sweep_manifest
 
-    man = json.loads((Path(out) / "sweep.json").read_text())
+    man = read_sweep_manifest(out)
     cfg = OmegaConf.create(man["config"])
     entries = [("BCE only", r) for r in reference_rows(out) if r.get("reference") == "bce"]
     entries += [(f"BCE + {cfg.mu} L_top, {r['arch']}:{r['layer']}", r) for r in rows if r.get("status", "ok") == "ok"]

@@ -3,7 +3,6 @@ bicubic and pixel loss, one table per factor, with crops of the example images."
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -12,6 +11,7 @@ from omegaconf import OmegaConf
 from lossnet.benchmarks.super_resolution import METRICS, _factors, _list, _root, _sets, score_name
 from lossnet.errors import ConfigError
 from lossnet.runs.cells import reference_rows
+from lossnet.runs.table import read_sweep_manifest
 
 
 def _example_images(cfg) -> list[tuple[str, str]]:
@@ -74,7 +74,7 @@ def report_section(out: Path, rows: list[dict], figures: Path, md_dir: Path) -> 
     from lossnet.report.tables import md_table
 
     out = Path(out)
-    man = json.loads((out / "sweep.json").read_text())
+    man = read_sweep_manifest(out)
     cfg = OmegaConf.create(man["config"])
     refs = reference_rows(out)
     ok = [r for r in rows if r.get("status", "ok") == "ok"]

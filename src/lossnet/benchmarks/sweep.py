@@ -68,7 +68,7 @@ from lossnet.runs.launch import (
     skipped_row,
 )
 from lossnet.runs.lock import run_lock
-from lossnet.runs.table import ResultsTable
+from lossnet.runs.table import ResultsTable, read_sweep_manifest
 from lossnet.utils import atomic_write, ensure_writable_dir, is_fs_error, log
 
 __all__ = ["BENCHMARKS", "Benchmark", "CellRequest", "SWEEP_DEFAULTS", "SweepError", "effective_rows", "is_sweep_dir",
@@ -358,7 +358,7 @@ def write_analysis(path: str | os.PathLike, *, out: str | os.PathLike | None = N
         raise UserError(f"{path} is not a sweep directory (no sweep.json) and holds none")
     rows, scores, per_dir = [], [], []
     for d in dirs:
-        man = json.loads((d / "sweep.json").read_text())
+        man = read_sweep_manifest(d)
         for s in man["scores"]:
             sc = Score(s["name"], s["benchmark"], bool(s["higher_is_better"]))
             if sc not in scores:
@@ -376,8 +376,8 @@ def write_analysis(path: str | os.PathLike, *, out: str | os.PathLike | None = N
     ok = [r for r in rows if r.get("status", "ok") == "ok"]
     head = [f"Sweep director{'ies' if len(dirs) > 1 else 'y'}: {', '.join(str(d) for d in dirs)}; "
             f"{len(ok)} finished cells, {len(rows) - len(ok)} skipped. Generated {utc_now()}.", ""]
-    settings = sorted({f"{json.loads((d / 'sweep.json').read_text())['benchmark']} "
-                       f"({json.loads((d / 'sweep.json').read_text())['config'].get('scale')} scale)" for d in dirs})
+    settings = sorted({f"{read_sweep_manifest(d)['benchmark']} ({read_sweep_manifest(d)['config'].get('scale')} scale)"
+                       for d in dirs})
     head.insert(0, "Benchmarks: " + ", ".join(settings) + ".")
     lines = md.split("\n")
     md = "\n".join(lines[:2] + head + lines[2:])

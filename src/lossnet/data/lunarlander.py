@@ -318,7 +318,9 @@ def _check_existing(out: Path, settings: dict[str, Any]) -> bool:
             f"{out} exists but is not a LunarLander collection (no meta.json); "
             "choose another --out directory or delete it"
         )
-    meta = json.loads(meta_path.read_text())
+    from ..utils import read_json
+
+    meta = read_json(meta_path, "delete the folder or choose another --out directory to regenerate the collection")
     meta.setdefault("offscreen_tolerance", 0.0)  # collections written before the tolerance
     meta.setdefault("rollout", "reset_on_done")  # ... and before the rollout modes
     diff = {k: (meta.get(k), v) for k, v in settings.items() if meta.get(k) != v}

@@ -122,17 +122,17 @@ def _files_by_stem(d: Path) -> dict[str, Path]:
 
 
 def _read_rgb(p: Path) -> np.ndarray:
-    from PIL import Image
+    from .images import open_image
 
-    with Image.open(p) as im:
+    with open_image(p) as im:
         return np.asarray(im.convert("RGB"))
 
 
 def _read_label(p: Path) -> np.ndarray:
     """Binary (H, W) bool: labels as distributed are 0/255; 0/1 maps are accepted too."""
-    from PIL import Image
+    from .images import open_image
 
-    with Image.open(p) as im:
+    with open_image(p) as im:
         a = np.asarray(im.convert("L") if im.mode not in ("L", "1", "I;16", "I") else im)
     if a.ndim == 3:
         a = a[..., 0]

@@ -355,7 +355,7 @@ def make_proxy_set(sr_root: PathLike, n_patches: int = 64, seed: int = 0,
     Per-patch randomness (noise field, colour direction, shift direction) is shared across the
     levels of a distortion, so only the strength changes. Same ``seed`` -> identical set.
     """
-    from PIL import Image
+    from lossnet.data.images import image_size, open_image
 
     names = list(PROXY_DISTORTIONS) if distortions is None else list(distortions)
     for nm in names:
@@ -371,8 +371,7 @@ def make_proxy_set(sr_root: PathLike, n_patches: int = 64, seed: int = 0,
     ctx = patch + 2 * _MARGIN
     sizes = {}
     for p in files:
-        with Image.open(p) as im:
-            sizes[p] = im.size
+        sizes[p] = image_size(p)
     eligible = [p for p in files if min(sizes[p]) >= ctx]
     if not eligible:
         raise FileNotFoundError(f"no image of at least {ctx}x{ctx} px under {root}")
@@ -386,7 +385,7 @@ def make_proxy_set(sr_root: PathLike, n_patches: int = 64, seed: int = 0,
     for i in range(n_patches):
         p = eligible[order[i % len(eligible)]]
         if p not in cache:
-            with Image.open(p) as im:
+            with open_image(p) as im:
                 cache[p] = np.asarray(im.convert("RGB"), dtype=np.float64)
         img = cache[p]
         top = int(rng.integers(0, img.shape[0] - ctx + 1))

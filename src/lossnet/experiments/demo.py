@@ -212,7 +212,7 @@ def _write_outputs(out: Path, rows: list[dict], meta: dict) -> None:
           "| --- | ---: | --- | ---: | ---: | ---: |"]
     for r in rows:
         md.append(f"| {r['procedure']} | {r['test_error_px']:.2f} | {r['probe']} | {r['epoch_seconds']:.1f} | "
-                  f"{r['total_seconds']:.1f} | {r['best_epoch']} |")
+                  f"{r['total_seconds']:.1f} | {r['best_epoch'] + 1} |")  # epochs counted from 1
     md.append("")
     md.append(f"LunarLander frames: {meta['frames']}; total wall time {meta['total_seconds']:.0f} s on "
               f"{meta['device']} ({meta['threads']} threads).")

@@ -371,7 +371,7 @@ def write_report(out: str | Path, cfg=None) -> Path:
                 b = bic.get(score_name(s, "psnr", factor)) if bic else None
                 d = "" if r["run"] == "bicubic" or p is None or b is None else f"{p - b:+.2f}"
                 cells += ["-" if p is None else f"{p:.2f}", "-" if q is None else f"{q:.4f}", d]
-            be = "" if r["run"] == "bicubic" else str(r.get("best_epoch"))
+            be = "" if r["run"] == "bicubic" or not isinstance(r.get("best_epoch"), int) else str(r["best_epoch"] + 1)
             lines.append(f"| x{factor} | {_label(r)} | " + " | ".join(cells) + f" | {be} | {r.get('seconds', 0):.0f} |")
     lines += ["", "Loss terms at the kept epoch (unweighted training means: per-pixel MSE, KL per latent element "
               "(per image with `kl_reduction=sum`), "

@@ -12,7 +12,27 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["ResultsTable", "clean", "flatten_row"]
+__all__ = ["ResultsTable", "clean", "flatten_row", "read_sweep_manifest"]
+
+
+def read_sweep_manifest(directory: str | os.PathLike) -> dict:
+    """The validated ``sweep.json`` of a sweep directory: ``benchmark`` (str), ``scores`` (a list
+    of objects with ``name``, ``benchmark``, ``higher_is_better``) and ``config`` (an object).
+    Anything else (missing, empty, not JSON, ``{}``, wrong types) is one
+    :class:`~lossnet.utils.CorruptFileError` naming the file and the fix."""
+    from lossnet.utils import CorruptFileError, read_json
+
+    path = Path(directory) / "sweep.json"
+    fix = "rerun the sweep into this directory to rewrite it (finished cells are kept), or restore the file"
+    man = read_json(path, fix, required=("benchmark", "scores", "config"))
+    scores = man["scores"]
+    ok = isinstance(man["benchmark"], str) and isinstance(man["config"], dict) and isinstance(scores, list) and all(
+        isinstance(x, dict) and isinstance(x.get("name"), str) and isinstance(x.get("benchmark"), str)
+        and isinstance(x.get("higher_is_better"), bool) for x in scores)
+    if not ok:
+        raise CorruptFileError(f"{path} is malformed (benchmark must be a string, config an object, scores a list of "
+                               f"objects with name, benchmark, higher_is_better): {fix}")
+    return man
 
 
 def _clean(obj: Any) -> Any:
@@ -102,11 +122,21 @@ class ResultsTable:
         self.directory.mkdir(parents=True, exist_ok=True)
         fault_point("row_append")
         self._repair_tail()
-        line = json.dumps(_clean(row), allow_nan=False) + "\n"
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        line = (json.dumps(_clean(row), allow_nan=False) + "\n").encode("utf-8")
+        with open(self.path, "ab") as f:
+            size = f.tell()
+            try:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError as e:  # a full disk: no partial row left, one error naming the file
+                from lossnet.utils import write_failure
+
+                f.truncate(size)
+                full = write_failure(e, self.path)
+                if full is not None:
+                    raise full from None
+                raise
         self.export_csv()
 
     def export_csv(self, rows: Iterable[dict] | None = None) -> Path:

@@ -40,6 +40,9 @@ class Pretrain:
     compile: bool = field(default=False, metadata={"doc": "torch.compile the training step"})
     logger: str = choice("csv", "csv", "tensorboard", "none", doc="per-epoch history in OUT")
     keep_checkpoint: bool = field(default=False, metadata={"doc": "keep OUT/checkpoint/last.pt after the export"})
+    force: bool = field(default=False, metadata={"doc": "retrain and replace a finished export in OUT (kept intact "
+                                                         "until the new one is complete); without it a matching "
+                                                         "export is reused and a different one refused"})
     json: bool = field(default=False, metadata={"doc": "print the result as JSON (one object)"})
 
 

@@ -16,7 +16,8 @@ trainable parameters are the ones to optimise) on in-memory tensors:
   the 1-process run with the same global batch), losses and validation scores are reduced across
   ranks, only rank 0 writes the checkpoint (docs/scaling.md).
 * optional fast paths (``precision``, ``channels_last``, ``compile``) and per-epoch logs
-  (``history.csv``, TensorBoard; :mod:`lossnet.train.loggers`); see docs/performance.md.
+  (``history.csv``, TensorBoard, optional per-step losses; :mod:`lossnet.train.loggers`; epochs
+  counted from 1); see docs/performance.md.
 
 Batches are dicts of tensors sliced from ``data``; ``uint8`` tensors (images) are converted to
 float in [0, 1] on the device, other floating tensors (cached features) to float32.
@@ -48,7 +49,8 @@ PRECISIONS = ("32", "bf16", "16-mixed")
 """``FitConfig.precision``: ``32`` float32; ``bf16`` autocast to bfloat16 (CPU and CUDA);
 ``16-mixed`` autocast to float16 with a gradient scaler (CUDA only)."""
 
-_NOT_IDENTITY = ("device", "progress", "desc", "channels_last", "compile", "logger", "log_dir", "deterministic")
+_NOT_IDENTITY = ("device", "progress", "desc", "channels_last", "compile", "logger", "log_dir", "deterministic",
+                 "log_every_n_steps")
 
 
 @dataclass
@@ -71,9 +73,15 @@ class FitConfig:
     logger: str = "csv"  # csv | tensorboard (csv + TensorBoard events) | none; see lossnet.train.loggers
     log_dir: str | None = None  # None: ckpt_dir (no logs without either)
     deterministic: bool = False  # deterministic kernels + seeded RNGs: bit-identical reruns (lossnet.train.determinism)
+    log_every_n_steps: int = 0  # > 0: also log every n-th optimizer step's training loss (steps.csv, step_loss)
 
     def __post_init__(self) -> None:
+        from ..errors import ConfigError
+
         self.precision = str(self.precision)
+        n = self.log_every_n_steps
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ConfigError(f"log_every_n_steps must be an integer >= 0 (0: off), got {n!r}")
 
     def identity(self) -> str:
         """Hash of the settings that change the result: all but device, progress, desc, the
@@ -108,7 +116,9 @@ class Frozen:
 
 @dataclass
 class FitResult:
-    """What :func:`fit` returns: the history (one dict per epoch) and the best epoch."""
+    """What :func:`fit` returns: the history (one dict per epoch; ``history[i]["epoch"] == i + 1``,
+    epochs counted from 1 as in the logs and bars) and ``best_epoch``, the 0-based *index* into
+    ``history`` of the best validation epoch (its epoch number is ``best_epoch + 1``)."""
 
     history: list[dict] = field(default_factory=list)
     best_epoch: int = -1
@@ -327,7 +337,8 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
         cfg: :class:`FitConfig`.
         ckpt_dir: keep ``last.pt`` here after every epoch and resume from it when it exists and
             was written with the same config; ``None`` disables checkpoints.
-        on_epoch_end: called with (epoch, history row) after each epoch's checkpoint.
+        on_epoch_end: called with (epoch, history row) after each epoch's checkpoint (epoch 1-based,
+            as in the logs).
         val_data: a separate validation set (the keys of ``data``, or those ``validate`` reads);
             then all of ``data`` trains and ``cfg.val_fraction`` is unused.
         validate: ``(task, validation data, device) -> float``, lower is better, called in eval
@@ -416,6 +427,7 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
         perm = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch))]
         t0 = time.perf_counter()
         total, seen = 0.0, 0
+        steps_per_epoch = -(-len(perm) // cfg.batch_size)
         for i in range(0, len(perm), cfg.batch_size):
             b = perm[i:i + cfg.batch_size]
             if world > 1 and len(b) < world:  # a last batch with fewer samples than ranks
@@ -435,6 +447,9 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
                 scaler.update()
             total += loss.float().item() * len(mine)
             seen += len(mine)
+            step = epoch * steps_per_epoch + i // cfg.batch_size + 1  # 1-based optimizer step
+            if cfg.log_every_n_steps and step % cfg.log_every_n_steps == 0:
+                logger.log_step(step, epoch + 1, loss.float().item())
         if device.type == "cuda":
             torch.cuda.synchronize()
         train_seconds = time.perf_counter() - t0
@@ -446,7 +461,7 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
         val_seconds = time.perf_counter() - t1
         if world > 1:
             train_seconds, val_seconds = distributed.all_reduce([train_seconds, val_seconds], op="max")
-        row = {"epoch": epoch, "train_loss": total / seen, "val_loss": val,
+        row = {"epoch": epoch + 1, "train_loss": total / seen, "val_loss": val,
                "train_seconds": train_seconds, "val_seconds": val_seconds, "lr": opt.param_groups[0]["lr"]}
         result.history.append(row)
         if val < result.best_val:
@@ -454,7 +469,7 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
             best_state = copy.deepcopy(task.state_dict())
         elif cfg.patience is not None and epoch - result.best_epoch >= cfg.patience:
             result.stopped_early = True
-        bar.set_postfix(train=f"{row['train_loss']:.4g}", val=f"{val:.4g}", best=result.best_epoch)
+        bar.set_postfix(train=f"{row['train_loss']:.4g}", val=f"{val:.4g}", best=result.best_epoch + 1)
         logger.log(row)  # before the checkpoint: a re-run epoch replaces its row (loggers module)
         fault_point("epoch")
         if ckpt is not None and distributed.is_main():  # one writer
@@ -466,7 +481,7 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
                         "stopped_early": result.stopped_early,
                         "scaler": scaler.state_dict() if scaler is not None else None}, ckpt, point="checkpoint")
         if on_epoch_end is not None:
-            on_epoch_end(epoch, row)
+            on_epoch_end(row["epoch"], row)
     logger.close()
     if best_state is not None:
         task.load_state_dict(best_state)

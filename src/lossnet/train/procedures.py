@@ -30,13 +30,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from ..train.cache import FeatureCache, feature_shape, images_fingerprint, net_identity
 from ..losses import feature_prediction_loss, kl_divergence, perceptual_loss, pixel_loss
 from ..models import Autoencoder, FeatureDecoder, FeatureEncoder, ImageDecoder, ImageEncoder
 from ..zoo.network import LossNetwork
+from ..errors import UserError
+from ..utils import CorruptFileError, load_safetensors, read_json, write_failure
 from ..zoo.weights import ChecksumError, sha256_file
 from .engine import FitConfig, FitResult, Frozen, fit
 
@@ -177,49 +179,131 @@ class TrainedEncoder:
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor, feats: torch.Tensor | None = None, batch_size: int = 512) -> torch.Tensor:
-        """Embeddings ``mu`` (N, z) of uint8 images (N, 3, S, S); feature encoders need ``feats``."""
+        """Embeddings ``mu`` (N, z) of images (N, 3, S, S), S the training size: uint8 in 0..255,
+        or floating point (any float dtype, float64 included) in [0, 1]. Floats above 1 (0..255
+        values) are refused with a :class:`~lossnet.errors.UserError`, not silently clipped.
+        Feature encoders need ``feats``, the loss network's features of ``images``."""
         self.model.eval()
         dev = next(self.model.parameters()).device
+        check_images(images, self.image_size, "images")
         src = feats if self.uses_features else images
         if src is None:
-            raise ValueError(f"{self.procedure} encodes loss-network features: pass feats")
+            raise UserError(f"{self.procedure} encodes loss-network features: pass feats=")
         out = []
         for i in range(0, len(src), batch_size):
             x = src[i:i + batch_size].to(dev)
             x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
             out.append(self.model.embed(x).cpu())
-        return torch.cat(out)
+        return torch.cat(out) if out else torch.zeros(0, self.config.z)
 
-    def export(self, directory: str | Path) -> Path:
+    def export(self, directory: str | Path, extra: dict | None = None) -> Path:
         """Write ``encoder.safetensors`` (whole autoencoder) and ``config.json`` to ``directory``.
 
         ``config.json`` records the safetensors file's sha256 (``encoder_sha256``), checked by
-        :func:`load_encoder` / :func:`embed_images`.
+        :func:`load_encoder` / :func:`embed_images`, plus the JSON-able ``extra`` entries (e.g.
+        ``lossnet pretrain``'s settings and data fingerprint). Both files are written to temporary
+        names first and renamed at the end, so a failed export (full disk: one error naming the
+        file) leaves a previous export in ``directory`` intact.
         """
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f".encoder.safetensors.tmp{os.getpid()}"
-        save_file({k: v.contiguous().cpu() for k, v in self.model.state_dict().items()}, str(tmp))
-        digest = sha256_file(tmp)
-        os.replace(tmp, d / "encoder.safetensors")
-        (d / "config.json").write_text(json.dumps({
-            "procedure": self.procedure, "encoder": asdict(self.config), "fit": asdict(self.fit),
-            "image_size": self.image_size, "feat_shape": list(self.feat_shape), "loss_net": self.loss_net,
-            "best_epoch": self.result.best_epoch, "history": self.result.history, "encoder_sha256": digest}, indent=2))
+        weights, cfg_path = d / "encoder.safetensors", d / "config.json"
+        tmp_w, tmp_c = d / f".encoder.safetensors.tmp{os.getpid()}", d / f".config.json.tmp{os.getpid()}"
+        try:
+            save_file({k: v.contiguous().cpu() for k, v in self.model.state_dict().items()}, str(tmp_w))
+            cfg = {"procedure": self.procedure, "encoder": asdict(self.config), "fit": asdict(self.fit),
+                   "image_size": self.image_size, "feat_shape": list(self.feat_shape), "loss_net": self.loss_net,
+                   "best_epoch": self.result.best_epoch, "history": self.result.history,
+                   "encoder_sha256": sha256_file(tmp_w), **(extra or {})}
+            tmp_c.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+            os.replace(tmp_w, weights)
+            os.replace(tmp_c, cfg_path)
+        except BaseException as e:
+            full = write_failure(e, d)  # a full disk, however safetensors or json report it: one line naming d
+            if full is not None and full is not e:
+                raise full from None
+            raise
+        finally:
+            tmp_w.unlink(missing_ok=True)
+            tmp_c.unlink(missing_ok=True)
         return d
 
 
-def _read_export(directory: str | Path) -> tuple[Path, dict]:
+class ImageInputError(UserError, ValueError):
+    """Images passed to the training API are not (N, 3, S, S) uint8 / [0, 1] floats of the right size."""
+
+
+def check_images(images, size: int | None = None, what: str = "images") -> None:
+    """Raise one :class:`ImageInputError` (a :class:`~lossnet.errors.UserError`) unless ``images`` is a (N, 3, S, S) tensor,
+    uint8 (0..255) or floating point in [0, 1], with S = ``size`` when given."""
+    if not isinstance(images, torch.Tensor):
+        raise ImageInputError(f"{what} must be a torch.Tensor (N, 3, S, S), got {type(images).__name__}")
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ImageInputError(f"{what} must be (N, 3, S, S) RGB, got shape {tuple(images.shape)}")
+    if size is not None and tuple(images.shape[2:]) != (size, size):
+        raise ImageInputError(f"{what} must be {size}x{size} px for this encoder, got {images.shape[2]}x{images.shape[3]}; "
+                        f"resize them (e.g. load_image_folder(..., size={size}))")
+    if images.dtype == torch.uint8:
+        return
+    if not images.is_floating_point():
+        raise ImageInputError(f"{what} must be uint8 (0..255) or floating point in [0, 1], got {images.dtype}")
+    if images.numel():
+        lo, hi = float(images.min()), float(images.max())
+        if not (lo >= 0 and hi <= 1):  # NaN fails too
+            hint = "; these look like 0..255 values: pass uint8 or divide by 255" if hi > 1 and hi <= 255 else ""
+            raise ImageInputError(f"floating-point {what} must be in [0, 1], got values in [{lo:g}, {hi:g}]{hint}")
+
+
+class ExportChecksumError(ChecksumError, UserError):
+    """``encoder.safetensors`` differs from the sha256 its ``config.json`` records."""
+
+
+class ExportMissingError(UserError, FileNotFoundError):
+    """A directory given as an exported encoder lacks ``config.json`` or ``encoder.safetensors``."""
+
+
+_EXPORT_FIX = "re-export the encoder (`lossnet pretrain --out DIR --force`, or TrainedEncoder.export)"
+_EXPORT_KEYS = ("procedure", "encoder", "image_size", "feat_shape", "loss_net")
+
+
+def _check_export_config(cfg: dict, cfg_path: Path) -> None:
+    def bad(problem: str):
+        return CorruptFileError(f"{cfg_path} {problem}: {_EXPORT_FIX}")
+
+    if not isinstance(cfg["procedure"], str) or cfg["procedure"].upper() not in PROCEDURES:
+        raise bad(f"names an unknown procedure {cfg['procedure']!r}")
+    enc = cfg["encoder"]
+    fields = set(EncoderConfig.__dataclass_fields__)
+    if not isinstance(enc, dict) or not set(enc) <= fields:
+        raise bad(f"has a malformed 'encoder' entry (an object with keys among {', '.join(sorted(fields))})")
+    if not isinstance(enc.get("z", 64), int) or isinstance(enc.get("z"), bool) or enc.get("z", 64) < 1 or \
+            not isinstance(enc.get("hidden", 1), int) or enc.get("hidden", 1) < 1:
+        raise bad("has a malformed 'encoder' entry (z and hidden must be positive integers)")
+    size = cfg["image_size"]
+    if not isinstance(size, int) or isinstance(size, bool) or size < 64 or (size - 64) % 16:
+        raise bad(f"has image_size {size!r}, not 64 + 16n px")
+    fs = cfg["feat_shape"]
+    if not isinstance(fs, list) or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0
+                                                     for x in fs):
+        raise bad(f"has feat_shape {fs!r}, not a list of positive integers")
+    ln = cfg["loss_net"]
+    if not isinstance(ln, dict) or not {"arch", "layers", "sigmoid"} <= set(ln) or not isinstance(ln["layers"], list):
+        raise bad("has a malformed 'loss_net' entry (an object with arch, layers (a list), sigmoid)")
+
+
+def read_export(directory: str | Path) -> tuple[Path, dict]:
+    """``(directory, its config.json)`` of an exported encoder, validated: the one reader of
+    exports. A missing file, invalid JSON, a config lacking keys or of the wrong type, or an
+    ``encoder.safetensors`` whose sha256 differs from the recorded one raises one
+    :class:`~lossnet.errors.UserError` naming the file and the fix."""
     d = Path(directory)
     cfg_path, weights = d / "config.json", d / "encoder.safetensors"
     for p in (cfg_path, weights):
         if not p.is_file():
-            raise FileNotFoundError(f"{p} is missing: {d} is not an exported encoder (written by `lossnet pretrain "
-                                    f"--out DIR` or TrainedEncoder.export)")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{cfg_path} is not valid JSON ({e}); re-export the encoder") from None
+            raise ExportMissingError(f"{p} is missing: {d} is not an exported encoder (written by `lossnet pretrain "
+                                   f"--out DIR` or TrainedEncoder.export)")
+    cfg = read_json(cfg_path, _EXPORT_FIX, required=_EXPORT_KEYS)
+    _check_export_config(cfg, cfg_path)
     expected = cfg.get("encoder_sha256")
     if expected is None:
         warnings.warn(f"{cfg_path} records no encoder_sha256 (exported by an older lossnet): {weights} cannot be "
@@ -227,20 +311,33 @@ def _read_export(directory: str | Path) -> tuple[Path, dict]:
     else:
         got = sha256_file(weights)
         if got != expected:
-            raise ChecksumError(f"{weights} has sha256 {got} but {cfg_path} records {expected}: the file was corrupted "
+            raise ExportChecksumError(f"{weights} has sha256 {got} but {cfg_path} records {expected}: the file was corrupted "
                                 f"or changed after export. Copy the export again or re-run `lossnet pretrain`.")
     return d, cfg
 
 
+_read_export = read_export  # the name earlier callers used
+
+
 def load_encoder(directory: str | Path) -> Autoencoder:
-    """Rebuild an exported autoencoder (eval mode) from :meth:`TrainedEncoder.export`'s files."""
-    d, cfg = _read_export(directory)
+    """Rebuild an exported autoencoder (eval mode) from :meth:`TrainedEncoder.export`'s files
+    (read by :func:`read_export`; weights that do not fit the recorded shapes are one
+    :class:`~lossnet.utils.CorruptFileError` naming both files)."""
+    d, cfg = read_export(directory)
     enc_cfg = EncoderConfig(**cfg["encoder"])
     feat_dim = 1
     for s in cfg["feat_shape"]:
         feat_dim *= s
     model = build_autoencoder(get_procedure(cfg["procedure"]), enc_cfg, cfg["image_size"], feat_dim)
-    model.load_state_dict(load_file(str(d / "encoder.safetensors")))
+    weights = d / "encoder.safetensors"
+    state = load_safetensors(weights, _EXPORT_FIX)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:  # missing/unexpected keys, size mismatch
+        first = str(e).strip().splitlines()
+        why = next((ln.strip() for ln in first[1:] if ln.strip()), first[0] if first else "")[:160]
+        raise CorruptFileError(f"{weights} does not match the model described by {d / 'config.json'} ({why}): "
+                               f"{_EXPORT_FIX}") from None
     return model.eval()
 
 
@@ -250,10 +347,8 @@ def embed_images(directory: str | Path, images: torch.Tensor, batch_size: int = 
     Feature encoders get the loss network named in the export's config (its features are
     computed here); image sizes must match the encoder's.
     """
-    d, cfg = _read_export(directory)
-    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != cfg["image_size"]:
-        raise ValueError(f"images must be uint8 (N, 3, {cfg['image_size']}, {cfg['image_size']}) for this encoder, "
-                         f"got {images.dtype} {tuple(images.shape)}")
+    d, cfg = read_export(directory)
+    check_images(images, cfg["image_size"])
     model = load_encoder(d)
     src = images
     if get_procedure(cfg["procedure"]).encoder == "feature":
@@ -269,38 +364,57 @@ def embed_images(directory: str | Path, images: torch.Tensor, batch_size: int = 
     return torch.cat(out)
 
 
-def train_encoder(images: torch.Tensor, cfg: EncoderConfig, fit_cfg: FitConfig, *, loss_net: LossNetwork,
+def train_encoder(images: torch.Tensor, cfg: EncoderConfig, fit_cfg: FitConfig, *, loss_net: LossNetwork | None,
                   cache: FeatureCache | None = None, ckpt_dir: str | Path | None = None,
                   identity: dict | None = None) -> TrainedEncoder:
     """Pretrain an encoder with one procedure on uint8 images (N, 3, S, S).
 
     The loss network's features of ``images`` come from ``cache`` (computed once per dataset and
-    loss network); ``loss_net`` must return a single layer. A checkpoint in ``ckpt_dir`` is
+    loss network); ``loss_net`` must return a single layer, and may be ``None`` only for I-I-PW,
+    which never reads loss-network features. Images are checked first: at least 2 (a training
+    and a validation split), square, 64 + 16n px; else one :class:`~lossnet.errors.UserError`.
+    A checkpoint in ``ckpt_dir`` is
     resumed only when it was written for the same images (digest), procedure and model settings,
     loss network and fit settings, plus ``identity`` (anything else the caller's result depends
     on); otherwise training starts fresh (one line on stderr says what changed).
     """
     proc = get_procedure(cfg.procedure)
-    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be uint8 (N, 3, S, S), got {images.dtype} {tuple(images.shape)}")
+    check_images(images)
+    if images.dtype != torch.uint8:
+        raise ImageInputError(f"images must be uint8 (N, 3, S, S) for training, got {images.dtype}; "
+                              "convert with (x * 255).round().to(torch.uint8)")
+    if len(images) < 2:
+        raise ImageInputError(f"train_encoder needs at least 2 images (a training and a validation split), "
+                              f"got {len(images)}")
+    h, w = images.shape[2:]
+    if h != w or h < 64 or (h - 64) % 16:
+        raise ImageInputError(f"images must be square, 64 + 16n px (64, 80, 96, ...), got {h}x{w}; resize them "
+                              "(e.g. load_image_folder(..., size=64))")
+    needs_feats = proc.encoder == "feature" or proc.loss in ("ps", "fp")
+    if loss_net is None and needs_feats:
+        raise UserError(f"{proc.name} needs a loss network (its {'loss' if proc.loss != 'pw' else 'encoder input'} "
+                        "uses loss-network features): pass loss_net=LossNetwork(...); only I-I-PW trains without one")
     cache = cache if cache is not None else FeatureCache(directory=None)
     t0 = time.perf_counter()
     # I-I-PW reads no features: none are computed (their shape comes from the shapes alone)
-    feats = None if proc.loss == "pw" and proc.encoder == "image" else cache.get(images, loss_net)
-    feat_shape = feature_shape(loss_net, tuple(images.shape[-2:])) if feats is None else tuple(feats.shape[1:])
+    feats = cache.get(images, loss_net) if needs_feats else None
     feature_seconds = time.perf_counter() - t0
-    feat_dim = int(torch.Size(feat_shape).numel())
+    if feats is not None:
+        feat_shape = tuple(feats.shape[1:])
+    else:
+        feat_shape = feature_shape(loss_net, tuple(images.shape[-2:])) if loss_net is not None else ()
+    feat_dim = int(torch.Size(feat_shape).numel()) if feat_shape else 1
     torch.manual_seed(fit_cfg.seed)
     model = build_autoencoder(proc, cfg, images.shape[-1], feat_dim)
     task = EncoderTask(proc, cfg, model, loss_net)
     fit_cfg = FitConfig(**{**asdict(fit_cfg), "desc": fit_cfg.desc if fit_cfg.desc != "train" else proc.name})
     # batches carry only what the procedure reads (I-I-PW never touches the features)
     data = {"image": images}
-    if proc.encoder == "feature" or proc.loss in ("ps", "fp"):
+    if needs_feats:
         data["feat"] = feats
     ident = {"data": images_fingerprint(images), "procedure": proc.name, "model": asdict(cfg),
-             "loss_net": net_identity(loss_net), **(identity or {})}
+             "loss_net": net_identity(loss_net) if loss_net is not None else None, **(identity or {})}
     result = fit(task, data, fit_cfg, ckpt_dir=ckpt_dir, identity=ident)
-    return TrainedEncoder(proc.name, model, cfg, fit_cfg, result, images.shape[-1], feat_shape,
-                          {"arch": loss_net.arch, "layers": [str(x) for x in loss_net.layer_refs],
-                           "sigmoid": loss_net.sigmoid}, feature_seconds)
+    ln = ({"arch": loss_net.arch, "layers": [str(x) for x in loss_net.layer_refs], "sigmoid": loss_net.sigmoid}
+          if loss_net is not None else {"arch": None, "layers": [], "sigmoid": False})
+    return TrainedEncoder(proc.name, model, cfg, fit_cfg, result, images.shape[-1], feat_shape, ln, feature_seconds)
