@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from conftest import SHIPPED_SR
+SHIPPED_SR = Path(__file__).parent / "data" / "sr"  # as tests/conftest.py (not importable by name: tests/gpu has one too)
 
 REPO = Path(__file__).resolve().parents[1]
 
