@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import pkgutil
+import importlib
 import sys
 import warnings
 from pathlib import Path
@@ -53,6 +54,13 @@ def build(out: Path) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     pdoc.render.configure(docformat="google", footer_text="lossnet API reference", search=True)
     names = public_modules()  # imports everything first: the package's own warnings are not pdoc's
+    for n in names:  # names a package loads on first use (lossnet.zoo's __getattr__) are resolved for pdoc
+        try:
+            mod = importlib.import_module(n)
+        except Exception:  # noqa: BLE001 - reported by the loop below
+            continue
+        for attr in getattr(mod, "__all__", ()):
+            getattr(mod, attr, None)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         modules, failed = {}, []

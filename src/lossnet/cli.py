@@ -129,20 +129,6 @@ def _zoo(args) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _load_images(spec: str, size: int):
-    """``lunarlander:DIR[:RUN]`` (a generated collection) or an image folder -> uint8 (N, 3, S, S)."""
-    if spec.startswith("lunarlander:"):
-        from lossnet.data.lunarlander import load_run
-
-        parts = spec.split(":")
-        return load_run(parts[1], int(parts[2]) if len(parts) > 2 else 1).images
-    from lossnet.data.datasets import load_image_folder
-
-    if not Path(spec).is_dir():
-        raise UserError(f"{spec} is not a directory of images (or use lunarlander:DIR[:RUN])")
-    return load_image_folder(spec, size=size).images
-
-
 def _pretrain(args) -> None:
     from lossnet.experiments.pretrain import pretrain
 
@@ -180,7 +166,9 @@ def _embed(args) -> None:
     from lossnet.train.procedures import read_export
 
     cfg = read_export(args.encoder)[1]  # one reader of exports: names the file and the fix
-    images = _load_images(args.images, cfg["image_size"])
+    from lossnet.experiments.pretrain import load_images
+
+    images = load_images(args.images, cfg["image_size"])
     emb = embed_images(args.encoder, images)
     import io
 

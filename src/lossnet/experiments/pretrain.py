@@ -26,7 +26,7 @@ import shutil
 from pathlib import Path
 
 from lossnet import distributed
-from lossnet.errors import UserError
+from lossnet.errors import InputError, UserError
 from lossnet.runs.lock import LOCK_NAME, run_lock
 from lossnet.train.cache import images_fingerprint
 from lossnet.train.engine import FitConfig
@@ -49,7 +49,7 @@ def load_images(spec: str, size: int):
     from lossnet.data.datasets import load_image_folder
 
     if not Path(spec).is_dir():
-        raise FileNotFoundError(f"{spec} is not a directory of images (or use lunarlander:DIR[:RUN])")
+        raise InputError(f"{spec} is not a directory of images (or use lunarlander:DIR[:RUN])")
     return load_image_folder(spec, size=size).images
 
 
@@ -164,9 +164,11 @@ def _reuse(out: Path, record: dict, force: bool) -> bool:
 
 def _train_and_export(imgs, out: Path, record: dict, enc: dict, fit: dict, loss_net: str, layer, sigmoid: bool,
                       keep_checkpoint: bool) -> TrainedEncoder:
-    from lossnet.zoo import create_loss_network
+    from lossnet.zoo import PRESETS, LossNetwork
 
-    net = create_loss_network(loss_net, layer, **({} if loss_net == "paper" else {"sigmoid": sigmoid}))
+    layer = int(layer) if isinstance(layer, str) and layer.lstrip("-").isdigit() else layer
+    net = (LossNetwork(loss_net) if loss_net in PRESETS and layer is None
+           else LossNetwork(loss_net, layers=layer if layer is not None else "L", sigmoid=sigmoid))
     main = distributed.is_main()  # under torchrun every rank trains; rank 0 exports and prints
     if main:
         print(f"{len(imgs)} images {tuple(imgs.shape[1:])}; loss network {net.arch} {net.nodes}; {enc['procedure']}")

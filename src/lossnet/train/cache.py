@@ -44,7 +44,8 @@ def images_fingerprint(images: torch.Tensor) -> str:
 def net_identity(net: LossNetwork) -> dict:
     """What identifies a loss network's features: architecture, graph nodes, sigmoid,
     normalisation, weight source and checksum (a hash of the parameters for random weights)."""
-    weights = read_manifest().get(net.arch, {}).get("sha256") if net.weights_source not in (None, "state_dict") else None
+    random = net.weights_source in (None, "random")
+    weights = read_manifest().get(net.arch, {}).get("sha256") if not random and net.weights_source != "state_dict" else None
     parts = {
         "arch": net.arch,
         "nodes": list(net.nodes),
@@ -53,7 +54,7 @@ def net_identity(net: LossNetwork) -> dict:
         "weights": net.weights_source,
         "weights_sha": weights,
     }
-    if net.weights_source is None:  # random weights: key on the actual parameters
+    if random:  # random weights: key on the actual parameters
         h = hashlib.sha256()
         for p in net.state_dict().values():
             h.update(p.cpu().numpy().tobytes())

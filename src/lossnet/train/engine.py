@@ -14,7 +14,12 @@ trainable parameters are the ones to optimise) on in-memory tensors:
 * data parallel under ``torchrun`` (:mod:`lossnet.distributed`, ``DistributedDataParallel``): every
   rank trains on its share of each global batch of ``cfg.batch_size`` (one 2-process run equals
   the 1-process run with the same global batch), losses and validation scores are reduced across
-  ranks, only rank 0 writes the checkpoint (docs/scaling.md).
+  ranks, only rank 0 writes the checkpoint (docs/scaling.md). In detail: every rank calls
+  ``fit`` with the same arguments; each global batch of ``cfg.batch_size`` is split into N
+  contiguous shares (gradients averaged by DDP, weighted by share size), a final batch with fewer
+  samples than ranks is dropped, the history's losses and validation are reduced across ranks
+  (``train_seconds``/``val_seconds``: the slowest rank), every rank ends with the same weights and
+  result; to resume, rank 0 reads ``last.pt`` and broadcasts it to the others.
 * optional fast paths (``precision``, ``channels_last``, ``compile``) and per-epoch logs
   (``history.csv``, TensorBoard, optional per-step losses; :mod:`lossnet.train.loggers`; epochs
   counted from 1); see docs/performance.md.
@@ -25,7 +30,6 @@ float in [0, 1] on the device, other floating tensors (cached features) to float
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import json
@@ -40,14 +44,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import distributed
-from ..errors import ConfigError
-from ..utils import best_device, fault_point, log, save_torch
+from ..utils import best_device, fault_point, save_torch
 from .checkpoint import read_resumable as _read_checkpoint
+from .runtime import (PRECISIONS, Frozen, Runtime, _data_parallel, compiled, evaluate,  # noqa: F401 (Frozen,
+                      to_memory_format)  # PRECISIONS and evaluate are public here)
 from .loggers import HistoryLogger, check_logger
-
-PRECISIONS = ("32", "bf16", "16-mixed")
-"""``FitConfig.precision``: ``32`` float32; ``bf16`` autocast to bfloat16 (CPU and CUDA);
-``16-mixed`` autocast to float16 with a gradient scaler (CUDA only)."""
 
 _NOT_IDENTITY = ("device", "progress", "desc", "channels_last", "compile", "logger", "log_dir", "deterministic",
                  "log_every_n_steps")
@@ -93,25 +94,6 @@ class FitConfig:
         if d["precision"] == "32":
             d.pop("precision")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
-
-class Frozen:
-    """A frozen network (e.g. a loss network) used by a task but not part of its state.
-
-    Assigned as a task attribute it is neither registered as a submodule nor checkpointed (a
-    frozen VGG-16 would otherwise be written to ``last.pt`` every epoch), and on every call it
-    follows its input to the input's device (the engine moves only the task).
-    """
-
-    def __init__(self, net: nn.Module) -> None:
-        self.net = net.requires_grad_(False).eval()
-
-    def __call__(self, x: torch.Tensor):
-        from ..utils import module_device
-
-        if module_device(self.net) != x.device:
-            self.net.to(x.device)
-        return self.net(x)
 
 
 @dataclass
@@ -175,125 +157,6 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
     return perm[n_val:], perm[:n_val]
 
 
-def _batch(data: dict[str, torch.Tensor], idx: torch.Tensor, device: torch.device,
-           channels_last: bool = False) -> dict[str, torch.Tensor]:
-    out = {}
-    for k, v in data.items():
-        b = v[idx].to(device, non_blocking=True)
-        if b.dtype == torch.uint8:
-            b = b.float().div_(255)
-        elif b.is_floating_point() and b.dtype != torch.float32:
-            b = b.float()
-        if channels_last and b.ndim == 4 and b.is_floating_point():
-            b = b.contiguous(memory_format=torch.channels_last)
-        out[k] = b
-    return out
-
-
-def check_precision(precision: str, device: torch.device) -> None:
-    """Raise :class:`ConfigError` unless ``precision`` is one of :data:`PRECISIONS` usable on ``device``."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "16-mixed" and device.type != "cuda":
-        raise ConfigError(f"precision=16-mixed (float16 with a gradient scaler) needs CUDA, the device is {device}; "
-                          "use precision=bf16 or precision=32 on the CPU")
-
-
-def autocast(precision: str, device: torch.device):
-    """The autocast context of ``precision`` on ``device`` (a no-op for ``32``)."""
-    if precision == "32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-
-
-def to_memory_format(task: nn.Module, fmt: torch.memory_format) -> None:
-    """Convert ``task``'s 4-D parameters and buffers, and those of the :class:`Frozen` networks
-    it holds (e.g. the loss network of a perceptual loss), to ``fmt``."""
-    task.to(memory_format=fmt)
-    for m in task.modules():
-        for v in vars(m).values():
-            if isinstance(v, Frozen):
-                v.net.to(memory_format=fmt)
-
-
-def compiled(fn: Callable, enabled: bool = True) -> Callable:
-    """``torch.compile(fn)``, or ``fn`` itself when compiling is off or fails: an unavailable
-    ``torch.compile`` or a failure at the first call (no C++ compiler, unsupported Python ...)
-    logs one line on stderr and continues without compiling."""
-    if not enabled:
-        return fn
-    try:
-        comp = torch.compile(fn)
-    except Exception as e:  # noqa: BLE001 - any failure: train uncompiled
-        log(f"compile=true: torch.compile is unavailable ({type(e).__name__}: {e}); training without compiling")
-        return fn
-    state = {"fn": comp, "tried": False}
-
-    def call(*args, **kwargs):
-        if state["tried"]:
-            return state["fn"](*args, **kwargs)
-        try:
-            out = comp(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001 - an error of fn itself is raised again by the eager call
-            log(f"compile=true: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                "training without compiling")
-            state["fn"] = fn
-            out = fn(*args, **kwargs)
-        state["tried"] = True
-        return out
-
-    return call
-
-
-@torch.no_grad()
-def evaluate(task: nn.Module, data: dict[str, torch.Tensor], idx: torch.Tensor, batch_size: int,
-             device: torch.device, *, precision: str = "32", channels_last: bool = False,
-             loss_fn: Callable | None = None) -> float:
-    """Mean of ``task.loss`` (or ``loss_fn``) over ``idx`` in eval mode under ``precision``'s
-    autocast, weighted by batch size."""
-    task.eval()
-    loss_fn = loss_fn or task.loss
-    total, n = 0.0, 0
-    for i in range(0, len(idx), batch_size):
-        b = idx[i:i + batch_size]
-        with autocast(precision, device):
-            loss = loss_fn(_batch(data, b, device, channels_last))
-        total += loss.float().item() * len(b)
-        n += len(b)
-    return total / max(n, 1)
-
-
-class _LossForward(nn.Module):
-    """``forward(batch) = task.loss(batch)``: what ``DistributedDataParallel`` wraps (tasks expose
-    ``loss``, and DDP synchronises gradients of what its ``forward`` computed)."""
-
-    def __init__(self, task: nn.Module) -> None:
-        super().__init__()
-        self.task = task
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.task.loss(batch)
-
-
-def _data_parallel(task: nn.Module, device: torch.device) -> Callable[[dict], torch.Tensor]:
-    """The training-loss function: ``task.loss`` in one process; under torchrun the DDP-wrapped
-    task (gradients averaged across ranks; rank 0's parameters and buffers broadcast at the start)."""
-    if distributed.world_size() == 1:
-        return task.loss
-    from torch.nn.parallel import DistributedDataParallel
-
-    return DistributedDataParallel(_LossForward(task), device_ids=[device.index] if device.type == "cuda" else None)
-
-
-def _sync_batchnorm(task: nn.Module, device: torch.device) -> nn.Module:
-    """Under torchrun on CUDA: BatchNorm layers replaced in place by ``nn.SyncBatchNorm`` (batch
-    statistics over the global batch). On the CPU SyncBatchNorm is unsupported: each rank
-    normalises with its own shard's statistics and keeps rank 0's running statistics."""
-    if distributed.world_size() > 1 and device.type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(task)  # same Parameter objects, same state keys
-    return task
-
-
 def _validation_score(task: nn.Module, val_set: dict[str, torch.Tensor], val_idx: torch.Tensor, cfg: FitConfig,
                       device: torch.device, validate, loss_fn: Callable | None = None) -> float:
     """The epoch's validation score (lower is better). Under torchrun each rank scores its share
@@ -350,142 +213,167 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
             settings, and a checkpoint written with other settings is not resumed: training starts
             fresh and one line on stderr names the keys that changed.
 
-    Under ``torchrun --nproc-per-node N`` every rank calls ``fit`` with the same arguments: each
-    global batch of ``cfg.batch_size`` is split into N contiguous shares (gradients averaged by
-    DDP, weighted by share size), a final batch with fewer samples than ranks is dropped, the
-    history's losses and validation are reduced across ranks (``train_seconds``/``val_seconds``:
-    the slowest rank), every rank ends with the same weights and result, and only rank 0 writes
-    ``last.pt``; to resume, rank 0 reads it and broadcasts it to the others.
+    Under torchrun every rank calls ``fit`` with the same arguments (module docstring). The
+    caller's global random streams are left as they were.
     """
     if cfg.deterministic:  # the same call inside lossnet.train.determinism.deterministic_mode
         from .determinism import deterministic_mode
         with deterministic_mode(cfg.seed, best_device(cfg.device)):
             return fit(task, data, replace(cfg, deterministic=False), ckpt_dir=ckpt_dir, on_epoch_end=on_epoch_end,
                        val_data=val_data, validate=validate, identity=identity)
+    check_logger(cfg.logger)
+    rt = Runtime.create(cfg)
+    train_idx, val_set, val_idx = _split(data, val_data, validate, cfg, rt.world)
+    task = rt.prepare(task)
+    st = _TrainState(task, _adam(task, cfg), rt.scaler)
+    ckpt = Path(ckpt_dir) / "last.pt" if ckpt_dir is not None else None
+    ident = checkpoint_identity(cfg, identity)
+    st.resume(ckpt, ident, rt)
+    # the training-loss function: task.loss, DDP-wrapped under torchrun, optionally compiled
+    loss_fn = compiled(_data_parallel(task, rt.device), cfg.compile)
+    eval_fn = compiled(task.loss, cfg.compile) if rt.world > 1 else loss_fn
+    logger = HistoryLogger((cfg.log_dir if cfg.log_dir is not None else ckpt_dir) if distributed.is_main() else None,
+                           cfg.logger, st.result.history)
+    start = len(st.result.history)
+    bar = tqdm(range(start, cfg.epochs), desc=cfg.desc, disable=not cfg.progress or not distributed.is_main(),
+               leave=False, initial=start, total=cfg.epochs)
+    with rt.fork_rng():  # the per-epoch seeds below leave the caller's random streams as they were
+        for epoch in bar:
+            if st.result.stopped_early:
+                break
+            row = _train_epoch(st, data, train_idx, epoch, cfg, rt, loss_fn, logger)
+            t1 = time.perf_counter()
+            val = _validation_score(task, val_set, val_idx, cfg, rt.device, validate, eval_fn)
+            row.update(val_loss=val, val_seconds=time.perf_counter() - t1)
+            row["train_seconds"], row["val_seconds"] = rt.reduce([row["train_seconds"], row["val_seconds"]], "max")
+            st.record(row, epoch, cfg.patience)
+            bar.set_postfix(train=f"{row['train_loss']:.4g}", val=f"{val:.4g}", best=st.result.best_epoch + 1)
+            logger.log(row)  # before the checkpoint: a re-run epoch replaces its row (loggers module)
+            fault_point("epoch")
+            if ckpt is not None and distributed.is_main():  # one writer
+                st.save(ckpt, cfg, ident)
+            if on_epoch_end is not None:
+                on_epoch_end(row["epoch"], row)
+    logger.close()
+    return st.finish(rt)
+
+
+def _split(data, val_data, validate, cfg: FitConfig, world: int):
+    """``(train indices, validation set, validation indices)``, the inputs checked."""
     n = _check_data(data)
-    if val_data is not None:
-        _check_data(val_data)
-        missing = set(data) - set(val_data)
-        if missing and validate is None:  # task.loss runs on val_data; a custom score may need less
-            raise ValueError(f"val_data lacks the keys {sorted(missing)} that data has")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {cfg.epochs}, {cfg.batch_size}")
-    device = best_device(cfg.device)
-    check_precision(cfg.precision, device)
-    check_logger(cfg.logger)
-    task.to(device)
-    world = distributed.world_size()
-    task = _sync_batchnorm(task, device)
-    if cfg.channels_last:
-        to_memory_format(task, torch.channels_last)
-    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "16-mixed" else None
     if val_data is None:
         train_idx, val_idx = split_indices(n, cfg.val_fraction, cfg.seed)
         val_set = data
     else:
-        train_idx, val_set = torch.arange(n), val_data
-        val_idx = torch.arange(_check_data(val_data))
+        missing = set(data) - set(val_data)
+        if missing and validate is None:  # task.loss runs on val_data; a custom score may need less
+            raise ValueError(f"val_data lacks the keys {sorted(missing)} that data has")
+        train_idx, val_set, val_idx = torch.arange(n), val_data, torch.arange(_check_data(val_data))
     if world > 1 and len(train_idx) < world:
         raise ValueError(f"{len(train_idx)} training samples are too few for {world} processes")
+    return train_idx, val_set, val_idx
+
+
+def _adam(task: nn.Module, cfg: FitConfig) -> torch.optim.Adam:
+    """Adam over the trainable parameters; fused (one kernel for all parameters: 12x faster than
+    foreach on the 19M-parameter feature decoder on CPU; the same update rule)."""
     params = [p for p in task.parameters() if p.requires_grad]
-    # fused Adam: one kernel for all parameters (12x faster than foreach on the 19M-parameter
-    # feature decoder on CPU); same update rule
     fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
-    result = FitResult()
-    best_state = None
-    start = 0
-    ckpt = Path(ckpt_dir) / "last.pt" if ckpt_dir is not None else None
-    ident = checkpoint_identity(cfg, identity)
-    if world == 1:
-        state = _read_checkpoint(ckpt, ident, device)
-    else:  # rank 0 reads (and logs), every rank resumes from the same state
-        state = distributed.broadcast_object(_read_checkpoint(ckpt, ident, "cpu") if distributed.is_main() else None)
-    if state is not None:
-        task.load_state_dict(state["task"])
-        opt.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        best_state = state["best_state"]
-        result.history = state["history"]
-        result.best_epoch, result.best_val = state["best_epoch"], state["best_val"]
-        result.stopped_early = state.get("stopped_early", False)
-        start = result.resumed_from = len(result.history)
-    # the training-loss function: task.loss, DDP-wrapped under torchrun, optionally compiled
-    loss_fn = compiled(_data_parallel(task, device), cfg.compile)
-    eval_fn = compiled(task.loss, cfg.compile) if world > 1 else loss_fn
-    log_dir = cfg.log_dir if cfg.log_dir is not None else ckpt_dir
-    logger = HistoryLogger(log_dir if distributed.is_main() else None, cfg.logger, result.history)
-    bar = tqdm(range(start, cfg.epochs), desc=cfg.desc, disable=not cfg.progress or not distributed.is_main(),
-               leave=False, initial=start, total=cfg.epochs)
-    for epoch in bar:
-        if result.stopped_early:
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+
+
+def _train_epoch(st: "_TrainState", data, train_idx: torch.Tensor, epoch: int, cfg: FitConfig, rt: Runtime,
+                 loss_fn: Callable, logger: HistoryLogger) -> dict:
+    """One pass over the training indices in a seeded order; the epoch's history row (1-based)."""
+    st.task.train()
+    # reparameterisation noise etc.; under torchrun each rank draws its own (rank 0: the 1-process stream)
+    torch.manual_seed(cfg.seed * 100_003 + epoch + 1_000_003 * distributed.rank())
+    order = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)  # the same on every rank
+    perm = train_idx[torch.randperm(len(train_idx), generator=order)]
+    t0 = time.perf_counter()
+    total, seen = 0.0, 0
+    steps_per_epoch = -(-len(perm) // cfg.batch_size)
+    for i in range(0, len(perm), cfg.batch_size):
+        b = perm[i:i + cfg.batch_size]
+        if rt.world > 1 and len(b) < rt.world:  # a last batch with fewer samples than ranks
             break
-        task.train()
-        # reparameterisation noise etc.; under torchrun each rank draws its own (rank 0: the 1-process stream)
-        torch.manual_seed(cfg.seed * 100_003 + epoch + 1_000_003 * distributed.rank())
-        perm = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch))]
-        t0 = time.perf_counter()
-        total, seen = 0.0, 0
-        steps_per_epoch = -(-len(perm) // cfg.batch_size)
-        for i in range(0, len(perm), cfg.batch_size):
-            b = perm[i:i + cfg.batch_size]
-            if world > 1 and len(b) < world:  # a last batch with fewer samples than ranks
-                break
-            mine = distributed.shard(b)
-            with autocast(cfg.precision, device):
-                loss = loss_fn(_batch(data, mine, device, cfg.channels_last))
-            opt.zero_grad(set_to_none=True)
-            # DDP averages the ranks' gradients; weighting by share size makes that the global batch's gradient
-            scaled = loss if world == 1 else loss * (len(mine) * world / len(b))
-            if scaler is None:
-                scaled.backward()
-                opt.step()
-            else:
-                scaler.scale(scaled).backward()
-                scaler.step(opt)
-                scaler.update()
-            total += loss.float().item() * len(mine)
-            seen += len(mine)
-            step = epoch * steps_per_epoch + i // cfg.batch_size + 1  # 1-based optimizer step
-            if cfg.log_every_n_steps and step % cfg.log_every_n_steps == 0:
-                logger.log_step(step, epoch + 1, loss.float().item())
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        train_seconds = time.perf_counter() - t0
-        if world > 1:
-            distributed.broadcast_tensors(list(task.buffers()))  # rank 0's BatchNorm running statistics
-            total, seen = distributed.all_reduce([total, seen])
-        t1 = time.perf_counter()
-        val = _validation_score(task, val_set, val_idx, cfg, device, validate, eval_fn)
-        val_seconds = time.perf_counter() - t1
-        if world > 1:
-            train_seconds, val_seconds = distributed.all_reduce([train_seconds, val_seconds], op="max")
-        row = {"epoch": epoch + 1, "train_loss": total / seen, "val_loss": val,
-               "train_seconds": train_seconds, "val_seconds": val_seconds, "lr": opt.param_groups[0]["lr"]}
-        result.history.append(row)
-        if val < result.best_val:
-            result.best_val, result.best_epoch = val, epoch
-            best_state = copy.deepcopy(task.state_dict())
-        elif cfg.patience is not None and epoch - result.best_epoch >= cfg.patience:
-            result.stopped_early = True
-        bar.set_postfix(train=f"{row['train_loss']:.4g}", val=f"{val:.4g}", best=result.best_epoch + 1)
-        logger.log(row)  # before the checkpoint: a re-run epoch replaces its row (loggers module)
-        fault_point("epoch")
-        if ckpt is not None and distributed.is_main():  # one writer
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            # atomic; a full disk (however torch reports it) is one error naming the file, no partial file
-            save_torch({"config": cfg.identity(), "identity": ident, "task": task.state_dict(),
-                        "optimizer": opt.state_dict(), "best_state": best_state, "history": result.history,
-                        "best_epoch": result.best_epoch, "best_val": result.best_val,
-                        "stopped_early": result.stopped_early,
-                        "scaler": scaler.state_dict() if scaler is not None else None}, ckpt, point="checkpoint")
-        if on_epoch_end is not None:
-            on_epoch_end(row["epoch"], row)
-    logger.close()
-    if best_state is not None:
-        task.load_state_dict(best_state)
-    if cfg.channels_last:
-        to_memory_format(task, torch.contiguous_format)
-    task.eval()
-    return result
+        mine = distributed.shard(b)
+        with rt.autocast():
+            loss = loss_fn(rt.batch(data, mine))
+        # DDP averages the ranks' gradients; weighting by share size makes that the global batch's gradient
+        rt.step(loss if rt.world == 1 else loss * (len(mine) * rt.world / len(b)), st.opt)
+        total += loss.float().item() * len(mine)
+        seen += len(mine)
+        step = epoch * steps_per_epoch + i // cfg.batch_size + 1  # 1-based optimizer step
+        if cfg.log_every_n_steps and step % cfg.log_every_n_steps == 0:
+            logger.log_step(step, epoch + 1, loss.float().item())
+    rt.synchronize()
+    train_seconds = time.perf_counter() - t0
+    if rt.world > 1:
+        distributed.broadcast_tensors(list(st.task.buffers()))  # rank 0's BatchNorm running statistics
+    total, seen = rt.reduce([total, seen])
+    return {"epoch": epoch + 1, "train_loss": total / seen, "train_seconds": train_seconds,
+            "lr": st.opt.param_groups[0]["lr"]}
+
+
+class _TrainState:
+    """The stateful objects of one fit (task, optimizer, scaler, result, best weights), saved to
+    and loaded from ``last.pt`` in one place."""
+
+    def __init__(self, task: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+        self.task, self.opt, self.scaler = task, opt, scaler
+        self.result = FitResult()
+        self.best_state: dict | None = None
+
+    def state_dict(self, cfg: FitConfig, ident: dict) -> dict:
+        r = self.result
+        return {"config": cfg.identity(), "identity": ident, "task": self.task.state_dict(),
+                "optimizer": self.opt.state_dict(), "best_state": self.best_state, "history": r.history,
+                "best_epoch": r.best_epoch, "best_val": r.best_val, "stopped_early": r.stopped_early,
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.task.load_state_dict(state["task"])
+        self.opt.load_state_dict(state["optimizer"])
+        if self.scaler.is_enabled() and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.best_state = state["best_state"]
+        r = self.result
+        r.history, r.best_epoch, r.best_val = state["history"], state["best_epoch"], state["best_val"]
+        r.stopped_early = state.get("stopped_early", False)
+        r.resumed_from = len(r.history)
+
+    def resume(self, ckpt: Path | None, ident: dict, rt: Runtime) -> None:
+        """Load ``ckpt`` when it was written with the same settings (rank 0 reads, all ranks load)."""
+        if rt.world == 1:
+            state = _read_checkpoint(ckpt, ident, rt.device)
+        else:
+            state = distributed.broadcast_object(_read_checkpoint(ckpt, ident, "cpu") if distributed.is_main() else None)
+        if state is not None:
+            self.load_state_dict(state)
+
+    def save(self, ckpt: Path, cfg: FitConfig, ident: dict) -> None:
+        """Atomic; a full disk (however torch reports it) is one error naming the file, no partial file."""
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        save_torch(self.state_dict(cfg, ident), ckpt, point="checkpoint")
+
+    def record(self, row: dict, epoch: int, patience: int | None) -> None:
+        """Append the epoch's row; keep the best weights; stop early after ``patience`` epochs without improvement."""
+        r = self.result
+        r.history.append(row)
+        if row["val_loss"] < r.best_val:
+            r.best_val, r.best_epoch = row["val_loss"], epoch
+            self.best_state = copy.deepcopy(self.task.state_dict())
+        elif patience is not None and epoch - r.best_epoch >= patience:
+            r.stopped_early = True
+
+    def finish(self, rt: Runtime) -> FitResult:
+        """The task holding the best epoch's weights, contiguous, in eval mode; the result."""
+        if self.best_state is not None:
+            self.task.load_state_dict(self.best_state)
+        if rt.channels_last:
+            to_memory_format(self.task, torch.contiguous_format)
+        self.task.eval()
+        return self.result
