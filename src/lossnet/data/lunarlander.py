@@ -81,15 +81,8 @@ from lossnet.errors import InputError
 if TYPE_CHECKING:  # torch is imported lazily: spawn workers and ``--help`` stay light
     import torch
 
-__all__ = [
-    "ENV_ID",
-    "LunarLanderRun",
-    "generate_collection",
-    "generate_run",
-    "load_run",
-    "onscreen_mask",
-    "pixel_position",
-]
+__all__ = ["ENV_ID", "LunarLanderRun", "generate_collection", "generate_run", "load_run", "onscreen_mask",
+           "pixel_position"]
 
 ENV_ID = "LunarLander-v3"
 FORMAT_VERSION = 1
