@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.lossnet-installed
 DEMO_OUT ?= demo_out
 
-.PHONY: setup weights demo test bench docs clean
+.PHONY: setup weights demo test bench docs clean results
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: weights
 	$(BIN)/lint-imports
 	bash tools/check_wheel.sh $(BIN)/python
 	$(BIN)/python -m pytest -q
+
+# Regenerate the docs' results tables (tools/results.py list: which, and their cost); TABLES="a b" for some.
+results: weights
+	$(BIN)/python tools/results.py run $(TABLES)
 
 bench: weights
 	$(BIN)/python benchmarks/zoo_forward.py

@@ -43,10 +43,13 @@ def main(argv=None) -> None:
     ap.add_argument("--tolerance", type=float, default=PAPER_OFFSCREEN_TOLERANCE)
     ap.add_argument("--modes", nargs="+", default=list(ROLLOUT_MODES), choices=ROLLOUT_MODES)
     ap.add_argument("--check", type=int, default=0, help="compare N rollouts per run with rendered ones")
+    ap.add_argument("--markdown", action="store_true", help="print one markdown table (the docs' form) at the end")
     args = ap.parse_args(argv)
     make = gym.make
+    table = []
     for mode in args.modes:
         total = removed_total = 0
+        cells = []
         for r, n in enumerate(args.rollouts, start=1):
             seed = args.seed * 3 + r - 1
             gym.make = _render_free(make)
@@ -65,11 +68,23 @@ def main(argv=None) -> None:
             frames = len(run["onscreen"])
             if r > 1:
                 total, removed_total = total + frames, removed_total + removed
+            cells.append(f"{100 * removed / frames:.2f} %")
             print(f"{mode:>13}  run {r} (seed {seed}): {frames} frames, {removed} off screen "
                   f"({100 * removed / frames:.2f} %){'' if r > 1 else '  [kept whole]'}")
         if total:
             print(f"{mode:>13}  filtered runs together: {removed_total}/{total} removed "
                   f"({100 * removed_total / total:.2f} %)")
+            cells.append(f"**{100 * removed_total / total:.2f} %** ({removed_total:,} / {total:,})".replace(",", " "))
+        table.append((mode, cells))
+    if args.markdown:
+        runs = len(args.rollouts)
+        print()
+        print("| `rollout` | run 1 (kept whole) | " + " | ".join(f"run {r}" for r in range(2, runs + 1))
+              + " | runs " + " + ".join(str(r) for r in range(2, runs + 1)) + " |")
+        print("| --- " * (runs + 2) + "|")
+        for mode, cells in table:
+            name = f"`{mode}`" + (" (`scale=paper`)" if mode == "authors" else "")
+            print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
