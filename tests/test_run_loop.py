@@ -79,8 +79,8 @@ def test_screen_keep_tidy_and_launcher_failures(tmp_path):
     assert res.done_before == 1 and res.screened == 1
     assert res.failures == [("cell 2", "ValueError: boom; traceback in x")]
     assert [r["i"] for r in table.rows()] == [3]  # keep() dropped row 1; cell 2 failed
-    assert [r["i"] for r in seen] == [3, 1]  # the screened row is recorded first
-    assert tidied == [cells[0].cid, cells[3].cid, cells[1].cid]  # done cells and every recorded row
+    assert [r["i"] for r in seen] == [3]  # the screened row is recorded first; row 1 is dropped
+    assert tidied == [cells[0].cid, cells[3].cid]  # done cells and every appended row
 
 
 def test_a_second_command_on_the_same_directory_is_refused(tmp_path):

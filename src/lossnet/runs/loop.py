@@ -104,11 +104,12 @@ def run_cells(table: ResultsTable, cells: Sequence[Cell], run_one: Callable[[Cel
         launch: ``(todo, record, fail)`` runs the remaining cells some other way (local workers,
             SLURM); it calls ``record(row)`` per finished cell and ``fail(cell, error, traceback)``
             per failed one (collected in :attr:`LoopResult.failures`; the loop goes on).
-        keep: ``row -> bool``, whether a recorded row is appended (default: all).
+        keep: ``row -> bool``, whether a recorded row is new (default: all); a row that is not is
+            dropped (not appended, tidied, logged or passed to ``on_row``).
         tidy: ``cid -> None``, run by rank 0 on every done cell and after every appended row (e.g.
             delete engine checkpoints).
         describe: ``row -> str`` for the progress line ``[i/n] label: ... (seconds)``.
-        on_row: called with every newly recorded row.
+        on_row: called with every newly appended row.
         header: ``(counts so far, cells to run) -> str``, the first progress line.
     """
     main = distributed.is_main()
@@ -123,16 +124,17 @@ def run_cells(table: ResultsTable, cells: Sequence[Cell], run_one: Callable[[Cel
     def record(row: dict) -> None:
         cid = row["cell_id"]
         cell = by_id.get(cid, Cell(cid, cid))
-        if keep is None or keep(row):
-            try:
-                table.append(row)
-            except OSError as e:
-                if not (tolerant and is_fs_error(e)):
-                    raise
-                # e.g. a full disk: this cell fails (a launcher's saved row is adopted next time)
-                res.failures.append((cell.label, f"{type(e).__name__}: {e}"))
-                log(f"  FAILED {cell.label}: cannot append its row: {e}")
-                return
+        if keep is not None and not keep(row):
+            return  # e.g. the skipped row of a cell recorded as skipped before: nothing new
+        try:
+            table.append(row)
+        except OSError as e:
+            if not (tolerant and is_fs_error(e)):
+                raise
+            # e.g. a full disk: this cell fails (a launcher's saved row is adopted next time)
+            res.failures.append((cell.label, f"{type(e).__name__}: {e}"))
+            log(f"  FAILED {cell.label}: cannot append its row: {e}")
+            return
         done.add(cid)
         res.rows.append(row)
         if main and tidy is not None:
