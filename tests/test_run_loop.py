@@ -103,3 +103,30 @@ def _try_lock(path, q):  # pragma: no cover - runs in a child process
             q.put("acquired")
     except Exception as e:  # noqa: BLE001
         q.put(type(e).__name__)
+
+
+def test_experiments_and_benchmarks_are_one_plugin_type_in_one_registry():
+    import lossnet.benchmarks  # noqa: F401 (registers the four benchmarks)
+    from lossnet.benchmarks.base import BENCHMARKS, Benchmark, get_benchmark, register_benchmark
+    from lossnet.errors import ConfigError
+    from lossnet.experiments.runner import EXPERIMENTS
+    from lossnet.runs.plugin import Experiment, Plugin, get, registry
+
+    assert set(EXPERIMENTS) == {"paper_a", "paper_b"} and EXPERIMENTS is registry("experiment")
+    assert BENCHMARKS is registry("benchmark") and len(BENCHMARKS) == 4
+    for kind, names in (("experiment", EXPERIMENTS), ("benchmark", BENCHMARKS)):
+        for name in names:
+            p = get(kind, name)
+            assert isinstance(p, Plugin) and p.kind == kind and p.name == name and p.description
+    assert isinstance(get("experiment", "paper_b"), Experiment) and isinstance(get_benchmark("benchmark4"), Benchmark)
+    with pytest.raises(ConfigError, match="unknown benchmark 'nope'; choose one of benchmark1"):
+        get_benchmark("nope")
+    with pytest.raises(ConfigError, match="unknown experiment 'nope'; choose one of paper_a, paper_b"):
+        get("experiment", "nope")
+    toy = Benchmark("toy_bench", "a toy", "scales: {quick: {}}", lambda cfg: [], lambda req: {})
+    try:
+        assert register_benchmark(toy) is toy and get("benchmark", "toy_bench") is toy
+        with pytest.raises(ValueError, match="already registered"):
+            register_benchmark(toy)
+    finally:
+        BENCHMARKS.pop("toy_bench", None)

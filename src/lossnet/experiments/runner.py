@@ -33,20 +33,24 @@ from lossnet.experiments import paper_a, paper_b
 from lossnet.runs.cells import remove_checkpoints
 from lossnet.runs.encoder_cells import RunContext
 from lossnet.runs.loop import Cell, LoopResult, final_report, run_cells, run_directory
+from lossnet.runs.plugin import Experiment, get, register, registry
 from lossnet.runs.loss_nets import build_loss_net, loss_net_identity
 from lossnet.runs.table import ResultsTable
 from lossnet.utils import fault_point, log
 
-EXPERIMENTS = {"paper_a": paper_a, "paper_b": paper_b}
-"""Experiment name -> module with ``check(cfg)``, ``cells(ctx)``, ``run_cell(...)``, ``describe_row(row)``."""
+for _mod, _what in ((paper_a, "paper A: autoencoders and VAEs with pixel-wise or perceptual loss, probed"),
+                   (paper_b, "paper B: six encoder-pretraining procedures compared by probes and training time")):
+    register(Experiment(_mod.__name__.rsplit(".", 1)[-1], _what, check=_mod.check, cells=_mod.cells,
+                        run_cell=_mod.run_cell, describe=_mod.describe_row), overwrite=True)
+EXPERIMENTS: dict[str, Experiment] = registry(Experiment.kind)  # type: ignore[assignment]
+"""The registered experiments (:class:`~lossnet.runs.plugin.Experiment`, the ``"experiment"`` registry)."""
 
 _LIST_KEYS = ("z", "procedures", "models")
 
 
 def config_path(experiment: str) -> Path:
     """``configs/EXPERIMENT.yaml`` of a known experiment."""
-    if experiment not in EXPERIMENTS:
-        raise ConfigError(f"unknown experiment {experiment!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
+    get(Experiment.kind, experiment)  # ConfigError listing the known ones
     return config.config_path(experiment)
 
 
@@ -151,7 +155,7 @@ def _run_locked(experiment: str, cfg: DictConfig, loss_net, on_row, out: Path) -
             remove_checkpoints(ctx.cell_dir(cid))
 
     run_cells(table, cells, lambda c: mod.run_cell(ctx, c.item[0], c.item[1], c.cid, c.label), tidy=tidy,
-              describe=mod.describe_row, on_row=on_row, header=header)
+              describe=mod.describe, on_row=on_row, header=header)
     log(f"sweep finished in {time.perf_counter() - t0:.0f} s; results in {table.path} and {table.csv_path}")
     if cfg.report:
         from lossnet.report import write_report
