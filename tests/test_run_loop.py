@@ -51,14 +51,14 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path_factory, n, data):
     assert [r["i"] for r in ResultsTable(out).rows()] == list(range(stop))
     assert holder(out) is None  # released on the way out
     calls2, reports2 = [], []
-    res = _run(out, cells, calls=calls2, reports=reports2)
+    res = _run(out, cells + cells[::-1], calls=calls2, reports=reports2)  # a cell planned twice runs once
     assert calls2 == list(range(stop, n))  # finished cells are not recomputed
     assert res.done_before == stop and res.planned == n and len(res.rows) == n - stop
     assert [r["i"] for r in ResultsTable(out).rows()] == list(range(n))  # one row per cell, in order
     assert reports2 == [1]  # the report is written once
     assert (out / "config.yaml").read_text() == "a: 1\n"
     calls3 = []
-    assert _run(out, cells, calls=calls3).done_before == n and calls3 == []
+    assert _run(out, cells + cells, calls=calls3).done_before == n and calls3 == []  # a repeated cell counts once
 
 
 def test_screen_keep_tidy_and_launcher_failures(tmp_path):

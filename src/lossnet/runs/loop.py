@@ -95,10 +95,11 @@ def run_cells(table: ResultsTable, cells: Sequence[Cell], run_one: Callable[[Cel
 
     Args:
         table: the results table rows are appended to (rank 0 writes under ``torchrun``).
-        cells: the plan, in running order (ids unique).
+        cells: the plan, in running order (a repeated id runs once).
         run_one: ``Cell -> row | [rows] | None`` for the default inline launcher; its exceptions
             stop the loop (finished rows stay appended, so a rerun resumes).
-        done: ids to skip (default: the table's ids, rank 0's view on every rank).
+        done: ids to skip (default: the table's ids, rank 0's view on every rank); the ids of
+            appended rows are added to it.
         screen: ``Cell -> row | None`` before running: a row is recorded instead of running the
             cell (e.g. ``status: skipped`` when its weights are missing).
         launch: ``(todo, record, fail)`` runs the remaining cells some other way (local workers,
@@ -112,10 +113,15 @@ def run_cells(table: ResultsTable, cells: Sequence[Cell], run_one: Callable[[Cel
         on_row: called with every newly appended row.
         header: ``(counts so far, cells to run) -> str``, the first progress line.
     """
+    if run_one is None and launch is None:
+        raise TypeError("run_cells needs run_one or launch")
     main = distributed.is_main()
     if done is None:
         done = distributed.broadcast_object(table.ids())  # every rank skips the same cells
-    by_id = {c.cid: c for c in cells}
+    by_id: dict[str, Cell] = {}
+    for c in cells:  # a cell planned twice (e.g. z=[64,64]) runs once
+        by_id.setdefault(c.cid, c)
+    cells = list(by_id.values())
     res = LoopResult(planned=len(cells))
     position = {c.cid: i for i, c in enumerate(cells, start=1)}
     started: dict[str, float] = {}
@@ -172,8 +178,6 @@ def run_cells(table: ResultsTable, cells: Sequence[Cell], run_one: Callable[[Cel
         record(row)
     if todo:
         if launch is None:
-            if run_one is None:
-                raise TypeError("run_cells needs run_one or launch")
             launch = _inline(run_one, started)
         launch(todo, record, fail)
     return res
