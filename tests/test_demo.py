@@ -26,9 +26,15 @@ def test_demo_writes_table_results_and_figures(tmp_path, offline_weights, capsys
         assert (out / f).stat().st_size > 1000
     assert not (out / "reconstructions_I-F-FP.png").exists()  # no image decoder
     assert (out / "encoders" / "I-F-FP" / "encoder.safetensors").exists()
-    # rerun: the collection, features and finished encoders are reused (checkpoints resume at the end)
+    # rerun: the collection and features are reused, and finished procedures (rows in results.jsonl,
+    # the run loop) are not trained again; results.json still lists all three
     assert cli.main(["demo", "--out", str(out), "--rollouts", "2", "1", "1", "--epochs", "1", "--probe-epochs", "2",
                      "--no-progress", "--workers", "1"]) == 0
+    assert "[3/4] encoder" not in capsys.readouterr().out
+    table = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["procedure"] for r in table) == ["I-F-FP", "I-I-PS", "I-I-PW"]
+    again = json.loads((out / "results.json").read_text())["rows"]
+    assert [r["test_error_px"] for r in again] == [r["test_error_px"] for r in res["rows"]]
 
 
 def test_demo_rejects_unknown_procedure(tmp_path, offline_weights, capsys):

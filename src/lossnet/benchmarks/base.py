@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from omegaconf import ListConfig
 
 from lossnet.errors import ConfigError
 from lossnet.runs.launch import CellRequest
+from lossnet.runs.plugin import Plugin, get, register, registry
 from lossnet.zoo.layers import LAYER_KEYS as LAYERS
 
 __all__ = ["BENCHMARKS", "LAYERS", "Benchmark", "CellRequest", "get_benchmark", "register_benchmark",
@@ -40,8 +41,9 @@ def _no_check(cfg) -> None:
 
 
 @dataclass(frozen=True)
-class Benchmark:
-    """A benchmark the sweep can run.
+class Benchmark(Plugin):
+    """A benchmark the sweep can run: the run loop's plugin of kind ``"benchmark"``
+    (:mod:`lossnet.runs.plugin`).
 
     Attributes:
         name: ``lossnet sweep NAME``.
@@ -61,8 +63,6 @@ class Benchmark:
             own appended to the analysis (e.g. reference rows that are not loss networks).
     """
 
-    name: str
-    description: str
     defaults: str
     scores: Callable[[Any], list]
     run: Callable[[CellRequest], dict]
@@ -71,17 +71,18 @@ class Benchmark:
     prepare: Callable[[Any, Path], None] = _no_prepare
     check: Callable[[Any], None] = _no_check
     report: Callable[[Path, list, Path, Path], str] | None = None
+    kind: ClassVar[str] = "benchmark"
 
 
-BENCHMARKS: dict[str, Benchmark] = {}
+BENCHMARKS: dict[str, Benchmark] = registry(Benchmark.kind)  # type: ignore[assignment]
+"""The registered benchmarks (the live ``"benchmark"`` registry of :mod:`lossnet.runs.plugin`)."""
 
 
 def register_benchmark(b: Benchmark, *, overwrite: bool = False) -> Benchmark:
     """Make ``b`` available to ``lossnet sweep`` (benchmarks 2 and 3 plug in here)."""
-    if b.name in BENCHMARKS and not overwrite:
-        raise ValueError(f"benchmark {b.name!r} is already registered; pass overwrite=True")
-    BENCHMARKS[b.name] = b
-    return b
+    if not isinstance(b, Benchmark):
+        raise TypeError(f"register_benchmark takes a Benchmark, got {type(b).__name__}")
+    return register(b, overwrite=overwrite)
 
 
 def single_layer_cell(run_cell: Callable, req: CellRequest) -> dict:
@@ -95,9 +96,7 @@ def single_layer_cell(run_cell: Callable, req: CellRequest) -> dict:
     return res
 def get_benchmark(name: str) -> Benchmark:
     """The registered :class:`Benchmark` called ``name``; ConfigError listing the known ones otherwise."""
-    if name not in BENCHMARKS:
-        raise ConfigError(f"unknown benchmark {name!r}; choose one of {', '.join(sorted(BENCHMARKS))}")
-    return BENCHMARKS[name]
+    return get(Benchmark.kind, name)
 
 
 def _as_list(v) -> list[str]:

@@ -67,9 +67,9 @@ from lossnet.runs.launch import (
     run_slurm,
     skipped_row,
 )
-from lossnet.runs.lock import run_lock
+from lossnet.runs.loop import Cell, LoopResult, final_report, run_cells, run_directory
 from lossnet.runs.table import ResultsTable, read_sweep_manifest
-from lossnet.utils import atomic_write, ensure_writable_dir, is_fs_error, log
+from lossnet.utils import atomic_write, log
 
 __all__ = ["BENCHMARKS", "Benchmark", "CellRequest", "SWEEP_DEFAULTS", "SweepError", "effective_rows", "is_sweep_dir",
            "load_sweep_config", "plan", "register_benchmark", "run_sweep", "write_analysis"]
@@ -148,26 +148,15 @@ def effective_rows(rows: list[dict]) -> list[dict]:
 
 
 # --------------------------------------------------------------------------------------------
-# Executing one cell (in this process, a local worker, or a SLURM job)
-# --------------------------------------------------------------------------------------------
-
-
-# --------------------------------------------------------------------------------------------
-# Launchers
-# --------------------------------------------------------------------------------------------
-
-
-# --------------------------------------------------------------------------------------------
 # The sweep
 # --------------------------------------------------------------------------------------------
 
 
-def _write_manifest(out: Path, cfg: DictConfig, bench: Benchmark) -> None:
+def _manifest(cfg: DictConfig, bench: Benchmark) -> str:
     scores = [{"name": s.name, "benchmark": s.benchmark, "higher_is_better": s.higher_is_better}
               for s in bench.scores(cfg)]
-    (out / "sweep.json").write_text(json.dumps({"benchmark": bench.name, "scores": scores,
-                                                "config": OmegaConf.to_container(cfg, resolve=True)}, indent=2))
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    return json.dumps({"benchmark": bench.name, "scores": scores,
+                       "config": OmegaConf.to_container(cfg, resolve=True)}, indent=2)
 
 
 def _harvest(out: Path, table: ResultsTable, ok: set[str]) -> int:
@@ -205,92 +194,32 @@ def run_sweep(benchmark: str, overrides: Sequence[str] = (), *, on_row: Callable
                           f"launcher={cfg.launcher}); docs/scaling.md")
     if cfg.launcher == "slurm":
         import_submitit()  # fail before any work
-    out = ensure_writable_dir(Path(str(cfg.out)), "out")  # before any work
-    with run_lock(out):  # one writer per run directory
+    files = {"sweep.json": _manifest(cfg, bench), "config.yaml": OmegaConf.to_yaml(cfg)}
+    with run_directory(Path(str(cfg.out)), files=files) as out:  # one writer per run directory
         return _run_sweep_locked(benchmark, cfg, bench, out, on_row)
 
 
-def _run_sweep_locked(benchmark: str, cfg: DictConfig, bench: Benchmark, out: Path, on_row) -> Path:
-    from lossnet import zoo
+def _launcher(cfg: DictConfig, bench: Benchmark, out: Path):
+    """``(todo cells, record, fail) -> None``: the cells' jobs inline, in local workers or on SLURM
+    (:mod:`lossnet.runs.launch`); a failed cell's traceback goes to ``cells/<id>/error.log``."""
 
-    main = distributed.is_main()  # under torchrun rank 0 alone writes (manifest, rows, analysis)
-    if main:
-        _write_manifest(out, cfg, bench)
-    table = ResultsTable(out)
-    rows = table.rows()
-    ok = {r["cell_id"] for r in rows if r.get("status", "ok") == "ok"}
-    skipped = {r["cell_id"] for r in rows if r.get("status") == "skipped"}
-    adopted = _harvest(out, table, ok) if main else 0
-    ok, skipped = distributed.broadcast_object((ok, skipped))  # every rank runs the same cells
-    cells = plan(cfg, bench)
-    t0 = time.perf_counter()
+    def launch(todo: Sequence[Cell], record, fail) -> None:
+        by_id = {c.cid: c for c in todo}
 
-    failures: list[tuple[str, str]] = []
-
-    def record(row: dict) -> None:
-        cid = row["cell_id"]
-        if row.get("status") == "ok" or cid not in skipped:
+        def job_failed(job: Job, e: BaseException, tb: str) -> None:  # one console line; the traceback in a file
+            path = out / "cells" / job.request.cid / "error.log"
             try:
-                table.append(row)
-            except OSError as e:
-                if not is_fs_error(e):
-                    raise
-                # e.g. a full disk: this cell fails (its row.json, if written, is adopted next time)
-                failures.append((f"{row['arch']}:{row['layer']}", f"{type(e).__name__}: {e}"))
-                log(f"  FAILED {row['arch']}:{row['layer']}: cannot append its row: {e}")
-                return
-            (ok if row.get("status") == "ok" else skipped).add(cid)
-        if main:
-            (out / "cells" / cid / "row.json").unlink(missing_ok=True)
-            if not cfg.keep_checkpoints:
-                remove_checkpoints(out / "cells" / cid)
-        log(f"  {row['arch']}:{row['layer']}{''.join(f' {row[k]}' for k in cells_coords(row))}: "
-            f"{_describe(row, bench, cfg)} ({row.get('seconds', 0):.0f} s)")
-        if on_row is not None:
-            on_row(row)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(path, tb)
+                where = f"traceback in {path}"
+            except OSError as err:
+                where = f"no traceback written ({err})"
+            fail(by_id[job.request.cid], e, where)
 
-    todo: list[tuple[CellRequest, dict]] = []
-    n_done = n_skip = 0
-    status_cache: dict[str, Any] = {}
-    new_skips: list[dict] = []
-    for req, spec in cells:
-        if req.cid in ok:
-            n_done += 1
-            if main and not cfg.keep_checkpoints:
-                remove_checkpoints(out / "cells" / req.cid)
-            continue
-        if cfg.weights == "imagenet":
-            st = status_cache.setdefault(req.arch, zoo.status(req.arch))
-            if not st.available:
-                n_skip += 1
-                if req.cid not in skipped:
-                    new_skips.append(skipped_row(req, spec, st.reason or "no ImageNet weights on this machine"))
-                continue
-        todo.append((req, spec))
-    log(f"sweep {benchmark} ({cfg.scale} scale) in {out}: {len(cells)} cells; {n_done} done"
-        + (f" ({adopted} adopted from finished workers)" if adopted else "")
-        + f", {n_skip} skipped (weights unavailable), {len(todo)} to run"
-        + (f" on {cfg.jobs} local workers" if cfg.launcher == "local" and cfg.jobs > 1 else "")
-        + (" with SLURM (submitit)" if cfg.launcher == "slurm" else ""))
-    for row in new_skips:
-        record(row)
-
-    def fail(job: Job, e: BaseException, tb: str) -> None:  # one console line; the traceback in the cell's log
-        path = out / "cells" / job.request.cid / "error.log"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, tb)
-            where = f"traceback in {path}"
-        except OSError as err:
-            where = f"no traceback written ({err})"
-        what = (f"{type(e).__name__}: {e}".splitlines() or [""])[0][:200]
-        failures.append((job.request.label, f"{what}; {where}"))
-        log(f"  FAILED {job.request.label}: {what}; {where}")
-
-    if todo:
         bench.prepare(cfg, out)
         local_pool = cfg.launcher == "local" and int(cfg.jobs) > 1
-        extra = extra_specs(sorted({r.arch for r, _ in todo}), need_pickle=cfg.launcher == "slurm" or (
+        requests = [c.item[0] for c in todo]
+        extra = extra_specs(sorted({r.arch for r in requests}), need_pickle=cfg.launcher == "slurm" or (
             local_pool and str(cfg.mp_context) != "fork"))
         if cfg.launcher == "slurm":
             threads = int(cfg.slurm.cpus)
@@ -298,23 +227,65 @@ def _run_sweep_locked(benchmark: str, cfg: DictConfig, bench: Benchmark, out: Pa
             threads = int(cfg.threads)
         else:
             threads = distributed.cpu_share(int(cfg.jobs)) if local_pool else None  # free cores / workers
-        jobs = [Job(r, s, bench, threads, extra) for r, s in todo]
+        jobs = [Job(r, s, bench, threads, extra) for r, s in (c.item for c in todo)]
         if cfg.launcher == "slurm":
-            run_slurm(jobs, cfg, out, record, fail)
+            run_slurm(jobs, cfg, out, record, job_failed)
         elif local_pool:
             dev = str(cfg.device or "")
             # each worker its own GPU (round robin) unless the config pins a device (cpu, cuda:1 ...)
-            run_pool(jobs, min(int(cfg.jobs), len(jobs)), str(cfg.mp_context), record, fail,
+            run_pool(jobs, min(int(cfg.jobs), len(jobs)), str(cfg.mp_context), record, job_failed,
                      gpus=[] if dev and dev != "cuda" else None)
         else:
-            run_inline(jobs, record, fail)
+            run_inline(jobs, record, job_failed)
+
+    return launch
+
+
+def _run_sweep_locked(benchmark: str, cfg: DictConfig, bench: Benchmark, out: Path, on_row) -> Path:
+    from lossnet import zoo
+
+    main = distributed.is_main()  # under torchrun rank 0 alone writes (manifest, rows, analysis)
+    table = ResultsTable(out)
+    rows = table.rows()
+    ok = {r["cell_id"] for r in rows if r.get("status", "ok") == "ok"}
+    skipped = {r["cell_id"] for r in rows if r.get("status") == "skipped"}
+    adopted = _harvest(out, table, ok) if main else 0
+    ok, skipped = distributed.broadcast_object((ok, skipped))  # every rank runs the same cells
+    cells = [Cell(req.cid, req.label, (req, spec)) for req, spec in plan(cfg, bench)]
+    t0 = time.perf_counter()
+    status_cache: dict[str, Any] = {}
+
+    def screen(cell: Cell) -> dict | None:  # cells whose ImageNet weights are missing: a skipped row
+        req, spec = cell.item
+        if cfg.weights != "imagenet":
+            return None
+        st = status_cache.setdefault(req.arch, zoo.status(req.arch))
+        return None if st.available else skipped_row(req, spec, st.reason or "no ImageNet weights on this machine")
+
+    def keep(row: dict) -> bool:  # an ok row always; a skipped cell's row once
+        return row.get("status") == "ok" or row["cell_id"] not in skipped
+
+    def tidy(cid: str) -> None:
+        (out / "cells" / cid / "row.json").unlink(missing_ok=True)
+        if not cfg.keep_checkpoints:
+            remove_checkpoints(out / "cells" / cid)
+
+    def header(res: LoopResult, n_todo: int) -> str:
+        return (f"sweep {benchmark} ({cfg.scale} scale) in {out}: {res.planned} cells; {res.done_before} done"
+                + (f" ({adopted} adopted from finished workers)" if adopted else "")
+                + f", {res.screened} skipped (weights unavailable), {n_todo} to run"
+                + (f" on {cfg.jobs} local workers" if cfg.launcher == "local" and cfg.jobs > 1 else "")
+                + (" with SLURM (submitit)" if cfg.launcher == "slurm" else ""))
+
+    res = run_cells(table, cells, done=ok, screen=screen, launch=_launcher(cfg, bench, out), keep=keep, tidy=tidy,
+                    describe=lambda row: _describe(row, bench, cfg), on_row=on_row, header=header)
     log(f"sweep finished in {time.perf_counter() - t0:.0f} s; results in {table.path}")
-    if cfg.report and main:
-        path = write_analysis(out)
-        log(f"analysis: {path}")
-    if failures:
-        raise SweepError(f"{len(failures)} cell(s) failed: " + "; ".join(f"{l} ({m})" for l, m in failures[:5])
-                         + (" ..." if len(failures) > 5 else "") + ". Fix the cause, then rerun to retry them.")
+    if cfg.report:
+        final_report(lambda: write_analysis(out), what="analysis")
+    if res.failures:
+        f = res.failures
+        raise SweepError(f"{len(f)} cell(s) failed: " + "; ".join(f"{l} ({m})" for l, m in f[:5])
+                         + (" ..." if len(f) > 5 else "") + ". Fix the cause, then rerun to retry them.")
     return out
 
 

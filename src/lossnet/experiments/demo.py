@@ -6,10 +6,14 @@ End to end on a freshly generated LunarLander collection (papers A/B in miniatur
 2. compute the loss network's features of run 1 once (AlexNet up to the 2nd ReLU + sigmoid);
 3. train I-I-PW, I-I-PS and I-F-FP encoders (z = 64) with the one training engine;
 4. embed runs 2 and 3, fit the paper-B probe grid on run 2, test the best probe on run 3;
-5. print and write the results: ``results.json`` (one row per procedure), ``results.md``,
-   ``reconstructions.png`` (original vs reconstruction) and ``error_vs_time.png``.
+5. print and write the results: ``results.json`` (one row per procedure, + run metadata),
+   ``results.md``, ``reconstructions_<procedure>.png`` (original vs reconstruction) and
+   ``error_vs_time.png``.
 
-Everything is cached or checkpointed under ``--out``: rerunning resumes where it stopped.
+Each procedure is a cell of the run loop (:mod:`lossnet.runs.loop`): its row is appended to
+``results.jsonl`` / ``results.csv`` as soon as it finishes, and a rerun with the same settings
+(:func:`cell_setting`) does not train it again. Everything else is cached or checkpointed under
+``--out``: rerunning resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -83,33 +87,37 @@ class DemoConfig:
 
 def run_demo(cfg: DemoConfig) -> list[dict]:
     """Run the demo; returns the result rows (also written to ``cfg.out``). Holds the lock of
-    ``cfg.out`` (:mod:`lossnet.runs.lock`) while it runs."""
-    from lossnet.runs.lock import run_lock
-    from lossnet.utils import ensure_writable_dir
+    ``cfg.out`` (:mod:`lossnet.runs.lock`) while it runs; a procedure whose row is already in
+    ``results.jsonl`` is not trained again (the run loop, :mod:`lossnet.runs.loop`)."""
+    from lossnet.runs.loop import run_directory
 
-    out = ensure_writable_dir(Path(cfg.resolved().out), "demo output directory")
-    with run_lock(out):
+    with run_directory(Path(cfg.resolved().out), what="demo output directory"):
         return _run_demo_locked(cfg)
+
+
+def cell_setting(cfg: DemoConfig) -> dict:
+    """What determines a procedure's row besides its name (its ``cell_id`` hashes this + the name)."""
+    keep = ("z", "seed", "rollouts", "epochs", "probe_epochs", "batch_size", "lr", "precision", "extra")
+    return {"experiment": "demo", "loss_net": "paper", **{k: v for k, v in asdict(cfg).items() if k in keep}}
 
 
 def _run_demo_locked(cfg: DemoConfig) -> list[dict]:
     from lossnet.data.lunarlander import generate_collection, load_run
-    from lossnet.eval.probes import fit_probe_grid
+    from lossnet.runs.cells import cell_id, utc_now
+    from lossnet.runs.loop import Cell, final_report, run_cells
+    from lossnet.runs.table import ResultsTable
     from lossnet.train.cache import FeatureCache
-    from lossnet.train.engine import FitConfig
-    from lossnet.train.procedures import EncoderConfig, get_procedure, train_encoder
+    from lossnet.train.procedures import get_procedure
     from lossnet.zoo import LossNetwork
 
     cfg = cfg.resolved()
     for p in cfg.procedures:
         get_procedure(p)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     torch.manual_seed(cfg.seed)
 
     loss_net = LossNetwork("paper")  # fails early, with instructions, if the weights are missing
-    say = lambda *a: print(*a, flush=True)  # noqa: E731  (step messages; --no-progress only hides bars)
     say(f"[1/4] LunarLander collection: rollouts {cfg.rollouts} x 150 steps -> {out / 'lunarlander'}")
     t0 = time.perf_counter()
     coll = generate_collection(out / "lunarlander", n_rollouts=cfg.rollouts, seed=cfg.seed, workers=cfg.workers,
@@ -122,49 +130,76 @@ def _run_demo_locked(cfg: DemoConfig) -> list[dict]:
     say("[2/4] teacher features of all runs (computed once, cached)")
     feats = {r: cache.get(runs[r].images, loss_net) for r in (1, 2, 3)}
 
-    rows = []
-    slowest = 0.0  # seconds of the slowest procedure so far (for the ETA)
-    for i, name in enumerate(cfg.procedures):
-        say(f"[3/4] encoder {i + 1}/{len(cfg.procedures)}: {name}, z={cfg.z}, {cfg.epochs} epochs")
+    setting = cell_setting(cfg)
+    cells = [Cell(cell_id({**setting, "procedure": name}), name, i) for i, name in enumerate(cfg.procedures)]
+    slowest = [0.0]  # seconds of the slowest procedure so far (for the ETA)
+
+    def run_one(cell: Cell) -> dict:
         t_proc = time.perf_counter()
-        fit_cfg = FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                            device=cfg.device, progress=cfg.progress, desc=name, precision=str(cfg.precision),
-                            channels_last=cfg.channels_last, compile=cfg.compile, logger=cfg.logger)
-        trained = train_encoder(runs[1].images, EncoderConfig(procedure=name, z=cfg.z), fit_cfg, loss_net=loss_net,
-                                cache=cache, ckpt_dir=out / "checkpoints" / name)
-        trained.export(out / "encoders" / name)
-        emb = {r: trained.embed(runs[r].images, feats[r]) for r in (2, 3)}
-        say(f"[4/4] probe grid (paper B, 7 MLPs, {cfg.probe_epochs} epochs) on {name} embeddings")
-        grid = fit_probe_grid(emb[2], runs[2].positions, emb[3], runs[3].positions, task="regression",
-                              grid="paper_b", epochs=cfg.probe_epochs, seed=cfg.seed, progress=cfg.progress)
-        res = trained.result
-        rows.append({
-            "procedure": name,
-            "test_error_px": grid.test_metric,
-            "probe": grid.selected_name,
-            "epoch_seconds": res.epoch_seconds,
-            "precision": fit_cfg.precision,
-            "train_seconds": sum(h["train_seconds"] for h in res.history),
-            "total_seconds": res.total_seconds,
-            "best_epoch": res.best_epoch,
-            "epochs": len(res.history),
-            "best_val_loss": res.best_val,
-            "val_loss_history": [h["val_loss"] for h in res.history],
-            "z": cfg.z,
-            "seed": cfg.seed,
-        })
-        if get_procedure(name).decoder == "image":
-            pick = torch.linspace(0, len(runs[3]) - 1, 8).long()  # spread over the test run
-            _save_reconstructions(trained, runs[3].images[pick], out / f"reconstructions_{name}.png")
-        slowest = max(slowest, time.perf_counter() - t_proc)
-        say("      " + _eta(name, grid.test_metric, i + 1, len(cfg.procedures), time.perf_counter() - t_start, slowest))
+        row = {"cell_id": cell.cid, **_procedure_row(cfg, cell.label, cell.item, loss_net, cache, runs, feats, out),
+               "timestamp": utc_now()}
+        slowest[0] = max(slowest[0], time.perf_counter() - t_proc)
+        say("      " + _eta(cell.label, row["test_error_px"], cell.item + 1, len(cells),
+                            time.perf_counter() - t_start, slowest[0]))
+        return row
+
+    table = ResultsTable(out)
+    run_cells(table, cells, run_one, describe=lambda r: f"test error {r['test_error_px']:.2f} px",
+              header=lambda res, n: f"demo in {out}: {res.planned} procedures, {res.done_before} already in "
+                                    f"{table.path}, {n} to train")
+    last = {r.get("cell_id"): r for r in table.rows()}
+    rows = [last[c.cid] for c in cells if c.cid in last]
     total = time.perf_counter() - t_start
     meta = {"config": asdict(cfg), "collection_seconds": collection_seconds, "total_seconds": total,
             "frames": {r: len(runs[r]) for r in (1, 2, 3)}, "torch": torch.__version__,
             "python": platform.python_version(), "threads": torch.get_num_threads(),
             "device": cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")}
-    _write_outputs(out, rows, meta)
+    final_report(lambda: _write_outputs(out, rows, meta), what="results")
     return rows
+
+
+def say(*a) -> None:
+    """A step message on stdout (``--no-progress`` hides only the bars)."""
+    print(*a, flush=True)
+
+
+def _procedure_row(cfg: DemoConfig, name: str, i: int, loss_net, cache, runs, feats, out: Path) -> dict:
+    """Train procedure ``name`` (the ``i``-th), fit the probe grid on its embeddings, save its
+    reconstructions; its result row."""
+    from lossnet.eval.probes import fit_probe_grid
+    from lossnet.train.engine import FitConfig
+    from lossnet.train.procedures import EncoderConfig, get_procedure, train_encoder
+
+    say(f"[3/4] encoder {i + 1}/{len(cfg.procedures)}: {name}, z={cfg.z}, {cfg.epochs} epochs")
+    fit_cfg = FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+                        device=cfg.device, progress=cfg.progress, desc=name, precision=str(cfg.precision),
+                        channels_last=cfg.channels_last, compile=cfg.compile, logger=cfg.logger)
+    trained = train_encoder(runs[1].images, EncoderConfig(procedure=name, z=cfg.z), fit_cfg, loss_net=loss_net,
+                            cache=cache, ckpt_dir=out / "checkpoints" / name)
+    trained.export(out / "encoders" / name)
+    emb = {r: trained.embed(runs[r].images, feats[r]) for r in (2, 3)}
+    say(f"[4/4] probe grid (paper B, 7 MLPs, {cfg.probe_epochs} epochs) on {name} embeddings")
+    grid = fit_probe_grid(emb[2], runs[2].positions, emb[3], runs[3].positions, task="regression",
+                          grid="paper_b", epochs=cfg.probe_epochs, seed=cfg.seed, progress=cfg.progress)
+    res = trained.result
+    if get_procedure(name).decoder == "image":
+        pick = torch.linspace(0, len(runs[3]) - 1, 8).long()  # spread over the test run
+        _save_reconstructions(trained, runs[3].images[pick], out / f"reconstructions_{name}.png")
+    return {
+        "procedure": name,
+        "test_error_px": grid.test_metric,
+        "probe": grid.selected_name,
+        "epoch_seconds": res.epoch_seconds,
+        "precision": fit_cfg.precision,
+        "train_seconds": sum(h["train_seconds"] for h in res.history),
+        "total_seconds": res.total_seconds,
+        "best_epoch": res.best_epoch,
+        "epochs": len(res.history),
+        "best_val_loss": res.best_val,
+        "val_loss_history": [h["val_loss"] for h in res.history],
+        "z": cfg.z,
+        "seed": cfg.seed,
+    }
 
 
 def _eta(name: str, error: float, done: int, total: int, elapsed: float, slowest: float) -> str:
@@ -201,7 +236,8 @@ def _save_reconstructions(trained, images: torch.Tensor, path: Path) -> None:
     plt.close(fig)
 
 
-def _write_outputs(out: Path, rows: list[dict], meta: dict) -> None:
+def _write_outputs(out: Path, rows: list[dict], meta: dict) -> Path:
+    """``results.json`` (rows + meta), ``results.md`` and ``error_vs_time.png``; returns ``results.md``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -236,6 +272,7 @@ def _write_outputs(out: Path, rows: list[dict], meta: dict) -> None:
     fig.tight_layout()
     fig.savefig(out / "error_vs_time.png", dpi=110)
     plt.close(fig)
+    return out / "results.md"
 
 
 def format_table(rows: list[dict]) -> str:

@@ -26,27 +26,31 @@ from typing import Callable, Sequence
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lossnet import config, distributed
+from lossnet import config
 from lossnet.data.parts import DATASETS, load_data
 from lossnet.errors import ConfigError
 from lossnet.experiments import paper_a, paper_b
 from lossnet.runs.cells import remove_checkpoints
 from lossnet.runs.encoder_cells import RunContext
-from lossnet.runs.lock import run_lock
+from lossnet.runs.loop import Cell, LoopResult, final_report, run_cells, run_directory
+from lossnet.runs.plugin import Experiment, get, register, registry
 from lossnet.runs.loss_nets import build_loss_net, loss_net_identity
 from lossnet.runs.table import ResultsTable
-from lossnet.utils import atomic_write, ensure_writable_dir, fault_point, log
+from lossnet.utils import fault_point, log
 
-EXPERIMENTS = {"paper_a": paper_a, "paper_b": paper_b}
-"""Experiment name -> module with ``check(cfg)``, ``cells(ctx)``, ``run_cell(...)``, ``describe_row(row)``."""
+for _mod, _what in ((paper_a, "paper A: autoencoders and VAEs with pixel-wise or perceptual loss, probed"),
+                   (paper_b, "paper B: six encoder-pretraining procedures compared by probes and training time")):
+    register(Experiment(_mod.__name__.rsplit(".", 1)[-1], _what, check=_mod.check, cells=_mod.cells,
+                        run_cell=_mod.run_cell, describe=_mod.describe_row), overwrite=True)
+EXPERIMENTS: dict[str, Experiment] = registry(Experiment.kind)  # type: ignore[assignment]
+"""The registered experiments (:class:`~lossnet.runs.plugin.Experiment`, the ``"experiment"`` registry)."""
 
 _LIST_KEYS = ("z", "procedures", "models")
 
 
 def config_path(experiment: str) -> Path:
     """``configs/EXPERIMENT.yaml`` of a known experiment."""
-    if experiment not in EXPERIMENTS:
-        raise ConfigError(f"unknown experiment {experiment!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
+    get(Experiment.kind, experiment)  # ConfigError listing the known ones
     return config.config_path(experiment)
 
 
@@ -127,42 +131,34 @@ def run_experiment(experiment: str, overrides: Sequence[str] = (), *, loss_net=N
 
 
 def _run(experiment: str, cfg: DictConfig, loss_net, on_row) -> Path:
-    out = ensure_writable_dir(Path(str(cfg.out)), "out")  # before any data are generated
-    with run_lock(out):  # one writer per run directory
+    with run_directory(Path(str(cfg.out)), files={"config.yaml": OmegaConf.to_yaml(cfg)}) as out:
         return _run_locked(experiment, cfg, loss_net, on_row, out)
 
 
 def _run_locked(experiment: str, cfg: DictConfig, loss_net, on_row, out: Path) -> Path:
     mod = EXPERIMENTS[experiment]
-    main = distributed.is_main()
-    if main:
-        atomic_write(out / "config.yaml", OmegaConf.to_yaml(cfg))
     t0 = time.perf_counter()
     data = load_data(cfg, out)
     fault_point("data")
     net = loss_net if loss_net is not None else build_loss_net(cfg.loss_net)
     table = ResultsTable(out)
-    ctx = RunContext(cfg, out, data, net, loss_net_identity(net), _feature_cache(cfg, out), table, on_row)
-    todo = mod.cells(ctx)
-    done = distributed.broadcast_object(table.ids())  # rank 0's view: every rank skips the same cells
-    n_done = sum(1 for _, _, cid, _ in todo if cid in done)
-    log(f"{experiment} on {data.name} ({cfg.scale} scale): {len(todo)} cells, {n_done} already in "
-        f"{table.path}; encoder/probe/test images {len(data.encoder_images)}/{len(data.probe_images)}/"
-        f"{len(data.test_images)}")
-    for i, (coords, sp, cid, label) in enumerate(todo, start=1):
-        if cid in done:
-            if main and not cfg.keep_checkpoints:  # a kill between the row and the cleanup
-                remove_checkpoints(ctx.cell_dir(cid))
-            continue
-        t1 = time.perf_counter()
-        row = mod.run_cell(ctx, coords, sp, cid, label)
-        done.add(cid)
-        log(f"[{i}/{len(todo)}] {label}: {mod.describe_row(row)} ({time.perf_counter() - t1:.0f} s)")
+    ctx = RunContext(cfg, out, data, net, loss_net_identity(net), _feature_cache(cfg, out), table)
+    cells = [Cell(cid, label, (coords, sp)) for coords, sp, cid, label in mod.cells(ctx)]
+
+    def header(res: LoopResult, n_todo: int) -> str:
+        return (f"{experiment} on {data.name} ({cfg.scale} scale): {res.planned} cells, {res.done_before} already in "
+                f"{table.path}; encoder/probe/test images {len(data.encoder_images)}/{len(data.probe_images)}/"
+                f"{len(data.test_images)}")
+
+    def tidy(cid: str) -> None:
+        if not cfg.keep_checkpoints:
+            remove_checkpoints(ctx.cell_dir(cid))
+
+    run_cells(table, cells, lambda c: mod.run_cell(ctx, c.item[0], c.item[1], c.cid, c.label), tidy=tidy,
+              describe=mod.describe, on_row=on_row, header=header)
     log(f"sweep finished in {time.perf_counter() - t0:.0f} s; results in {table.path} and {table.csv_path}")
-    if cfg.report and main:
+    if cfg.report:
         from lossnet.report import write_report
 
-        fault_point("report")
-        path = write_report(out)
-        log(f"report: {path}")
+        final_report(lambda: write_report(out))
     return out

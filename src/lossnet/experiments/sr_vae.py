@@ -63,6 +63,7 @@ from lossnet.runs.cells import cell_id, environment
 from lossnet.experiments.sr_vae_data import (PETS_TEST, as_list as _list, check_test_roots, data_identity,
                                              evaluate_all, pets_test_identity, training_data)
 from lossnet.experiments.sr_vae_task import KL_REDUCTIONS, build_perceptual_net, train_sr_vae
+from lossnet.runs.loop import Cell, final_report, run_cells, run_directory
 from lossnet.runs.table import ResultsTable
 from lossnet.utils import best_device, log
 
@@ -242,15 +243,31 @@ def run_sr_vae(overrides: Sequence[str] | dict | None = None, out: str | Path | 
     table, figures and ``report.md`` under ``out`` (default ``cfg.out``). Rows already in the
     table are not recomputed; an interrupted training resumes from ``out/runs/<id>/last.pt``.
     Returns the path of ``report.md``. Holds the lock of ``out`` (:mod:`lossnet.runs.lock`)."""
-    from lossnet.runs.lock import run_lock
-    from lossnet.utils import ensure_writable_dir
-
     cfg = load_config(overrides)
     out = Path(out if out is not None else cfg.out)
     cfg.out = str(out)
     check_test_roots(cfg)  # one clear error before any work
-    with run_lock(ensure_writable_dir(out, "out")):  # one writer per run directory
-        return _run_locked(cfg, out)
+    with run_directory(out) as d:  # one writer per run directory
+        return _run_locked(cfg, d)
+
+
+def plan(cfg) -> list[Cell]:
+    """The cells: per factor, bicubic then every run of ``cfg.runs`` (item: ``(run, factor, weights)``)."""
+    seed = int(cfg.seed)
+    cells = []
+    for factor in factors_of(cfg):
+        rid = cell_id({"experiment": NAME, "run": "bicubic", "setting": _common_setting(cfg, factor)})
+        cells.append(Cell(rid, f"bicubic x{factor}", ("bicubic", factor, None)))
+        for run in _list(cfg.runs):
+            weights = resolve_weights(cfg, run)
+            rid = cell_id({"experiment": NAME, "run": run, "seed": seed, "setting": run_setting(cfg, factor, weights)})
+            cells.append(Cell(rid, f"{run} x{factor}", (run, factor, weights)))
+    return cells
+
+
+def _describe(row: dict) -> str:
+    return ", ".join(f"{k} {v:.2f}" for k, v in row.items() if "psnr" in k and k != "best_val_psnr"
+                     and isinstance(v, float)) or "done"
 
 
 def _run_locked(cfg, out: Path) -> Path:
@@ -260,62 +277,56 @@ def _run_locked(cfg, out: Path) -> Path:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     table = ResultsTable(out)
-    have = distributed.broadcast_object(table.ids())  # under torchrun: rank 0's view, the same cells everywhere
     main = distributed.is_main()  # the one writer of rows, models and the report
     seed = int(cfg.seed)
     device = best_device(cfg.get("device"))
     run_cfg = OmegaConf.to_container(cfg, resolve=True)
-    loss_net = None
-    for factor in factors_of(cfg):
-        rid = cell_id({"experiment": NAME, "run": "bicubic", "setting": _common_setting(cfg, factor)})
-        if rid not in have:
+    shared: dict = {"loss_net": None, "data": (None, None)}  # the perceptual net; one factor's training data
+
+    def run_one(cell: Cell) -> dict:
+        run, factor, weights = cell.item
+        rid = cell.cid
+        t0 = time.perf_counter()
+        if run == "bicubic":
             log(f"srvae: bicubic x{factor} ...")
-            t0 = time.perf_counter()
             ev = evaluate_all(cfg, lambda lr: bicubic_upsample(lr, factor), factor, keep_for=_example_dir(out, rid))
-            table.append({"cell_id": rid, "run": "bicubic", "preset": None, "factor": factor, "weights": None,
-                          **{k: v for k, v in ev.items() if k != "images"}, "images": ev["images"],
-                          "seconds": time.perf_counter() - t0, "config": run_cfg, **environment(),
-                          "timestamp": utc_now()})
-            have.add(rid)
-        data = None
-        for run in _list(cfg.runs):
-            weights = resolve_weights(cfg, run)
-            rid = cell_id({"experiment": NAME, "run": run, "seed": seed, "setting": run_setting(cfg, factor, weights)})
-            if rid in have:
-                log(f"srvae: {run} x{factor} already in {table.path} ({rid})")
-                continue
-            label = f"{run} x{factor}"
-            log(f"srvae: training {label} with weights {weights} ({rid}) ...")
-            if weights["perceptual"] > 0 and loss_net is None:
-                loss_net = build_perceptual_net(cfg)
-            t0 = time.perf_counter()
-            data = data or training_data(cfg, factor, seed)
-            run_dir = out / "runs" / rid
-            model, result, info = train_sr_vae(cfg, factor, weights, loss_net, seed=seed, ckpt_dir=run_dir,
-                                               data=data, label=label)
-            train_s = time.perf_counter() - t0
-            model.to(device)
-            ev = evaluate_all(cfg, model.upscale, factor, device, keep_for=_example_dir(out, rid))
-            if main:
-                run_dir.mkdir(parents=True, exist_ok=True)
-                torch.save(model.state_dict(), run_dir / "model.pt")
-                if not cfg.get("keep_checkpoints"):
-                    (run_dir / "last.pt").unlink(missing_ok=True)
-            hist = result.history
-            row = {"cell_id": rid, "run": run, "preset": str(cfg.weights.preset), "model_kind": str(cfg.model.kind),
-                   "factor": factor, "weights": weights,
-                   **{k: v for k, v in ev.items() if k != "images"}, "images": ev["images"],
-                   "best_epoch": result.best_epoch, "best_val_psnr": -result.best_val, "epochs_run": len(hist),
-                   "resumed_epochs": result.resumed_from, "epoch_seconds": result.epoch_seconds,
-                   "precision": str(cfg.train.get("precision") or "32"),
-                   "train_seconds": sum(h["train_seconds"] + h["val_seconds"] for h in hist),
-                   "seconds": time.perf_counter() - t0, "setup_and_train_seconds": train_s,
-                   "threads": torch.get_num_threads(), "device": str(device), "data": info,
-                   "parameters": sum(p.numel() for p in model.parameters()), "history": hist,
-                   "config": run_cfg, **environment(), "timestamp": utc_now()}
-            table.append(row)
-            have.add(rid)
-    return write_report(out, cfg) if main else out / "report.md"
+            return {"cell_id": rid, "run": "bicubic", "preset": None, "factor": factor, "weights": None,
+                    **{k: v for k, v in ev.items() if k != "images"}, "images": ev["images"],
+                    "seconds": time.perf_counter() - t0, "config": run_cfg, **environment(), "timestamp": utc_now()}
+        label = cell.label
+        log(f"srvae: training {label} with weights {weights} ({rid}) ...")
+        if weights["perceptual"] > 0 and shared["loss_net"] is None:
+            shared["loss_net"] = build_perceptual_net(cfg)
+        if shared["data"][0] != factor:
+            shared["data"] = (factor, training_data(cfg, factor, seed))
+        run_dir = out / "runs" / rid
+        model, result, info = train_sr_vae(cfg, factor, weights, shared["loss_net"], seed=seed, ckpt_dir=run_dir,
+                                           data=shared["data"][1], label=label)
+        train_s = time.perf_counter() - t0
+        model.to(device)
+        ev = evaluate_all(cfg, model.upscale, factor, device, keep_for=_example_dir(out, rid))
+        if main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            torch.save(model.state_dict(), run_dir / "model.pt")
+            if not cfg.get("keep_checkpoints"):
+                (run_dir / "last.pt").unlink(missing_ok=True)
+        hist = result.history
+        return {"cell_id": rid, "run": run, "preset": str(cfg.weights.preset), "model_kind": str(cfg.model.kind),
+                "factor": factor, "weights": weights,
+                **{k: v for k, v in ev.items() if k != "images"}, "images": ev["images"],
+                "best_epoch": result.best_epoch, "best_val_psnr": -result.best_val, "epochs_run": len(hist),
+                "resumed_epochs": result.resumed_from, "epoch_seconds": result.epoch_seconds,
+                "precision": str(cfg.train.get("precision") or "32"),
+                "train_seconds": sum(h["train_seconds"] + h["val_seconds"] for h in hist),
+                "seconds": time.perf_counter() - t0, "setup_and_train_seconds": train_s,
+                "threads": torch.get_num_threads(), "device": str(device), "data": info,
+                "parameters": sum(p.numel() for p in model.parameters()), "history": hist,
+                "config": run_cfg, **environment(), "timestamp": utc_now()}
+
+    run_cells(table, plan(cfg), run_one, describe=_describe,
+              header=lambda res, n: f"srvae in {out}: {res.planned} cells, {res.done_before} already in {table.path}, "
+                                    f"{n} to run")
+    return final_report(lambda: write_report(out, cfg)) or out / "report.md"
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """The run machinery every experiment and sweep shares.
 
+* :mod:`~lossnet.runs.loop` -- the one run loop (directory + lock + config, skip done cells, run,
+  append rows, report) of ``lossnet run``, ``sweep``, ``srvae`` and ``demo``;
+* :mod:`~lossnet.runs.plugin` -- the one plugin type (experiments, benchmarks) and its registry;
 * :mod:`~lossnet.runs.table` -- the tidy results table (``results.jsonl`` + ``results.csv``);
 * :mod:`~lossnet.runs.cells` -- cell identity (how every run resumes), environment, reference rows;
 * :mod:`~lossnet.runs.launch` -- running cells inline, in local worker processes, or on SLURM (submitit);

@@ -1,6 +1,6 @@
 """The shared steps of an encoder cell (paper A, paper B, benchmark 4): train the cell's encoder
-(resuming from its checkpoint), embed the probe and test parts, fit the probe grid, complete and
-append the row.
+(resuming from its checkpoint), embed the probe and test parts, fit the probe grid, complete the
+row (the run loop, :mod:`lossnet.runs.loop`, appends it).
 
 * :class:`RunContext` -- what a cell runs with (config, run directory, data, loss network, cache,
   results table).
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from lossnet.data.parts import ExperimentData
-from lossnet.runs.cells import cell_id, environment, remove_checkpoints, utc_now
+from lossnet.runs.cells import cell_id, environment, utc_now
 from lossnet.runs.table import ResultsTable
 
 __all__ = ["RunContext", "TrainedCell", "encoder_row", "encoder_settings", "finish_cell", "fmt_score", "probe_options",
@@ -39,8 +39,7 @@ class RunContext:
     loss_net: Any
     loss_net_id: dict
     cache: Any
-    table: ResultsTable
-    on_row: Callable[[dict], None] | None = None
+    table: ResultsTable | None = None
 
     @property
     def device(self) -> str:
@@ -171,8 +170,8 @@ def encoder_row(cell: TrainedCell) -> dict:
 
 
 def finish_cell(ctx: RunContext, cid: str, spec: dict, row: dict, cell: TrainedCell | None = None) -> dict:
-    """Complete ``row`` (ids, environment, config, timestamp), append it, tidy the cell directory
-    (under torchrun rank 0 exports, appends and tidies; every rank returns the row)."""
+    """Complete ``row`` (ids, environment, config, timestamp) and export the encoder if asked (rank 0
+    under torchrun); every rank returns the row, which the run loop (:mod:`lossnet.runs.loop`) appends."""
     from omegaconf import OmegaConf
 
     from lossnet import distributed
@@ -184,11 +183,6 @@ def finish_cell(ctx: RunContext, cid: str, spec: dict, row: dict, cell: TrainedC
     main = distributed.is_main()
     if main and cell is not None and ctx.cfg.get("export_encoders"):
         cell.encoder.export(ctx.cell_dir(cid) / "encoder")
-    ctx.table.append(full)
-    if main and not ctx.cfg.get("keep_checkpoints"):
-        remove_checkpoints(ctx.cell_dir(cid))
-    if ctx.on_row is not None:
-        ctx.on_row(full)
     return full
 
 
