@@ -141,3 +141,11 @@ def test_listing_commands_do_not_import_torchvision(argv):
             "print('TV', 'torchvision' in sys.modules, rc)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "TV False 0"
+
+
+def test_cli_experiment_names_are_the_registered_experiments():
+    """cli.py names the experiments without importing them (the parser stays light): the same names."""
+    from lossnet import cli
+    from lossnet.experiments.runner import EXPERIMENTS
+
+    assert set(cli.EXPERIMENTS) == set(EXPERIMENTS)

@@ -42,7 +42,7 @@ from lossnet.schema.flags import DefaultsFormatter, OneLineParser, add_flags, no
 __all__ = ["build_parser", "main"]
 
 _CONFIGS = Path(__file__).resolve().parent / "configs"
-EXPERIMENTS = ("paper_a", "paper_b")
+EXPERIMENTS = ("paper_a", "paper_b")  # the registered experiments (lossnet.experiments.runner), without importing them
 
 
 def _benchmarks() -> list[str]:
