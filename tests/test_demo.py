@@ -68,3 +68,15 @@ def test_pretrain_and_embed_a_users_image_folder(tmp_path, offline_weights, caps
         emb = np.load(out)
         assert emb.shape == (20, 8) and np.isfinite(emb).all()
     assert cli.main(["pretrain", "--images", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_report_on_a_demo_directory_points_to_its_report(tmp_path, capsys):
+    """The demo's results table is not a run's: `lossnet report` says where the demo's report is."""
+    import json
+
+    from lossnet.cli import main as cli_main
+
+    (tmp_path / "results.jsonl").write_text(json.dumps({"cell_id": "a", "procedure": "I-I-PW", "test_error_px": 3.0}) + "\n")
+    assert cli_main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "demo directory" in err and "results.md" in err and len(err.strip().splitlines()) == 1

@@ -140,12 +140,26 @@ def _report(args) -> None:
     elif not (d / "results.jsonl").is_file():
         raise UserError(f"{d} is not a run directory: no results table {d / 'results.jsonl'} (lossnet run / srvae), "
                         f"no {d / 'sweep.json'} (lossnet sweep) and no sweep directories inside it")
+    elif _is_demo_dir(d):
+        raise UserError(f"{d} is a demo directory (lossnet demo): its report is {d / 'results.md'}; "
+                        f"`lossnet demo --out {d}` rebuilds it without retraining finished procedures")
     else:
         from lossnet.report import write_report
 
         path = write_report(args.dir, out=args.out)
     print(json.dumps({"report": str(path)}) if args.json else path)
 
+
+
+def _is_demo_dir(d: Path) -> bool:
+    """Whether ``d``'s results table is the demo's (rows per procedure, no experiment column)."""
+    from lossnet.utils import read_jsonl
+
+    try:
+        rows = read_jsonl(d / "results.jsonl")
+    except UserError:
+        return False
+    return bool(rows) and all("procedure" in r and "test_error_px" in r and "experiment" not in r for r in rows)
 
 
 def _internal_error(e: BaseException, args) -> int:
