@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -157,14 +158,22 @@ def _atomic(path: str | os.PathLike, write, point: str | None = None) -> Path:
     return p
 
 
-def atomic_write(path: str | os.PathLike, data: str | bytes, *, point: str | None = None) -> Path:
+def atomic_write(path: PathLike, data: str | bytes | Callable[[Path], object], *,
+                 point: str | None = None) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same directory and
     ``os.replace``; on any error (e.g. a full disk) the temporary file is removed and the old
-    ``path`` is untouched (a full disk is one :class:`DiskFullError` naming ``path``). ``point``
-    names a :func:`fault_point` reached before the write."""
+    ``path`` is untouched (a full disk is one :class:`DiskFullError` naming ``path``).
+
+    ``data`` is text (written as UTF-8), bytes, or a writer callback ``write(tmp: Path)`` that
+    writes the whole file to ``tmp`` (e.g. ``lambda t: image.save(t, format="PNG")``).
+    ``point`` names a :func:`fault_point` reached before the write. Returns ``Path(path)``."""
     if isinstance(data, str):
         return _atomic(path, lambda t: t.write_text(data, encoding="utf-8"), point)
-    return _atomic(path, lambda t: t.write_bytes(data), point)
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return _atomic(path, lambda t: t.write_bytes(data), point)
+    if callable(data):
+        return _atomic(path, data, point)
+    raise TypeError(f"atomic_write writes str, bytes or a writer callback, got {type(data).__name__}")
 
 
 def save_torch(obj, path: str | os.PathLike, *, point: str | None = None) -> Path:

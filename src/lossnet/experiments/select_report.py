@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from lossnet.utils import atomic_write
+
 from .select_core import BASELINE, FEW_HELD_OUT, CandidateResult
 
 Z = 1.96  # two-sided 95 % normal quantile
@@ -72,10 +74,7 @@ class Selection:
     def write_json(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.as_dict(), indent=2))
-        os.replace(tmp, path)
-        return path
+        return atomic_write(path, json.dumps(self.as_dict(), indent=2))
 
 
 def noise_margin(ok: list[CandidateResult], n: int, label_free: bool) -> float:

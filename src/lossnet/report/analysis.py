@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from lossnet.report.formatting import format_p
+from lossnet.utils import atomic_write
 from lossnet.zoo.layers import LAYER_KEYS as LAYERS
 
 
@@ -93,9 +94,7 @@ def attributes(arch: str, layer: str, input_size: int = 224) -> dict:
             if on_disk:
                 cache[key] = d
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(cache))
-                tmp.replace(path)
+                atomic_write(path, json.dumps(cache))
         _ATTR_MEMO[memo_key] = d
     d = dict(_ATTR_MEMO[memo_key])
     t = spec.table

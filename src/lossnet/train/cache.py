@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lossnet import distributed
-from lossnet.utils import best_device, lossnet_home, module_device  # noqa: F401 (re-exported)
+from lossnet.utils import atomic_write, best_device, lossnet_home, module_device  # noqa: F401 (re-exported)
 from lossnet.zoo.network import LossNetwork
 from lossnet.zoo.weights import read_manifest
 
@@ -170,17 +170,20 @@ class FeatureCache:
                                      progress=self.progress)
             if self.directory is not None and distributed.is_main():  # one writer
                 self.directory.mkdir(parents=True, exist_ok=True)
-                tmp = self.directory / f".{key}.{os.getpid()}.npy"
-                np.save(tmp, feats.numpy())
-                tmp.replace(self.directory / f"{key}.npy")
+                atomic_write(self.directory / f"{key}.npy", lambda t: _save_npy(t, feats.numpy()))
                 self._write_meta(key, net, tuple(feats.shape), len(images))
         self._memory[key] = feats
         return feats
 
     def _write_meta(self, key: str, net: LossNetwork, shape: tuple, n: int) -> None:
-        (self.directory / f"{key}.json").write_text(json.dumps(
+        atomic_write(self.directory / f"{key}.json", json.dumps(
             {"arch": net.arch, "nodes": net.nodes, "sigmoid": net.sigmoid, "shape": list(shape),
              "n_images": n, "dtype": str(self.dtype)}))
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would append ".npy" to a temporary name
+        np.save(f, array)
 
 
 def _open_memmap(path: Path) -> torch.Tensor:
@@ -210,8 +213,8 @@ def build_feature_file(images: torch.Tensor, net: LossNetwork, path: str | os.Pa
     net = net.to(device)
     shape = (len(images), *feature_shape(net, tuple(images.shape[-2:])))
     np_dtype = np.float16 if dtype == torch.float16 else np.float32
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.npy")
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             np.lib.format.write_array_header_1_0(
                 f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np_dtype)), "fortran_order": False, "shape": shape})
@@ -219,10 +222,9 @@ def build_feature_file(images: torch.Tensor, net: LossNetwork, path: str | os.Pa
                           disable=not progress, leave=False):
                 x = images[i:i + batch_size].to(device).float().div_(255)
                 f.write(net(x)[0].to("cpu", dtype).contiguous().numpy().tobytes())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    try:
+        atomic_write(path, write)
     finally:
         net.to("cpu")
     return shape

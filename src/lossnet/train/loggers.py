@@ -27,6 +27,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..utils import atomic_write
 
 LOGGERS = ("csv", "tensorboard", "none")
 """Values of ``FitConfig.logger``: ``csv`` (history.csv), ``tensorboard`` (history.csv and
@@ -55,12 +56,13 @@ def check_logger(name: str) -> None:
 
 
 def _rewrite_csv(path: Path, columns, rows) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, columns, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+
+    atomic_write(path, write)
 
 
 def _read_steps(path: Path, upto_epoch: int) -> list[dict]:
