@@ -19,9 +19,9 @@ import torch
 
 from lossnet.errors import UserError
 
-__all__ = ["CorruptFileError", "DiskFullError", "atomic_write", "best_device", "ensure_writable_dir",
+__all__ = ["CorruptFileError", "DiskFullError", "atomic_write", "batched", "best_device", "ensure_writable_dir",
            "ensure_writable_file", "fault_point", "is_fs_error", "load_safetensors", "load_torch", "log", "lossnet_home",
-           "module_device", "read_json", "read_jsonl", "save_torch", "write_failure"]
+           "module_device", "read_json", "read_jsonl", "save_torch", "to_unit", "write_failure"]
 
 
 def lossnet_home() -> Path:
@@ -186,6 +186,33 @@ def save_torch(obj, path: str | os.PathLike, *, point: str | None = None) -> Pat
             torch.save(obj, f)
 
     return _atomic(path, write, point)
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images in [0, 255] -> float32 in [0, 1]; any other dtype -> float32, values unchanged."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+
+
+@torch.no_grad()
+def batched(fn: Callable, inputs: torch.Tensor, batch_size: int, device: str | torch.device | None = None, *,
+            dtype: torch.dtype | None = None, progress: str | None = None):
+    """``fn`` applied to ``inputs`` (N, ...) in batches of ``batch_size`` under ``torch.no_grad``:
+    each batch is moved to ``device`` (default: where it is) and made float by :func:`to_unit`
+    (uint8 -> [0, 1]); the outputs, a tensor (B, ...) or a list/tuple of them, are moved to the
+    CPU (cast to ``dtype`` when given) and concatenated along dim 0: (N, ...) or a list of those.
+    ``progress``: a progress-bar title (none when ``None``). Empty ``inputs`` run ``fn`` once on
+    the empty batch."""
+    from tqdm.auto import tqdm
+
+    starts = range(0, len(inputs), batch_size) if len(inputs) else [0]
+    outs = []
+    for i in tqdm(starts, desc=progress, disable=progress is None, leave=False):
+        x = inputs[i:i + batch_size]
+        out = fn(to_unit(x.to(device) if device is not None else x))
+        many = isinstance(out, (list, tuple))
+        outs.append([o.to("cpu", dtype) for o in (out if many else [out])])
+    cat = [torch.cat([o[k] for o in outs]) for k in range(len(outs[0]))]
+    return cat if many else cat[0]
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lossnet.utils import batched
+
 ITERATION_WEIGHTS = ("linear", "uniform", "last")
 
 
@@ -84,11 +86,7 @@ def predict(model, images: torch.Tensor, batch_size: int = 16, device=None) -> l
     """Probability maps of every iteration, each (N, 1, H, W) float on the CPU, for uint8 images."""
     device = device or next(model.parameters()).device
     model.eval()
-    outs: list[list[torch.Tensor]] = []
-    for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size].to(device).float().div_(255)
-        outs.append([torch.sigmoid(lg).cpu() for lg in model(x)])
-    return [torch.cat([o[k] for o in outs]) for k in range(len(outs[0]))]
+    return batched(lambda x: [torch.sigmoid(lg) for lg in model(x)], images, batch_size, device)
 
 
 def evaluate_iterations(model, images: torch.Tensor, masks: torch.Tensor, *, tolerance: float = 3,

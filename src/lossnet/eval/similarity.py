@@ -34,6 +34,7 @@ from lossnet.data.bapps import (
     load_bapps_jnd,
 )
 from lossnet.losses import perceptual_distance
+from lossnet.utils import to_unit
 
 __all__ = [
     "PROXY_DISTORTIONS", "FeatureDistance", "ProxySet",
@@ -178,7 +179,7 @@ def ssim_distance(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
 
 
 def _as_float(x: torch.Tensor, device) -> torch.Tensor:
-    return x.to(device).float().div_(255.0) if x.dtype == torch.uint8 else x.to(device).float()
+    return to_unit(x.to(device))
 
 
 def _to_numpy(d, n: int) -> np.ndarray:

@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lossnet import distributed
-from lossnet.utils import atomic_write, best_device, lossnet_home, module_device  # noqa: F401 (re-exported)
+from lossnet.utils import atomic_write, batched, best_device, lossnet_home, module_device  # noqa: F401 (re-exported)
 from lossnet.zoo.network import LossNetwork
 from lossnet.zoo.weights import read_manifest
 
@@ -90,14 +90,11 @@ def _compute(images: torch.Tensor, net: LossNetwork, batch_size: int, device, dt
              progress: bool) -> torch.Tensor:
     device = best_device(device)
     net = net.to(device)
-    chunks = []
-    bar = tqdm(range(0, len(images), batch_size), desc=f"features {net.arch}:{net.layer_refs[0]}",
-               disable=not progress, leave=False)
-    for i in bar:
-        x = images[i:i + batch_size].to(device).float().div_(255)
-        chunks.append(net(x)[0].to("cpu", dtype))
-    net.to("cpu")
-    return torch.cat(chunks)
+    try:
+        return batched(lambda x: net(x)[0], images, batch_size, device, dtype=dtype,
+                       progress=f"features {net.arch}:{net.layer_refs[0]}" if progress else None)
+    finally:
+        net.to("cpu")
 
 
 def feature_shape(net: LossNetwork, size: int | tuple[int, int]) -> tuple[int, ...]:
