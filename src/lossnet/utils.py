@@ -8,6 +8,7 @@ A leaf module (imports nothing of lossnet but :mod:`lossnet.errors` and :mod:`lo
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from lossnet.errors import UserError
 
 __all__ = ["CorruptFileError", "DiskFullError", "atomic_write", "batched", "best_device", "ensure_writable_dir",
            "ensure_writable_file", "fault_point", "is_fs_error", "load_safetensors", "load_torch", "log", "lossnet_home",
-           "module_device", "read_json", "read_jsonl", "save_torch", "to_unit", "write_failure"]
+           "module_device", "read_json", "read_jsonl", "save_torch", "stable_hash", "to_unit", "write_failure"]
 
 
 def lossnet_home() -> Path:
@@ -42,6 +43,17 @@ def best_device(preferred: str | torch.device | None = None) -> torch.device:
         if distributed.is_distributed():
             return torch.device("cuda", distributed.local_rank())
     return d
+
+
+def stable_hash(obj, digits: int = 16, *, compact: bool = True) -> str:
+    """The identity of settings: the first ``digits`` hex digits of the sha256 of ``obj``'s canonical
+    JSON (sorted keys; values JSON cannot hold as ``str(value)``). ``compact``: no spaces after
+    ``,`` and ``:`` (cell ids); ``False``: ``json.dumps``' default separators, with which the
+    engine's config identity, the feature-cache keys and benchmark 3's data files were always made
+    (kept so that their checkpoints, caches and results tables still resume)."""
+    seps = (",", ":") if compact else (", ", ": ")
+    text = json.dumps(obj, sort_keys=True, separators=seps, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:digits]
 
 
 def module_device(m: torch.nn.Module) -> torch.device:

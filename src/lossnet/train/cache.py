@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lossnet import distributed
-from lossnet.utils import atomic_write, batched, best_device, lossnet_home, module_device  # noqa: F401 (re-exported)
+from lossnet.utils import atomic_write, batched, best_device, lossnet_home, module_device, stable_hash  # noqa: F401 (re-exported)
 from lossnet.zoo.network import LossNetwork
 from lossnet.zoo.weights import read_manifest
 
@@ -65,7 +65,7 @@ def net_identity(net: LossNetwork) -> dict:
 def cache_key(images: torch.Tensor, net: LossNetwork, dtype: torch.dtype) -> str:
     """Key of (dataset, loss network, layers, options, weights) for the cache."""
     parts = {"images": images_fingerprint(images), **net_identity(net), "dtype": str(dtype)}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+    return stable_hash(parts, 24, compact=False)
 
 
 @torch.no_grad()
