@@ -83,3 +83,16 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"lossnet {__version__}"
+
+
+def test_one_pathlike_alias():
+    """the path type is written once, in lossnet.types (a leaf), and used from there"""
+    import re
+
+    import lossnet
+    from lossnet.types import PathLike
+
+    src = Path(lossnet.__file__).parent
+    defs = [p.relative_to(src).as_posix() for p in src.rglob("*.py") if re.search(r"^PathLike\s*=", p.read_text(), re.M)]
+    assert defs == ["types.py"] and PathLike.__args__[0] is str
+    assert "import lossnet" not in (src / "types.py").read_text() and "from lossnet" not in (src / "types.py").read_text()

@@ -2,7 +2,7 @@
 checks and atomic writes, the generic file readers (JSON, JSON lines, torch, safetensors) that
 every format-specific reader builds on, and the fault-injection points of the reliability tests.
 
-A leaf module (imports nothing of lossnet but :mod:`lossnet.errors` and :mod:`lossnet.distributed`).
+A leaf module (imports nothing of lossnet but :mod:`lossnet.errors`, :mod:`lossnet.types` and :mod:`lossnet.distributed`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from lossnet.errors import UserError
+from lossnet.types import PathLike
 
 __all__ = ["CorruptFileError", "DiskFullError", "atomic_write", "batched", "best_device", "ensure_writable_dir",
            "ensure_writable_file", "fault_point", "is_fs_error", "load_safetensors", "load_torch", "log", "lossnet_home",
@@ -85,7 +86,7 @@ def is_fs_error(e: BaseException) -> bool:
     return isinstance(e, OSError) and getattr(e, "errno", None) in _FS_ERRNOS
 
 
-def ensure_writable_dir(path: str | os.PathLike, what: str = "output directory") -> Path:
+def ensure_writable_dir(path: PathLike, what: str = "output directory") -> Path:
     """``path`` as an existing, writable directory (created with its parents), checked before
     expensive work starts; else one :class:`~lossnet.errors.UserError` saying what is wrong.
 
@@ -112,7 +113,7 @@ def ensure_writable_dir(path: str | os.PathLike, what: str = "output directory")
     return p
 
 
-def ensure_writable_file(path: str | os.PathLike, what: str = "output file") -> Path:
+def ensure_writable_file(path: PathLike, what: str = "output file") -> Path:
     """``path`` as a file that can be written: its parent directories are created and checked with
     :func:`ensure_writable_dir`; an existing directory at ``path`` is an error."""
     p = Path(path).expanduser()
@@ -133,7 +134,7 @@ class DiskFullError(UserError, OSError):
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
-def write_failure(e: BaseException, path: str | os.PathLike) -> DiskFullError | None:
+def write_failure(e: BaseException, path: PathLike) -> DiskFullError | None:
     """``e`` as one clear :class:`DiskFullError` naming ``path`` when it reports a full disk or
     file-size limit however it was raised (an ``OSError`` errno, or torch's serializer's
     ``RuntimeError``, which carries no errno); ``None`` for any other error."""
@@ -153,7 +154,7 @@ def write_failure(e: BaseException, path: str | os.PathLike) -> DiskFullError | 
     return err
 
 
-def _atomic(path: str | os.PathLike, write, point: str | None = None) -> Path:
+def _atomic(path: PathLike, write, point: str | None = None) -> Path:
     p = Path(path)
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     try:
@@ -188,7 +189,7 @@ def atomic_write(path: PathLike, data: str | bytes | Callable[[Path], object], *
     raise TypeError(f"atomic_write writes str, bytes or a writer callback, got {type(data).__name__}")
 
 
-def save_torch(obj, path: str | os.PathLike, *, point: str | None = None) -> Path:
+def save_torch(obj, path: PathLike, *, point: str | None = None) -> Path:
     """``torch.save(obj)`` to ``path`` atomically, like :func:`atomic_write`: a full disk, however
     torch reports it, is one :class:`DiskFullError` naming ``path`` and leaves no partial file
     (the temporary file is written through a file object closed on error, so no descriptor of
@@ -266,7 +267,7 @@ def check_mapping(obj, path, fix: str, required=(), what: str = "a JSON object")
     return obj
 
 
-def read_json(path: str | os.PathLike, fix: str, *, required=(), expect: type | None = dict):
+def read_json(path: PathLike, fix: str, *, required=(), expect: type | None = dict):
     """The JSON value of ``path`` (an object holding ``required`` keys when ``expect`` is dict).
 
     Missing, empty, non-UTF-8, invalid or wrongly typed files raise one :class:`CorruptFileError`
@@ -290,7 +291,7 @@ def read_json(path: str | os.PathLike, fix: str, *, required=(), expect: type | 
     return obj
 
 
-def read_jsonl(path: str | os.PathLike, fix: str = "fix or delete that line", *, required=()) -> list[dict]:
+def read_jsonl(path: PathLike, fix: str = "fix or delete that line", *, required=()) -> list[dict]:
     """The JSON objects of a JSON-lines file, one per non-blank line, in file order.
 
     Only a torn last line -- the last line, when it does not parse (a crash mid-append) -- is
@@ -323,7 +324,7 @@ def read_jsonl(path: str | os.PathLike, fix: str = "fix or delete that line", *,
     return rows
 
 
-def load_torch(path: str | os.PathLike, fix: str, *, map_location="cpu", required=(), mmap: bool = False) -> dict:
+def load_torch(path: PathLike, fix: str, *, map_location="cpu", required=(), mmap: bool = False) -> dict:
     """A dict saved by ``torch.save`` at ``path``, read with ``weights_only=True`` (no code runs).
 
     Missing, truncated, garbage, pickle payloads, and files holding anything but a dict with the
@@ -339,7 +340,7 @@ def load_torch(path: str | os.PathLike, fix: str, *, map_location="cpu", require
     return check_mapping(obj, p, fix, required, "a dict")
 
 
-def load_safetensors(path: str | os.PathLike, fix: str) -> dict[str, torch.Tensor]:
+def load_safetensors(path: PathLike, fix: str) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file; a missing, empty, truncated or garbage file raises one
     :class:`CorruptFileError` naming the file and ``fix``."""
     from safetensors.torch import load_file

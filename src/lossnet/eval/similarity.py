@@ -16,7 +16,6 @@ Distance functions everywhere take two float batches ``(N, 3, H, W)`` in ``[0, 1
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lossnet.types import PathLike
 from lossnet.data.bapps import (
     BAPPS_2AFC_CATEGORIES,
     BAPPS_JND_CATEGORIES,
@@ -44,7 +44,6 @@ __all__ = [
     "voc_ap",
 ]
 
-PathLike = Union[str, os.PathLike]
 DistanceFn = Callable[[torch.Tensor, torch.Tensor], Union[torch.Tensor, np.ndarray]]
 
 # Category folders of the official release (PerceptualSimilarity test_dataset_model.py / README).

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
+from lossnet.types import PathLike
 from lossnet.utils import atomic_write
 
 from .select_core import BASELINE, FEW_HELD_OUT, CandidateResult
@@ -71,7 +71,7 @@ class Selection:
                 "recommendation": self.recommendation, "ranks_for": self.ranks_for, "baselines": self.baselines,
                 "noise": self.noise, "cautions": self.cautions, "settings": self.settings, "results": res}
 
-    def write_json(self, path: str | os.PathLike) -> Path:
+    def write_json(self, path: PathLike) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         return atomic_write(path, json.dumps(self.as_dict(), indent=2))

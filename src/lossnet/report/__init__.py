@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lossnet.types import PathLike
 from lossnet.report.tables import (
     DATASET_LABELS,
     group_rows,
@@ -39,7 +40,7 @@ def _settings_note(rows: list[dict]) -> str:
     return "; ".join(parts) + "."
 
 
-def write_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = None,
+def write_report(run_dir: PathLike, *, out: PathLike | None = None,
                  figures: bool = True) -> Path:
     """Write ``report.md`` (or ``out``) and ``figures/*.png`` for ``run_dir/results.jsonl``; returns
     the report's path."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lossnet.types import PathLike
 from lossnet import distributed
 from lossnet.utils import atomic_write, batched, best_device, lossnet_home, module_device, stable_hash  # noqa: F401 (re-exported)
 from lossnet.zoo.network import LossNetwork
@@ -132,7 +132,7 @@ class FeatureCache:
         dtype: storage dtype (float16 halves memory; features are upcast per batch).
     """
 
-    def __init__(self, directory: str | os.PathLike | None = "default", dtype: torch.dtype = torch.float32,
+    def __init__(self, directory: PathLike | None = "default", dtype: torch.dtype = torch.float32,
                  batch_size: int = 256, device=None, progress: bool = True) -> None:
         if directory == "default":
             directory = lossnet_home() / "features"
@@ -191,7 +191,7 @@ def _open_memmap(path: Path) -> torch.Tensor:
 
 
 @torch.no_grad()
-def build_feature_file(images: torch.Tensor, net: LossNetwork, path: str | os.PathLike, *, batch_size: int = 256,
+def build_feature_file(images: torch.Tensor, net: LossNetwork, path: PathLike, *, batch_size: int = 256,
                        device=None, dtype: torch.dtype = torch.float32, progress: bool = False) -> tuple[int, ...]:
     """Write ``net``'s single-layer features of uint8 ``images`` (N, 3, H, W) to the ``.npy`` file
     ``path``, streamed: each batch is computed and appended, so memory holds one batch of features

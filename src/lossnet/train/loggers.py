@@ -22,10 +22,10 @@ tables, never these files.
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 from pathlib import Path
 
+from lossnet.types import PathLike
 from ..errors import ConfigError
 from ..utils import atomic_write
 
@@ -87,7 +87,7 @@ class HistoryLogger:
             to hold exactly these before new rows are appended.
     """
 
-    def __init__(self, log_dir: str | os.PathLike | None, kind: str = "csv", history: list[dict] = ()) -> None:
+    def __init__(self, log_dir: PathLike | None, kind: str = "csv", history: list[dict] = ()) -> None:
         check_logger(kind)
         self.dir = Path(log_dir) if log_dir is not None and kind != "none" else None
         self.csv_path = None if self.dir is None else self.dir / "history.csv"
