@@ -26,6 +26,7 @@ from lossnet.eval.similarity import (
     FeatureDistance, PROXY_DISTORTIONS, make_proxy_set, pixel_l2_distance, score_proxy_set, ssim_distance,
 )
 from lossnet.zoo import LossNetwork, list_archs, status
+from lossnet.zoo.layers import LAYER_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,7 +39,7 @@ def main() -> None:
     ap.add_argument("--n-patches", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--archs", nargs="*", help="default: every architecture with weights available")
-    ap.add_argument("--layers", default="ESML")
+    ap.add_argument("--layers", default="".join(LAYER_KEYS))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--json")

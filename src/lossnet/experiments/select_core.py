@@ -253,9 +253,8 @@ def _run_candidates(cands, weights, baseline: bool, budget_seconds, seed: int,
             if arch == BASELINE:
                 net = _PixelNet()
             else:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(seed)
-                    net = LossNetwork(arch, layers=layer, weights=w, sigmoid=True)
+                net = (LossNetwork(arch, layers=layer, weights="random", seed=seed, sigmoid=True) if w is None
+                       else LossNetwork(arch, layers=layer, weights=w, sigmoid=True))
             r = evaluate(net, arch, layer)
         except WeightsUnavailableError as e:
             results.append(CandidateResult(arch, layer, "skipped", reason=str(e)))

@@ -25,9 +25,7 @@ def build_perceptual_net(cfg):
     layer = int(layer) if str(layer).lstrip("-").isdigit() else str(layer)
     try:
         if str(p.weights) == "random":
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(p.init_seed))
-                net = LossNetwork(str(p.arch), layers=[layer], weights=None)
+            net = LossNetwork(str(p.arch), layers=[layer], weights="random", seed=int(p.init_seed))
         else:
             net = LossNetwork(str(p.arch), layers=[layer])
     except (KeyError, ValueError) as e:

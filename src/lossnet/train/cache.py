@@ -44,7 +44,7 @@ def images_fingerprint(images: torch.Tensor) -> str:
 def net_identity(net: LossNetwork) -> dict:
     """What identifies a loss network's features: architecture, graph nodes, sigmoid,
     normalisation, weight source and checksum (a hash of the parameters for random weights)."""
-    random = net.weights_source in (None, "random")
+    random = net.weights_source is None or net.weights_source.startswith("random")  # also "random(seed=N)"
     weights = read_manifest().get(net.arch, {}).get("sha256") if not random and net.weights_source != "state_dict" else None
     parts = {
         "arch": net.arch,
