@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.lossnet-installed
 DEMO_OUT ?= demo_out
 
-.PHONY: setup weights demo test bench docs clean
+.PHONY: setup weights demo test speed docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,8 +31,8 @@ test: weights
 	bash tools/check_wheel.sh $(BIN)/python
 	$(BIN)/python -m pytest -q
 
-bench: weights
-	$(BIN)/python benchmarks/zoo_forward.py
+speed: weights
+	$(BIN)/python speed/zoo_forward.py
 
 # API reference (HTML) from the docstrings with pdoc; git-ignored.
 docs: setup

@@ -36,7 +36,7 @@ from .select_core import (BASELINE, FEW_HELD_OUT, LABEL_FREE_CRITERIA, LAYERS, C
                           _run_candidates, _train_candidate, default_candidates, parse_candidates, stratified_split)
 from .select_label_free import augmented_view, cross_prediction_scores, retrieval_scores, select_label_free
 from .select_report import RANKS_FOR, Selection, _rank, chance_levels, format_table, noise_margin
-# also importable from here for scripts and tests (benchmarks/select_label_free.py, tests/test_select.py)
+# also importable from here for scripts and tests (studies/select_label_free.py, tests/test_select.py)
 from .select_core import _PixelNet, _targets  # noqa: F401
 
 __all__ = ["CandidateResult", "Selection", "parse_candidates", "default_candidates", "select", "select_label_free",

@@ -7,7 +7,7 @@ cross-distortion 2AFC ("cross": weakest of one distortion vs strongest of anothe
 mAP mean and its pooled version, for each loss network (Eq. 1, uniform weights) and for two
 baselines: pixel L2 (MSE) and 1 - SSIM (torchmetrics). With --json FILE also writes all rows.
 
-    python benchmarks/distortion_proxy.py [--root ../shared/data/sr] [--n-patches 64] [--seed 0]
+    python studies/distortion_proxy.py [--root ../shared/data/sr] [--n-patches 64] [--seed 0]
                                           [--archs alexnet vgg16] [--threads 1] [--json out.json]
 """
 

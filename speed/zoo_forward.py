@@ -5,7 +5,7 @@ its ratio to AlexNet-E measured in the same run, the FLOPs of the truncated forw
 (torch.utils.flop_counter, 2 per multiply-add) and parameters/depth up to the layer. With
 --json FILE also writes the rows (the data the cross-analysis needs).
 
-    python benchmarks/zoo_forward.py [--size 64] [--batch 64] [--repeats 5] [--json out.json]
+    python speed/zoo_forward.py [--size 64] [--batch 64] [--repeats 5] [--json out.json]
 """
 
 from __future__ import annotations
