@@ -32,7 +32,7 @@ def test_errors_module_is_a_leaf():
 @pytest.mark.parametrize("old", ["lossnet.experiments.benchmark2", "lossnet.experiments.benchmark3",
                                  "lossnet.experiments.benchmark4", "lossnet.experiments.common",
                                  "lossnet.experiments.sweep", "lossnet.data.cache", "lossnet.data.fakes",
-                                 "lossnet.data.fakes_bapps"])
+                                 "lossnet.data.fakes_bapps", "lossnet.metrics"])
 def test_old_module_paths_are_gone(old):
     assert importlib.util.find_spec(old) is None
 
@@ -96,3 +96,12 @@ def test_one_pathlike_alias():
     defs = [p.relative_to(src).as_posix() for p in src.rglob("*.py") if re.search(r"^PathLike\s*=", p.read_text(), re.M)]
     assert defs == ["types.py"] and PathLike.__args__[0] is str
     assert "import lossnet" not in (src / "types.py").read_text() and "from lossnet" not in (src / "types.py").read_text()
+
+
+def test_torchmetrics_classes_live_under_eval_and_in_the_top_level_exports():
+    import lossnet
+    from lossnet.eval import torchmetrics as tm
+
+    for name in ("PerceptualDistanceMetric", "DeepPerceptualSimilarity", "SuperResolutionScores", "SRPSNR", "SRSSIM",
+                 "DelineationScores"):
+        assert getattr(lossnet, name) is getattr(tm, name)
