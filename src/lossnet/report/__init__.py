@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from lossnet.types import PathLike
+from lossnet.utils import atomic_write
 from lossnet.report.tables import (
     DATASET_LABELS,
     group_rows,
@@ -53,8 +54,7 @@ def write_report(run_dir: PathLike, *, out: PathLike | None = None,
     lines = [f"# lossnet report: {run_dir}", ""]
     if not rows:
         lines.append("No finished cells yet.")
-        report.write_text("\n".join(lines) + "\n")
-        return report
+        return atomic_write(report, "\n".join(lines) + "\n")
     v = rows[-1]
     lines.append(f"{len(rows)} finished cells; lossnet {v.get('lossnet_version')}, torch {v.get('torch_version')}; "
                  f"last row {v.get('timestamp')}. Columns of the results table: docs/experiments.md.")
@@ -94,6 +94,5 @@ def write_report(run_dir: PathLike, *, out: PathLike | None = None,
         else:
             lines.append(f"({len(g)} rows of an experiment this report does not know.)")
     report.parent.mkdir(parents=True, exist_ok=True)
-    from lossnet.utils import atomic_write
 
     return atomic_write(report, "\n".join(lines) + "\n")

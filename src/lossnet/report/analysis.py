@@ -340,12 +340,13 @@ def figures(table: dict, scores: list[Score], out_dir: Path, input_size: int = 2
 
 
 def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
     import matplotlib.pyplot as plt
 
-    plt.close(fig)
-    return path
+    fig.tight_layout()
+    try:
+        return atomic_write(path, lambda t: fig.savefig(t, format=path.suffix.lstrip(".") or "png", dpi=100))
+    finally:
+        plt.close(fig)
 
 
 def _fmt(v: float) -> str:

@@ -200,9 +200,10 @@ def _save(fig, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    try:
+        return atomic_write(path, lambda t: fig.savefig(t, format=path.suffix.lstrip(".") or "png", dpi=120))
+    finally:
+        plt.close(fig)
 
 
 def reconstructions(rows: Sequence[dict], run_dir: str | Path, path: str | Path, *, z: int | None = None,
