@@ -332,7 +332,8 @@ def _writers(d: Path):
     ]
 
 
-@pytest.mark.parametrize("which", range(4), ids=["torch.save", "atomic_write", "atomic_write-callback", "results.jsonl"])
+@pytest.mark.parametrize("which", range(4),
+                         ids=["torch.save", "atomic_write", "atomic_write-callback", "results.jsonl"])
 def test_full_tmpfs_is_one_clear_error_and_no_partial_file(tiny_tmpfs, which):
     """generated: every big-file writer (torch.save, atomic_write of bytes or by a callback, results.jsonl append) on a full 1 MiB tmpfs -> one DiskFullError naming the file, no partial file"""
     from lossnet.utils import DiskFullError

@@ -19,7 +19,7 @@ _json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow
 @settings(max_examples=60, deadline=None)
 @given(spec=st.dictionaries(st.text(max_size=6), _json, max_size=5))
 def test_ids_are_the_ones_written_before(spec):
-    """generated: any JSON-able spec -> the same ids as the hashes every results table and checkpoint was written with"""
+    """generated: any JSON-able spec -> the ids every results table and checkpoint was written with"""
     compact = hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     spaced = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
     assert cell_id(spec) == stable_hash(spec) == compact[:16]

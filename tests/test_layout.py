@@ -93,9 +93,11 @@ def test_one_pathlike_alias():
     from lossnet.types import PathLike
 
     src = Path(lossnet.__file__).parent
-    defs = [p.relative_to(src).as_posix() for p in src.rglob("*.py") if re.search(r"^PathLike\s*=", p.read_text(), re.M)]
+    defs = [p.relative_to(src).as_posix() for p in src.rglob("*.py")
+            if re.search(r"^PathLike\s*=", p.read_text(), re.M)]
     assert defs == ["types.py"] and PathLike.__args__[0] is str
-    assert "import lossnet" not in (src / "types.py").read_text() and "from lossnet" not in (src / "types.py").read_text()
+    text = (src / "types.py").read_text()
+    assert "import lossnet" not in text and "from lossnet" not in text
 
 
 def test_torchmetrics_classes_live_under_eval_and_in_the_top_level_exports():

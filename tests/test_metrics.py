@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lossnet.eval.torchmetrics import DeepPerceptualSimilarity, DelineationScores, PerceptualDistanceMetric, SRPSNR, SRSSIM, \
-    SuperResolutionScores
+from lossnet.eval.torchmetrics import (SRPSNR, SRSSIM, DeepPerceptualSimilarity, DelineationScores,
+                                      PerceptualDistanceMetric, SuperResolutionScores)
 
 
 def _rand(n, seed, size=32):

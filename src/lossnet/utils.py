@@ -2,7 +2,8 @@
 checks and atomic writes, the generic file readers (JSON, JSON lines, torch, safetensors) that
 every format-specific reader builds on, and the fault-injection points of the reliability tests.
 
-A leaf module (imports nothing of lossnet but :mod:`lossnet.errors`, :mod:`lossnet.types` and :mod:`lossnet.distributed`).
+A leaf module (imports nothing of lossnet but :mod:`lossnet.errors`, :mod:`lossnet.types` and
+:mod:`lossnet.distributed`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from lossnet.errors import UserError
 from lossnet.types import PathLike
 
 __all__ = ["CorruptFileError", "DiskFullError", "atomic_write", "batched", "best_device", "ensure_writable_dir",
-           "ensure_writable_file", "fault_point", "is_fs_error", "load_safetensors", "load_torch", "log", "lossnet_home",
-           "module_device", "read_json", "read_jsonl", "save_torch", "stable_hash", "to_unit", "write_failure"]
+           "ensure_writable_file", "fault_point", "is_fs_error", "load_safetensors", "load_torch", "log",
+           "lossnet_home", "module_device", "read_json", "read_jsonl", "save_torch", "stable_hash", "to_unit",
+           "write_failure"]
 
 
 def lossnet_home() -> Path:

@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 
 from lossnet.types import PathLike
 from lossnet import distributed
-from lossnet.utils import atomic_write, batched, best_device, lossnet_home, module_device, stable_hash  # noqa: F401 (re-exported)
+from lossnet.utils import (atomic_write, batched, best_device, lossnet_home, module_device,  # noqa: F401 (re-exported)
+                           stable_hash)
 from lossnet.zoo.network import LossNetwork
 from lossnet.zoo.weights import read_manifest
 
