@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.lossnet-installed
 DEMO_OUT ?= demo_out
 
-.PHONY: setup weights demo test bench docs clean results
+.PHONY: setup weights demo test speed docs clean results
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -35,8 +35,8 @@ test: weights
 results: weights
 	$(BIN)/python tools/results.py run $(TABLES)
 
-bench: weights
-	$(BIN)/python benchmarks/zoo_forward.py
+speed: weights
+	$(BIN)/python speed/zoo_forward.py
 
 # API reference (HTML) from the docstrings with pdoc; git-ignored.
 docs: setup

@@ -52,3 +52,24 @@ def test_compute_features_rejects_float_images():
     net = LossNetwork("alexnet", layers=["E"], weights=None)
     with pytest.raises(ValueError, match="uint8"):
         compute_features(torch.rand(2, 3, 64, 64), net, progress=False)
+
+
+def test_seeded_random_weights_key_on_their_parameters():
+    """LossNetwork(weights="random", seed=...) (select, the SR VAE): the cache keys on the drawn parameters"""
+    from lossnet.train.cache import net_identity
+
+    a, b = (net_identity(LossNetwork("alexnet", layers=["E"], weights="random", seed=s)) for s in (0, 1))
+    again = net_identity(LossNetwork("alexnet", layers=["E"], weights="random", seed=0))
+    assert a["params"] == again["params"] != b["params"] and a["weights_sha"] is None
+
+
+def test_sr_vae_random_perceptual_net_is_the_seeded_build():
+    from omegaconf import OmegaConf
+
+    from lossnet.experiments.sr_vae_task import build_perceptual_net
+
+    cfg = OmegaConf.create({"perceptual": {"arch": "alexnet", "layer": "E", "weights": "random", "init_seed": 3}})
+    net = build_perceptual_net(cfg)
+    ref = LossNetwork("alexnet", layers=["E"], weights="random", seed=3)
+    assert net.weights_source == "random(seed=3)"
+    assert all(torch.equal(p, q) for p, q in zip(net.state_dict().values(), ref.state_dict().values()))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,7 +33,7 @@ def test_directory_build_streams_and_reads_memory_mapped(tmp_path, monkeypatch, 
 
     def spy_open(path, mode="r", *a, **k):  # every batch is appended to the open file, none kept
         f = real_open(path, mode, *a, **k)
-        if "w" in mode and str(path).endswith(".npy"):
+        if "w" in mode and ".npy" in Path(path).name:  # the temporary ".KEY.npy.PID.tmp"
             w = f.write
             f.write = lambda b: writes.append(len(b)) or w(b)
         return f

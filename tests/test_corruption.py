@@ -325,14 +325,17 @@ def _writers(d: Path):
     return [
         ("torch.save (checkpoint)", lambda: save_torch({"w": big}, d / "last.pt"), d / "last.pt"),
         ("atomic_write (results.csv, reports)", lambda: atomic_write(d / "r.csv", b"x" * 2_000_000), d / "r.csv"),
+        ("atomic_write writer callback (figures, logs, feature files)",
+         lambda: atomic_write(d / "f.npy", lambda t: t.write_bytes(b"x" * 2_000_000)), d / "f.npy"),
         ("results.jsonl append", lambda: ResultsTable(d).append({"cell_id": "a", "blob": "x" * 2_000_000}),
          d / "results.jsonl"),
     ]
 
 
-@pytest.mark.parametrize("which", range(3), ids=["torch.save", "atomic_write", "results.jsonl"])
+@pytest.mark.parametrize("which", range(4),
+                         ids=["torch.save", "atomic_write", "atomic_write-callback", "results.jsonl"])
 def test_full_tmpfs_is_one_clear_error_and_no_partial_file(tiny_tmpfs, which):
-    """generated: every big-file writer (torch.save, atomic_write, results.jsonl append) on a full 1 MiB tmpfs -> one DiskFullError naming the file, no partial file"""
+    """generated: every big-file writer (torch.save, atomic_write of bytes or by a callback, results.jsonl append) on a full 1 MiB tmpfs -> one DiskFullError naming the file, no partial file"""
     from lossnet.utils import DiskFullError
 
     name, write, path = _writers(tiny_tmpfs)[which]
@@ -341,6 +344,25 @@ def test_full_tmpfs_is_one_clear_error_and_no_partial_file(tiny_tmpfs, which):
     assert str(path) in str(e.value) and "No space left" in str(e.value) and "\n" not in str(e.value)
     left = [p for p in tiny_tmpfs.iterdir() if p.stat().st_size > 0]
     assert left == [], f"{name} left a partial file: {left}"
+
+
+def test_atomic_write_callback_that_fails_keeps_the_old_file(tmp_path):
+    """a writer callback that writes half a file and raises -> the old file byte for byte, no temporary left"""
+    from lossnet.utils import atomic_write
+
+    path = tmp_path / "table.csv"
+    atomic_write(path, lambda t: t.write_text("a,b\n1,2\n"))
+    assert path.read_text() == "a,b\n1,2\n"
+
+    def half(t: Path) -> None:
+        t.write_text("a,b\n3")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        atomic_write(path, half)
+    assert path.read_text() == "a,b\n1,2\n" and sorted(p.name for p in tmp_path.iterdir()) == ["table.csv"]
+    with pytest.raises(TypeError, match="writer callback"):
+        atomic_write(path, 3)
 
 
 def test_hostile_full_tmpfs_keeps_an_old_export_intact(mount_tmpfs, export_files):

@@ -1,5 +1,5 @@
 """Processes sharing the CPU: threads per process = free cores / processes (>= 1), passive OpenMP
-waiting for the workers of a local pool (no timing here: benchmarks/contention.py measures)."""
+waiting for the workers of a local pool (no timing here: speed/contention.py measures)."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ def test_errors_module_is_a_leaf():
 @pytest.mark.parametrize("old", ["lossnet.experiments.benchmark2", "lossnet.experiments.benchmark3",
                                  "lossnet.experiments.benchmark4", "lossnet.experiments.common",
                                  "lossnet.experiments.sweep", "lossnet.data.cache", "lossnet.data.fakes",
-                                 "lossnet.data.fakes_bapps"])
+                                 "lossnet.data.fakes_bapps", "lossnet.metrics"])
 def test_old_module_paths_are_gone(old):
     assert importlib.util.find_spec(old) is None
 
@@ -83,3 +83,27 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"lossnet {__version__}"
+
+
+def test_one_pathlike_alias():
+    """the path type is written once, in lossnet.types (a leaf), and used from there"""
+    import re
+
+    import lossnet
+    from lossnet.types import PathLike
+
+    src = Path(lossnet.__file__).parent
+    defs = [p.relative_to(src).as_posix() for p in src.rglob("*.py")
+            if re.search(r"^PathLike\s*=", p.read_text(), re.M)]
+    assert defs == ["types.py"] and PathLike.__args__[0] is str
+    text = (src / "types.py").read_text()
+    assert "import lossnet" not in text and "from lossnet" not in text
+
+
+def test_torchmetrics_classes_live_under_eval_and_in_the_top_level_exports():
+    import lossnet
+    from lossnet.eval import torchmetrics as tm
+
+    for name in ("PerceptualDistanceMetric", "DeepPerceptualSimilarity", "SuperResolutionScores", "SRPSNR", "SRSSIM",
+                 "DelineationScores"):
+        assert getattr(lossnet, name) is getattr(tm, name)

@@ -18,7 +18,7 @@ import lossnet
 import lossnet.checks
 from lossnet import losses as L
 from lossnet.errors import ConfigError, UserError
-from lossnet.metrics import DeepPerceptualSimilarity, PerceptualDistanceMetric
+from lossnet.eval.torchmetrics import DeepPerceptualSimilarity, PerceptualDistanceMetric
 from lossnet.zoo import LossNetwork
 from lossnet.zoo import weights as W
 

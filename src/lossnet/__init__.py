@@ -26,9 +26,9 @@ _EXPORTS = {
     "PerceptualDistance": "lossnet.losses", "perceptual_distance": "lossnet.losses",
     "KLDivergence": "lossnet.losses", "kl_divergence": "lossnet.losses",
     # metrics (torchmetrics.Metric: accumulate over batches, sync across processes)
-    "PerceptualDistanceMetric": "lossnet.metrics", "DeepPerceptualSimilarity": "lossnet.metrics",
-    "SuperResolutionScores": "lossnet.metrics", "SRPSNR": "lossnet.metrics", "SRSSIM": "lossnet.metrics",
-    "DelineationScores": "lossnet.metrics",
+    "PerceptualDistanceMetric": "lossnet.eval.torchmetrics", "DeepPerceptualSimilarity": "lossnet.eval.torchmetrics",
+    "SuperResolutionScores": "lossnet.eval.torchmetrics", "SRPSNR": "lossnet.eval.torchmetrics",
+    "SRSSIM": "lossnet.eval.torchmetrics", "DelineationScores": "lossnet.eval.torchmetrics",
     # training and evaluation
     "FitConfig": "lossnet.train.engine", "fit": "lossnet.train.engine",
     "EncoderConfig": "lossnet.train.procedures", "train_encoder": "lossnet.train.procedures",

@@ -2,25 +2,30 @@
 checks and atomic writes, the generic file readers (JSON, JSON lines, torch, safetensors) that
 every format-specific reader builds on, and the fault-injection points of the reliability tests.
 
-A leaf module (imports nothing of lossnet but :mod:`lossnet.errors` and :mod:`lossnet.distributed`).
+A leaf module (imports nothing of lossnet but :mod:`lossnet.errors`, :mod:`lossnet.types` and
+:mod:`lossnet.distributed`).
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from lossnet.errors import UserError
+from lossnet.types import PathLike
 
-__all__ = ["CorruptFileError", "DiskFullError", "atomic_write", "best_device", "ensure_writable_dir",
-           "ensure_writable_file", "fault_point", "is_fs_error", "load_safetensors", "load_torch", "log", "lossnet_home",
-           "module_device", "read_json", "read_jsonl", "save_torch", "write_failure"]
+__all__ = ["CorruptFileError", "DiskFullError", "atomic_write", "batched", "best_device", "ensure_writable_dir",
+           "ensure_writable_file", "fault_point", "is_fs_error", "load_safetensors", "load_torch", "log",
+           "lossnet_home", "module_device", "read_json", "read_jsonl", "save_torch", "stable_hash", "to_unit",
+           "write_failure"]
 
 
 def lossnet_home() -> Path:
@@ -41,6 +46,17 @@ def best_device(preferred: str | torch.device | None = None) -> torch.device:
         if distributed.is_distributed():
             return torch.device("cuda", distributed.local_rank())
     return d
+
+
+def stable_hash(obj, digits: int = 16, *, compact: bool = True) -> str:
+    """The identity of settings: the first ``digits`` hex digits of the sha256 of ``obj``'s canonical
+    JSON (sorted keys; values JSON cannot hold as ``str(value)``). ``compact``: no spaces after
+    ``,`` and ``:`` (cell ids); ``False``: ``json.dumps``' default separators, with which the
+    engine's config identity, the feature-cache keys and benchmark 3's data files were always made
+    (kept so that their checkpoints, caches and results tables still resume)."""
+    seps = (",", ":") if compact else (", ", ": ")
+    text = json.dumps(obj, sort_keys=True, separators=seps, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:digits]
 
 
 def module_device(m: torch.nn.Module) -> torch.device:
@@ -72,7 +88,7 @@ def is_fs_error(e: BaseException) -> bool:
     return isinstance(e, OSError) and getattr(e, "errno", None) in _FS_ERRNOS
 
 
-def ensure_writable_dir(path: str | os.PathLike, what: str = "output directory") -> Path:
+def ensure_writable_dir(path: PathLike, what: str = "output directory") -> Path:
     """``path`` as an existing, writable directory (created with its parents), checked before
     expensive work starts; else one :class:`~lossnet.errors.UserError` saying what is wrong.
 
@@ -99,7 +115,7 @@ def ensure_writable_dir(path: str | os.PathLike, what: str = "output directory")
     return p
 
 
-def ensure_writable_file(path: str | os.PathLike, what: str = "output file") -> Path:
+def ensure_writable_file(path: PathLike, what: str = "output file") -> Path:
     """``path`` as a file that can be written: its parent directories are created and checked with
     :func:`ensure_writable_dir`; an existing directory at ``path`` is an error."""
     p = Path(path).expanduser()
@@ -120,7 +136,7 @@ class DiskFullError(UserError, OSError):
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
-def write_failure(e: BaseException, path: str | os.PathLike) -> DiskFullError | None:
+def write_failure(e: BaseException, path: PathLike) -> DiskFullError | None:
     """``e`` as one clear :class:`DiskFullError` naming ``path`` when it reports a full disk or
     file-size limit however it was raised (an ``OSError`` errno, or torch's serializer's
     ``RuntimeError``, which carries no errno); ``None`` for any other error."""
@@ -140,7 +156,7 @@ def write_failure(e: BaseException, path: str | os.PathLike) -> DiskFullError | 
     return err
 
 
-def _atomic(path: str | os.PathLike, write, point: str | None = None) -> Path:
+def _atomic(path: PathLike, write, point: str | None = None) -> Path:
     p = Path(path)
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     try:
@@ -157,17 +173,25 @@ def _atomic(path: str | os.PathLike, write, point: str | None = None) -> Path:
     return p
 
 
-def atomic_write(path: str | os.PathLike, data: str | bytes, *, point: str | None = None) -> Path:
+def atomic_write(path: PathLike, data: str | bytes | Callable[[Path], object], *,
+                 point: str | None = None) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same directory and
     ``os.replace``; on any error (e.g. a full disk) the temporary file is removed and the old
-    ``path`` is untouched (a full disk is one :class:`DiskFullError` naming ``path``). ``point``
-    names a :func:`fault_point` reached before the write."""
+    ``path`` is untouched (a full disk is one :class:`DiskFullError` naming ``path``).
+
+    ``data`` is text (written as UTF-8), bytes, or a writer callback ``write(tmp: Path)`` that
+    writes the whole file to ``tmp`` (e.g. ``lambda t: image.save(t, format="PNG")``).
+    ``point`` names a :func:`fault_point` reached before the write. Returns ``Path(path)``."""
     if isinstance(data, str):
         return _atomic(path, lambda t: t.write_text(data, encoding="utf-8"), point)
-    return _atomic(path, lambda t: t.write_bytes(data), point)
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return _atomic(path, lambda t: t.write_bytes(data), point)
+    if callable(data):
+        return _atomic(path, data, point)
+    raise TypeError(f"atomic_write writes str, bytes or a writer callback, got {type(data).__name__}")
 
 
-def save_torch(obj, path: str | os.PathLike, *, point: str | None = None) -> Path:
+def save_torch(obj, path: PathLike, *, point: str | None = None) -> Path:
     """``torch.save(obj)`` to ``path`` atomically, like :func:`atomic_write`: a full disk, however
     torch reports it, is one :class:`DiskFullError` naming ``path`` and leaves no partial file
     (the temporary file is written through a file object closed on error, so no descriptor of
@@ -177,6 +201,33 @@ def save_torch(obj, path: str | os.PathLike, *, point: str | None = None) -> Pat
             torch.save(obj, f)
 
     return _atomic(path, write, point)
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images in [0, 255] -> float32 in [0, 1]; any other dtype -> float32, values unchanged."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+
+
+@torch.no_grad()
+def batched(fn: Callable, inputs: torch.Tensor, batch_size: int, device: str | torch.device | None = None, *,
+            dtype: torch.dtype | None = None, progress: str | None = None):
+    """``fn`` applied to ``inputs`` (N, ...) in batches of ``batch_size`` under ``torch.no_grad``:
+    each batch is moved to ``device`` (default: where it is) and made float by :func:`to_unit`
+    (uint8 -> [0, 1]); the outputs, a tensor (B, ...) or a list/tuple of them, are moved to the
+    CPU (cast to ``dtype`` when given) and concatenated along dim 0: (N, ...) or a list of those.
+    ``progress``: a progress-bar title (none when ``None``). Empty ``inputs`` run ``fn`` once on
+    the empty batch."""
+    from tqdm.auto import tqdm
+
+    starts = range(0, len(inputs), batch_size) if len(inputs) else [0]
+    outs = []
+    for i in tqdm(starts, desc=progress, disable=progress is None, leave=False):
+        x = inputs[i:i + batch_size]
+        out = fn(to_unit(x.to(device) if device is not None else x))
+        many = isinstance(out, (list, tuple))
+        outs.append([o.to("cpu", dtype) for o in (out if many else [out])])
+    cat = [torch.cat([o[k] for o in outs]) for k in range(len(outs[0]))]
+    return cat if many else cat[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,7 +269,7 @@ def check_mapping(obj, path, fix: str, required=(), what: str = "a JSON object")
     return obj
 
 
-def read_json(path: str | os.PathLike, fix: str, *, required=(), expect: type | None = dict):
+def read_json(path: PathLike, fix: str, *, required=(), expect: type | None = dict):
     """The JSON value of ``path`` (an object holding ``required`` keys when ``expect`` is dict).
 
     Missing, empty, non-UTF-8, invalid or wrongly typed files raise one :class:`CorruptFileError`
@@ -242,7 +293,7 @@ def read_json(path: str | os.PathLike, fix: str, *, required=(), expect: type | 
     return obj
 
 
-def read_jsonl(path: str | os.PathLike, fix: str = "fix or delete that line", *, required=()) -> list[dict]:
+def read_jsonl(path: PathLike, fix: str = "fix or delete that line", *, required=()) -> list[dict]:
     """The JSON objects of a JSON-lines file, one per non-blank line, in file order.
 
     Only a torn last line -- the last line, when it does not parse (a crash mid-append) -- is
@@ -275,7 +326,7 @@ def read_jsonl(path: str | os.PathLike, fix: str = "fix or delete that line", *,
     return rows
 
 
-def load_torch(path: str | os.PathLike, fix: str, *, map_location="cpu", required=(), mmap: bool = False) -> dict:
+def load_torch(path: PathLike, fix: str, *, map_location="cpu", required=(), mmap: bool = False) -> dict:
     """A dict saved by ``torch.save`` at ``path``, read with ``weights_only=True`` (no code runs).
 
     Missing, truncated, garbage, pickle payloads, and files holding anything but a dict with the
@@ -291,7 +342,7 @@ def load_torch(path: str | os.PathLike, fix: str, *, map_location="cpu", require
     return check_mapping(obj, p, fix, required, "a dict")
 
 
-def load_safetensors(path: str | os.PathLike, fix: str) -> dict[str, torch.Tensor]:
+def load_safetensors(path: PathLike, fix: str) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file; a missing, empty, truncated or garbage file raises one
     :class:`CorruptFileError` naming the file and ``fix``."""
     from safetensors.torch import load_file

@@ -102,7 +102,8 @@ def test_perceptual_distance_lpips_heads(arch, spatial):
 
 
 def test_torchmetrics_metrics():
-    from lossnet.metrics import SRPSNR, SRSSIM, DeepPerceptualSimilarity, DelineationScores, PerceptualDistanceMetric
+    from lossnet.eval.torchmetrics import (SRPSNR, SRSSIM, DeepPerceptualSimilarity, DelineationScores,
+                                          PerceptualDistanceMetric)
 
     x, y = _images(size=48)
     masks = (x[:, :1] > 0.7).float(), (y[:, :1] > 0.7).float()

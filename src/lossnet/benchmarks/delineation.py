@@ -40,8 +40,6 @@ and the sweep (:mod:`lossnet.benchmarks.sweep`) through :data:`DEFAULTS`, :func:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from functools import partial
@@ -56,7 +54,7 @@ from lossnet.benchmarks.delineation_task import (ITERATION_WEIGHTS, DelineationT
 from lossnet import distributed
 from lossnet.config import read_text
 from lossnet.errors import ConfigError
-from lossnet.utils import load_torch, save_torch
+from lossnet.utils import load_torch, save_torch, stable_hash
 
 NAME = "benchmark3"
 
@@ -159,7 +157,7 @@ def identity(cfg, coords: dict) -> dict:
 
 def data_file(cfg, out: Path) -> Path:
     """Where the cell data of these settings are cached: ``<out>/data/benchmark3-<hash>.pt``."""
-    h = hashlib.sha256(json.dumps(_data_identity(cfg), sort_keys=True).encode()).hexdigest()[:12]
+    h = stable_hash(_data_identity(cfg), 12, compact=False)
     return Path(out) / "data" / f"benchmark3-{h}.pt"
 
 

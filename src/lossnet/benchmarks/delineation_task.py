@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lossnet.utils import batched
+
 ITERATION_WEIGHTS = ("linear", "uniform", "last")
 
 
@@ -35,14 +37,14 @@ class DelineationTask(nn.Module):
     with_target_features`); otherwise they are computed per batch.
     """
 
-    def __init__(self, model, loss_net=None, mu: float = 0.01, weights: str = "linear") -> None:
+    def __init__(self, model, loss_net=None, mu: float = 0.01, iteration_weighting: str = "linear") -> None:
         super().__init__()
         from lossnet.train.engine import Frozen
 
         self.model = model
         self.loss_net = Frozen(loss_net) if loss_net is not None else None
         self.mu = float(mu)
-        self.weights = iteration_weights(weights, model.iterations)
+        self.iteration_weights = iteration_weights(iteration_weighting, model.iterations)  # one per iteration
 
     def terms(self, batch: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
         """Per-iteration BCE and (unweighted) L_top (None without a loss network); iterations
@@ -61,7 +63,7 @@ class DelineationTask(nn.Module):
         else:
             with torch.no_grad():
                 ft = net(y.expand(-1, 3, -1, -1))
-        used = [k for k, w in enumerate(self.weights) if w > 0]
+        used = [k for k, w in enumerate(self.iteration_weights) if w > 0]
         probs = torch.cat([torch.sigmoid(logits[k]) for k in used]).expand(-1, 3, -1, -1)
         fp = net(probs)
         top = [x.new_zeros(()) for _ in logits]
@@ -72,7 +74,7 @@ class DelineationTask(nn.Module):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         bce, top = self.terms(batch)
         per = bce if top is None else [b + self.mu * t for b, t in zip(bce, top)]
-        return sum(w * lk for w, lk in zip(self.weights, per))
+        return sum(w * lk for w, lk in zip(self.iteration_weights, per))
 
 
 def _float_batch(data: dict[str, torch.Tensor], sl, device) -> dict[str, torch.Tensor]:
@@ -84,11 +86,7 @@ def predict(model, images: torch.Tensor, batch_size: int = 16, device=None) -> l
     """Probability maps of every iteration, each (N, 1, H, W) float on the CPU, for uint8 images."""
     device = device or next(model.parameters()).device
     model.eval()
-    outs: list[list[torch.Tensor]] = []
-    for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size].to(device).float().div_(255)
-        outs.append([torch.sigmoid(lg).cpu() for lg in model(x)])
-    return [torch.cat([o[k] for o in outs]) for k in range(len(outs[0]))]
+    return batched(lambda x: [torch.sigmoid(lg) for lg in model(x)], images, batch_size, device)
 
 
 def evaluate_iterations(model, images: torch.Tensor, masks: torch.Tensor, *, tolerance: float = 3,

@@ -7,21 +7,19 @@ Eq. 1 on BAPPS 2AFC/JND (``data=bapps``) or on the offline distortion proxy (``d
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import torch
 
+from lossnet.types import PathLike
 from lossnet.benchmarks.base import Benchmark, CellRequest, register_benchmark
 from lossnet.config import read_text
 from lossnet.errors import ConfigError
 from lossnet.eval.similarity import FeatureDistance, distortion_proxy, evaluate_bapps
 
 __all__ = ["BENCHMARK", "DEFAULTS", "benchmark1_cell", "check", "identity", "prepare", "run", "scores"]
-
-PathLike = Union[str, os.PathLike]
 
 
 def benchmark1_cell(arch: str, layer: Union[str, int], data: str = "proxy", root: Optional[PathLike] = None, *,

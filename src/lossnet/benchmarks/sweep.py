@@ -352,9 +352,6 @@ def write_analysis(path: str | os.PathLike, *, out: str | os.PathLike | None = N
     head.insert(0, "Benchmarks: " + ", ".join(settings) + ".")
     lines = md.split("\n")
     md = "\n".join(lines[:2] + head + lines[2:])
-    tmp = md_path.with_name(f".{md_path.name}.{os.getpid()}.tmp")
-    tmp.write_text(md)
-    os.replace(tmp, md_path)
-    return md_path
+    return atomic_write(md_path, md)
 
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
+from lossnet.types import PathLike
+
 __all__ = ["BAPPS_2AFC_CATEGORIES", "BAPPS_HOWTO", "BAPPS_JND_CATEGORIES", "BAPPS_LAYOUT", "load_bapps_2afc",
            "load_bapps_jnd"]
-
-PathLike = Union[str, os.PathLike]
 
 
 BAPPS_2AFC_CATEGORIES = {

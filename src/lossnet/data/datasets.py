@@ -26,10 +26,12 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
+
+from lossnet.types import PathLike
 
 __all__ = [
     "ImageSet",
@@ -43,8 +45,6 @@ __all__ = [
     "STL10_FILES",
     "SVHN_FILES",
 ]
-
-PathLike = Union[str, os.PathLike]
 
 
 class DatasetIntegrityWarning(UserWarning):

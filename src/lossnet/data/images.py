@@ -19,10 +19,10 @@ for the header only), so these rules and messages hold in every loader.
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
+from lossnet.types import PathLike
 from ..utils import CorruptFileError
 
 __all__ = ["BACKGROUND", "ImageFileError", "image_size", "open_image", "open_rgb", "read_rgb_array"]
@@ -67,20 +67,20 @@ def _opened(path, load: bool):
         raise ImageFileError(f"cannot read image {path}: {why}; replace or remove the file") from None
 
 
-def open_image(path: str | os.PathLike):
+def open_image(path: PathLike):
     """``path`` opened and fully decoded by PIL, as it is stored (any mode; see :func:`open_rgb`
     for 8-bit RGB); unreadable, truncated or too-large files raise one :class:`ImageFileError`
     naming the file."""
     return _opened(path, load=True)
 
 
-def image_size(path: str | os.PathLike) -> tuple[int, int]:
+def image_size(path: PathLike) -> tuple[int, int]:
     """(width, height) from the file's header only, with :func:`open_image`'s errors."""
     with _opened(path, load=False) as im:
         return im.size
 
 
-def open_rgb(path: str | os.PathLike):
+def open_rgb(path: PathLike):
     """Read ``path`` as an 8-bit RGB ``PIL.Image`` (rules in the module docstring).
 
     Raises:
@@ -111,6 +111,6 @@ def open_rgb(path: str | os.PathLike):
     return im.convert("RGB")
 
 
-def read_rgb_array(path: str | os.PathLike) -> np.ndarray:
+def read_rgb_array(path: PathLike) -> np.ndarray:
     """``path`` as uint8 (H, W, 3) by :func:`open_rgb`'s rules."""
     return np.asarray(open_rgb(path), dtype=np.uint8)

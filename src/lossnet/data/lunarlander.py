@@ -76,6 +76,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from lossnet.types import PathLike
 from lossnet.errors import InputError
 
 if TYPE_CHECKING:  # torch is imported lazily: spawn workers and ``--help`` stay light
@@ -333,7 +334,7 @@ def _check_existing(out: Path, settings: dict[str, Any]) -> bool:
 
 
 def generate_collection(
-    out_dir: str | os.PathLike,
+    out_dir: PathLike,
     n_rollouts: Sequence[int] = DEFAULT_ROLLOUTS,
     seed: int = 0,
     steps: int = 150,
@@ -474,7 +475,7 @@ class LunarLanderRun:
         return int(self.images.shape[0])
 
 
-def load_run(collection_dir: str | os.PathLike, run: int) -> LunarLanderRun:
+def load_run(collection_dir: PathLike, run: int) -> LunarLanderRun:
     """Load ``run{run}.npz`` (run in 1, 2, 3) of a collection made by ``generate_collection``."""
     import torch
 

@@ -22,15 +22,15 @@ without a file) are skipped and reported in ``PetsSplit.skipped``.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from lossnet.types import PathLike
+
 __all__ = ["PetsSplit", "PETS_SPLITS", "pets_root", "read_pets_list", "load_oxford_pets", "pets_training_data"]
 
-PathLike = str | os.PathLike
 PETS_SPLITS = ("trainval", "test")
 
 

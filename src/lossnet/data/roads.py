@@ -18,17 +18,16 @@ them into {0., 1.} maps).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+
 
 import numpy as np
 import torch
 
-__all__ = ["DelineationSet", "IMAGE_SUFFIXES", "load_massachusetts_roads", "synthetic_curvilinear"]
+from lossnet.types import PathLike
 
-PathLike = Union[str, os.PathLike]
+__all__ = ["DelineationSet", "IMAGE_SUFFIXES", "load_massachusetts_roads", "synthetic_curvilinear"]
 
 IMAGE_SUFFIXES = (".tiff", ".tif", ".png", ".jpg", ".jpeg")
 """File suffixes read as images or labels (case-insensitive)."""

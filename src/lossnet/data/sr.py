@@ -22,7 +22,6 @@ is named and labelled ``cbsd68``; ``bsd100`` reads a real BSD100 folder only.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -30,9 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lossnet.types import PathLike
 from lossnet.data.datasets import IMAGE_EXTENSIONS
-
-PathLike = str | os.PathLike
 
 TEST_SETS = {"set5": ("Set5", "CSet5"), "set14": ("Set14", "CSet14"), "bsd100": ("BSD100",), "cbsd68": ("CBSD68",)}
 """Test-set name -> folder names under the SR root, tried in order (CSet5 / CSet14 are the colour

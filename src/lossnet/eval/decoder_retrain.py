@@ -36,7 +36,7 @@ from torch import nn
 from lossnet.losses import pixel_loss
 from lossnet.models import Autoencoder, ImageDecoder
 from lossnet.train.engine import FitConfig, FitResult, fit
-from lossnet.utils import best_device
+from lossnet.utils import batched, best_device, to_unit
 
 __all__ = ["DecoderRetrainResult", "FrozenEncoderDecoder", "retrain_decoder", "reconstruction_errors"]
 
@@ -87,17 +87,9 @@ class DecoderRetrainResult:
                 "epoch_seconds": self.result.epoch_seconds, "seconds": self.seconds}
 
 
-def _as_float(x: torch.Tensor) -> torch.Tensor:
-    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-
-
-@torch.no_grad()
 def _embed(encoder: nn.Module, inputs: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:
     encoder.eval()
-    out = []
-    for i in range(0, len(inputs), batch_size):
-        out.append(encoder(_as_float(inputs[i:i + batch_size].to(device)))[0].float().cpu())
-    return torch.cat(out)
+    return batched(lambda x: encoder(x)[0], inputs, batch_size, device, dtype=torch.float32)
 
 
 @torch.no_grad()
@@ -109,7 +101,7 @@ def reconstruction_errors(decoder: nn.Module, z: torch.Tensor, images: torch.Ten
     abs_sum = ref_sum = sq_sum = 0.0
     n = 0
     for i in range(0, len(z), batch_size):
-        x = _as_float(images[i:i + batch_size].to(device))
+        x = to_unit(images[i:i + batch_size].to(device))
         x_hat = decoder(z[i:i + batch_size].to(device))
         abs_sum += (x - x_hat).abs().sum().item()
         sq_sum += (x - x_hat).pow(2).sum().item()
@@ -149,7 +141,7 @@ def retrain_decoder(model: Autoencoder | nn.Module, images: torch.Tensor, fit_cf
     device = best_device(fit_cfg.device)
     encoder.to(device)
     with torch.no_grad():
-        z_dim = encoder(_as_float((inputs if inputs is not None else images)[:2].to(device)))[0].shape[1]
+        z_dim = encoder(to_unit((inputs if inputs is not None else images)[:2].to(device)))[0].shape[1]
     if init == "pretrained":
         if not isinstance(model, Autoencoder) or not isinstance(model.decoder, ImageDecoder):
             raise ValueError("init='pretrained' needs an Autoencoder with an image decoder")

@@ -16,7 +16,6 @@ Distance functions everywhere take two float batches ``(N, 3, H, W)`` in ``[0, 1
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lossnet.types import PathLike
 from lossnet.data.bapps import (
     BAPPS_2AFC_CATEGORIES,
     BAPPS_JND_CATEGORIES,
@@ -34,6 +34,7 @@ from lossnet.data.bapps import (
     load_bapps_jnd,
 )
 from lossnet.losses import perceptual_distance
+from lossnet.utils import to_unit
 
 __all__ = [
     "PROXY_DISTORTIONS", "FeatureDistance", "ProxySet",
@@ -43,7 +44,6 @@ __all__ = [
     "voc_ap",
 ]
 
-PathLike = Union[str, os.PathLike]
 DistanceFn = Callable[[torch.Tensor, torch.Tensor], Union[torch.Tensor, np.ndarray]]
 
 # Category folders of the official release (PerceptualSimilarity test_dataset_model.py / README).
@@ -178,7 +178,7 @@ def ssim_distance(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
 
 
 def _as_float(x: torch.Tensor, device) -> torch.Tensor:
-    return x.to(device).float().div_(255.0) if x.dtype == torch.uint8 else x.to(device).float()
+    return to_unit(x.to(device))
 
 
 def _to_numpy(d, n: int) -> np.ndarray:

@@ -25,6 +25,7 @@ import os
 import shutil
 from pathlib import Path
 
+from lossnet.types import PathLike
 from lossnet import distributed
 from lossnet.errors import InputError, UserError
 from lossnet.runs.lock import LOCK_NAME, run_lock
@@ -91,7 +92,7 @@ def _move_logs(src: Path, out: Path) -> None:
             os.replace(new, old)
 
 
-def pretrain(images: str, out: str | os.PathLike, *, procedure: str = "I-F-FP", loss_net: str = "paper",
+def pretrain(images: str, out: PathLike, *, procedure: str = "I-F-FP", loss_net: str = "paper",
              layer=None, sigmoid: bool = False, size: int = 64, z: int = 64, vae: bool = False, gamma: float = 1.0,
              epochs: int = 20, batch_size: int = 128, lr: float = 1e-3, patience: int | None = None, seed: int = 0,
              device: str | None = None, precision: str = "32", channels_last: bool = False, compile: bool = False,

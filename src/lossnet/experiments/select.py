@@ -24,19 +24,19 @@ encoders by a label-free criterion.
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
+from lossnet.types import PathLike
 from ..errors import UserError
 from .select_core import (BASELINE, FEW_HELD_OUT, LABEL_FREE_CRITERIA, LAYERS, CandidateResult, _resolve_candidates,
                           _run_candidates, _train_candidate, default_candidates, parse_candidates, stratified_split)
 from .select_label_free import augmented_view, cross_prediction_scores, retrieval_scores, select_label_free
 from .select_report import RANKS_FOR, Selection, _rank, chance_levels, format_table, noise_margin
-# also importable from here for scripts and tests (benchmarks/select_label_free.py, tests/test_select.py)
+# also importable from here for scripts and tests (studies/select_label_free.py, tests/test_select.py)
 from .select_core import _PixelNet, _targets  # noqa: F401
 
 __all__ = ["CandidateResult", "Selection", "parse_candidates", "default_candidates", "select", "select_label_free",
@@ -125,7 +125,7 @@ def select(images: torch.Tensor, labels: torch.Tensor, *, candidates: Sequence[t
     return _rank(results, settings)
 
 
-def select_folder(folder: str | os.PathLike, *, size: int = 64, out: str | os.PathLike | None = None,
+def select_folder(folder: PathLike, *, size: int = 64, out: PathLike | None = None,
                   label_free: bool | None = None, criterion: str = "cross-prediction", **kwargs) -> Selection:
     """:func:`select` on an image folder with class sub-folders (``FOLDER/<class>/*.png``), or
     :func:`select_label_free` when ``label_free`` is True, or when it is None (automatic) and the

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from ..errors import UserError
+from ..utils import batched
 from ..zoo.layers import LAYER_KEYS as LAYERS
 
 LABEL_FREE_CRITERIA = ("cross-prediction", "retrieval")
@@ -181,12 +182,9 @@ def _targets(net, images: torch.Tensor, max_dim: int | None, batch_size: int,
     net = net.to(device)
     with FlopCounterMode(display=False) as fc:
         shape = list(net(images[:1].to(device).float().div(255))[0].shape[1:])
-    out = []
-    for i in range(0, len(images), batch_size):
-        f = net(images[i:i + batch_size].to(device).float().div(255))[0]
-        out.append(pool_to(f, max_dim).cpu())
+    out = batched(lambda x: pool_to(net(x)[0], max_dim), images, batch_size, device)
     net.to("cpu")
-    return torch.cat(out), shape, fc.get_total_flops() / 1e9
+    return out, shape, fc.get_total_flops() / 1e9
 
 
 class _PixelNet(torch.nn.Module):
@@ -255,9 +253,8 @@ def _run_candidates(cands, weights, baseline: bool, budget_seconds, seed: int,
             if arch == BASELINE:
                 net = _PixelNet()
             else:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(seed)
-                    net = LossNetwork(arch, layers=layer, weights=w, sigmoid=True)
+                net = (LossNetwork(arch, layers=layer, weights="random", seed=seed, sigmoid=True) if w is None
+                       else LossNetwork(arch, layers=layer, weights=w, sigmoid=True))
             r = evaluate(net, arch, layer)
         except WeightsUnavailableError as e:
             results.append(CandidateResult(arch, layer, "skipped", reason=str(e)))

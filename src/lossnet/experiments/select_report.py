@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+
+from lossnet.types import PathLike
+from lossnet.utils import atomic_write
 
 from .select_core import BASELINE, FEW_HELD_OUT, CandidateResult
 
@@ -69,13 +71,10 @@ class Selection:
                 "recommendation": self.recommendation, "ranks_for": self.ranks_for, "baselines": self.baselines,
                 "noise": self.noise, "cautions": self.cautions, "settings": self.settings, "results": res}
 
-    def write_json(self, path: str | os.PathLike) -> Path:
+    def write_json(self, path: PathLike) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.as_dict(), indent=2))
-        os.replace(tmp, path)
-        return path
+        return atomic_write(path, json.dumps(self.as_dict(), indent=2))
 
 
 def noise_margin(ok: list[CandidateResult], n: int, label_free: bool) -> float:

@@ -25,9 +25,7 @@ def build_perceptual_net(cfg):
     layer = int(layer) if str(layer).lstrip("-").isdigit() else str(layer)
     try:
         if str(p.weights) == "random":
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(p.init_seed))
-                net = LossNetwork(str(p.arch), layers=[layer], weights=None)
+            net = LossNetwork(str(p.arch), layers=[layer], weights="random", seed=int(p.init_seed))
         else:
             net = LossNetwork(str(p.arch), layers=[layer])
     except (KeyError, ValueError) as e:
@@ -38,7 +36,7 @@ def build_perceptual_net(cfg):
 class SRVAETask(nn.Module):
     """The engine task: ``lr`` -> VAE -> weighted reconstruction + KL + perceptual loss against ``hr``.
 
-    ``weights``: ``{"reconstruction", "kl", "perceptual"}``. Reconstruction = per-pixel MSE (mean
+    ``loss_weights``: ``{"reconstruction", "kl", "perceptual"}``. Reconstruction = per-pixel MSE (mean
     over N, C, H, W); KL = mean over the latent elements (``kl_reduction="mean"``) or summed over
     them and averaged over the batch (``"sum"``, D_KL per image); perceptual = feature reconstruction loss
     of ``loss_net`` (needed only when its weight is > 0; a batch may carry ``feat``, the features of
@@ -46,7 +44,8 @@ class SRVAETask(nn.Module):
     means of the three terms (unweighted) since the last call, over training batches.
     """
 
-    def __init__(self, model: nn.Module, weights: dict[str, float], loss_net=None, kl_reduction: str = "mean") -> None:
+    def __init__(self, model: nn.Module, loss_weights: dict[str, float], loss_net=None,
+                 kl_reduction: str = "mean") -> None:
         super().__init__()
         if kl_reduction not in KL_REDUCTIONS:
             raise ValueError(f"kl_reduction must be one of {KL_REDUCTIONS}, got {kl_reduction!r}")
@@ -55,11 +54,11 @@ class SRVAETask(nn.Module):
         from lossnet.train.engine import Frozen
 
         self.model = model
-        self.weights = {k: float(weights[k]) for k in ("reconstruction", "kl", "perceptual")}
-        if self.weights["perceptual"] > 0 and loss_net is None:
+        self.loss_weights = {k: float(loss_weights[k]) for k in ("reconstruction", "kl", "perceptual")}
+        if self.loss_weights["perceptual"] > 0 and loss_net is None:
             raise ValueError("a perceptual weight > 0 needs a loss network")
         # Frozen: the loss network is not part of the checkpoint and follows the batch's device
-        self.criterion = FeatureReconstructionLoss(Frozen(loss_net)) if self.weights["perceptual"] > 0 else None
+        self.criterion = FeatureReconstructionLoss(Frozen(loss_net)) if self.loss_weights["perceptual"] > 0 else None
         self._sums = {"reconstruction": 0.0, "kl": 0.0, "perceptual": 0.0}
         self._n = 0
 
@@ -83,7 +82,7 @@ class SRVAETask(nn.Module):
             for k, v in t.items():
                 self._sums[k] += float(v.detach())
             self._n += 1
-        return sum(self.weights[k] * t[k] for k in t)
+        return sum(self.loss_weights[k] * t[k] for k in t)
 
     def components(self) -> dict[str, float]:
         n = max(self._n, 1)

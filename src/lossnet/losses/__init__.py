@@ -231,27 +231,28 @@ class FeaturePredictionLoss(nn.Module):
 
 
 def feature_reconstruction_loss(feats_x: Sequence[torch.Tensor], feats_target: Sequence[torch.Tensor],
-                                weights: Sequence[float] | None = None, reduction: str = "mean", *,
+                                layer_weights: Sequence[float] | None = None, reduction: str = "mean", *,
                                 validate: bool = True) -> torch.Tensor:
     """``sum_n w_n ||phi_n(x) - phi_n(target)||_2^2 / (C_n H_n W_n)``, averaged over the batch.
 
     Systematic analysis Eq. 3 (one layer, Johnson et al.) and Eq. 5 (several layers, topology
-    loss). Each item of ``feats_*`` is (N, C_n, H_n, W_n); ``weights`` default to 1 per layer.
+    loss). Each item of ``feats_*`` is (N, C_n, H_n, W_n); ``layer_weights`` (the w_n) default to 1
+    per layer.
     ``reduction``: ``"mean"`` over the batch (the paper's), ``"sum"`` over it, ``"none"``: (N,).
     """
     _check_reduction(reduction)
     if len(feats_x) != len(feats_target) or not feats_x:
         raise ValueError(f"need the same non-zero number of layers, got {len(feats_x)} and {len(feats_target)}")
-    if weights is None:
-        weights = [1.0] * len(feats_x)
-    if len(weights) != len(feats_x):
-        raise ValueError(f"{len(weights)} weights for {len(feats_x)} layers")
+    if layer_weights is None:
+        layer_weights = [1.0] * len(feats_x)
+    if len(layer_weights) != len(feats_x):
+        raise ValueError(f"{len(layer_weights)} layer_weights for {len(feats_x)} layers")
     total = 0.0
     for i, (a, b) in enumerate(zip(feats_x, feats_target)):
         check_tensor(a, f"feats_x[{i}]", ndim=4, validate=validate)
         check_tensor(b, f"feats_target[{i}]", ndim=4, validate=validate)
         check_pair(a, b, (f"feats_x[{i}]", f"feats_target[{i}]"))
-        total = total + weights[i] * (a - b).pow(2).flatten(1).mean(1)
+        total = total + layer_weights[i] * (a - b).pow(2).flatten(1).mean(1)
     return _reduce(total, reduction)
 
 
@@ -261,18 +262,21 @@ class FeatureReconstructionLoss(FrozenNetHolder, nn.Module):
     ``loss_net``: a :class:`LossNetwork` (or a name, then ``**net_kwargs`` build it; or the
     engine's ``Frozen`` wrapper of one), held outside the state dict like :class:`PerceptualLoss`'s.
     Single-channel inputs (segmentation maps) are repeated to 3 channels, as in the topology loss.
+    ``layer_weights``: one w_n per layer of the loss network (default 1 each); ``weights=`` in
+    ``net_kwargs`` are the loss network's own (``"imagenet"``, ``"random"``, a state dict).
     """
 
-    def __init__(self, loss_net: LossNetwork | str, weights: Sequence[float] | None = None, reduction: str = "mean",
-                 *, validate: bool = True, **net_kwargs) -> None:
+    def __init__(self, loss_net: LossNetwork | str, layer_weights: Sequence[float] | None = None,
+                 reduction: str = "mean", *, validate: bool = True, **net_kwargs) -> None:
         super().__init__()
         _check_reduction(reduction)
         if isinstance(getattr(loss_net, "net", None), LossNetwork) and not isinstance(loss_net, LossNetwork):
             loss_net = loss_net.net  # the engine's Frozen wrapper: the holder moves and freezes it itself
         self._hold(as_loss_network(loss_net, "FeatureReconstructionLoss", **net_kwargs), "loss_net")
-        self.weights, self.reduction, self.validate = weights, reduction, validate
-        if weights is not None and len(weights) != len(self.loss_net.nodes):
-            raise ConfigError(f"{len(weights)} layer weights for a loss network with {len(self.loss_net.nodes)} layers")
+        self.layer_weights, self.reduction, self.validate = layer_weights, reduction, validate
+        if layer_weights is not None and len(layer_weights) != len(self.loss_net.nodes):
+            raise ConfigError(f"{len(layer_weights)} layer_weights for a loss network with {len(self.loss_net.nodes)} "
+                              "layers: give one per layer")
 
     @property
     def loss_net(self) -> LossNetwork:
@@ -280,7 +284,7 @@ class FeatureReconstructionLoss(FrozenNetHolder, nn.Module):
         return self._frozen
 
     def extra_repr(self) -> str:
-        w = "1 per layer" if self.weights is None else list(self.weights)
+        w = "1 per layer" if self.layer_weights is None else list(self.layer_weights)
         return f"net={self.loss_net.describe_short()}, layer weights={w}, reduction={self.reduction}"
 
     def forward(self, x: torch.Tensor, target: torch.Tensor,
@@ -299,7 +303,7 @@ class FeatureReconstructionLoss(FrozenNetHolder, nn.Module):
                 with torch.no_grad():
                     target_features = _features(self.loss_net, target)
             feats = _features(self.loss_net, x)
-        return feature_reconstruction_loss(feats, list(target_features), self.weights, self.reduction,
+        return feature_reconstruction_loss(feats, list(target_features), self.layer_weights, self.reduction,
                                            validate=self.validate)
 
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from lossnet.models.autoencoder import ImageEncoder
+from lossnet.utils import batched
 
 __all__ = ["SimpleCNN", "SimpleCNNTask"]
 
@@ -65,13 +66,8 @@ class SimpleCNNTask(nn.Module):
         """uint8 or [0, 1] float images (N, 3, S, S) -> predictions (N, T) in target units
         (regression) or class scores (classification), on the CPU."""
         self.eval()
-        dev = next(self.parameters()).device
-        outs = []
-        for i in range(0, len(images), batch_size):
-            x = images[i:i + batch_size].to(dev)
-            x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+        def predict(x: torch.Tensor) -> torch.Tensor:
             out = self.model(x)
-            if self.kind == "regression":
-                out = out * self.y_std + self.y_mean
-            outs.append(out.cpu())
-        return torch.cat(outs)
+            return out * self.y_std + self.y_mean if self.kind == "regression" else out
+
+        return batched(predict, images, batch_size, next(self.parameters()).device)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lossnet.types import PathLike
+from lossnet.utils import atomic_write
 from lossnet.report.tables import (
     DATASET_LABELS,
     group_rows,
@@ -39,7 +41,7 @@ def _settings_note(rows: list[dict]) -> str:
     return "; ".join(parts) + "."
 
 
-def write_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = None,
+def write_report(run_dir: PathLike, *, out: PathLike | None = None,
                  figures: bool = True) -> Path:
     """Write ``report.md`` (or ``out``) and ``figures/*.png`` for ``run_dir/results.jsonl``; returns
     the report's path."""
@@ -52,8 +54,7 @@ def write_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
     lines = [f"# lossnet report: {run_dir}", ""]
     if not rows:
         lines.append("No finished cells yet.")
-        report.write_text("\n".join(lines) + "\n")
-        return report
+        return atomic_write(report, "\n".join(lines) + "\n")
     v = rows[-1]
     lines.append(f"{len(rows)} finished cells; lossnet {v.get('lossnet_version')}, torch {v.get('torch_version')}; "
                  f"last row {v.get('timestamp')}. Columns of the results table: docs/experiments.md.")
@@ -93,6 +94,5 @@ def write_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
         else:
             lines.append(f"({len(g)} rows of an experiment this report does not know.)")
     report.parent.mkdir(parents=True, exist_ok=True)
-    from lossnet.utils import atomic_write
 
     return atomic_write(report, "\n".join(lines) + "\n")

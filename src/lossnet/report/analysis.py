@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from lossnet.report.formatting import format_p
+from lossnet.utils import atomic_write
 from lossnet.zoo.layers import LAYER_KEYS as LAYERS
 
 
@@ -93,9 +94,7 @@ def attributes(arch: str, layer: str, input_size: int = 224) -> dict:
             if on_disk:
                 cache[key] = d
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(cache))
-                tmp.replace(path)
+                atomic_write(path, json.dumps(cache))
         _ATTR_MEMO[memo_key] = d
     d = dict(_ATTR_MEMO[memo_key])
     t = spec.table
@@ -341,12 +340,13 @@ def figures(table: dict, scores: list[Score], out_dir: Path, input_size: int = 2
 
 
 def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
     import matplotlib.pyplot as plt
 
-    plt.close(fig)
-    return path
+    fig.tight_layout()
+    try:
+        return atomic_write(path, lambda t: fig.savefig(t, format=path.suffix.lstrip(".") or "png", dpi=100))
+    finally:
+        plt.close(fig)
 
 
 def _fmt(v: float) -> str:

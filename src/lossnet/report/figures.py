@@ -24,6 +24,7 @@ from lossnet.report.tables import (
     group_rows,
     mean_std,
 )
+from lossnet.utils import atomic_write
 
 __all__ = ["performance_vs_time", "convergence", "score_vs_z", "scaled_val_curves", "image_grid", "save_png"]
 
@@ -152,17 +153,12 @@ def score_vs_z(rows: Sequence[dict], path: str | Path, *, title: str | None = No
 
 def save_png(img, path: str | Path) -> Path:
     """Write a uint8 image tensor, (3, H, W) or (H, W), as PNG (atomically, creating folders)."""
-    import os
-
     from PIL import Image
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arr = (img.permute(1, 2, 0) if img.ndim == 3 else img).cpu().numpy()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    Image.fromarray(arr).save(tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda t: Image.fromarray(arr).save(t, format="PNG"))
 
 
 def image_grid(rows: Sequence[Sequence[tuple[str, object]]], path: str | Path, *, row_labels: Sequence[str] = (),
@@ -204,9 +200,10 @@ def _save(fig, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    try:
+        return atomic_write(path, lambda t: fig.savefig(t, format=path.suffix.lstrip(".") or "png", dpi=120))
+    finally:
+        plt.close(fig)
 
 
 def reconstructions(rows: Sequence[dict], run_dir: str | Path, path: str | Path, *, z: int | None = None,

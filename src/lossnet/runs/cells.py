@@ -11,30 +11,24 @@
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import json
 import os
 import platform
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
 from lossnet.runs.table import ResultsTable
-from lossnet.utils import log
+from lossnet.utils import log, stable_hash
 
 __all__ = ["cell_id", "ensure_reference", "environment", "reference_rows", "reference_table", "remove_checkpoints",
            "utc_now"]
 
 
-def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
 def cell_id(spec: dict) -> str:
-    """Deterministic id of a cell: sha256 of the canonical JSON of its spec (16 hex digits)."""
-    return hashlib.sha256(_canonical(spec).encode()).hexdigest()[:16]
+    """Deterministic id of a cell: :func:`~lossnet.utils.stable_hash` of its spec (16 hex digits)."""
+    return stable_hash(spec)
 
 
 def environment() -> dict:

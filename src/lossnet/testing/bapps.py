@@ -18,16 +18,16 @@ reader must give back: images as ``uint8`` arrays ``(N, 3, H, W)`` and judgement
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image
 
+from lossnet.types import PathLike
+
 __all__ = ["write_fake_bapps", "write_png_chw", "write_scalar_npy"]
 
-PathLike = Union[str, os.PathLike]
 JudgeSpec = Union[None, float, Mapping[str, float]]
 
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
+
+from lossnet.types import PathLike
 
 __all__ = [
     "STL10_CLASSES",
@@ -31,8 +33,6 @@ __all__ = [
     "write_svhn_mat",
     "write_fake_svhn",
 ]
-
-PathLike = Union[str, os.PathLike]
 
 STL10_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
 

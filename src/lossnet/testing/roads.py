@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Sequence
 
 import numpy as np
 
-__all__ = ["write_fake_massachusetts"]
+from lossnet.types import PathLike
 
-PathLike = Union[str, os.PathLike]
+__all__ = ["write_fake_massachusetts"]
 
 
 def write_fake_massachusetts(root: PathLike, counts: dict[str, int] | None = None, size: int = 64, *,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -28,8 +27,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lossnet.types import PathLike
 from lossnet import distributed
-from lossnet.utils import best_device, lossnet_home, module_device  # noqa: F401 (re-exported)
+from lossnet.utils import (atomic_write, batched, best_device, lossnet_home, module_device,  # noqa: F401 (re-exported)
+                           stable_hash)
 from lossnet.zoo.network import LossNetwork
 from lossnet.zoo.weights import read_manifest
 
@@ -44,7 +45,7 @@ def images_fingerprint(images: torch.Tensor) -> str:
 def net_identity(net: LossNetwork) -> dict:
     """What identifies a loss network's features: architecture, graph nodes, sigmoid,
     normalisation, weight source and checksum (a hash of the parameters for random weights)."""
-    random = net.weights_source in (None, "random")
+    random = net.weights_source is None or net.weights_source.startswith("random")  # also "random(seed=N)"
     weights = read_manifest().get(net.arch, {}).get("sha256") if not random and net.weights_source != "state_dict" else None
     parts = {
         "arch": net.arch,
@@ -65,7 +66,7 @@ def net_identity(net: LossNetwork) -> dict:
 def cache_key(images: torch.Tensor, net: LossNetwork, dtype: torch.dtype) -> str:
     """Key of (dataset, loss network, layers, options, weights) for the cache."""
     parts = {"images": images_fingerprint(images), **net_identity(net), "dtype": str(dtype)}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+    return stable_hash(parts, 24, compact=False)
 
 
 @torch.no_grad()
@@ -90,14 +91,11 @@ def _compute(images: torch.Tensor, net: LossNetwork, batch_size: int, device, dt
              progress: bool) -> torch.Tensor:
     device = best_device(device)
     net = net.to(device)
-    chunks = []
-    bar = tqdm(range(0, len(images), batch_size), desc=f"features {net.arch}:{net.layer_refs[0]}",
-               disable=not progress, leave=False)
-    for i in bar:
-        x = images[i:i + batch_size].to(device).float().div_(255)
-        chunks.append(net(x)[0].to("cpu", dtype))
-    net.to("cpu")
-    return torch.cat(chunks)
+    try:
+        return batched(lambda x: net(x)[0], images, batch_size, device, dtype=dtype,
+                       progress=f"features {net.arch}:{net.layer_refs[0]}" if progress else None)
+    finally:
+        net.to("cpu")
 
 
 def feature_shape(net: LossNetwork, size: int | tuple[int, int]) -> tuple[int, ...]:
@@ -135,7 +133,7 @@ class FeatureCache:
         dtype: storage dtype (float16 halves memory; features are upcast per batch).
     """
 
-    def __init__(self, directory: str | os.PathLike | None = "default", dtype: torch.dtype = torch.float32,
+    def __init__(self, directory: PathLike | None = "default", dtype: torch.dtype = torch.float32,
                  batch_size: int = 256, device=None, progress: bool = True) -> None:
         if directory == "default":
             directory = lossnet_home() / "features"
@@ -170,17 +168,20 @@ class FeatureCache:
                                      progress=self.progress)
             if self.directory is not None and distributed.is_main():  # one writer
                 self.directory.mkdir(parents=True, exist_ok=True)
-                tmp = self.directory / f".{key}.{os.getpid()}.npy"
-                np.save(tmp, feats.numpy())
-                tmp.replace(self.directory / f"{key}.npy")
+                atomic_write(self.directory / f"{key}.npy", lambda t: _save_npy(t, feats.numpy()))
                 self._write_meta(key, net, tuple(feats.shape), len(images))
         self._memory[key] = feats
         return feats
 
     def _write_meta(self, key: str, net: LossNetwork, shape: tuple, n: int) -> None:
-        (self.directory / f"{key}.json").write_text(json.dumps(
+        atomic_write(self.directory / f"{key}.json", json.dumps(
             {"arch": net.arch, "nodes": net.nodes, "sigmoid": net.sigmoid, "shape": list(shape),
              "n_images": n, "dtype": str(self.dtype)}))
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would append ".npy" to a temporary name
+        np.save(f, array)
 
 
 def _open_memmap(path: Path) -> torch.Tensor:
@@ -191,7 +192,7 @@ def _open_memmap(path: Path) -> torch.Tensor:
 
 
 @torch.no_grad()
-def build_feature_file(images: torch.Tensor, net: LossNetwork, path: str | os.PathLike, *, batch_size: int = 256,
+def build_feature_file(images: torch.Tensor, net: LossNetwork, path: PathLike, *, batch_size: int = 256,
                        device=None, dtype: torch.dtype = torch.float32, progress: bool = False) -> tuple[int, ...]:
     """Write ``net``'s single-layer features of uint8 ``images`` (N, 3, H, W) to the ``.npy`` file
     ``path``, streamed: each batch is computed and appended, so memory holds one batch of features
@@ -210,8 +211,8 @@ def build_feature_file(images: torch.Tensor, net: LossNetwork, path: str | os.Pa
     net = net.to(device)
     shape = (len(images), *feature_shape(net, tuple(images.shape[-2:])))
     np_dtype = np.float16 if dtype == torch.float16 else np.float32
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.npy")
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             np.lib.format.write_array_header_1_0(
                 f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np_dtype)), "fortran_order": False, "shape": shape})
@@ -219,10 +220,9 @@ def build_feature_file(images: torch.Tensor, net: LossNetwork, path: str | os.Pa
                           disable=not progress, leave=False):
                 x = images[i:i + batch_size].to(device).float().div_(255)
                 f.write(net(x)[0].to("cpu", dtype).contiguous().numpy().tobytes())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    try:
+        atomic_write(path, write)
     finally:
         net.to("cpu")
     return shape

@@ -6,9 +6,9 @@ naming the file and leaves no partial file); read here with ``weights_only=True`
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from lossnet.types import PathLike
 from ..utils import CorruptFileError, check_mapping, load_torch, log
 
 __all__ = ["CHECKPOINT_KEYS", "identity_changes", "read_checkpoint", "read_resumable"]
@@ -25,7 +25,7 @@ CHECKPOINT_KEYS = ("task", "optimizer", "best_state", "history", "best_epoch", "
 """The entries of a ``last.pt`` written by :func:`~lossnet.train.engine.fit`."""
 
 
-def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+def read_checkpoint(path: PathLike, map_location="cpu") -> dict:
     """The state in a ``last.pt`` written by :func:`~lossnet.train.engine.fit`, read with ``weights_only=True``.
 
     A missing, truncated or garbage file, one holding a tensor or anything but a dict with

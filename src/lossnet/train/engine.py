@@ -31,7 +31,6 @@ float in [0, 1] on the device, other floating tensors (cached features) to float
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import time
@@ -44,7 +43,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import distributed
-from ..utils import best_device, fault_point, save_torch
+from ..utils import best_device, fault_point, save_torch, stable_hash
 from .checkpoint import read_resumable as _read_checkpoint
 from .runtime import (PRECISIONS, Frozen, Runtime, _data_parallel, compiled, evaluate,  # noqa: F401 (Frozen,
                       to_memory_format)  # PRECISIONS and evaluate are public here)
@@ -93,7 +92,7 @@ class FitConfig:
             d.pop(k)
         if d["precision"] == "32":
             d.pop("precision")
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        return stable_hash(d, compact=False)
 
 
 @dataclass

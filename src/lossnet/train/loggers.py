@@ -22,11 +22,12 @@ tables, never these files.
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 from pathlib import Path
 
+from lossnet.types import PathLike
 from ..errors import ConfigError
+from ..utils import atomic_write
 
 LOGGERS = ("csv", "tensorboard", "none")
 """Values of ``FitConfig.logger``: ``csv`` (history.csv), ``tensorboard`` (history.csv and
@@ -55,12 +56,13 @@ def check_logger(name: str) -> None:
 
 
 def _rewrite_csv(path: Path, columns, rows) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, columns, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+
+    atomic_write(path, write)
 
 
 def _read_steps(path: Path, upto_epoch: int) -> list[dict]:
@@ -85,7 +87,7 @@ class HistoryLogger:
             to hold exactly these before new rows are appended.
     """
 
-    def __init__(self, log_dir: str | os.PathLike | None, kind: str = "csv", history: list[dict] = ()) -> None:
+    def __init__(self, log_dir: PathLike | None, kind: str = "csv", history: list[dict] = ()) -> None:
         check_logger(kind)
         self.dir = Path(log_dir) if log_dir is not None and kind != "none" else None
         self.csv_path = None if self.dir is None else self.dir / "history.csv"

@@ -38,7 +38,7 @@ from ..losses import feature_prediction_loss, kl_divergence, perceptual_loss, pi
 from ..models import Autoencoder, FeatureDecoder, FeatureEncoder, ImageDecoder, ImageEncoder
 from ..zoo.network import LossNetwork
 from ..errors import UserError
-from ..utils import CorruptFileError, load_safetensors, read_json, write_failure
+from ..utils import CorruptFileError, batched, load_safetensors, read_json, write_failure
 from ..zoo.weights import ChecksumError, sha256_file
 from .engine import FitConfig, FitResult, Frozen, fit
 
@@ -189,12 +189,7 @@ class TrainedEncoder:
         src = feats if self.uses_features else images
         if src is None:
             raise UserError(f"{self.procedure} encodes loss-network features: pass feats=")
-        out = []
-        for i in range(0, len(src), batch_size):
-            x = src[i:i + batch_size].to(dev)
-            x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-            out.append(self.model.embed(x).cpu())
-        return torch.cat(out) if out else torch.zeros(0, self.config.z)
+        return batched(self.model.embed, src, batch_size, dev)
 
     def export(self, directory: str | Path, extra: dict | None = None) -> Path:
         """Write ``encoder.safetensors`` (whole autoencoder) and ``config.json`` to ``directory``.
@@ -356,12 +351,7 @@ def embed_images(directory: str | Path, images: torch.Tensor, batch_size: int = 
         layers = [int(x) if str(x).lstrip("-").isdigit() else x for x in ln["layers"]]
         net = LossNetwork(ln["arch"], layers=layers, sigmoid=ln["sigmoid"])
         src = FeatureCache(directory=None, progress=False).get(images, net)
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(src), batch_size):
-            x = src[i:i + batch_size]
-            out.append(model.embed(x.float().div(255) if x.dtype == torch.uint8 else x.float()))
-    return torch.cat(out)
+    return batched(model.embed, src, batch_size)
 
 
 def train_encoder(images: torch.Tensor, cfg: EncoderConfig, fit_cfg: FitConfig, *, loss_net: LossNetwork | None,

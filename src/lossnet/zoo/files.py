@@ -25,6 +25,7 @@ import pickle
 import stat
 from pathlib import Path
 
+from lossnet.types import PathLike
 from lossnet.errors import ChecksumError, InvalidWeightsError
 
 __all__ = ["FORMATS", "NumpyOnlyUnpickler", "load_numpy_pickle", "read_regular_file", "read_weights_file",
@@ -42,7 +43,7 @@ def _kind(mode: int) -> str:
     return next((name for test, name in _KINDS.items() if test(mode)), "not a regular file")
 
 
-def read_regular_file(path: str | os.PathLike, *, size: int | None = None, fix: str = "") -> bytes:
+def read_regular_file(path: PathLike, *, size: int | None = None, fix: str = "") -> bytes:
     """The bytes of ``path``, which must be a regular file (symlinks are followed to one).
 
     Args:
@@ -91,7 +92,7 @@ def read_regular_file(path: str | os.PathLike, *, size: int | None = None, fix: 
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def sha256_file(path: str | os.PathLike, *, size: int | None = None) -> str:
+def sha256_file(path: PathLike, *, size: int | None = None) -> str:
     """sha256 (hex) of a regular file, read within its size (see :func:`read_regular_file`)."""
     return hashlib.sha256(read_regular_file(path, size=size)).hexdigest()
 
@@ -155,14 +156,14 @@ def _first_bad(obj, fmt: str) -> str | None:
                  if not isinstance(v, torch.Tensor)), None)
 
 
-def format_of(path: str | os.PathLike) -> str:
+def format_of(path: PathLike) -> str:
     """The format a file name implies: ``.safetensors`` -> safetensors, ``.ckpt`` / ``.pkl`` ->
     numpy-pickle, anything else (``.pth``, ``.pt``, ``.bin``) -> torch."""
     suffix = Path(path).suffix.lower()
     return {".safetensors": "safetensors", ".ckpt": "numpy-pickle", ".pkl": "numpy-pickle"}.get(suffix, "torch")
 
 
-def read_weights_file(path: str | os.PathLike, *, fmt: str | None = None, size: int | None = None,
+def read_weights_file(path: PathLike, *, fmt: str | None = None, size: int | None = None,
                       sha256: str | None = None, sha256_prefix: str | None = None, fix: str = "") -> dict:
     """Read, verify and parse one weights file; the only way lossnet reads weights.
 
@@ -209,6 +210,6 @@ def read_weights_file(path: str | os.PathLike, *, fmt: str | None = None, size: 
     return obj
 
 
-def load_numpy_pickle(path: str | os.PathLike, *, fix: str = "") -> dict:
+def load_numpy_pickle(path: PathLike, *, fix: str = "") -> dict:
     """Read a pickle of (nested dicts of) numpy arrays with :class:`NumpyOnlyUnpickler` (via :func:`read_weights_file`)."""
     return read_weights_file(path, fmt="numpy-pickle", fix=fix)

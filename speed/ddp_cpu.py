@@ -11,7 +11,7 @@ Prints each run's mean training seconds per epoch (the engine's ``train_seconds`
 the slowest rank's), the ratios, the final validation loss of each (2 processes must match
 1 process) and the wall time of the torchrun job (start-up included).
 
-    python benchmarks/ddp_cpu.py [--images 512] [--batch 64] [--epochs 3] [--threads 2]
+    python speed/ddp_cpu.py [--images 512] [--batch 64] [--epochs 3] [--threads 2]
 """
 
 from __future__ import annotations

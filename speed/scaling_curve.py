@@ -21,8 +21,8 @@ LunarLander (210,000 frames, 64 px), STL-10 unlabeled (100,000 at 96 px) and SVH
 (531,131 at 32 px); for 96 and 32 px the per-image cost is scaled by the pixel count (an
 approximation: ESTIMATES, not measurements), feature-file sizes are exact (shapes of the layer).
 
-    python benchmarks/scaling_curve.py --n 2000 8000 32000 --fp16      # the issue's points
-    python benchmarks/scaling_curve.py --quick                         # seconds: checks the script
+    python speed/scaling_curve.py --n 2000 8000 32000 --fp16      # the issue's points
+    python speed/scaling_curve.py --quick                         # seconds: checks the script
 """
 
 from __future__ import annotations

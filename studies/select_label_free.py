@@ -21,10 +21,10 @@ on the seed-averaged scores, and each score's own seed-to-seed rho (for the labe
 noise ceiling).
 ``api`` runs the public `select` and `select_label_free` end to end (independent encoders).
 
-    python benchmarks/select_label_free.py train --kind lunarlander --images 480 --seed 0   # ... --seed 3
-    python benchmarks/select_label_free.py train --kind sr --images 720 --sources 24 --seed 0
-    python benchmarks/select_label_free.py analyse --kind lunarlander --images 480 [--figure docs/figures]
-    python benchmarks/select_label_free.py api [--kind lunarlander|sr|both] [--images 360] [--criterion ...]
+    python studies/select_label_free.py train --kind lunarlander --images 480 --seed 0   # ... --seed 3
+    python studies/select_label_free.py train --kind sr --images 720 --sources 24 --seed 0
+    python studies/select_label_free.py analyse --kind lunarlander --images 480 [--figure docs/figures]
+    python studies/select_label_free.py api [--kind lunarlander|sr|both] [--images 360] [--criterion ...]
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ it: the goal of issue 23 is <= 1.10x in both modes. ``--compile`` adds ``lossnet
 ``torch.compile`` of the same module (inductor with ``freezing``: prepacked convolution weights,
 fused ReLUs and head; needs a C++ compiler; compile time not counted).
 
-    python benchmarks/lpips_speed.py --arch alexnet vgg16 --batch 16 --size 256 --repeats 10 [--compile]
-    python benchmarks/lpips_speed.py --loss --arch vgg16 --batch 16 --size 256 --repeats 10
+    python speed/lpips_speed.py --arch alexnet vgg16 --batch 16 --size 256 --repeats 10 [--compile]
+    python speed/lpips_speed.py --loss --arch vgg16 --batch 16 --size 256 --repeats 10
 """
 
 from __future__ import annotations

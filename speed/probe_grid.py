@@ -11,8 +11,8 @@ fastest time of each is reported (robust to other jobs on a shared machine; the 
 printed too). On a busy 2-core machine ``--threads 1`` gives far steadier numbers: with 2
 OpenMP threads a descheduled thread stalls every parallel matmul.
 
-    python benchmarks/probe_grid.py                 # paper_b and paper_a, 20 epochs
-    python benchmarks/probe_grid.py --epochs 500    # the papers' setting
+    python speed/probe_grid.py                 # paper_b and paper_a, 20 epochs
+    python speed/probe_grid.py --epochs 500    # the papers' setting
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ The printed totals are ESTIMATES (linear in frames and epochs) from the measured
 measurements of a paper-scale run; on a shared CPU they scale with the load. Embedding the probe
 and test parts (one forward pass per frame and cell) is counted at the validation-pass rate.
 
-    python benchmarks/paper_scale_estimate.py [--frames 640] [--rollouts 4] [--workers 2] [--probe-n 8192]
+    python speed/paper_scale_estimate.py [--frames 640] [--rollouts 4] [--workers 2] [--probe-n 8192]
 """
 
 from __future__ import annotations

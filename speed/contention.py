@@ -17,8 +17,8 @@ Printed per N and mode: wall seconds, slowdown = wall / T1, ideal N/C, and slowd
 (1.00 = perfect). On a machine that other jobs load, ``cpu_share`` counts only free cores (the
 load average is printed; compare the modes of one run).
 
-    python benchmarks/contention.py --procs 1 2 4 --steps 20        # on all usable cores
-    python benchmarks/contention.py --quick                           # seconds: checks the script
+    python speed/contention.py --procs 1 2 4 --steps 20        # on all usable cores
+    python speed/contention.py --quick                           # seconds: checks the script
 """
 
 from __future__ import annotations

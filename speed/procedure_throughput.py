@@ -14,8 +14,8 @@ validation excluded), and the ratios
 All timings of one table come from ONE process on the same data and threads, so the ratios are
 comparable; absolute numbers on a shared CPU are noisy. Runs on CUDA when present.
 
-    python benchmarks/procedure_throughput.py                       # the full grid (GPU-sized)
-    python benchmarks/procedure_throughput.py --frames 640 --batches 128 --precisions 32 bf16 \\
+    python speed/procedure_throughput.py                       # the full grid (GPU-sized)
+    python speed/procedure_throughput.py --frames 640 --batches 128 --precisions 32 bf16 \\
         --channels-last off --loss-nets paper vgg16:L                # a short CPU run
 
 (This replaces benchmarks/procedure_epoch_time.py: ``--batches 64 --precisions 32

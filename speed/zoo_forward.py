@@ -5,7 +5,7 @@ its ratio to AlexNet-E measured in the same run, the FLOPs of the truncated forw
 (torch.utils.flop_counter, 2 per multiply-add) and parameters/depth up to the layer. With
 --json FILE also writes the rows (the data the cross-analysis needs).
 
-    python benchmarks/zoo_forward.py [--size 64] [--batch 64] [--repeats 5] [--json out.json]
+    python speed/zoo_forward.py [--size 64] [--batch 64] [--repeats 5] [--json out.json]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import warnings
 import torch
 
 from lossnet.zoo import LossNetwork, describe, list_archs, status
+from lossnet.zoo.layers import LAYER_KEYS
 
 
 def time_forward(net: LossNetwork, x: torch.Tensor, repeats: int) -> float:
@@ -47,7 +48,7 @@ def main() -> None:
     print(f"offline-available: {', '.join(archs)}; input {args.batch}x3x{args.size}x{args.size}, "
           f"{torch.get_num_threads()} threads")
     for arch in archs:
-        for layer in "ESML":
+        for layer in LAYER_KEYS:
             net = LossNetwork(arch, layers=[layer])
             info = describe(arch, layer, args.size)
             rows.append({**info.as_dict(), "ms_per_image": 1e3 * time_forward(net, x, args.repeats)})

@@ -41,9 +41,9 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from .checks import check_input_range
-from .errors import ConfigError
-from .losses import FrozenNetHolder, PerceptualDistance, _check_images, as_loss_network, check_pair
+from ..checks import check_input_range
+from ..errors import ConfigError
+from ..losses import FrozenNetHolder, PerceptualDistance, _check_images, as_loss_network, check_pair
 
 __all__ = ["PerceptualDistanceMetric", "DeepPerceptualSimilarity", "SuperResolutionScores", "SRPSNR", "SRSSIM",
            "DelineationScores"]
@@ -182,7 +182,7 @@ class DeepPerceptualSimilarity(_FrozenNetMetric):
         self._add_mean_states()
 
     def update(self, x: Tensor, target: Tensor) -> None:
-        from .checks import to_unit_range
+        from ..checks import to_unit_range
 
         _check_images(x, "x", self.input_range)
         _check_images(target, "target", self.input_range)
@@ -227,7 +227,7 @@ class SuperResolutionScores(Metric):
         self.add_state("count", torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
 
     def update(self, sr: Tensor, hr: Tensor) -> None:
-        from .eval.sr import psnr_ssim
+        from .sr import psnr_ssim
 
         with torch.no_grad():
             rows = psnr_ssim(sr.detach(), hr.detach(), border=self.border, colour=self.colour, quantize=self.quantize)
@@ -277,7 +277,7 @@ class DelineationScores(Metric):
     def __init__(self, tolerance: float = 3, threshold: float = 0.5, *, target_threshold: float = 0.5,
                  thin: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
-        from .eval.delineation import COUNT_KEYS, SCORE_KEYS
+        from .delineation import COUNT_KEYS, SCORE_KEYS
 
         self.tolerance, self.threshold, self.target_threshold, self.thin = tolerance, threshold, target_threshold, thin
         self._counts, self._scores = COUNT_KEYS, SCORE_KEYS
@@ -289,7 +289,7 @@ class DelineationScores(Metric):
     def update(self, pred, target) -> None:
         import math
 
-        from .eval.delineation import delineation_counts, scores_from_counts
+        from .delineation import delineation_counts, scores_from_counts
 
         per_image = delineation_counts(pred, target, self.tolerance, self.threshold,
                                        target_threshold=self.target_threshold, thin=self.thin)
@@ -303,7 +303,7 @@ class DelineationScores(Metric):
         self.n_images += len(per_image)
 
     def compute(self) -> dict[str, Tensor]:
-        from .eval.delineation import scores_from_counts
+        from .delineation import scores_from_counts
 
         totals = {k: int(getattr(self, k)) for k in self._counts}
         f64 = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731

@@ -8,7 +8,7 @@ what benchmark 2 does when they fit in ``feature_cache_gb``). Prints millisecond
 the ratios to pixel loss, i.e. how much a loss network multiplies the cost of a run. Also times full-image inference in both memory formats (the network runs
 channels-last).
 
-    python benchmarks/sr_step_time.py [--archs alexnet,vgg16,efficientnet_lite0] [--layers E,L]
+    python speed/sr_step_time.py [--archs alexnet,vgg16,efficientnet_lite0] [--layers E,L]
         [--patch 64] [--batch 8] [--steps 6] [--channels 32] [--threads 2] [--random-weights]
 """
 

@@ -22,8 +22,8 @@ training step (FLOPs counted by ``torch.utils.flop_counter`` on one batch) next 
 rate. Goals (issue 23): reference/lossnet >= 1.1 (PW, PS), >= 1.4 (FP); lossnet within 1.05x of the
 bare loop; the training step >= 70 % of sgemm.
 
-    python benchmarks/vs_reference.py --n 4096 16384 --epochs 2 --repeats 2      # the issue's setting
-    python benchmarks/vs_reference.py --quick                                    # seconds: checks the script
+    python speed/vs_reference.py --n 4096 16384 --epochs 2 --repeats 2      # the issue's setting
+    python speed/vs_reference.py --quick                                    # seconds: checks the script
 """
 
 from __future__ import annotations
