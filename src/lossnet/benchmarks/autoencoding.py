@@ -52,12 +52,12 @@ from lossnet.errors import ConfigError
 from lossnet.runs.encoder_cells import (
     RunContext,
     encoder_row,
-    encoder_settings,
-    probe_settings,
     run_probes,
     train_and_embed,
 )
 from lossnet.runs.loss_nets import NORMALIZE, loss_net_identity
+from lossnet.schema import identity as identity_of
+from lossnet.schema.sections import Encoder, Probe
 
 NAME = "benchmark4"
 
@@ -156,7 +156,7 @@ def identity(cfg, coords: dict) -> dict:
         data["svhn"] = {"size": int(c.svhn.size), "mode": str(c.svhn.mode)}
     proc = get_procedure(str(cfg.procedure))
     ident = {"procedure": proc.name, "z": int(cfg.z), "sigmoid": _sigmoid(cfg), "data": data,
-             "encoder": encoder_settings(c, with_gamma=False), "probe": probe_settings(c)}
+             "encoder": identity_of(c.encoder, Encoder, drop=("gamma",)), "probe": identity_of(c.probe, Probe)}
     if proc.loss != "ps" and cfg.get("fp_max_dim"):
         ident["fp_max_dim"] = int(cfg.fp_max_dim)
     if _normalize(cfg) != "imagenet":  # likewise for configs without the key
@@ -258,10 +258,10 @@ class _OnlinePS(torch.nn.Module):
 def _train_online(ctx: RunContext, cid: str, *, z: int, seed: int, desc: str):
     """Like :func:`~lossnet.runs.encoder_cells.train_and_embed` for I-I-PS, without the target
     cache (the loss network runs on the originals too: ~1.5x the compute, no feature memory)."""
-    from dataclasses import asdict
+    from dataclasses import replace
 
     from lossnet.runs.encoder_cells import TrainedCell
-    from lossnet.train.engine import FitConfig, fit, fit_options
+    from lossnet.train.engine import FitConfig, fit
     from lossnet.train.procedures import (
         EncoderConfig,
         TrainedEncoder,
@@ -271,17 +271,12 @@ def _train_online(ctx: RunContext, cid: str, *, z: int, seed: int, desc: str):
 
     e, d = ctx.cfg.encoder, ctx.data
     proc = get_procedure("I-I-PS")
-    enc_cfg = EncoderConfig(procedure=proc.name, z=int(z), variational=False, gamma=float(e.gamma),
-                            hidden=int(e.hidden), pixel_loss=str(e.pixel_loss))
-    fit_cfg = FitConfig(epochs=int(e.epochs), batch_size=int(e.batch_size), lr=float(e.lr),
-                        weight_decay=float(e.weight_decay), seed=int(seed), val_fraction=float(e.val_fraction),
-                        patience=None if e.patience is None else int(e.patience),
-                        device=ctx.cfg.get("device") or None, progress=bool(ctx.cfg.progress), desc=desc,
-                        **fit_options(e))
+    enc_cfg = EncoderConfig.from_section(e, procedure=proc.name, z=z, variational=False)
+    fit_cfg = FitConfig.from_section(e, seed=seed, device=ctx.cfg.get("device"), progress=ctx.cfg.progress, desc=desc)
     torch.manual_seed(fit_cfg.seed)
     model = build_autoencoder(proc, enc_cfg, d.size, 1)
     result = fit(_OnlinePS(model, ctx.loss_net), {"image": d.encoder_images}, fit_cfg, ckpt_dir=ctx.cell_dir(cid))
-    te = TrainedEncoder(proc.name, model, enc_cfg, FitConfig(**asdict(fit_cfg)), result, d.size, (),
+    te = TrainedEncoder(proc.name, model, enc_cfg, replace(fit_cfg), result, d.size, (),
                         {"arch": ctx.loss_net.arch, "layers": [str(x) for x in ctx.loss_net.layer_refs],
                          "sigmoid": ctx.loss_net.sigmoid}, 0.0)
     t0 = time.perf_counter()

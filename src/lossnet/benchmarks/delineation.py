@@ -56,6 +56,9 @@ from lossnet.benchmarks.delineation_task import (ITERATION_WEIGHTS, DelineationT
 from lossnet import distributed
 from lossnet.config import read_text
 from lossnet.errors import ConfigError
+from lossnet.schema import identity as identity_of
+from lossnet.schema.files import Massachusetts, Synthetic, UNet
+from lossnet.schema.sections import Fit
 from lossnet.utils import load_torch, save_torch
 
 NAME = "benchmark3"
@@ -127,29 +130,19 @@ def check(cfg) -> None:
 def _data_identity(cfg) -> dict:
     d = {"dataset": str(cfg.dataset), "size": int(cfg.size)}
     if cfg.dataset == "synthetic":
-        s = cfg.synthetic
-        d["synthetic"] = {"kind": str(s.kind), "n_train": int(s.n_train), "n_test": int(s.n_test),
-                          "train_seed": int(s.train_seed), "test_seed": int(s.test_seed)}
+        d["synthetic"] = identity_of(cfg.synthetic, Synthetic)
     else:
-        m = cfg.massachusetts
-        d["massachusetts"] = {"mode": str(m.mode), "tile": int(m.tile), "max_blank": float(m.max_blank),
-                              "max_train": None if m.max_train is None else int(m.max_train),
-                              "max_test": None if m.max_test is None else int(m.max_test),
-                              "validation": str(m.validation)}
+        d["massachusetts"] = identity_of(cfg.massachusetts, Massachusetts)
     return d
 
 
 def identity(cfg, coords: dict) -> dict:
     """Everything besides (arch, layer, weights, seed) that determines a cell's result."""
-    t = cfg.train
-    return {"data": _data_identity(cfg),
-            "unet": {"base": int(cfg.unet.base), "depth": int(cfg.unet.depth), "up": str(cfg.unet.up)},
+    return {"data": _data_identity(cfg), "unet": identity_of(cfg.unet, UNet),
             "iterations": int(cfg.iterations), "detach": bool(cfg.detach), "mu": float(cfg.mu),
             "iteration_weights": str(cfg.iteration_weights), "tolerance": float(cfg.tolerance),
             "threshold": float(cfg.threshold), "validation": str(cfg.validation),
-            "train": {"epochs": int(t.epochs), "batch_size": int(t.batch_size), "lr": float(t.lr),
-                      "weight_decay": float(t.weight_decay), "val_fraction": float(t.val_fraction),
-                      "patience": None if t.patience is None else int(t.patience)}}
+            "train": identity_of(cfg.train, Fit)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,7 +255,7 @@ def run_cell(cfg, arch: str | None, layer: str | None, coords: dict, *, loss_net
     from lossnet.models.unet import IterativeUNet, UNet
     from lossnet.runs.loss_nets import loss_net_identity
     from lossnet.train.cache import with_target_features
-    from lossnet.train.engine import FitConfig, fit, fit_options
+    from lossnet.train.engine import FitConfig, fit
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -273,12 +266,8 @@ def run_cell(cfg, arch: str | None, layer: str | None, coords: dict, *, loss_net
         val = {"image": data["val_image"], "mask": data["val_mask"]}
         if cfg.validation == "loss":  # task.loss runs on it: the same precomputed targets
             val = with_target_features(val, "mask", loss_net, cfg)
-    t = cfg.train
-    fit_cfg = FitConfig(epochs=int(t.epochs), batch_size=int(t.batch_size), lr=float(t.lr),
-                        weight_decay=float(t.weight_decay), seed=int(seed), val_fraction=float(t.val_fraction),
-                        patience=None if t.patience is None else int(t.patience),
-                        device=cfg.get("device") or None, progress=bool(cfg.get("progress", False)),
-                        desc=label or (f"{arch}:{layer}" if loss_net is not None else "bce"), **fit_options(t))
+    fit_cfg = FitConfig.from_section(cfg.train, seed=seed, device=cfg.get("device"), progress=cfg.get("progress", False),
+                                     desc=label or (f"{arch}:{layer}" if loss_net is not None else "bce"))
     torch.manual_seed(int(seed))
     unet = UNet(4, 1, base=int(cfg.unet.base), depth=int(cfg.unet.depth), up=str(cfg.unet.up))
     prior = float((train["mask"][:256] > 127).float().mean().clamp(1e-3, 0.5))
@@ -287,7 +276,7 @@ def run_cell(cfg, arch: str | None, layer: str | None, coords: dict, *, loss_net
     model = IterativeUNet(unet, iterations=int(cfg.iterations), detach=bool(cfg.detach))
     task = DelineationTask(model, loss_net, float(cfg.mu) if loss_net is not None else 0.0, str(cfg.iteration_weights))
     tol, thr = float(cfg.tolerance), float(cfg.threshold)
-    bs_eval = max(1, 2 * int(t.batch_size))
+    bs_eval = max(1, 2 * fit_cfg.batch_size)
 
     def validate(task, vdata, device):
         res = evaluate_iterations(task.model, vdata["image"], vdata["mask"], tolerance=tol, threshold=thr,

@@ -250,7 +250,7 @@ def train_sr(cfg, factor: int, loss_net, *, seed: int, ckpt_dir: Path | None, la
     """
     from lossnet.data.sr import sr_training_data
     from lossnet.models.transformer import TransformerNet
-    from lossnet.train.engine import FitConfig, fit, fit_options
+    from lossnet.train.engine import FitConfig, fit
 
     train, val, info = data or sr_training_data(_root(cfg.train_root, "train_root"), factor=factor, seed=seed,
                                                 **data_options(cfg))
@@ -258,10 +258,8 @@ def train_sr(cfg, factor: int, loss_net, *, seed: int, ckpt_dir: Path | None, la
     model = TransformerNet(factor, int(cfg.model.blocks), int(cfg.model.channels), bool(cfg.model.get("residual", False)))
     train = with_target_features(train, "hr", loss_net, cfg)
     task = SRTask(model, loss_net, float(cfg.tv_weight))
-    t = cfg.train
-    fc = FitConfig(epochs=int(t.epochs), batch_size=int(t.batch_size), lr=float(t.lr),
-                   weight_decay=float(t.weight_decay), seed=seed, device=cfg.get("device") or None,
-                   progress=bool(cfg.get("progress", False)), desc=label or "sr", **fit_options(t))
+    fc = FitConfig.from_section(cfg.train, seed=seed, device=cfg.get("device"), progress=cfg.get("progress", False),
+                                desc=label or "sr")
 
     def validate(task, v, device):
         return -val_psnr(task.model, v, factor, cfg, device)

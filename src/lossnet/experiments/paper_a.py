@@ -27,14 +27,15 @@ from lossnet.runs.cells import cell_id
 from lossnet.runs.encoder_cells import (
     RunContext,
     encoder_row,
-    encoder_settings,
     finish_cell,
     fmt_score,
-    probe_settings,
     run_probes,
     train_and_embed,
 )
-from lossnet.train.engine import FitConfig, fit_options
+from lossnet.schema import identity as identity_of
+from lossnet.schema.files import PaperADecoder
+from lossnet.schema.sections import Encoder, Probe
+from lossnet.train.engine import FitConfig
 
 NAME = "paper_a"
 
@@ -71,13 +72,12 @@ def decoder_settings(cfg) -> dict | None:
     d = cfg.decoder
     if not d.enabled:
         return None
-    return {"epochs": int(d.epochs), "batch_size": int(d.batch_size), "lr": float(d.lr),
-            "val_fraction": float(d.val_fraction), "init": str(d.init)}
+    return identity_of(d, PaperADecoder, drop=("enabled",))
 
 
 def setting(ctx: RunContext) -> dict:
     return {"experiment": NAME, "data": ctx.data.identity, "loss_net": ctx.loss_net_id,
-            "encoder": encoder_settings(ctx.cfg, with_gamma=True), "probe": probe_settings(ctx.cfg),
+            "encoder": identity_of(ctx.cfg.encoder, Encoder), "probe": identity_of(ctx.cfg.probe, Probe),
             "decoder": decoder_settings(ctx.cfg)}
 
 
@@ -108,9 +108,8 @@ def run_cell(ctx: RunContext, coords: dict, sp: dict[str, Any], cid: str, label:
            **encoder_row(cell)}
     dcfg = ctx.cfg.decoder
     if dcfg.enabled:
-        fit_cfg = FitConfig(epochs=int(dcfg.epochs), batch_size=int(dcfg.batch_size), lr=float(dcfg.lr), seed=seed,
-                            val_fraction=float(dcfg.val_fraction), device=ctx.cfg.get("device") or None,
-                            progress=bool(ctx.cfg.progress), desc=f"{label} decoder", **fit_options(ctx.cfg.encoder))
+        fit_cfg = FitConfig.from_section(dcfg, options=ctx.cfg.encoder, seed=seed, device=ctx.cfg.get("device"),
+                                         progress=ctx.cfg.progress, desc=f"{label} decoder")
         rd = retrain_decoder(cell.encoder.model, ctx.data.encoder_images, fit_cfg, test_images=ctx.data.test_images,
                              init=str(dcfg.init), ckpt_dir=ctx.cell_dir(cid) / "decoder")
         row.update({"recon_rel_l1": rd.rel_l1, "recon_l1": rd.l1, "recon_mse": rd.mse,

@@ -25,12 +25,12 @@ from lossnet.runs.cells import cell_id
 from lossnet.runs.encoder_cells import (
     RunContext,
     encoder_row,
-    encoder_settings,
     finish_cell,
-    probe_settings,
     run_probes,
     train_and_embed,
 )
+from lossnet.schema import identity as identity_of
+from lossnet.schema.sections import Encoder, Probe
 from lossnet.train.procedures import PROCEDURES, get_procedure
 
 NAME = "paper_b"
@@ -80,7 +80,7 @@ def baseline_settings(cfg) -> dict:
 def setting(ctx: RunContext) -> dict:
     """What all cells of this sweep share (enters every cell id)."""
     return {"experiment": NAME, "data": ctx.data.identity, "loss_net": ctx.loss_net_id,
-            "encoder": encoder_settings(ctx.cfg, with_gamma=False), "probe": probe_settings(ctx.cfg)}
+            "encoder": identity_of(ctx.cfg.encoder, Encoder, drop=("gamma",)), "probe": identity_of(ctx.cfg.probe, Probe)}
 
 
 def spec(ctx: RunContext, coords: dict, shared: dict | None = None) -> dict:
@@ -98,7 +98,7 @@ def run_baseline_cell(ctx: RunContext, coords: dict, sp: dict[str, Any], cid: st
 
     from lossnet.eval.metrics import accuracy, position_error
     from lossnet.models.simple_cnn import SimpleCNN, SimpleCNNTask
-    from lossnet.train.engine import FitConfig, fit, fit_options, split_indices
+    from lossnet.train.engine import FitConfig, fit, split_indices
 
     t0 = time.perf_counter()
     d, bs = ctx.data, baseline_settings(ctx.cfg)
@@ -118,10 +118,8 @@ def run_baseline_cell(ctx: RunContext, coords: dict, sp: dict[str, Any], cid: st
         torch.manual_seed(seed)
         model = SimpleCNN(out_dim, z=int(coords["z"]), size=d.size, hidden=bs["hidden"])
     task = SimpleCNNTask(model, loss, y_mean, y_std)
-    fit_cfg = FitConfig(epochs=bs["epochs"], batch_size=bs["batch_size"], lr=bs["lr"], seed=seed,
-                        val_fraction=bs["val_fraction"], patience=bs["patience"],
-                        device=ctx.cfg.get("device") or None, progress=bool(ctx.cfg.progress), desc=label,
-                        **fit_options(ctx.cfg.encoder))
+    fit_cfg = FitConfig.from_section(bs, options=ctx.cfg.encoder, seed=seed, device=ctx.cfg.get("device"),
+                                     progress=ctx.cfg.progress, desc=label)
     res = fit(task, {"image": d.probe_images, "target": targets}, fit_cfg, ckpt_dir=ctx.cell_dir(cid))
     pred = task.predict(d.test_images)
     score = position_error(pred, d.test_targets) if regression else accuracy(pred, d.test_targets)

@@ -111,7 +111,7 @@ def train_sr_vae(cfg, factor: int, weights: dict[str, float], loss_net, *, seed:
                  data=None, label: str = ""):
     """Train one SR-VAE; returns ``(model in eval mode, FitResult, data info)`` (best validation PSNR kept)."""
     from lossnet.benchmarks.super_resolution import val_psnr
-    from lossnet.train.engine import FitConfig, fit, fit_options
+    from lossnet.train.engine import FitConfig, fit
 
     train, val, info = data or training_data(cfg, factor, seed)
     torch.manual_seed(seed)
@@ -119,10 +119,8 @@ def train_sr_vae(cfg, factor: int, weights: dict[str, float], loss_net, *, seed:
     loss_net = loss_net if weights["perceptual"] > 0 else None
     train = with_target_features(train, "hr", loss_net, cfg)
     task = SRVAETask(model, weights, loss_net, str(cfg.kl_reduction))
-    t = cfg.train
-    fc = FitConfig(epochs=int(t.epochs), batch_size=int(t.batch_size), lr=float(t.lr),
-                   weight_decay=float(t.weight_decay), seed=seed, device=cfg.get("device") or None,
-                   progress=bool(cfg.get("progress", False)), desc=label or f"srvae x{factor}", **fit_options(t))
+    fc = FitConfig.from_section(cfg.train, seed=seed, device=cfg.get("device"), progress=cfg.get("progress", False),
+                                desc=label or f"srvae x{factor}")
 
     def validate(task, v, device):
         return -val_psnr(task.model.upscale, v, factor, cfg, device)
