@@ -1,0 +1,62 @@
+"""config.load_typed / config.typed: a resolved config as its schema's dataclasses, values typed."""
+
+from dataclasses import fields, is_dataclass, replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lossnet import config, schema
+from lossnet.errors import ConfigError
+from lossnet.schema.sections import Encoder, Probe
+
+
+@pytest.mark.parametrize("name", sorted(schema.SCHEMAS))
+def test_every_config_loads_as_its_schema(name):
+    cfg = config.load_typed(name)
+    assert type(cfg) is schema.SCHEMAS[name]
+    for f in fields(cfg):  # sections are dataclasses too
+        v = getattr(cfg, f.name)
+        assert not hasattr(v, "_get_node"), f.name  # no DictConfig left anywhere
+    assert config.typed(name, cfg) is cfg
+
+
+@pytest.mark.parametrize("experiment", ["paper_a", "paper_b"])
+@pytest.mark.parametrize("scale", ["quick", "paper"])
+def test_same_settings_as_the_run_loader(experiment, scale):
+    from lossnet.experiments.runner import load_config
+
+    over = [f"scale={scale}", "encoder.epochs=2"]
+    ours = config.load_typed(experiment, over)
+    theirs = config.typed(experiment, load_config(experiment, over))
+    assert replace(theirs, z=ours.z, out=ours.out) == ours  # z, out: filled in by the runner
+    assert isinstance(ours.encoder, Encoder) and isinstance(ours.probe, Probe) and ours.encoder.epochs == 2
+
+
+@pytest.mark.parametrize("bench", ["benchmark1", "benchmark2", "benchmark3", "benchmark4"])
+def test_same_settings_as_the_sweep_loader(bench):
+    from lossnet.benchmarks.sweep import load_sweep_config
+
+    theirs = config.typed(bench, load_sweep_config(bench, ["loss_net=alexnet", "layer=S"]))
+    ours = config.load_typed(bench, ["loss_net=alexnet", "layer=S"])
+    assert replace(theirs, loss_net=ours.loss_net, layer=ours.layer, out=ours.out) == ours
+
+
+@settings(max_examples=20, deadline=None)
+@given(lr=st.integers(1, 9), epochs=st.integers(1, 1000))
+def test_values_are_typed(lr, epochs):
+    cfg = config.load_typed("paper_b", [f"encoder.lr={lr}", f"probe.epochs={epochs}"])
+    assert type(cfg.encoder.lr) is float and cfg.encoder.lr == lr and cfg.probe.epochs == epochs
+    assert is_dataclass(cfg.loss_net)
+
+
+@pytest.mark.parametrize("over, match", [(["encoder.nope=1"], "nope"), (["encoder.epochs=x"], "epochs"),
+                                         (["scale=huge"], "scale"), (["encoder.epochs=0"], "epochs")])
+def test_bad_settings_are_one_config_error(over, match):
+    with pytest.raises(ConfigError, match=match):
+        config.load_typed("paper_b", over)
+
+
+def test_typed_rejects_an_unknown_key():
+    with pytest.raises(ConfigError, match="schema"):
+        config.typed("benchmark1", {"data": "proxy", "nonsense": 1})
