@@ -60,3 +60,14 @@ def test_bad_settings_are_one_config_error(over, match):
 def test_typed_rejects_an_unknown_key():
     with pytest.raises(ConfigError, match="schema"):
         config.typed("benchmark1", {"data": "proxy", "nonsense": 1})
+
+
+def test_benchmark1_reads_its_typed_settings():
+    """Benchmark 1's id from the typed config: the same keys and values as before (its cell ids)."""
+    from lossnet.benchmarks import similarity
+    from lossnet.benchmarks.sweep import load_sweep_config
+
+    cfg = load_sweep_config("benchmark1", ["loss_net=alexnet", "layer=S", "root=/tmp/x", "n_patches=5"])
+    assert similarity.identity(cfg, {}) == {"data": "proxy", "n_patches": 5, "normalize": "imagenet",
+                                            "root": "/tmp/x", "tasks": ["2afc", "jnd"]}
+    assert similarity.identity(config.typed("benchmark1", cfg), {}) == similarity.identity(cfg, {})
