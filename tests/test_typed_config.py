@@ -71,3 +71,27 @@ def test_benchmark1_reads_its_typed_settings():
     assert similarity.identity(cfg, {}) == {"data": "proxy", "n_patches": 5, "normalize": "imagenet",
                                             "root": "/tmp/x", "tasks": ["2afc", "jnd"]}
     assert similarity.identity(config.typed("benchmark1", cfg), {}) == similarity.identity(cfg, {})
+
+
+def test_benchmark3_schema_names_the_iteration_weights_of_the_task():
+    from dataclasses import fields as fields_of
+
+    from lossnet.benchmarks.delineation_task import ITERATION_WEIGHTS
+    from lossnet.schema.files import Benchmark3
+
+    f = next(f for f in fields_of(Benchmark3) if f.name == "iteration_weights")
+    assert tuple(f.metadata["choices"]) == ITERATION_WEIGHTS
+
+
+def test_benchmark3_check_keeps_the_schema_ranges_and_the_unet_rule():
+    from omegaconf import OmegaConf
+
+    from lossnet.benchmarks import delineation as b3
+
+    base = b3.load_defaults("quick")
+    b3.check(base)
+    b3.check(config.typed("benchmark3", base))  # a typed config alike
+    for bad, msg in (({"mu": -1}, "mu"), ({"threshold": 1.5}, "threshold"), ({"unet": {"depth": 7}}, "depth"),
+                     ({"synthetic": {"n_train": 3}}, "n_train"), ({"size": 100}, "divisible")):
+        with pytest.raises(ConfigError, match=msg):
+            b3.check(OmegaConf.merge(base, bad))
