@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lossnet.config import typed
 from lossnet.errors import ConfigError
 from lossnet.eval.decoder_retrain import retrain_decoder
 from lossnet.runs.cells import cell_id
@@ -52,20 +53,16 @@ LABELS = {"AE-PW": "AE", "VAE-PW": "VAE", "AE-PS": "P. AE", "VAE-PS": "P. VAE"}
 
 
 def check(cfg) -> None:
-    bad = [m for m in cfg.models if str(m) not in MODELS]
-    if bad:
-        raise ConfigError(f"unknown model(s) {bad}; choose from {', '.join(MODELS)}")
-    if not cfg.z or any(int(z) < 1 for z in cfg.z):
+    """What the schema (models, repeats, decoder.init) cannot say: z resolved to a non-empty list."""
+    cfg = typed(NAME, cfg)
+    if not cfg.z:
         raise ConfigError(f"z must be a non-empty list of positive ints, got {cfg.z}")
-    if int(cfg.repeats) < 1:
-        raise ConfigError(f"repeats must be >= 1, got {cfg.repeats}")
-    if str(cfg.decoder.init) not in ("fresh", "pretrained"):
-        raise ConfigError(f"decoder.init must be fresh or pretrained, got {cfg.decoder.init!r}")
 
 
 def plan(cfg) -> list[dict]:
-    return [{"model": str(m), "z": int(z), "repeat": r, "seed": int(cfg.seed) + r}
-            for r in range(int(cfg.repeats)) for z in cfg.z for m in cfg.models]
+    cfg = typed(NAME, cfg)
+    return [{"model": m, "z": z, "repeat": r, "seed": cfg.seed + r}
+            for r in range(cfg.repeats) for z in cfg.z for m in cfg.models]
 
 
 def decoder_settings(cfg) -> dict | None:
@@ -115,7 +112,7 @@ def run_cell(ctx: RunContext, coords: dict, sp: dict[str, Any], cid: str, label:
         row.update({"recon_rel_l1": rd.rel_l1, "recon_l1": rd.l1, "recon_mse": rd.mse,
                     "recon_val_loss": rd.result.best_val, "recon_best_epoch": rd.result.best_epoch,
                     "recon_seconds": rd.seconds})
-        k = int((ctx.cfg.get("figures") or {}).get("reconstructions", 4) or 0)
+        k = typed(NAME, ctx.cfg).figures.reconstructions
         if k > 0:
             row["recon_examples"] = save_reconstructions(ctx.cell_dir(cid) / "reconstructions.npz",
                                                          ctx.data.test_images[:k], cell.encoder.model, rd.decoder,
