@@ -15,6 +15,7 @@ over ``sweep``, ``lossnet sweep``), ``srvae`` (``lossnet srvae``), ``demo`` (``l
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Sequence
 
@@ -138,9 +139,9 @@ def structured(name: str, scale: str | None = None) -> DictConfig:
     return cfg
 
 
-RUNTIME_KEYS = ("benchmark",)
-"""Keys a loader adds to a resolved config that no file sets (the sweep's benchmark name);
-:func:`typed` leaves them out."""
+RUNTIME_KEYS = ("benchmark", "dataset")
+"""Keys a loader adds to a resolved config that no file sets (the sweep's benchmark name,
+benchmark 4's dataset of a cell); :func:`typed` leaves them out where the schema lacks them."""
 
 
 def typed(name: str, cfg: DictConfig | dict | object) -> object:
@@ -155,7 +156,9 @@ def typed(name: str, cfg: DictConfig | dict | object) -> object:
     if isinstance(cfg, s):
         return cfg
     plain = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
-    plain = OmegaConf.masked_copy(plain, [k for k in plain.keys() if k not in RUNTIME_KEYS + PRESET_KEYS])
+    names = {f.name for f in dataclasses.fields(s)}
+    plain = OmegaConf.masked_copy(plain, [k for k in plain.keys()
+                                          if k not in PRESET_KEYS and (k in names or k not in RUNTIME_KEYS)])
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(s), plain))
     except OmegaConfBaseException as e:

@@ -46,7 +46,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lossnet.benchmarks.base import Benchmark, CellRequest, register_benchmark
 from lossnet import distributed
-from lossnet.config import read_text
+from lossnet.config import read_text, typed
 from lossnet.data.parts import load_data
 from lossnet.errors import ConfigError
 from lossnet.runs.encoder_cells import (
@@ -82,22 +82,11 @@ def _datasets(cfg) -> list[str]:
 
 
 def check(cfg) -> None:
-    """Validate the benchmark-4 settings (datasets, procedure, z, ps_targets)."""
-    from lossnet.train.procedures import PROCEDURES
+    """Validate the benchmark-4 settings against their schema (datasets, procedure, z, ps_targets,
+    normalize, feature_cache ...: :func:`lossnet.config.validate`)."""
+    from lossnet.config import validate
 
-    bad = [d for d in _datasets(cfg) if d not in SCORE_NAMES]
-    if bad or not _datasets(cfg):
-        raise ConfigError(f"datasets must be a non-empty list of {', '.join(SCORE_NAMES)}; got {list(_datasets(cfg))}")
-    if str(cfg.procedure).upper() not in PROCEDURES:
-        raise ConfigError(f"unknown procedure {cfg.procedure!r}; choose from {', '.join(PROCEDURES)}")
-    if int(cfg.z) < 1:
-        raise ConfigError(f"z must be >= 1, got {cfg.z}")
-    if str(cfg.ps_targets) not in ("auto", "cache", "online"):
-        raise ConfigError(f"ps_targets must be auto, cache or online, got {cfg.ps_targets!r}")
-    if str(cfg.get("normalize", "imagenet")) not in NORMALIZE:
-        raise ConfigError(f"normalize must be one of {', '.join(NORMALIZE)}, got {cfg.get('normalize')!r}")
-    if cfg.feature_cache not in ("memory", "run", "home"):
-        raise ConfigError(f"feature_cache must be memory, run or home, got {cfg.feature_cache!r}")
+    validate(NAME, cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg))
 
 
 def variants(cfg) -> list[dict]:
@@ -116,9 +105,14 @@ def dataset_cfg(cfg, dataset: str) -> DictConfig:
     return c
 
 
+def _typed(cfg):
+    """The settings as :class:`lossnet.schema.files.Benchmark4` (values typed; an instance as it is)."""
+    return typed(NAME, cfg)
+
+
 def _normalize(cfg) -> str | None:
     """The loss network's ``normalize`` argument: ``None`` for ``normalize=none``."""
-    norm = str(cfg.get("normalize") or "imagenet")
+    norm = _typed(cfg).normalize
     return None if norm == "none" else norm
 
 
@@ -131,9 +125,10 @@ def _rollout(cfg) -> str:
 def _sigmoid(cfg) -> bool:
     from lossnet.train.procedures import get_procedure
 
-    if cfg.get("sigmoid") is not None:
-        return bool(cfg.sigmoid)
-    return get_procedure(str(cfg.procedure)).decoder == "feature"
+    cfg = _typed(cfg)
+    if cfg.sigmoid is not None:
+        return cfg.sigmoid
+    return get_procedure(cfg.procedure).decoder == "feature"
 
 
 def identity(cfg, coords: dict) -> dict:
@@ -154,13 +149,14 @@ def identity(cfg, coords: dict) -> dict:
             data["collection"]["rollout"] = _rollout(c)
     elif ds == "svhn":
         data["svhn"] = {"size": int(c.svhn.size), "mode": str(c.svhn.mode)}
-    proc = get_procedure(str(cfg.procedure))
-    ident = {"procedure": proc.name, "z": int(cfg.z), "sigmoid": _sigmoid(cfg), "data": data,
-             "encoder": identity_of(c.encoder, Encoder, drop=("gamma",)), "probe": identity_of(c.probe, Probe)}
-    if proc.loss != "ps" and cfg.get("fp_max_dim"):
-        ident["fp_max_dim"] = int(cfg.fp_max_dim)
-    if _normalize(cfg) != "imagenet":  # likewise for configs without the key
-        ident["normalize"] = str(cfg.normalize)
+    t = _typed(cfg)
+    proc = get_procedure(t.procedure)
+    ident = {"procedure": proc.name, "z": t.z, "sigmoid": _sigmoid(t), "data": data,
+             "encoder": identity_of(t.encoder, Encoder, drop=("gamma",)), "probe": identity_of(c.probe, Probe)}
+    if proc.loss != "ps" and t.fp_max_dim:
+        ident["fp_max_dim"] = t.fp_max_dim
+    if t.normalize != "imagenet":  # likewise for configs without the key
+        ident["normalize"] = t.normalize
     return ident
 
 
