@@ -95,3 +95,13 @@ def test_benchmark3_check_keeps_the_schema_ranges_and_the_unet_rule():
                      ({"synthetic": {"n_train": 3}}, "n_train"), ({"size": 100}, "divisible")):
         with pytest.raises(ConfigError, match=msg):
             b3.check(OmegaConf.merge(base, bad))
+
+
+@pytest.mark.parametrize("name, over, key, want", [("benchmark2", "factors=4", "factors", [4]),
+                                                   ("srvae", "test_sets=set5", "test_sets", ["set5"]),
+                                                   ("paper_b", "z=8", "z", [8])])
+def test_a_single_value_is_a_one_element_list(name, over, key, want):
+    """As the validation allows (``factors=4``), so does the typed config; the resolved one is left as it is."""
+    resolved = config.resolve(name, [over])
+    assert getattr(config.typed(name, resolved), key) == want
+    assert not isinstance(resolved[key], list) and resolved[key] == want[0]

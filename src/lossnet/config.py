@@ -16,6 +16,7 @@ over ``sweep``, ``lossnet sweep``), ``srvae`` (``lossnet srvae``), ``demo`` (``l
 from __future__ import annotations
 
 import dataclasses
+import typing
 from pathlib import Path
 from typing import Sequence
 
@@ -159,6 +160,11 @@ def typed(name: str, cfg: DictConfig | dict | object) -> object:
     names = {f.name for f in dataclasses.fields(s)}
     plain = OmegaConf.masked_copy(plain, [k for k in plain.keys()
                                           if k not in PRESET_KEYS and (k in names or k not in RUNTIME_KEYS)])
+    for key, tp, _ in schema.leaves(s):  # a single value stands for a one-element list (as validate allows)
+        base = typing.get_args(tp)[0] if typing.get_origin(tp) is typing.Union else tp
+        v = OmegaConf.select(plain, key, default=None)
+        if typing.get_origin(base) is list and v is not None and not isinstance(v, (ListConfig, list)):
+            OmegaConf.update(plain, key, [v])
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(s), plain))
     except OmegaConfBaseException as e:
