@@ -119,7 +119,7 @@ def _normalize(cfg) -> str | None:
 def _rollout(cfg) -> str:
     from lossnet.data.lunarlander import DEFAULT_ROLLOUT
 
-    return str(cfg.lunarlander.get("rollout") or DEFAULT_ROLLOUT)
+    return _typed(cfg).lunarlander.rollout or DEFAULT_ROLLOUT
 
 
 def _sigmoid(cfg) -> bool:
@@ -220,8 +220,9 @@ class PooledCache:
 def _feature_cache(cfg, out: Path):
     from lossnet.train.cache import FeatureCache
 
-    where = {"memory": None, "run": out / "features", "home": "default"}[str(cfg.feature_cache)]
-    return FeatureCache(directory=where, progress=bool(cfg.progress))
+    cfg = _typed(cfg)
+    where = {"memory": None, "run": out / "features", "home": "default"}[cfg.feature_cache]
+    return FeatureCache(directory=where, progress=cfg.progress)
 
 
 def _feature_numel(net, size: int) -> int:
