@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from lossnet.train.determinism import CUBLAS_WORKSPACE, deterministic_mode
-from lossnet.train.engine import FitConfig, fit, fit_options
+from lossnet.train.engine import FitConfig, fit
 
 
 class NoisyTask(nn.Module):
@@ -97,7 +97,7 @@ def test_deterministic_mode_restores_settings_and_sets_cublas(monkeypatch):
 
 
 def test_flag_is_a_config_option_and_keeps_checkpoint_identity():
-    assert fit_options({"deterministic": True}) == {"deterministic": True}
+    assert FitConfig.from_section({"deterministic": True}).deterministic is True
     assert FitConfig(deterministic=True).identity() == FitConfig().identity()
 
 
@@ -105,13 +105,13 @@ def test_flag_is_a_config_option_and_keeps_checkpoint_identity():
 def test_training_configs_carry_the_setting(experiment):
     from lossnet.experiments.runner import load_config
 
-    assert fit_options(load_config(experiment).encoder)["deterministic"] is False
+    assert FitConfig.from_section(load_config(experiment).encoder).deterministic is False
     cfg = load_config(experiment, ["encoder.deterministic=true"])
-    assert fit_options(cfg.encoder)["deterministic"] is True
+    assert FitConfig.from_section(cfg.encoder).deterministic is True
 
 
 def test_benchmark4_config_carries_the_setting():
     from lossnet.benchmarks.autoencoding import load_defaults
 
     for scale in ("quick", "paper"):
-        assert fit_options(load_defaults(scale).encoder)["deterministic"] is False
+        assert FitConfig.from_section(load_defaults(scale).encoder).deterministic is False

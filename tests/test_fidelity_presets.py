@@ -10,7 +10,11 @@ from lossnet.benchmarks import autoencoding as b4
 from lossnet.benchmarks.sweep import load_sweep_config
 from lossnet.errors import ConfigError
 from lossnet.experiments.runner import load_config
-from lossnet.runs.encoder_cells import probe_options, probe_settings
+from lossnet.schema import identity
+from lossnet.schema.sections import Probe
+
+OPTIONS = ("standardize", "standardize_targets", "classification_loss")
+"""fit_probe_grid options a probe section may leave unset."""
 
 
 @pytest.mark.parametrize("experiment", ["paper_a", "paper_b"])
@@ -32,7 +36,8 @@ def _b4(*over):
 
 def test_benchmark4_paper_scale_has_paper_b_conventions():
     cfg = _b4("scale=paper")
-    assert probe_options(cfg) == {"standardize": False, "standardize_targets": True, "classification_loss": "mse"}
+    options = {k: identity(cfg.probe, Probe).get(k) for k in OPTIONS}
+    assert options == {"standardize": False, "standardize_targets": True, "classification_loss": "mse"}
     assert cfg.probe.grid == "paper_b_leaky" and cfg.probe.batch_size == 512 and cfg.encoder.batch_size == 512
     assert cfg.normalize == "none" and cfg.lunarlander.rollout == "authors"
     net = b4.make_loss_network(cfg, "alexnet", "S", None)
@@ -46,13 +51,13 @@ def test_benchmark4_paper_scale_has_paper_b_conventions():
 
 def test_benchmark4_quick_scale_keeps_its_settings_and_ids():
     cfg = _b4()
-    assert probe_options(cfg) == {} and cfg.probe.grid == "paper_b"
+    assert not set(OPTIONS) & set(identity(cfg.probe, Probe)) and cfg.probe.grid == "paper_b"
     assert b4.make_loss_network(cfg, "alexnet", "S", None).normalize == "imagenet"
     ident = b4.identity(cfg, {"dataset": "lunarlander"})
     # the keys added for scale=paper do not enter the ids of quick-scale cells
     assert "normalize" not in ident and "rollout" not in ident["data"]["collection"]
     assert set(ident["probe"]) == {"grid", "epochs", "batch_size", "lr", "val_fraction"}
-    assert ident["probe"] == probe_settings(cfg)
+    assert ident["probe"] == identity(cfg.probe, Probe)
     other = b4.identity(_b4("normalize=none"), {"dataset": "lunarlander"})
     assert other != ident
 

@@ -15,6 +15,8 @@ over ``sweep``, ``lossnet sweep``), ``srvae`` (``lossnet srvae``), ``demo`` (``l
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from pathlib import Path
 from typing import Sequence
 
@@ -23,8 +25,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from lossnet import schema
 from lossnet.errors import ConfigError
 
-__all__ = ["CONFIG_DIR", "PRESET_KEYS", "check_type", "config_path", "load", "parse_overrides", "read_text", "require_dir",
-           "scaled", "scaled_defaults", "structured", "validate", "valid_keys"]
+__all__ = ["CONFIG_DIR", "PRESET_KEYS", "RUNTIME_KEYS", "check_type", "config_path", "load", "load_typed",
+           "parse_overrides", "read_text", "require_dir", "resolve", "scaled", "scaled_defaults", "structured", "typed",
+           "validate", "valid_keys"]
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 """Where the YAML files live (``configs/`` at the repository root links here)."""
@@ -135,6 +138,75 @@ def structured(name: str, scale: str | None = None) -> DictConfig:
         raise ConfigError(f"configs/{name}.yaml does not match its schema: {e.msg}") from None
     validate(name, cfg)
     return cfg
+
+
+RUNTIME_KEYS = ("benchmark", "dataset")
+"""Keys a loader adds to a resolved config that no file sets (the sweep's benchmark name,
+benchmark 4's dataset of a cell); :func:`typed` leaves them out where the schema lacks them."""
+
+
+def typed(name: str, cfg: DictConfig | dict | object) -> object:
+    """A resolved config (``name``'s settings, e.g. from :func:`resolve` or a command's loader) as
+    an instance of its schema (:data:`lossnet.schema.SCHEMAS`): every value of the declared type,
+    sections as dataclasses (``cfg.encoder`` an :class:`~lossnet.schema.sections.Encoder`), keys
+    the config lacks at the schema's defaults. An instance already is returned as it is; an
+    unknown key or a value of the wrong type is one :class:`ConfigError`."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    s = schema.SCHEMAS[name]
+    if isinstance(cfg, s):
+        return cfg
+    plain = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+    names = {f.name for f in dataclasses.fields(s)}
+    plain = OmegaConf.masked_copy(plain, [k for k in plain.keys()
+                                          if k not in PRESET_KEYS and (k in names or k not in RUNTIME_KEYS)])
+    for key, tp, _ in schema.leaves(s):  # a single value stands for a one-element list (as validate allows)
+        base = typing.get_args(tp)[0] if typing.get_origin(tp) is typing.Union else tp
+        v = OmegaConf.select(plain, key, default=None)
+        if typing.get_origin(base) is list and v is not None and not isinstance(v, (ListConfig, list)):
+            OmegaConf.update(plain, key, [v])
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(s), plain))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"the {name} settings do not match their schema: {e.msg}") from None
+
+
+def resolve(name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """``configs/NAME.yaml`` resolved: its settings (a benchmark's over ``sweep.yaml``'s) <
+    ``scales.<scale>`` < ``variants.<variant>`` < the ``key=value`` overrides, every key and value
+    checked (:func:`parse_overrides`, :func:`validate`); ``scale`` / ``variant`` name the presets."""
+    raw = load(name)
+    base = OmegaConf.merge(_settings(load("sweep")), raw) if name.startswith("benchmark") else raw
+    over = parse_overrides(overrides, base, name)
+    scales, variants = raw.get("scales") or {}, raw.get("variants") or {}
+    scale, variant = over.get("scale", base.get("scale")), over.get("variant", base.get("variant"))
+    if scales and scale not in scales:
+        raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(scales)}")
+    if variant is not None and variant not in variants:
+        raise ConfigError(f"unknown variant {variant!r}; choose one of {', '.join(variants) or '(none)'}")
+    layers = [_settings(base)]
+    layers += ([scales[scale]] if scales else []) + ([variants[variant]] if variant is not None else [])
+    for layer in layers[1:]:  # presets may only set existing keys, too
+        for k in valid_keys(layer):
+            check_key(base, k, name)
+    cfg = OmegaConf.merge(*layers, over)
+    if "scale" in cfg:
+        cfg.scale = scale
+    if "variant" in cfg:
+        cfg.variant = variant
+    validate(name, cfg)
+    return cfg
+
+
+def _settings(cfg: DictConfig) -> DictConfig:
+    """``cfg`` without its presets."""
+    return OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k not in PRESET_KEYS])
+
+
+def load_typed(name: str, overrides: Sequence[str] = ()) -> object:
+    """``configs/NAME.yaml`` resolved with ``overrides`` (:func:`resolve`) as its schema's dataclass
+    instance (:func:`typed`): ``load_typed("paper_b").encoder.epochs`` is an ``int``."""
+    return typed(name, resolve(name, overrides))
 
 
 NULL_DEFAULT_TYPES = {"threads": 0, "workers": 0, "patience": 0, "max_encoder": 0, "max_probe": 0, "max_test": 0,

@@ -46,18 +46,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from lossnet.benchmarks.base import Benchmark, CellRequest, register_benchmark
 from lossnet import distributed
-from lossnet.config import read_text
+from lossnet.config import read_text, typed
 from lossnet.data.parts import load_data
 from lossnet.errors import ConfigError
 from lossnet.runs.encoder_cells import (
     RunContext,
     encoder_row,
-    encoder_settings,
-    probe_settings,
     run_probes,
     train_and_embed,
 )
 from lossnet.runs.loss_nets import NORMALIZE, loss_net_identity
+from lossnet.schema import identity as identity_of
+from lossnet.schema.sections import Encoder, Probe
 
 NAME = "benchmark4"
 
@@ -82,22 +82,11 @@ def _datasets(cfg) -> list[str]:
 
 
 def check(cfg) -> None:
-    """Validate the benchmark-4 settings (datasets, procedure, z, ps_targets)."""
-    from lossnet.train.procedures import PROCEDURES
+    """Validate the benchmark-4 settings against their schema (datasets, procedure, z, ps_targets,
+    normalize, feature_cache ...: :func:`lossnet.config.validate`)."""
+    from lossnet.config import validate
 
-    bad = [d for d in _datasets(cfg) if d not in SCORE_NAMES]
-    if bad or not _datasets(cfg):
-        raise ConfigError(f"datasets must be a non-empty list of {', '.join(SCORE_NAMES)}; got {list(_datasets(cfg))}")
-    if str(cfg.procedure).upper() not in PROCEDURES:
-        raise ConfigError(f"unknown procedure {cfg.procedure!r}; choose from {', '.join(PROCEDURES)}")
-    if int(cfg.z) < 1:
-        raise ConfigError(f"z must be >= 1, got {cfg.z}")
-    if str(cfg.ps_targets) not in ("auto", "cache", "online"):
-        raise ConfigError(f"ps_targets must be auto, cache or online, got {cfg.ps_targets!r}")
-    if str(cfg.get("normalize", "imagenet")) not in NORMALIZE:
-        raise ConfigError(f"normalize must be one of {', '.join(NORMALIZE)}, got {cfg.get('normalize')!r}")
-    if cfg.feature_cache not in ("memory", "run", "home"):
-        raise ConfigError(f"feature_cache must be memory, run or home, got {cfg.feature_cache!r}")
+    validate(NAME, cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg))
 
 
 def variants(cfg) -> list[dict]:
@@ -116,24 +105,30 @@ def dataset_cfg(cfg, dataset: str) -> DictConfig:
     return c
 
 
+def _typed(cfg):
+    """The settings as :class:`lossnet.schema.files.Benchmark4` (values typed; an instance as it is)."""
+    return typed(NAME, cfg)
+
+
 def _normalize(cfg) -> str | None:
     """The loss network's ``normalize`` argument: ``None`` for ``normalize=none``."""
-    norm = str(cfg.get("normalize") or "imagenet")
+    norm = _typed(cfg).normalize
     return None if norm == "none" else norm
 
 
 def _rollout(cfg) -> str:
     from lossnet.data.lunarlander import DEFAULT_ROLLOUT
 
-    return str(cfg.lunarlander.get("rollout") or DEFAULT_ROLLOUT)
+    return _typed(cfg).lunarlander.rollout or DEFAULT_ROLLOUT
 
 
 def _sigmoid(cfg) -> bool:
     from lossnet.train.procedures import get_procedure
 
-    if cfg.get("sigmoid") is not None:
-        return bool(cfg.sigmoid)
-    return get_procedure(str(cfg.procedure)).decoder == "feature"
+    cfg = _typed(cfg)
+    if cfg.sigmoid is not None:
+        return cfg.sigmoid
+    return get_procedure(cfg.procedure).decoder == "feature"
 
 
 def identity(cfg, coords: dict) -> dict:
@@ -154,13 +149,14 @@ def identity(cfg, coords: dict) -> dict:
             data["collection"]["rollout"] = _rollout(c)
     elif ds == "svhn":
         data["svhn"] = {"size": int(c.svhn.size), "mode": str(c.svhn.mode)}
-    proc = get_procedure(str(cfg.procedure))
-    ident = {"procedure": proc.name, "z": int(cfg.z), "sigmoid": _sigmoid(cfg), "data": data,
-             "encoder": encoder_settings(c, with_gamma=False), "probe": probe_settings(c)}
-    if proc.loss != "ps" and cfg.get("fp_max_dim"):
-        ident["fp_max_dim"] = int(cfg.fp_max_dim)
-    if _normalize(cfg) != "imagenet":  # likewise for configs without the key
-        ident["normalize"] = str(cfg.normalize)
+    t = _typed(cfg)
+    proc = get_procedure(t.procedure)
+    ident = {"procedure": proc.name, "z": t.z, "sigmoid": _sigmoid(t), "data": data,
+             "encoder": identity_of(t.encoder, Encoder, drop=("gamma",)), "probe": identity_of(c.probe, Probe)}
+    if proc.loss != "ps" and t.fp_max_dim:
+        ident["fp_max_dim"] = t.fp_max_dim
+    if t.normalize != "imagenet":  # likewise for configs without the key
+        ident["normalize"] = t.normalize
     return ident
 
 
@@ -224,8 +220,9 @@ class PooledCache:
 def _feature_cache(cfg, out: Path):
     from lossnet.train.cache import FeatureCache
 
-    where = {"memory": None, "run": out / "features", "home": "default"}[str(cfg.feature_cache)]
-    return FeatureCache(directory=where, progress=bool(cfg.progress))
+    cfg = _typed(cfg)
+    where = {"memory": None, "run": out / "features", "home": "default"}[cfg.feature_cache]
+    return FeatureCache(directory=where, progress=cfg.progress)
 
 
 def _feature_numel(net, size: int) -> int:
@@ -258,10 +255,10 @@ class _OnlinePS(torch.nn.Module):
 def _train_online(ctx: RunContext, cid: str, *, z: int, seed: int, desc: str):
     """Like :func:`~lossnet.runs.encoder_cells.train_and_embed` for I-I-PS, without the target
     cache (the loss network runs on the originals too: ~1.5x the compute, no feature memory)."""
-    from dataclasses import asdict
+    from dataclasses import replace
 
     from lossnet.runs.encoder_cells import TrainedCell
-    from lossnet.train.engine import FitConfig, fit, fit_options
+    from lossnet.train.engine import FitConfig, fit
     from lossnet.train.procedures import (
         EncoderConfig,
         TrainedEncoder,
@@ -271,17 +268,12 @@ def _train_online(ctx: RunContext, cid: str, *, z: int, seed: int, desc: str):
 
     e, d = ctx.cfg.encoder, ctx.data
     proc = get_procedure("I-I-PS")
-    enc_cfg = EncoderConfig(procedure=proc.name, z=int(z), variational=False, gamma=float(e.gamma),
-                            hidden=int(e.hidden), pixel_loss=str(e.pixel_loss))
-    fit_cfg = FitConfig(epochs=int(e.epochs), batch_size=int(e.batch_size), lr=float(e.lr),
-                        weight_decay=float(e.weight_decay), seed=int(seed), val_fraction=float(e.val_fraction),
-                        patience=None if e.patience is None else int(e.patience),
-                        device=ctx.cfg.get("device") or None, progress=bool(ctx.cfg.progress), desc=desc,
-                        **fit_options(e))
+    enc_cfg = EncoderConfig.from_section(e, procedure=proc.name, z=z, variational=False)
+    fit_cfg = FitConfig.from_section(e, seed=seed, device=ctx.cfg.get("device"), progress=ctx.cfg.progress, desc=desc)
     torch.manual_seed(fit_cfg.seed)
     model = build_autoencoder(proc, enc_cfg, d.size, 1)
     result = fit(_OnlinePS(model, ctx.loss_net), {"image": d.encoder_images}, fit_cfg, ckpt_dir=ctx.cell_dir(cid))
-    te = TrainedEncoder(proc.name, model, enc_cfg, FitConfig(**asdict(fit_cfg)), result, d.size, (),
+    te = TrainedEncoder(proc.name, model, enc_cfg, replace(fit_cfg), result, d.size, (),
                         {"arch": ctx.loss_net.arch, "layers": [str(x) for x in ctx.loss_net.layer_refs],
                          "sigmoid": ctx.loss_net.sigmoid}, 0.0)
     t0 = time.perf_counter()

@@ -49,11 +49,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lossnet.benchmarks.base import Benchmark, register_benchmark, single_layer_cell
-from lossnet.benchmarks.delineation_task import (ITERATION_WEIGHTS, DelineationTask, evaluate_iterations, loss_magnitudes,
-                                                 predict)
+from lossnet.benchmarks.delineation_task import DelineationTask, evaluate_iterations, loss_magnitudes, predict
 from lossnet import distributed
-from lossnet.config import read_text
+from lossnet.config import read_text, typed
 from lossnet.errors import ConfigError
+from lossnet.schema import identity as identity_of
+from lossnet.schema.files import Massachusetts, Synthetic, UNet
+from lossnet.schema.sections import Fit
 from lossnet.utils import load_torch, save_torch, stable_hash
 
 NAME = "benchmark3"
@@ -72,6 +74,11 @@ def load_defaults(scale: str = "quick") -> DictConfig:
     return scaled_defaults(DEFAULTS, scale)
 
 
+def _typed(cfg):
+    """The settings as :class:`lossnet.schema.files.Benchmark3` (values typed; an instance as it is)."""
+    return typed(NAME, cfg)
+
+
 def scores(cfg) -> list:
     """The three :class:`~lossnet.report.analysis.Score` columns (fractions, higher is better)."""
     from lossnet.report.analysis import Score
@@ -80,74 +87,37 @@ def scores(cfg) -> list:
 
 
 def check(cfg) -> None:
-    """Validate the benchmark-3 settings."""
-    if cfg.dataset not in ("synthetic", "massachusetts"):
-        raise ConfigError(f"dataset must be synthetic or massachusetts, got {cfg.dataset!r}")
-    size, depth = int(cfg.size), int(cfg.unet.depth)
+    """Validate the benchmark-3 settings: the schema's ranges and choices (:func:`lossnet.config.validate`),
+    then what it cannot say: the U-Net's depth against the image size, enough training images."""
+    from lossnet.config import validate
+
+    validate(NAME, cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg))
+    cfg = _typed(cfg)
+    size, depth = cfg.size, cfg.unet.depth
     if not 1 <= depth <= 6:
         raise ConfigError(f"unet.depth must be in 1..6, got {depth}")
-    if size < 16 or size % 2 ** depth:
-        raise ConfigError(f"size must be >= 16 and divisible by 2^unet.depth = {2 ** depth}, got {size}")
-    if int(cfg.unet.base) < 1:
-        raise ConfigError(f"unet.base must be >= 1, got {cfg.unet.base}")
-    if cfg.unet.up not in ("transpose", "bilinear"):
-        raise ConfigError(f"unet.up must be transpose or bilinear, got {cfg.unet.up!r}")
-    if int(cfg.iterations) < 1:
-        raise ConfigError(f"iterations must be >= 1, got {cfg.iterations}")
-    if str(cfg.iteration_weights) not in ITERATION_WEIGHTS:
-        raise ConfigError(f"iteration_weights must be one of {', '.join(ITERATION_WEIGHTS)}, "
-                          f"got {cfg.iteration_weights!r}")
-    if float(cfg.mu) < 0:
-        raise ConfigError(f"mu must be >= 0, got {cfg.mu}")
-    if float(cfg.tolerance) < 0:
-        raise ConfigError(f"tolerance must be >= 0 pixels, got {cfg.tolerance}")
-    if not 0 < float(cfg.threshold) < 1:
-        raise ConfigError(f"threshold must be in (0, 1), got {cfg.threshold}")
-    if cfg.validation not in ("quality", "loss"):
-        raise ConfigError(f"validation must be quality or loss, got {cfg.validation!r}")
-    if int(cfg.train.epochs) < 1 or int(cfg.train.batch_size) < 1 or float(cfg.train.lr) <= 0:
-        raise ConfigError(f"train.epochs, train.batch_size must be >= 1 and train.lr > 0, got {cfg.train.epochs}, "
-                          f"{cfg.train.batch_size}, {cfg.train.lr}")
-    if cfg.dataset == "synthetic":
-        s = cfg.synthetic
-        if s.kind not in ("roads", "cracks"):
-            raise ConfigError(f"synthetic.kind must be roads or cracks, got {s.kind!r}")
-        if int(s.n_train) < 5 or int(s.n_test) < 1:
-            raise ConfigError(f"synthetic.n_train must be >= 5 and synthetic.n_test >= 1, got {s.n_train}, {s.n_test}")
-    else:
-        m = cfg.massachusetts
-        if m.mode not in ("tiles", "resize"):
-            raise ConfigError(f"massachusetts.mode must be tiles or resize, got {m.mode!r}")
-        if m.validation not in ("official", "split"):
-            raise ConfigError(f"massachusetts.validation must be official or split, got {m.validation!r}")
+    if size % 2 ** depth:
+        raise ConfigError(f"size must be divisible by 2^unet.depth = {2 ** depth}, got {size}")
+    if cfg.dataset == "synthetic" and cfg.synthetic.n_train < 5:
+        raise ConfigError(f"synthetic.n_train must be >= 5, got {cfg.synthetic.n_train}")
 
 
 def _data_identity(cfg) -> dict:
-    d = {"dataset": str(cfg.dataset), "size": int(cfg.size)}
+    d = {"dataset": cfg.dataset, "size": cfg.size}
     if cfg.dataset == "synthetic":
-        s = cfg.synthetic
-        d["synthetic"] = {"kind": str(s.kind), "n_train": int(s.n_train), "n_test": int(s.n_test),
-                          "train_seed": int(s.train_seed), "test_seed": int(s.test_seed)}
+        d["synthetic"] = identity_of(cfg.synthetic, Synthetic)
     else:
-        m = cfg.massachusetts
-        d["massachusetts"] = {"mode": str(m.mode), "tile": int(m.tile), "max_blank": float(m.max_blank),
-                              "max_train": None if m.max_train is None else int(m.max_train),
-                              "max_test": None if m.max_test is None else int(m.max_test),
-                              "validation": str(m.validation)}
+        d["massachusetts"] = identity_of(cfg.massachusetts, Massachusetts)
     return d
 
 
 def identity(cfg, coords: dict) -> dict:
     """Everything besides (arch, layer, weights, seed) that determines a cell's result."""
-    t = cfg.train
-    return {"data": _data_identity(cfg),
-            "unet": {"base": int(cfg.unet.base), "depth": int(cfg.unet.depth), "up": str(cfg.unet.up)},
-            "iterations": int(cfg.iterations), "detach": bool(cfg.detach), "mu": float(cfg.mu),
-            "iteration_weights": str(cfg.iteration_weights), "tolerance": float(cfg.tolerance),
-            "threshold": float(cfg.threshold), "validation": str(cfg.validation),
-            "train": {"epochs": int(t.epochs), "batch_size": int(t.batch_size), "lr": float(t.lr),
-                      "weight_decay": float(t.weight_decay), "val_fraction": float(t.val_fraction),
-                      "patience": None if t.patience is None else int(t.patience)}}
+    cfg = _typed(cfg)
+    return {"data": _data_identity(cfg), "unet": identity_of(cfg.unet, UNet), "iterations": cfg.iterations,
+            "detach": cfg.detach, "mu": cfg.mu, "iteration_weights": cfg.iteration_weights,
+            "tolerance": float(cfg.tolerance),  # an int in the schema, a float in the ids of earlier runs
+            "threshold": cfg.threshold, "validation": cfg.validation, "train": identity_of(cfg.train, Fit)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,16 +137,15 @@ def _build_data(cfg) -> dict[str, torch.Tensor]:
     from lossnet.data.parts import subset
     from lossnet.data.roads import load_massachusetts_roads, synthetic_curvilinear
 
-    size = int(cfg.size)
+    size = cfg.size  # cfg: typed, or a finished sweep's manifest config (the report)
     if cfg.dataset == "synthetic":
         s = cfg.synthetic
-        parts = {"train": synthetic_curvilinear(int(s.n_train), size, int(s.train_seed), str(s.kind)),
-                 "test": synthetic_curvilinear(int(s.n_test), size, int(s.test_seed), str(s.kind))}
+        parts = {"train": synthetic_curvilinear(s.n_train, size, s.train_seed, s.kind),
+                 "test": synthetic_curvilinear(s.n_test, size, s.test_seed, s.kind)}
     else:
         m = cfg.massachusetts
-        root = Path(str(cfg.data_root)).expanduser()
-        kw = dict(size=size, mode=str(m.mode), tile=int(m.tile), max_blank=float(m.max_blank),
-                  progress=bool(cfg.get("progress", False)))
+        root = Path(cfg.data_root).expanduser()
+        kw = dict(size=size, mode=m.mode, tile=m.tile, max_blank=m.max_blank, progress=cfg.progress)
         splits = {"train": "train", "test": "test"}
         if m.validation == "official":
             splits["val"] = "valid"
@@ -185,7 +154,7 @@ def _build_data(cfg) -> dict[str, torch.Tensor]:
         except (FileNotFoundError, ValueError) as e:
             raise ConfigError(str(e)) from None
         for key, limit in (("train", m.max_train), ("test", m.max_test)):
-            idx = subset(len(parts[key]), None if limit is None else int(limit), 0)
+            idx = subset(len(parts[key]), limit, 0)
             if idx is not None:
                 p = parts[key]
                 p.images, p.masks = p.images[idx].contiguous(), p.masks[idx].contiguous()
@@ -210,8 +179,9 @@ def load_cell_data(cfg, out: Path) -> dict[str, torch.Tensor]:
 def prepare(cfg, out: Path) -> None:
     """Once per sweep, in the parent: check the MRD root, build the data cache and (``baseline``)
     train the BCE-only reference (:func:`compute_baseline`)."""
+    cfg = _typed(cfg)
     prepare_data(cfg, out)
-    if cfg.get("baseline", True):
+    if cfg.baseline:
         compute_baseline(cfg, Path(out))
 
 
@@ -219,7 +189,8 @@ def compute_baseline(cfg, out: Path, *, seed: int | None = None) -> dict:
     """The BCE-only U-Net (no topology loss) as a reference row of ``out`` (computed once)."""
     from lossnet.runs.cells import ensure_reference
 
-    seed = int(cfg.get("seed", 0)) if seed is None else seed
+    cfg = _typed(cfg)
+    seed = cfg.seed if seed is None else seed
 
     def compute(rid):
         res = run_cell(cfg, None, None, {}, loss_net=None, out=out, cid=f"reference-{rid}", seed=seed, label="bce only")
@@ -231,12 +202,13 @@ def compute_baseline(cfg, out: Path, *, seed: int | None = None) -> dict:
 
 def prepare_data(cfg, out: Path) -> None:
     """Check the MRD root and build the data cache."""
+    cfg = _typed(cfg)
     if cfg.dataset == "massachusetts":
-        if not cfg.get("data_root"):
+        if not cfg.data_root:
             raise ConfigError("benchmark3 on the Massachusetts Roads Dataset reads the official files: pass "
                               "data_root=DIR (the folder holding tiff/train, tiff/train_labels, ...; "
                               "docs/benchmark3.md)")
-        if not Path(str(cfg.data_root)).expanduser().is_dir():
+        if not Path(cfg.data_root).expanduser().is_dir():
             raise ConfigError(f"data_root={cfg.data_root} is not a directory")
     load_cell_data(cfg, Path(out))
 
@@ -260,10 +232,10 @@ def run_cell(cfg, arch: str | None, layer: str | None, coords: dict, *, loss_net
     from lossnet.models.unet import IterativeUNet, UNet
     from lossnet.runs.loss_nets import loss_net_identity
     from lossnet.train.cache import with_target_features
-    from lossnet.train.engine import FitConfig, fit, fit_options
+    from lossnet.train.engine import FitConfig, fit
 
     t0 = time.perf_counter()
-    out = Path(out)
+    cfg, out = _typed(cfg), Path(out)
     data = load_cell_data(cfg, out)
     train = with_target_features({"image": data["train_image"], "mask": data["train_mask"]}, "mask", loss_net, cfg)
     val = None
@@ -271,21 +243,17 @@ def run_cell(cfg, arch: str | None, layer: str | None, coords: dict, *, loss_net
         val = {"image": data["val_image"], "mask": data["val_mask"]}
         if cfg.validation == "loss":  # task.loss runs on it: the same precomputed targets
             val = with_target_features(val, "mask", loss_net, cfg)
-    t = cfg.train
-    fit_cfg = FitConfig(epochs=int(t.epochs), batch_size=int(t.batch_size), lr=float(t.lr),
-                        weight_decay=float(t.weight_decay), seed=int(seed), val_fraction=float(t.val_fraction),
-                        patience=None if t.patience is None else int(t.patience),
-                        device=cfg.get("device") or None, progress=bool(cfg.get("progress", False)),
-                        desc=label or (f"{arch}:{layer}" if loss_net is not None else "bce"), **fit_options(t))
-    torch.manual_seed(int(seed))
-    unet = UNet(4, 1, base=int(cfg.unet.base), depth=int(cfg.unet.depth), up=str(cfg.unet.up))
+    fit_cfg = FitConfig.from_section(cfg.train, seed=seed, device=cfg.device, progress=cfg.progress,
+                                     desc=label or (f"{arch}:{layer}" if loss_net is not None else "bce"))
+    torch.manual_seed(seed)
+    unet = UNet(4, 1, base=cfg.unet.base, depth=cfg.unet.depth, up=cfg.unet.up)
     prior = float((train["mask"][:256] > 127).float().mean().clamp(1e-3, 0.5))
     with torch.no_grad():  # start from the road prior instead of p = 0.5 everywhere
         unet.head.bias.fill_(float(torch.logit(torch.tensor(prior))))
-    model = IterativeUNet(unet, iterations=int(cfg.iterations), detach=bool(cfg.detach))
-    task = DelineationTask(model, loss_net, float(cfg.mu) if loss_net is not None else 0.0, str(cfg.iteration_weights))
-    tol, thr = float(cfg.tolerance), float(cfg.threshold)
-    bs_eval = max(1, 2 * int(t.batch_size))
+    model = IterativeUNet(unet, iterations=cfg.iterations, detach=cfg.detach)
+    task = DelineationTask(model, loss_net, cfg.mu if loss_net is not None else 0.0, cfg.iteration_weights)
+    tol, thr = float(cfg.tolerance), cfg.threshold  # tolerance: pixels, used as a float distance
+    bs_eval = max(1, 2 * fit_cfg.batch_size)
 
     def validate(task, vdata, device):
         res = evaluate_iterations(task.model, vdata["image"], vdata["mask"], tolerance=tol, threshold=thr,
@@ -310,12 +278,12 @@ def run_cell(cfg, arch: str | None, layer: str | None, coords: dict, *, loss_net
     last = per_iter[-1]
     n_val = len(val["image"]) if val is not None else max(1, round(len(train["image"]) * fit_cfg.val_fraction))
     details = {
-        "dataset": str(cfg.dataset), "size": int(cfg.size), "topology_loss": loss_net is not None,
-        "mu": task.mu, "iteration_weights": str(cfg.iteration_weights), "iterations": int(cfg.iterations),
+        "dataset": cfg.dataset, "size": cfg.size, "topology_loss": loss_net is not None,
+        "mu": task.mu, "iteration_weights": cfg.iteration_weights, "iterations": cfg.iterations,
         "per_iteration": [{"iteration": k + 1, **{s: r[s] for s in SCORE_NAMES},
                            **{f"mean_{s}": r[f"mean_{s}"] for s in SCORE_NAMES}} for k, r in enumerate(per_iter)],
         "test": last, "loss_terms": {"init": terms_init, "final": terms_final},
-        "best_epoch": result.best_epoch, "best_val": result.best_val, "validation": str(cfg.validation),
+        "best_epoch": result.best_epoch, "best_val": result.best_val, "validation": cfg.validation,
         "history": result.history, "epoch_seconds": result.epoch_seconds, "precision": fit_cfg.precision,
         "resumed_from": result.resumed_from,
         "unet_parameters": sum(p.numel() for p in model.parameters()),

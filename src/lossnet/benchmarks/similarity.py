@@ -15,7 +15,7 @@ import torch
 
 from lossnet.types import PathLike
 from lossnet.benchmarks.base import Benchmark, CellRequest, register_benchmark
-from lossnet.config import read_text
+from lossnet.config import read_text, typed
 from lossnet.errors import ConfigError
 from lossnet.eval.similarity import FeatureDistance, distortion_proxy, evaluate_bapps
 
@@ -68,10 +68,16 @@ DEFAULTS = read_text("benchmark1")
 """The defaults: ``configs/benchmark1.yaml``."""
 
 
+def _typed(cfg):
+    """The sweep config as :class:`lossnet.schema.files.Benchmark1` (values typed)."""
+    return typed("benchmark1", cfg)
+
+
 def scores(cfg) -> list:
     """The score columns of a benchmark-1 sweep (the proxy adds its discriminative rows)."""
     from lossnet.report.analysis import Score
 
+    cfg = _typed(cfg)
     s = [Score(t, "benchmark1", True) for t in cfg.tasks]
     if cfg.data == "proxy":  # the proxy's discriminative rows (means saturate; docs/benchmark1.md)
         extra = (("2afc_cross", "2afc"), ("jnd_pooled", "jnd"))
@@ -81,6 +87,7 @@ def scores(cfg) -> list:
 
 def check(cfg) -> None:
     """Validate the benchmark-1 settings (``data``, ``tasks``)."""
+    cfg = _typed(cfg)
     if cfg.data not in ("proxy", "bapps"):
         raise ConfigError(f"data must be proxy or bapps, got {cfg.data!r}")
     bad = [t for t in cfg.tasks if t not in ("2afc", "jnd")]
@@ -90,28 +97,29 @@ def check(cfg) -> None:
 
 def identity(cfg, coords) -> dict:
     """The settings that determine a benchmark-1 cell's result (they enter its id)."""
-    d = {"data": str(cfg.data), "root": str(cfg.root), "normalize": cfg.normalize, "tasks": list(cfg.tasks)}
-    d.update({"n_patches": int(cfg.n_patches)} if cfg.data == "proxy" else {"split": str(cfg.split)})
+    cfg = _typed(cfg)
+    d = {"data": cfg.data, "root": cfg.root, "normalize": cfg.normalize, "tasks": cfg.tasks}
+    d.update({"n_patches": cfg.n_patches} if cfg.data == "proxy" else {"split": cfg.split})
     return d
 
 
 def prepare(cfg, out) -> None:
     """Before any cell: ``root`` must be an existing folder."""
+    cfg = _typed(cfg)
     if not cfg.root:
         what = "an image folder such as shared/data/sr" if cfg.data == "proxy" else "the BAPPS dataset folder"
         raise ConfigError(f"benchmark1 needs root=DIR ({what}); see docs/benchmark1.md")
-    if not Path(str(cfg.root)).expanduser().is_dir():
+    if not Path(cfg.root).expanduser().is_dir():
         raise ConfigError(f"root={cfg.root} is not a directory")
 
 
 def run(req: CellRequest) -> dict:
     """The sweep's cell: :func:`benchmark1_cell` for the request's loss network and layer."""
-    c = req.config
+    c = _typed(req.config)
     with req.seeded():
-        res = benchmark1_cell(req.arch, req.layer, data=str(c.data), root=Path(str(c.root)).expanduser(),
-                              weights=req.weights_arg, normalize=c.normalize, tasks=tuple(c.tasks), split=str(c.split),
-                              n_patches=int(c.n_patches), seed=req.seed, batch_size=int(c.batch_size),
-                              device=c.get("device") or None)
+        res = benchmark1_cell(req.arch, req.layer, data=c.data, root=Path(c.root).expanduser(),
+                              weights=req.weights_arg, normalize=c.normalize, tasks=tuple(c.tasks), split=c.split,
+                              n_patches=c.n_patches, seed=req.seed, batch_size=c.batch_size, device=c.device)
     scores = {t: res[t] for t in c.tasks}
     if c.data == "proxy":
         pick = {("2afc", "cross"): "2afc_cross", ("jnd", "pooled"): "jnd_pooled"}

@@ -30,6 +30,7 @@ Entry points: :func:`benchmark2_cell` (Python) and ``lossnet sweep benchmark2``.
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from lossnet.benchmarks.base import Benchmark, register_benchmark, single_layer_cell
-from lossnet.config import read_text, require_dir
+from lossnet.config import read_text, require_dir, typed
 from lossnet.errors import ConfigError
 from lossnet.runs.cells import cell_id
 from lossnet.train.cache import with_target_features
@@ -62,6 +63,11 @@ def load_defaults(scale: str = "quick") -> DictConfig:
     from lossnet.config import scaled_defaults
 
     return scaled_defaults(DEFAULTS, scale)
+
+
+def _typed(cfg):
+    """The settings as :class:`lossnet.schema.files.Benchmark2` (values typed; an instance as it is)."""
+    return typed(NAME, cfg)
 
 
 def _list(v) -> list:
@@ -105,10 +111,11 @@ def check(cfg) -> None:
     """Validate the benchmark-2 settings."""
     import math
 
+    cfg = _typed(cfg)
     for f in _factors(cfg):
         if f < 2 or math.log2(f) != int(math.log2(f)):
             raise ConfigError(f"factors must be powers of two >= 2 (the transformation network upsamples by 2s), got {f}")
-        if int(cfg.patch) % f or int(cfg.patch) // f < 4:
+        if cfg.patch % f or cfg.patch // f < 4:
             raise ConfigError(f"patch={cfg.patch} must be a multiple of the factor {f} and at least 4x it")
     if not _sets(cfg):
         raise ConfigError("test_sets is empty")
@@ -121,16 +128,16 @@ def check(cfg) -> None:
 def check_sr_training(cfg) -> None:
     """The settings benchmark 2 and the SR VAE share: ``eval.colour``, ``n_patches``,
     ``val_images``, ``train.epochs``, ``train.batch_size``."""
-    if str(cfg.eval.colour) not in ("y", "rgb"):
+    if cfg.eval.colour not in ("y", "rgb"):
         raise ConfigError(f"eval.colour must be y or rgb, got {cfg.eval.colour!r}")
     for k in ("n_patches", "val_images"):
-        if int(cfg[k]) < 1:
-            raise ConfigError(f"{k} must be >= 1, got {cfg[k]}")
-    n_img = cfg.get("train_images")
-    if n_img is not None and not 1 <= int(n_img) <= int(cfg.n_patches):
+        if getattr(cfg, k) < 1:
+            raise ConfigError(f"{k} must be >= 1, got {getattr(cfg, k)}")
+    n_img = getattr(cfg, "train_images", None)  # benchmark 2 only
+    if n_img is not None and not 1 <= n_img <= cfg.n_patches:
         raise ConfigError(f"train_images must be null or 1..n_patches={cfg.n_patches} (at least one crop per "
                           f"image), got {n_img}")
-    if int(cfg.train.epochs) < 1 or int(cfg.train.batch_size) < 1:
+    if cfg.train.epochs < 1 or cfg.train.batch_size < 1:
         raise ConfigError("train.epochs and train.batch_size must be >= 1")
 
 
@@ -149,8 +156,8 @@ HOLDOUT = "holdout"
 
 def val_root(cfg) -> Path | None:
     """The validation folder, or None for :data:`HOLDOUT` (ConfigError when unset or missing)."""
-    v = cfg.get("val_root")
-    if str(v) == HOLDOUT:
+    v = _typed(cfg).val_root
+    if v == HOLDOUT:
         return None
     if not v:
         raise ConfigError("set val_root=DIR, a folder of validation images (the paper: MS-COCO 2014 val, "
@@ -161,28 +168,25 @@ def val_root(cfg) -> Path | None:
 
 def data_options(cfg) -> dict:
     """Keyword arguments of :func:`lossnet.data.sr.sr_training_data` besides the factor."""
-    n_img = cfg.get("train_images")
-    return dict(patch=int(cfg.patch), n_patches=int(cfg.n_patches), val_images=int(cfg.val_images),
-                val_patch=int(cfg.val_patch), sigma=float(cfg.blur_sigma), antialias=bool(cfg.antialias),
-                val_root=val_root(cfg), train_images=None if n_img is None else int(n_img),
-                subset_seed=int(cfg.get("subset_seed", 0)))
+    cfg = _typed(cfg)
+    return dict(patch=cfg.patch, n_patches=cfg.n_patches, val_images=cfg.val_images, val_patch=cfg.val_patch,
+                sigma=cfg.blur_sigma, antialias=cfg.antialias, val_root=val_root(cfg), train_images=cfg.train_images,
+                subset_seed=cfg.subset_seed)
 
 
 def identity(cfg, coords: dict) -> dict:
     """Everything besides (arch, layer, weights, seed) that determines a cell's result."""
     from lossnet.data.sr import folder_digest
 
+    cfg = _typed(cfg)
     train_root = _root(cfg.train_root, "train_root")
     vr = val_root(cfg)
-    n_img = cfg.get("train_images")
     return {"factor": int(coords["factor"]), "train_data": folder_digest(train_root),
-            "val_data": HOLDOUT if vr is None else folder_digest(vr),
-            "train_images": None if n_img is None else int(n_img), "subset_seed": int(cfg.get("subset_seed", 0)),
-            "test_sets": _sets(cfg), "val_images": int(cfg.val_images), "val_patch": int(cfg.val_patch),
-            "patch": int(cfg.patch), "n_patches": int(cfg.n_patches), "blur_sigma": float(cfg.blur_sigma),
-            "antialias": bool(cfg.antialias), "model": OmegaConf.to_container(cfg.model, resolve=True),
-            "train": OmegaConf.to_container(cfg.train, resolve=True), "tv_weight": float(cfg.tv_weight),
-            "eval": OmegaConf.to_container(cfg.eval, resolve=True)}
+            "val_data": HOLDOUT if vr is None else folder_digest(vr), "train_images": cfg.train_images,
+            "subset_seed": cfg.subset_seed, "test_sets": _sets(cfg), "val_images": cfg.val_images,
+            "val_patch": cfg.val_patch, "patch": cfg.patch, "n_patches": cfg.n_patches, "blur_sigma": cfg.blur_sigma,
+            "antialias": cfg.antialias, "model": asdict(cfg.model), "train": asdict(cfg.train),
+            "tv_weight": cfg.tv_weight, "eval": asdict(cfg.eval)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,12 +236,12 @@ def val_psnr(upscale, val: dict[str, torch.Tensor], factor: int, cfg, device, ba
     """Mean PSNR of ``upscale`` on uint8 validation pairs (the evaluation convention)."""
     from lossnet.eval.sr import psnr_ssim
 
-    border = factor if cfg.eval.border is None else int(cfg.eval.border)
+    border = factor if cfg.eval.border is None else cfg.eval.border  # cfg: benchmark 2's or the SR VAE's
     vals = []
     for i in range(0, len(val["lr"]), batch):
         sr = upscale(_to_float(val["lr"][i:i + batch], device))
-        rows = psnr_ssim(sr.cpu(), val["hr"][i:i + batch].float() / 255, border=border, colour=str(cfg.eval.colour),
-                         quantize=bool(cfg.eval.quantize))
+        rows = psnr_ssim(sr.cpu(), val["hr"][i:i + batch].float() / 255, border=border, colour=cfg.eval.colour,
+                         quantize=cfg.eval.quantize)
         vals += [r["psnr"] for r in rows]
     return sum(vals) / len(vals)
 
@@ -250,18 +254,16 @@ def train_sr(cfg, factor: int, loss_net, *, seed: int, ckpt_dir: Path | None, la
     """
     from lossnet.data.sr import sr_training_data
     from lossnet.models.transformer import TransformerNet
-    from lossnet.train.engine import FitConfig, fit, fit_options
+    from lossnet.train.engine import FitConfig, fit
 
+    cfg = _typed(cfg)
     train, val, info = data or sr_training_data(_root(cfg.train_root, "train_root"), factor=factor, seed=seed,
                                                 **data_options(cfg))
     torch.manual_seed(seed)
-    model = TransformerNet(factor, int(cfg.model.blocks), int(cfg.model.channels), bool(cfg.model.get("residual", False)))
+    model = TransformerNet(factor, cfg.model.blocks, cfg.model.channels, cfg.model.residual)
     train = with_target_features(train, "hr", loss_net, cfg)
-    task = SRTask(model, loss_net, float(cfg.tv_weight))
-    t = cfg.train
-    fc = FitConfig(epochs=int(t.epochs), batch_size=int(t.batch_size), lr=float(t.lr),
-                   weight_decay=float(t.weight_decay), seed=seed, device=cfg.get("device") or None,
-                   progress=bool(cfg.get("progress", False)), desc=label or "sr", **fit_options(t))
+    task = SRTask(model, loss_net, cfg.tv_weight)
+    fc = FitConfig.from_section(cfg.train, seed=seed, device=cfg.device, progress=cfg.progress, desc=label or "sr")
 
     def validate(task, v, device):
         return -val_psnr(task.model, v, factor, cfg, device)
@@ -287,9 +289,9 @@ def evaluate(cfg, upscale, factor: int, device="cpu", keep_for: Path | None = No
     for s in _sets(cfg):
         imgs = load_images(resolve_test_set(sr_root, s))
         keep = [examples[set_key(s)]] if set_key(s) in examples else []
-        res = evaluate_sr(upscale, imgs, factor, sigma=float(cfg.blur_sigma), antialias=bool(cfg.antialias),
-                          border=None if cfg.eval.border is None else int(cfg.eval.border),
-                          colour=str(cfg.eval.colour), quantize=bool(cfg.eval.quantize), device=device, keep=keep)
+        res = evaluate_sr(upscale, imgs, factor, sigma=cfg.blur_sigma, antialias=cfg.antialias,  # cfg: either schema's
+                          border=cfg.eval.border, colour=cfg.eval.colour, quantize=cfg.eval.quantize, device=device,
+                          keep=keep)
         for m in METRICS:
             out[score_name(s, m, factor)] = res[m]
         out["images"][set_key(s)] = res["images"]
@@ -303,14 +305,15 @@ def run_model(cfg, factor: int, loss_net, *, out: Path, cell_dir: Path, examples
               label: str = "") -> dict:
     """Train (``loss_net`` None: pixel loss) and evaluate one transformation network."""
     t0 = time.perf_counter()
+    cfg = _typed(cfg)
     model, result, info = train_sr(cfg, factor, loss_net, seed=seed, ckpt_dir=cell_dir, label=label)
-    device = best_device(cfg.get("device"))
+    device = best_device(cfg.device)
     model.to(device)
     ev = evaluate(cfg, model, factor, device, keep_for=examples_dir)
     images = ev.pop("images")
     details = {"factor": factor, "best_epoch": result.best_epoch, "best_val_psnr": -result.best_val,
                "epoch_seconds": result.epoch_seconds, "train_seconds": result.total_seconds,
-               "precision": str(cfg.train.get("precision") or "32"), "history": result.history, "data": info, "images": images,
+               "precision": cfg.train.precision, "history": result.history, "data": info, "images": images,
                "collapsed": bool(max((h["val_psnr"] for h in result.history), default=0.0) < 10.0),
                "cell_seconds": time.perf_counter() - t0}
     return {"scores": ev, "details": details}
@@ -340,8 +343,8 @@ def compute_references(cfg, out: Path, *, seed: int | None = None) -> list[dict]
     from lossnet.data.sr import bicubic_upsample
     from lossnet.runs.cells import ensure_reference
 
-    out = Path(out)
-    seed = int(cfg.get("seed", 0)) if seed is None else seed
+    out, cfg = Path(out), _typed(cfg)
+    seed = cfg.seed if seed is None else seed
     rows = []
     for factor in _factors(cfg):
         for ref in _list(cfg.references):
@@ -369,13 +372,14 @@ def prepare(cfg, out: Path) -> None:
     """Once per sweep, in the parent: check the folders, compute the reference rows."""
     from lossnet.data.sr import image_files, resolve_test_set
 
+    cfg = _typed(cfg)
     n_train = len(image_files(_root(cfg.train_root, "train_root")))
-    if cfg.get("train_images") is not None and n_train < int(cfg.train_images):
+    if cfg.train_images is not None and n_train < cfg.train_images:
         raise ConfigError(f"train_root={cfg.train_root} holds {n_train} images; train_images={cfg.train_images} "
                           "distinct ones are needed (lower train_images, or train_images=null to draw crops with "
                           "replacement)")
     vr = val_root(cfg)
-    if vr is not None and len(image_files(vr)) < int(cfg.val_images):
+    if vr is not None and len(image_files(vr)) < cfg.val_images:
         raise ConfigError(f"val_root={cfg.val_root} holds {len(image_files(vr))} images; val_images={cfg.val_images} "
                           "are needed")
     sr_root = _root(cfg.sr_root, "sr_root")

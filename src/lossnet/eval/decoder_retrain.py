@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -157,7 +157,7 @@ def retrain_decoder(model: Autoencoder | nn.Module, images: torch.Tensor, fit_cf
         data = {"z": _embed(encoder, src, device, batch_size), "image": images}
     else:
         data = {"input": src, "image": images}
-    cfg = FitConfig(**{**asdict(fit_cfg), "desc": fit_cfg.desc if fit_cfg.desc != "train" else "decoder"})
+    cfg = replace(fit_cfg, desc=fit_cfg.desc if fit_cfg.desc != "train" else "decoder")
     result = fit(task, data, cfg, ckpt_dir=ckpt_dir)
     z_test = _embed(encoder, test_src, device, batch_size)
     errs = reconstruction_errors(task.decoder, z_test, test_images, batch_size=batch_size, device=device)

@@ -21,20 +21,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lossnet.config import typed
 from lossnet.errors import ConfigError
 from lossnet.eval.decoder_retrain import retrain_decoder
 from lossnet.runs.cells import cell_id
 from lossnet.runs.encoder_cells import (
     RunContext,
     encoder_row,
-    encoder_settings,
     finish_cell,
     fmt_score,
-    probe_settings,
     run_probes,
     train_and_embed,
 )
-from lossnet.train.engine import FitConfig, fit_options
+from lossnet.schema import identity as identity_of
+from lossnet.schema.files import PaperADecoder
+from lossnet.schema.sections import Encoder, Probe
+from lossnet.train.engine import FitConfig
 
 NAME = "paper_a"
 
@@ -51,33 +53,28 @@ LABELS = {"AE-PW": "AE", "VAE-PW": "VAE", "AE-PS": "P. AE", "VAE-PS": "P. VAE"}
 
 
 def check(cfg) -> None:
-    bad = [m for m in cfg.models if str(m) not in MODELS]
-    if bad:
-        raise ConfigError(f"unknown model(s) {bad}; choose from {', '.join(MODELS)}")
-    if not cfg.z or any(int(z) < 1 for z in cfg.z):
+    """What the schema (models, repeats, decoder.init) cannot say: z resolved to a non-empty list."""
+    cfg = typed(NAME, cfg)
+    if not cfg.z:
         raise ConfigError(f"z must be a non-empty list of positive ints, got {cfg.z}")
-    if int(cfg.repeats) < 1:
-        raise ConfigError(f"repeats must be >= 1, got {cfg.repeats}")
-    if str(cfg.decoder.init) not in ("fresh", "pretrained"):
-        raise ConfigError(f"decoder.init must be fresh or pretrained, got {cfg.decoder.init!r}")
 
 
 def plan(cfg) -> list[dict]:
-    return [{"model": str(m), "z": int(z), "repeat": r, "seed": int(cfg.seed) + r}
-            for r in range(int(cfg.repeats)) for z in cfg.z for m in cfg.models]
+    cfg = typed(NAME, cfg)
+    return [{"model": m, "z": z, "repeat": r, "seed": cfg.seed + r}
+            for r in range(cfg.repeats) for z in cfg.z for m in cfg.models]
 
 
 def decoder_settings(cfg) -> dict | None:
     d = cfg.decoder
     if not d.enabled:
         return None
-    return {"epochs": int(d.epochs), "batch_size": int(d.batch_size), "lr": float(d.lr),
-            "val_fraction": float(d.val_fraction), "init": str(d.init)}
+    return identity_of(d, PaperADecoder, drop=("enabled",))
 
 
 def setting(ctx: RunContext) -> dict:
     return {"experiment": NAME, "data": ctx.data.identity, "loss_net": ctx.loss_net_id,
-            "encoder": encoder_settings(ctx.cfg, with_gamma=True), "probe": probe_settings(ctx.cfg),
+            "encoder": identity_of(ctx.cfg.encoder, Encoder), "probe": identity_of(ctx.cfg.probe, Probe),
             "decoder": decoder_settings(ctx.cfg)}
 
 
@@ -108,15 +105,14 @@ def run_cell(ctx: RunContext, coords: dict, sp: dict[str, Any], cid: str, label:
            **encoder_row(cell)}
     dcfg = ctx.cfg.decoder
     if dcfg.enabled:
-        fit_cfg = FitConfig(epochs=int(dcfg.epochs), batch_size=int(dcfg.batch_size), lr=float(dcfg.lr), seed=seed,
-                            val_fraction=float(dcfg.val_fraction), device=ctx.cfg.get("device") or None,
-                            progress=bool(ctx.cfg.progress), desc=f"{label} decoder", **fit_options(ctx.cfg.encoder))
+        fit_cfg = FitConfig.from_section(dcfg, options=ctx.cfg.encoder, seed=seed, device=ctx.cfg.get("device"),
+                                         progress=ctx.cfg.progress, desc=f"{label} decoder")
         rd = retrain_decoder(cell.encoder.model, ctx.data.encoder_images, fit_cfg, test_images=ctx.data.test_images,
                              init=str(dcfg.init), ckpt_dir=ctx.cell_dir(cid) / "decoder")
         row.update({"recon_rel_l1": rd.rel_l1, "recon_l1": rd.l1, "recon_mse": rd.mse,
                     "recon_val_loss": rd.result.best_val, "recon_best_epoch": rd.result.best_epoch,
                     "recon_seconds": rd.seconds})
-        k = int((ctx.cfg.get("figures") or {}).get("reconstructions", 4) or 0)
+        k = typed(NAME, ctx.cfg).figures.reconstructions
         if k > 0:
             row["recon_examples"] = save_reconstructions(ctx.cell_dir(cid) / "reconstructions.npz",
                                                          ctx.data.test_images[:k], cell.encoder.model, rd.decoder,

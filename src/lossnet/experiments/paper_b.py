@@ -20,18 +20,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from lossnet.config import typed
 from lossnet.errors import ConfigError
 from lossnet.runs.cells import cell_id
 from lossnet.runs.encoder_cells import (
     RunContext,
     encoder_row,
-    encoder_settings,
     finish_cell,
-    probe_settings,
     run_probes,
     train_and_embed,
 )
-from lossnet.train.procedures import PROCEDURES, get_procedure
+from lossnet.schema import identity as identity_of
+from lossnet.schema.sections import Encoder, Probe
+from lossnet.train.procedures import get_procedure
 
 NAME = "paper_b"
 BASELINE = "SimpleCNN"
@@ -39,48 +40,43 @@ BASELINE = "SimpleCNN"
 
 
 def check(cfg) -> None:
-    """Validate paper-B settings (procedures, z)."""
-    bad = [p for p in cfg.procedures if str(p).upper() not in PROCEDURES]
-    if bad:
-        raise ConfigError(f"unknown procedure(s) {bad}; choose from {', '.join(PROCEDURES)}")
-    if not cfg.z or any(int(z) < 1 for z in cfg.z):
-        raise ConfigError(f"z must be a non-empty list of positive ints, got {list(cfg.z) if cfg.z else cfg.z}")
-    if int(cfg.repeats) < 1:
-        raise ConfigError(f"repeats must be >= 1, got {cfg.repeats}")
+    """What the schema (procedures, repeats) cannot say: z resolved to a non-empty list."""
+    cfg = typed(NAME, cfg)
+    if not cfg.z:
+        raise ConfigError(f"z must be a non-empty list of positive ints, got {cfg.z}")
 
 
 def baseline_z(cfg) -> int:
     """z (encoder output width) of the Simple-CNN baseline: ``baseline.z``, else the smallest z."""
-    b = cfg.get("baseline") or {}
-    return int(b.get("z") or min(int(z) for z in cfg.z))
+    cfg = typed(NAME, cfg)
+    return cfg.baseline.z or min(cfg.z)
 
 
 def plan(cfg) -> list[dict]:
     """Cell coordinates in run order: repeat-major, so every repeat completes all procedures (and
     then its Simple-CNN baseline cell when ``baseline.simple_cnn``)."""
-    out = []
-    b = cfg.get("baseline") or {}
-    for r in range(int(cfg.repeats)):
-        out += [{"procedure": get_procedure(str(p)).name, "z": int(z), "repeat": r, "seed": int(cfg.seed) + r}
+    cfg, out = typed(NAME, cfg), []
+    for r in range(cfg.repeats):
+        out += [{"procedure": get_procedure(p).name, "z": z, "repeat": r, "seed": cfg.seed + r}
                 for z in cfg.z for p in cfg.procedures]
-        if b.get("simple_cnn"):
-            out.append({"procedure": BASELINE, "z": baseline_z(cfg), "repeat": r, "seed": int(cfg.seed) + r})
+        if cfg.baseline.simple_cnn:
+            out.append({"procedure": BASELINE, "z": baseline_z(cfg), "repeat": r, "seed": cfg.seed + r})
     return out
 
 
 def baseline_settings(cfg) -> dict:
     """Training settings of the Simple-CNN baseline (``baseline.*``, falling back to ``encoder.*``)."""
-    b, e = cfg.get("baseline") or {}, cfg.encoder
-    pick = lambda k, d: b.get(k) if b.get(k) is not None else d  # noqa: E731
-    return {"epochs": int(pick("epochs", e.epochs)), "batch_size": int(pick("batch_size", e.batch_size)),
-            "lr": float(pick("lr", e.lr)), "val_fraction": float(pick("val_fraction", e.val_fraction)),
-            "hidden": int(pick("hidden", 256)), "patience": None if b.get("patience") is None else int(b.patience)}
+    cfg = typed(NAME, cfg)
+    b, e = cfg.baseline, cfg.encoder
+    pick = {k: getattr(b, k) if getattr(b, k) is not None else getattr(e, k)
+            for k in ("epochs", "batch_size", "lr", "val_fraction")}
+    return {**pick, "hidden": b.hidden, "patience": b.patience}
 
 
 def setting(ctx: RunContext) -> dict:
     """What all cells of this sweep share (enters every cell id)."""
     return {"experiment": NAME, "data": ctx.data.identity, "loss_net": ctx.loss_net_id,
-            "encoder": encoder_settings(ctx.cfg, with_gamma=False), "probe": probe_settings(ctx.cfg)}
+            "encoder": identity_of(ctx.cfg.encoder, Encoder, drop=("gamma",)), "probe": identity_of(ctx.cfg.probe, Probe)}
 
 
 def spec(ctx: RunContext, coords: dict, shared: dict | None = None) -> dict:
@@ -98,7 +94,7 @@ def run_baseline_cell(ctx: RunContext, coords: dict, sp: dict[str, Any], cid: st
 
     from lossnet.eval.metrics import accuracy, position_error
     from lossnet.models.simple_cnn import SimpleCNN, SimpleCNNTask
-    from lossnet.train.engine import FitConfig, fit, fit_options, split_indices
+    from lossnet.train.engine import FitConfig, fit, split_indices
 
     t0 = time.perf_counter()
     d, bs = ctx.data, baseline_settings(ctx.cfg)
@@ -118,10 +114,8 @@ def run_baseline_cell(ctx: RunContext, coords: dict, sp: dict[str, Any], cid: st
         torch.manual_seed(seed)
         model = SimpleCNN(out_dim, z=int(coords["z"]), size=d.size, hidden=bs["hidden"])
     task = SimpleCNNTask(model, loss, y_mean, y_std)
-    fit_cfg = FitConfig(epochs=bs["epochs"], batch_size=bs["batch_size"], lr=bs["lr"], seed=seed,
-                        val_fraction=bs["val_fraction"], patience=bs["patience"],
-                        device=ctx.cfg.get("device") or None, progress=bool(ctx.cfg.progress), desc=label,
-                        **fit_options(ctx.cfg.encoder))
+    fit_cfg = FitConfig.from_section(bs, options=ctx.cfg.encoder, seed=seed, device=ctx.cfg.get("device"),
+                                     progress=ctx.cfg.progress, desc=label)
     res = fit(task, {"image": d.probe_images, "target": targets}, fit_cfg, ckpt_dir=ctx.cell_dir(cid))
     pred = task.predict(d.test_images)
     score = position_error(pred, d.test_targets) if regression else accuracy(pred, d.test_targets)

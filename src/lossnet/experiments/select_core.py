@@ -207,10 +207,8 @@ def _train_candidate(net, arch: str, layer: str, data: dict, s: dict):
     t0 = time.perf_counter()
     feats, shape, gflops = _targets(net, data["train_images"], s["fp_max_dim"], 128, s["device"] or "cpu")
     t1 = time.perf_counter()
-    te = train_encoder(data["train_images"], EncoderConfig(procedure="I-F-FP", z=s["z"], hidden=s["hidden"]),
-                       FitConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], seed=s["seed"],
-                                 device=s["device"], progress=s["progress"], desc=f"{arch}:{layer}"),
-                       loss_net=net, cache=_Fixed(feats))
+    te = train_encoder(data["train_images"], EncoderConfig.from_section(s, procedure="I-F-FP"),
+                       FitConfig.from_section(s, desc=f"{arch}:{layer}"), loss_net=net, cache=_Fixed(feats))
     return te, shape, int(feats[0].numel()), gflops, t0, t1, feats
 
 

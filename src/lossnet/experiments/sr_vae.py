@@ -50,6 +50,7 @@ Entry points: :func:`run_sr_vae` and ``lossnet srvae [key=value ...]``.
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -57,7 +58,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lossnet import distributed
-from lossnet.config import read_text
+from lossnet.config import read_text, typed
 from lossnet.errors import ConfigError
 from lossnet.runs.cells import cell_id, environment
 from lossnet.experiments.sr_vae_data import (PETS_TEST, as_list as _list, check_test_roots, data_identity,
@@ -135,14 +136,13 @@ def factors_of(cfg) -> list[int]:
 def resolve_weights(cfg, run: str = "perceptual") -> dict[str, float]:
     """The loss weights ``{"reconstruction", "kl", "perceptual"}`` of ``run`` (``no_perceptual``:
     perceptual weight 0): the preset's, overridden by explicit ``weights.*`` values."""
-    w = cfg.weights
-    preset = str(w.preset)
-    if preset not in WEIGHT_PRESETS:
-        raise ConfigError(f"weights.preset must be one of {', '.join(WEIGHT_PRESETS)}, got {preset!r}")
-    out = dict(WEIGHT_PRESETS[preset])
+    w = typed(NAME, cfg).weights
+    if w.preset not in WEIGHT_PRESETS:
+        raise ConfigError(f"weights.preset must be one of {', '.join(WEIGHT_PRESETS)}, got {w.preset!r}")
+    out = dict(WEIGHT_PRESETS[w.preset])
     for k in out:
-        if w.get(k) is not None:
-            out[k] = float(w[k])
+        if getattr(w, k) is not None:
+            out[k] = getattr(w, k)
     if run == "no_perceptual":
         out["perceptual"] = 0.0
     elif run != "perceptual":
@@ -154,13 +154,14 @@ def check(cfg) -> None:
     """Validate the settings (one-line :class:`ConfigError`)."""
     import math
 
+    cfg = typed(NAME, cfg)
     for f in factors_of(cfg):
         if f < 2 or math.log2(f) != int(math.log2(f)):
             raise ConfigError(f"factors must be powers of two >= 2, got {f}")
-        m = f * 2 ** int(cfg.model.down)
-        if int(cfg.patch) % m or int(cfg.patch) // f < 8:
+        m = f * 2 ** cfg.model.down
+        if cfg.patch % m or cfg.patch // f < 8:
             raise ConfigError(f"patch={cfg.patch} must be a multiple of {m} (factor x 2^down) and at least 8x the factor")
-    if str(cfg.data) not in DATA_SOURCES:
+    if cfg.data not in DATA_SOURCES:
         raise ConfigError(f"data must be one of {', '.join(DATA_SOURCES)}, got {cfg.data!r}")
     from lossnet.data.sr import SAMPLINGS
     from lossnet.models.sr_vae import INPUT_NORMS
@@ -168,26 +169,26 @@ def check(cfg) -> None:
     for key, value, allowed in (("model.kind", cfg.model.kind, MODEL_KINDS), ("model.normalize", cfg.model.normalize,
                                 INPUT_NORMS), ("sampling", cfg.sampling, SAMPLINGS),
                                 ("kl_reduction", cfg.kl_reduction, KL_REDUCTIONS)):
-        if str(value) not in allowed:
+        if value not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
-    if str(cfg.model.kind) == "dfc":
+    if cfg.model.kind == "dfc":
         m = 2 ** len(cfg.model.widths)
         for f in factors_of(cfg):
-            if int(cfg.patch) % (f * m):
+            if cfg.patch % (f * m):
                 raise ConfigError(f"model.kind=dfc: patch={cfg.patch} must be a multiple of factor x 2^len(widths) = "
                                   f"{f * m} (its input, patch / factor, is halved {len(cfg.model.widths)} times)")
-        if int(cfg.model.latent) < 1 or not list(cfg.model.widths) or min(int(w) for w in cfg.model.widths) < 1:
+        if cfg.model.latent < 1 or not cfg.model.widths or min(cfg.model.widths) < 1:
             raise ConfigError("model.latent and every model.widths entry must be >= 1")
     for k in ("pets_test_images", "pets_test_size"):
-        if cfg.get(k) is not None and int(cfg[k]) < 1:
-            raise ConfigError(f"{k} must be >= 1 or null, got {cfg[k]}")
+        if getattr(cfg, k) is not None and getattr(cfg, k) < 1:
+            raise ConfigError(f"{k} must be >= 1 or null, got {getattr(cfg, k)}")
     bad = [r for r in _list(cfg.runs) if r not in RUNS]
     if bad or not _list(cfg.runs):
         raise ConfigError(f"runs must be a non-empty subset of {list(RUNS)}, got {list(_list(cfg.runs))}")
     for k, v in resolve_weights(cfg).items():
         if v < 0:
             raise ConfigError(f"weights.{k} must be >= 0, got {v}")
-    if str(cfg.perceptual.weights) not in ("imagenet", "random"):
+    if cfg.perceptual.weights not in ("imagenet", "random"):
         raise ConfigError(f"perceptual.weights must be imagenet or random, got {cfg.perceptual.weights!r}")
     from lossnet.benchmarks.super_resolution import check_sr_training
 
@@ -202,8 +203,9 @@ def check(cfg) -> None:
 
 
 def _common_setting(cfg, factor: int) -> dict:
-    s = {"factor": factor, "test_sets": [str(t) for t in _list(cfg.test_sets)], "blur_sigma": float(cfg.blur_sigma),
-         "antialias": bool(cfg.antialias), "eval": OmegaConf.to_container(cfg.eval, resolve=True)}
+    cfg = typed(NAME, cfg)
+    s = {"factor": factor, "test_sets": cfg.test_sets, "blur_sigma": cfg.blur_sigma, "antialias": cfg.antialias,
+         "eval": asdict(cfg.eval)}
     if PETS_TEST in s["test_sets"]:
         s["pets_test"] = pets_test_identity(cfg)
     return s
@@ -211,16 +213,16 @@ def _common_setting(cfg, factor: int) -> dict:
 
 def run_setting(cfg, factor: int, weights: dict[str, float]) -> dict:
     """Everything that determines a VAE row's result (its id is the hash of this + run + seed)."""
+    cfg = typed(NAME, cfg)
     s = _common_setting(cfg, factor)
-    s.update({"data": data_identity(cfg), "val_images": int(cfg.val_images), "val_patch": int(cfg.val_patch),
-              "patch": int(cfg.patch), "n_patches": int(cfg.n_patches), "weights": weights,
-              "sampling": str(cfg.sampling), "kl_reduction": str(cfg.kl_reduction),
-              "model": OmegaConf.to_container(cfg.model, resolve=True),
-              "train": OmegaConf.to_container(cfg.train, resolve=True)})
+    s.update({"data": data_identity(cfg), "val_images": cfg.val_images, "val_patch": cfg.val_patch,
+              "patch": cfg.patch, "n_patches": cfg.n_patches, "weights": weights, "sampling": cfg.sampling,
+              "kl_reduction": cfg.kl_reduction, "model": asdict(cfg.model), "train": asdict(cfg.train)})
     if weights["perceptual"] > 0:
-        s["perceptual"] = {k: cfg.perceptual[k] for k in ("arch", "layer", "weights")}
-        if str(cfg.perceptual.weights) == "random":
-            s["perceptual"]["init_seed"] = int(cfg.perceptual.init_seed)
+        p = cfg.perceptual
+        s["perceptual"] = {"arch": p.arch, "layer": p.layer, "weights": p.weights}
+        if p.weights == "random":
+            s["perceptual"]["init_seed"] = p.init_seed
     return s
 
 

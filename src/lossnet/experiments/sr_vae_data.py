@@ -3,13 +3,13 @@ Oxford-IIIT Pet, the ``pets`` test split and the evaluation on every configured 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from lossnet import distributed
-from lossnet.config import require_dir
+from lossnet.config import require_dir, typed
 from lossnet.errors import ConfigError
 
 PETS_TEST = "pets"
@@ -29,7 +29,8 @@ def data_identity(cfg) -> dict:
     """What identifies the training images in a run id."""
     from lossnet.data.sr import folder_digest
 
-    if str(cfg.data) == "pets":
+    cfg = typed("srvae", cfg)
+    if cfg.data == "pets":
         lst = _pets_base(cfg) / "annotations" / "trainval.txt"
         return {"source": "pets", "list_size": lst.stat().st_size if lst.exists() else None,
                 "max_images": cfg.max_images}
@@ -39,10 +40,11 @@ def data_identity(cfg) -> dict:
 
 def training_data(cfg, factor: int, seed: int) -> tuple[dict, dict, dict]:
     """``(train, val, info)`` uint8 pairs from ``train_root`` or Oxford-IIIT Pet."""
-    kw = dict(factor=factor, patch=int(cfg.patch), n_patches=int(cfg.n_patches), val_images=int(cfg.val_images),
-              val_patch=int(cfg.val_patch), sigma=float(cfg.blur_sigma), antialias=bool(cfg.antialias), seed=seed,
-              max_images=None if cfg.max_images is None else int(cfg.max_images), sampling=str(cfg.sampling))
-    if str(cfg.data) == "pets":
+    cfg = typed("srvae", cfg)
+    kw = dict(factor=factor, patch=cfg.patch, n_patches=cfg.n_patches, val_images=cfg.val_images,
+              val_patch=cfg.val_patch, sigma=cfg.blur_sigma, antialias=cfg.antialias, seed=seed,
+              max_images=cfg.max_images, sampling=cfg.sampling)
+    if cfg.data == "pets":
         from lossnet.data.pets import pets_training_data
 
         return pets_training_data(_dir(cfg.pets_root, "pets_root"), **kw)
@@ -82,15 +84,14 @@ def pets_test_images(cfg) -> list[tuple[str, torch.Tensor]]:
     from lossnet.data.pets import load_oxford_pets
     from lossnet.data.sr import resize_square
 
+    cfg = typed("srvae", cfg)
     try:
-        n = None if cfg.pets_test_images is None else int(cfg.pets_test_images)
-        ps = load_oxford_pets(_pets_base(cfg), "test", n)
+        ps = load_oxford_pets(_pets_base(cfg), "test", cfg.pets_test_images)
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(f"test set {PETS_TEST}: {e}") from None
     items = ps.items()
     if cfg.pets_test_size is not None:
-        size = int(cfg.pets_test_size)
-        items = [(n, resize_square([im], size)[0]) for n, im in items]
+        items = [(n, resize_square([im], cfg.pets_test_size)[0]) for n, im in items]
     return items
 
 
@@ -102,16 +103,17 @@ def evaluate_all(cfg, upscale, factor: int, device="cpu", keep_for: Path | None 
     from lossnet.eval.sr import evaluate_sr
     from lossnet.report.figures import save_png
 
-    sets = [str(t) for t in as_list(cfg.test_sets)]
+    cfg = typed("srvae", cfg)
+    sets = cfg.test_sets
     others = [t for t in sets if t != PETS_TEST]
     out: dict = {"images": {}}
     if others:
-        out = evaluate(OmegaConf.merge(cfg, {"test_sets": others}), upscale, factor, device, keep_for=keep_for)
+        out = evaluate(replace(cfg, test_sets=others), upscale, factor, device, keep_for=keep_for)
     if PETS_TEST in sets:
-        keep = [str(e).split("/", 1)[1] for e in as_list(cfg.examples or []) if str(e).startswith(PETS_TEST + "/")]
-        border = None if cfg.eval.border is None else int(cfg.eval.border)
-        res = evaluate_sr(upscale, pets_test_images(cfg), factor, sigma=float(cfg.blur_sigma),
-                          antialias=bool(cfg.antialias), border=border, colour=str(cfg.eval.colour), quantize=bool(cfg.eval.quantize), device=device, keep=keep)
+        keep = [e.split("/", 1)[1] for e in cfg.examples if e.startswith(PETS_TEST + "/")]
+        res = evaluate_sr(upscale, pets_test_images(cfg), factor, sigma=cfg.blur_sigma, antialias=cfg.antialias,
+                          border=cfg.eval.border, colour=cfg.eval.colour, quantize=cfg.eval.quantize, device=device,
+                          keep=keep)
         for m in METRICS:
             out[score_name(PETS_TEST, m, factor)] = res[m]
         out["images"][PETS_TEST] = res["images"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lossnet.config import typed
 from lossnet.errors import ConfigError
 from lossnet.experiments.sr_vae_data import training_data
 from lossnet.train.cache import with_target_features
@@ -98,30 +99,28 @@ def build_model(cfg, factor: int):
     :class:`~lossnet.models.sr_vae.SRVAE`."""
     from lossnet.models.sr_vae import SRVAE, GlobalSRVAE
 
+    cfg = typed("srvae", cfg)
     m = cfg.model
-    if str(m.kind) == "dfc":
-        return GlobalSRVAE(factor, int(cfg.patch) // factor, int(m.latent), [int(w) for w in m.widths],
-                           str(m.normalize))
-    return SRVAE(factor, int(m.channels), int(m.z_channels), int(m.blocks), int(m.down), bool(m.residual),
-                 float(m.logvar_init), str(m.normalize))
+    if m.kind == "dfc":
+        return GlobalSRVAE(factor, cfg.patch // factor, m.latent, m.widths, m.normalize)
+    return SRVAE(factor, m.channels, m.z_channels, m.blocks, m.down, m.residual, m.logvar_init, m.normalize)
 
 
 def train_sr_vae(cfg, factor: int, weights: dict[str, float], loss_net, *, seed: int, ckpt_dir: Path | None,
                  data=None, label: str = ""):
     """Train one SR-VAE; returns ``(model in eval mode, FitResult, data info)`` (best validation PSNR kept)."""
     from lossnet.benchmarks.super_resolution import val_psnr
-    from lossnet.train.engine import FitConfig, fit, fit_options
+    from lossnet.train.engine import FitConfig, fit
 
+    cfg = typed("srvae", cfg)
     train, val, info = data or training_data(cfg, factor, seed)
     torch.manual_seed(seed)
     model = build_model(cfg, factor)
     loss_net = loss_net if weights["perceptual"] > 0 else None
     train = with_target_features(train, "hr", loss_net, cfg)
-    task = SRVAETask(model, weights, loss_net, str(cfg.kl_reduction))
-    t = cfg.train
-    fc = FitConfig(epochs=int(t.epochs), batch_size=int(t.batch_size), lr=float(t.lr),
-                   weight_decay=float(t.weight_decay), seed=seed, device=cfg.get("device") or None,
-                   progress=bool(cfg.get("progress", False)), desc=label or f"srvae x{factor}", **fit_options(t))
+    task = SRVAETask(model, weights, loss_net, cfg.kl_reduction)
+    fc = FitConfig.from_section(cfg.train, seed=seed, device=cfg.device, progress=cfg.progress,
+                                desc=label or f"srvae x{factor}")
 
     def validate(task, v, device):
         return -val_psnr(task.model.upscale, v, factor, cfg, device)

@@ -19,8 +19,7 @@ from lossnet.data.parts import ExperimentData
 from lossnet.runs.cells import cell_id, environment, utc_now
 from lossnet.runs.table import ResultsTable
 
-__all__ = ["RunContext", "TrainedCell", "encoder_row", "encoder_settings", "finish_cell", "fmt_score", "probe_options",
-           "probe_settings", "run_probes", "train_and_embed"]
+__all__ = ["RunContext", "TrainedCell", "encoder_row", "finish_cell", "fmt_score", "run_probes", "train_and_embed"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -60,44 +59,6 @@ class RunContext:
 # --------------------------------------------------------------------------------------------
 
 
-def encoder_settings(cfg, *, with_gamma: bool) -> dict:
-    """The encoder-training settings of a config that enter cell ids."""
-    e = cfg.encoder
-    d = {"epochs": int(e.epochs), "batch_size": int(e.batch_size), "lr": float(e.lr),
-         "weight_decay": float(e.weight_decay), "val_fraction": float(e.val_fraction),
-         "patience": None if e.patience is None else int(e.patience), "hidden": int(e.hidden),
-         "pixel_loss": str(e.pixel_loss)}
-    if with_gamma:
-        d["gamma"] = float(e.gamma)
-    return d
-
-
-def probe_settings(cfg) -> dict:
-    """The probe settings of a config that enter cell ids."""
-    p = cfg.probe
-    d = {"grid": str(p.grid), "epochs": int(p.epochs), "batch_size": int(p.batch_size), "lr": float(p.lr),
-         "val_fraction": float(p.val_fraction)}
-    if p.get("linear_grid") is not None:
-        d["linear_grid"] = str(p.linear_grid)
-    d.update(probe_options(cfg))
-    return d
-
-
-def probe_options(cfg) -> dict:
-    """``fit_probe_grid`` options of ``cfg.probe`` (absent keys: the function's defaults, which
-    keep the cell ids of configs without them): ``standardize_inputs``, ``standardize_targets``,
-    ``classification_loss``."""
-    p = cfg.probe
-    d = {}
-    if p.get("standardize_inputs") is not None:
-        d["standardize"] = bool(p.standardize_inputs)
-    if p.get("standardize_targets") is not None:
-        d["standardize_targets"] = bool(p.standardize_targets)
-    if p.get("classification_loss") is not None:
-        d["classification_loss"] = str(p.classification_loss)
-    return d
-
-
 @dataclass
 class TrainedCell:
     """An encoder trained for one cell, with the embeddings of the probe and test parts."""
@@ -113,17 +74,12 @@ def train_and_embed(ctx: RunContext, cid: str, *, procedure: str, z: int, variat
     """Train the cell's encoder (resuming from ``cells/<id>/last.pt``) and embed probe/test images."""
     import time
 
-    from lossnet.train.engine import FitConfig, fit_options
+    from lossnet.train.engine import FitConfig
     from lossnet.train.procedures import EncoderConfig, train_encoder
 
     e = ctx.cfg.encoder
-    enc_cfg = EncoderConfig(procedure=procedure, z=int(z), variational=bool(variational), gamma=float(e.gamma),
-                            hidden=int(e.hidden), pixel_loss=str(e.pixel_loss))
-    fit_cfg = FitConfig(epochs=int(e.epochs), batch_size=int(e.batch_size), lr=float(e.lr),
-                        weight_decay=float(e.weight_decay), seed=int(seed), val_fraction=float(e.val_fraction),
-                        patience=None if e.patience is None else int(e.patience),
-                        device=ctx.cfg.get("device") or None, progress=bool(ctx.cfg.progress), desc=desc,
-                        **fit_options(e))
+    enc_cfg = EncoderConfig.from_section(e, procedure=procedure, z=z, variational=variational)
+    fit_cfg = FitConfig.from_section(e, seed=seed, device=ctx.cfg.get("device"), progress=ctx.cfg.progress, desc=desc)
     te = train_encoder(ctx.data.encoder_images, enc_cfg, fit_cfg, loss_net=ctx.loss_net, cache=ctx.cache,
                        ckpt_dir=ctx.cell_dir(cid), identity={"cell": cid})
     t0 = time.perf_counter()
@@ -134,8 +90,11 @@ def train_and_embed(ctx: RunContext, cid: str, *, procedure: str, z: int, variat
 
 
 def run_probes(ctx: RunContext, cell: TrainedCell, grid: str, seed: int):
-    """Fit probe grid ``grid`` on the cell's embeddings; returns a ``GridResult``."""
+    """Fit probe grid ``grid`` on the cell's embeddings with the settings of ``cfg.probe`` that
+    enter the cell's id (those left null keep ``fit_probe_grid``'s defaults); returns a ``GridResult``."""
     from lossnet.eval.probes import fit_probe_grid
+    from lossnet.schema import identity
+    from lossnet.schema.sections import Probe
 
     p = ctx.cfg.probe
     d = ctx.data
@@ -144,10 +103,9 @@ def run_probes(ctx: RunContext, cell: TrainedCell, grid: str, seed: int):
         torch.set_num_threads(int(p.threads))
     try:
         return fit_probe_grid(cell.probe_x, d.probe_targets, cell.test_x, d.test_targets, task=d.task, grid=grid,
-                              epochs=int(p.epochs), batch_size=int(p.batch_size), lr=float(p.lr),
-                              val_fraction=float(p.val_fraction), seed=int(seed), device=ctx.device,
-                              progress=bool(ctx.cfg.progress),
-                              num_classes=10 if d.task == "classification" else None, **probe_options(ctx.cfg))
+                              seed=int(seed), device=ctx.device, progress=bool(ctx.cfg.progress),
+                              num_classes=10 if d.task == "classification" else None,
+                              **identity(p, Probe, drop=("grid", "linear_grid")))
     finally:
         torch.set_num_threads(threads)
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import Dict
 
 from lossnet.schema.commands import Embed, LunarLanderData, Pretrain, Report, Select
-from lossnet.schema.fields import check, check_precision, check_value, field_of, leaves
+from lossnet.schema.fields import build, check, check_precision, check_value, field_of, identity, leaves
 from lossnet.schema.files import (Benchmark1, Benchmark2, Benchmark3, Benchmark4, Demo, PaperA, PaperB, SrVae,
                                   Sweep)
 
-__all__ = ["COMMANDS", "SCHEMAS", "check", "check_args", "check_precision", "check_value", "field_of", "leaves",
-           "schema_for"]
+__all__ = ["COMMANDS", "SCHEMAS", "build", "check", "check_args", "check_precision", "check_value", "field_of", "identity",
+           "leaves", "schema_for"]
 
 SCHEMAS: Dict[str, type] = {"paper_a": PaperA, "paper_b": PaperB, "demo": Demo, "srvae": SrVae, "sweep": Sweep,
                             "benchmark1": Benchmark1, "benchmark2": Benchmark2, "benchmark3": Benchmark3,

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import math
 import re
+import types
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any, Dict, Iterator, List, Optional, Union, get_args, get_origin, get_type_hints
 
 from lossnet.errors import ConfigError
 
-__all__ = ["check", "check_precision", "check_value", "choice", "count", "items", "leaves", "num", "text"]
+__all__ = ["build", "check", "check_precision", "check_value", "choice", "count", "identity", "in_identity", "items",
+           "leaves", "num", "text"]
 
 BIG = 1 << 20
 """Upper bound of counts (epochs, images, patches ...): over a million is a typo, not a plan."""
@@ -82,6 +84,69 @@ def fraction(default: float, doc: str = "") -> Any:
     return num(default, gt=0.0, lt=1.0, doc=doc)
 
 
+def in_identity(f: Any, when: str) -> Any:
+    """Mark when field ``f`` enters a cell's identity (:func:`identity`): ``"never"`` (how a cell
+    runs, not what it computes: precision, the logger ...) or ``"when set"`` (a null or absent
+    value keeps the ids of configs without the key); unmarked fields always do."""
+    f.metadata = {**f.metadata, "identity": when}
+    return f
+
+
+# --------------------------------------------------------------------------------------------
+# Identity
+# --------------------------------------------------------------------------------------------
+
+_CASTS = {int: int, float: float, str: str, bool: bool}
+
+
+def _cast(v: Any, tp) -> Any:
+    """``v`` as the scalar type of annotation ``tp`` (YAML ints pass for floats); lists, mappings
+    and None as they are."""
+    base, _ = _unwrap(tp)
+    return _CASTS[base](v) if v is not None and base in _CASTS and not isinstance(v, (list, dict)) else v
+
+
+def section_items(section: Any) -> dict:
+    """A config section (a mapping, DictConfig or dataclass instance) as a dict of its top-level keys."""
+    if section is None:
+        return {}
+    if is_dataclass(section) and not isinstance(section, type):
+        return {f.name: getattr(section, f.name) for f in fields(section)}
+    return dict(section.items())
+
+
+def build(cls: type, section: Any, **extra: Any) -> Any:
+    """An instance of dataclass ``cls`` (``FitConfig``, ``EncoderConfig`` ...) from a config
+    ``section``: the section's keys that ``cls`` has, cast to its field types; the others are
+    ignored, nulls keep the defaults; ``extra`` keyword arguments win."""
+    hints = _hints(cls)
+    values = {k: v for k, v in section_items(section).items() if k in hints}
+    values.update(extra)
+    return cls(**{k: _cast(v, hints[k]) for k, v in values.items() if v is not None})
+
+
+def identity(section: Any, schema: type | None = None, *, drop: tuple[str, ...] = ()) -> dict:
+    """What of config ``section`` (a mapping, DictConfig or an instance of ``schema``) enters a
+    cell's id: every field of ``schema`` (default: the section's own class) cast to its declared
+    type, except those marked by :func:`in_identity` (``"when set"`` ones only when not null or
+    absent; ``id_key`` in a field's metadata renames it) and the names in ``drop``. Another key the
+    section lacks takes the schema's default."""
+    schema = schema or type(section)
+    get = (lambda k, d: getattr(section, k, d)) if is_dataclass(section) else (lambda k, d: section.get(k, d))
+    hints = _hints(schema)
+    out = {}
+    for f in fields(schema):
+        when = f.metadata.get("identity", "always")
+        if when == "never" or f.name in drop:
+            continue
+        default = f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
+        v = get(f.name, None if default is MISSING or when == "when set" else default)
+        if v is None and when == "when set":
+            continue
+        out[f.metadata.get("id_key", f.name)] = _cast(v, hints[f.name])
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Checking
 # --------------------------------------------------------------------------------------------
@@ -93,7 +158,7 @@ def _hints(schema: type) -> dict:
 
 def _unwrap(tp) -> tuple[Any, bool]:
     """(the type without Optional, whether None is allowed)."""
-    if get_origin(tp) is Union:
+    if get_origin(tp) in (Union, types.UnionType):
         args = [a for a in get_args(tp) if a is not type(None)]
         return (args[0] if len(args) == 1 else Any), True
     return tp, tp is Any

@@ -7,7 +7,8 @@ from typing import Any, List, Optional
 
 __all__ = ["Data", "Encoder", "Fit", "LossNet", "LunarLander", "Probe", "SrEval", "Svhn", "SrTrain"]
 
-from lossnet.schema.fields import BIG, MAX_SIDE, choice, count, fraction, items, num, precision, seed, text, threads
+from lossnet.schema.fields import (BIG, MAX_SIDE, choice, count, fraction, in_identity, items, num, precision, seed,
+                                   text, threads)
 
 GRIDS = ("paper_b", "paper_b_leaky", "paper_a", "linear")
 """The probe grids of :mod:`lossnet.eval.probe_specs` (checked equal there by tests/test_schema.py)."""
@@ -21,10 +22,10 @@ class Fit:
     batch_size: int = count(128, 1, BIG, "batch size")
     lr: float = num(1e-3, gt=0.0, le=10.0, doc="learning rate (Adam)")
     weight_decay: float = num(0.0, ge=0.0, le=10.0, doc="weight decay")
-    precision: str = precision()
-    channels_last: bool = field(default=False, metadata={"doc": "channels_last memory format"})
-    compile: bool = field(default=False, metadata={"doc": "torch.compile the training step"})
-    logger: str = choice("csv", "csv", "tensorboard", "none", doc="per-epoch history")
+    precision: str = in_identity(precision(), "never")  # how a cell runs, not what it computes
+    channels_last: bool = in_identity(field(default=False, metadata={"doc": "channels_last memory format"}), "never")
+    compile: bool = in_identity(field(default=False, metadata={"doc": "torch.compile the training step"}), "never")
+    logger: str = in_identity(choice("csv", "csv", "tensorboard", "none", doc="per-epoch history"), "never")
     val_fraction: float = fraction(0.2, "validation share of the training images")
     patience: Optional[int] = count(None, 1, 100_000, "early-stopping patience (epochs; null: none)")
 
@@ -36,7 +37,8 @@ class Encoder(Fit):
     gamma: float = num(1.0, ge=0.0, le=1e6, doc="KL weight of a VAE")
     hidden: int = count(2048, 1, 1 << 16, "feature encoder/decoder MLP width")
     pixel_loss: str = choice("mse", "mse", "l1", "bce", doc="pixel-wise loss")
-    deterministic: bool = field(default=False, metadata={"doc": "deterministic kernels, bit-identical reruns"})
+    deterministic: bool = in_identity(field(default=False, metadata={
+        "doc": "deterministic kernels, bit-identical reruns"}), "never")
 
 
 @dataclass
@@ -44,18 +46,19 @@ class Probe:
     """Probe training (``lossnet.eval.probe_training``)."""
 
     grid: str = choice("paper_b", *GRIDS, doc="probe grid")
-    linear_grid: str = choice("linear", *GRIDS, doc="grid of the linear regressor")
+    linear_grid: Optional[str] = in_identity(choice(None, *GRIDS, doc="grid of the linear regressor (null: none)"),
+                                             "when set")
     epochs: int = count(100, 1, 100_000, "probe epochs")
     batch_size: int = count(512, 1, BIG, "probe batch size")
     lr: float = num(1e-3, gt=0.0, le=10.0, doc="probe learning rate")
     val_fraction: float = fraction(0.2, "validation share of the probe images")
-    standardize_inputs: Optional[bool] = field(default=False, metadata={
-        "doc": "embeddings to mean 0 / std 1 (null: fit_probe_grid's default)"})
-    standardize_targets: Optional[bool] = field(default=True, metadata={
-        "doc": "positions to mean 0 / std 1 (null: fit_probe_grid's default)"})
-    classification_loss: Optional[str] = choice("mse", "mse", "cross_entropy",
-                                                doc="classification probe loss (null: fit_probe_grid's default)")
-    threads: Optional[int] = threads("torch threads while probes train (null: as the run)")
+    standardize_inputs: Optional[bool] = in_identity(field(default=False, metadata={
+        "doc": "embeddings to mean 0 / std 1 (null: fit_probe_grid's default)", "id_key": "standardize"}), "when set")
+    standardize_targets: Optional[bool] = in_identity(field(default=True, metadata={
+        "doc": "positions to mean 0 / std 1 (null: fit_probe_grid's default)"}), "when set")
+    classification_loss: Optional[str] = in_identity(choice(
+        "mse", "mse", "cross_entropy", doc="classification probe loss (null: fit_probe_grid's default)"), "when set")
+    threads: Optional[int] = in_identity(threads("torch threads while probes train (null: as the run)"), "never")
 
 
 @dataclass

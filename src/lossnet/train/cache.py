@@ -231,10 +231,12 @@ def build_feature_file(images: torch.Tensor, net: LossNetwork, path: PathLike, *
 def with_target_features(data: dict[str, torch.Tensor], key: str, loss_net, cfg) -> dict[str, torch.Tensor]:
     """``data`` plus ``feat``: ``loss_net``'s features of the fixed targets ``data[key]`` (uint8,
     1 or 3 channels), computed once when they fit in ``cfg.feature_cache_gb``; ``data`` unchanged
-    without a loss network or when they do not fit (then they are computed on every batch)."""
-    if loss_net is None or not float(cfg.get("feature_cache_gb") or 0):
+    without a loss network or when they do not fit (then they are computed on every batch). ``cfg``:
+    a config or its typed schema (:func:`lossnet.config.typed`)."""
+    max_gb = float(getattr(cfg, "feature_cache_gb", None) or 0)
+    if loss_net is None or not max_gb:
         return data
     targets = data[key].expand(-1, 3, -1, -1) if data[key].shape[1] == 1 else data[key]
-    feat = target_features(targets, loss_net.requires_grad_(False).eval(), max_gb=float(cfg.feature_cache_gb),
-                           device=cfg.get("device") or None)
+    feat = target_features(targets, loss_net.requires_grad_(False).eval(), max_gb=max_gb,
+                           device=getattr(cfg, "device", None) or None)
     return data if feat is None else {**data, "feat": feat}

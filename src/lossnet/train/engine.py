@@ -43,6 +43,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import distributed
+from ..schema.fields import build, section_items
 from ..utils import best_device, fault_point, save_torch, stable_hash
 from .checkpoint import read_resumable as _read_checkpoint
 from .runtime import (PRECISIONS, Frozen, Runtime, _data_parallel, compiled, evaluate,  # noqa: F401 (Frozen,
@@ -94,6 +95,20 @@ class FitConfig:
             d.pop("precision")
         return stable_hash(d, compact=False)
 
+    @classmethod
+    def from_section(cls, section, *, options=None, **extra) -> "FitConfig":
+        """The settings of a config ``section`` (``cfg.encoder``, ``cfg.train``, ``cfg.decoder`` ...: a
+        mapping, DictConfig or schema dataclass) that FitConfig has, cast to FitConfig's types; its
+        other keys are ignored and null values keep the defaults (:func:`lossnet.schema.build`).
+        ``options``: a second section whose fast-path and logger keys (:data:`FIT_OPTIONS`) are
+        used instead (paper A's decoder trains with the encoder's). ``extra`` (``seed``,
+        ``device``, ``progress``, ``desc`` ...) wins."""
+        values = section_items(section)
+        if options is not None:
+            values = {k: v for k, v in values.items() if k not in FIT_OPTIONS}
+            values.update({k: v for k, v in section_items(options).items() if k in FIT_OPTIONS})
+        return build(cls, values, **extra)
+
 
 @dataclass
 class FitResult:
@@ -130,19 +145,6 @@ def checkpoint_identity(cfg: FitConfig, identity: dict | None = None) -> dict:
 FIT_OPTIONS = ("precision", "channels_last", "compile", "logger", "deterministic")
 """The fast-path and logger keys that training sections of the YAML configs may set."""
 
-
-def fit_options(section) -> dict:
-    """``precision``, ``channels_last``, ``compile``, ``logger``, ``deterministic`` of a config section (a mapping
-    such as ``cfg.encoder`` or ``cfg.train``) as :class:`FitConfig` keyword arguments; keys that
-    are absent or null keep FitConfig's defaults."""
-    if section is None:
-        return {}
-    out = {}
-    for k in FIT_OPTIONS:
-        v = section.get(k)
-        if v is not None:
-            out[k] = str(v) if k in ("precision", "logger") else bool(v)
-    return out
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

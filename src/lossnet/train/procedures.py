@@ -26,7 +26,7 @@ import json
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -40,6 +40,7 @@ from ..zoo.network import LossNetwork
 from ..errors import UserError
 from ..utils import CorruptFileError, batched, load_safetensors, read_json, write_failure
 from ..zoo.weights import ChecksumError, sha256_file
+from ..schema.fields import build
 from .engine import FitConfig, FitResult, Frozen, fit
 
 DECODER_WARN_PARAMS = 100_000_000
@@ -105,6 +106,13 @@ class EncoderConfig:
     gamma: float = 1.0  # KL weight for VAEs
     hidden: int = 2048  # feature encoder/decoder MLP width
     pixel_loss: str = "mse"
+
+    @classmethod
+    def from_section(cls, section, **extra) -> "EncoderConfig":
+        """The encoder settings of config ``section`` (``cfg.encoder``: ``gamma``, ``hidden``,
+        ``pixel_loss``; its training keys are FitConfig's), cast to these types; ``extra``
+        (``procedure``, ``z``, ``variational``) wins (:func:`lossnet.schema.build`)."""
+        return build(cls, section, **extra)
 
 
 def build_autoencoder(proc: Procedure, cfg: EncoderConfig, size: int, feat_dim: int, *,
@@ -397,7 +405,7 @@ def train_encoder(images: torch.Tensor, cfg: EncoderConfig, fit_cfg: FitConfig, 
     torch.manual_seed(fit_cfg.seed)
     model = build_autoencoder(proc, cfg, images.shape[-1], feat_dim)
     task = EncoderTask(proc, cfg, model, loss_net)
-    fit_cfg = FitConfig(**{**asdict(fit_cfg), "desc": fit_cfg.desc if fit_cfg.desc != "train" else proc.name})
+    fit_cfg = replace(fit_cfg, desc=fit_cfg.desc if fit_cfg.desc != "train" else proc.name)
     # batches carry only what the procedure reads (I-I-PW never touches the features)
     data = {"image": images}
     if needs_feats:
