@@ -171,12 +171,16 @@ def typed(name: str, cfg: DictConfig | dict | object) -> object:
         raise ConfigError(f"the {name} settings do not match their schema: {e.msg}") from None
 
 
-def resolve(name: str, overrides: Sequence[str] = ()) -> DictConfig:
+def resolve(name: str, overrides: Sequence[str] = (), *, defaults: str | None = None,
+            sweep: bool | None = None) -> DictConfig:
     """``configs/NAME.yaml`` resolved: its settings (a benchmark's over ``sweep.yaml``'s) <
     ``scales.<scale>`` < ``variants.<variant>`` < the ``key=value`` overrides, every key and value
-    checked (:func:`parse_overrides`, :func:`validate`); ``scale`` / ``variant`` name the presets."""
-    raw = load(name)
-    base = OmegaConf.merge(_settings(load("sweep")), raw) if name.startswith("benchmark") else raw
+    checked (:func:`parse_overrides`, :func:`validate`); ``scale`` / ``variant`` name the presets.
+    ``defaults``: the settings (YAML text or a dict) instead of the file (a benchmark registered by a user);
+    ``sweep``: merge over the sweep settings (default: for names starting with ``benchmark``)."""
+    raw = OmegaConf.create(defaults) if defaults is not None else load(name)
+    sweep = name.startswith("benchmark") if sweep is None else sweep
+    base = OmegaConf.merge(_settings(load("sweep")), raw) if sweep else raw
     over = parse_overrides(overrides, base, name)
     scales, variants = raw.get("scales") or {}, raw.get("variants") or {}
     scale, variant = over.get("scale", base.get("scale")), over.get("variant", base.get("variant"))

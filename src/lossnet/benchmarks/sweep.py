@@ -83,19 +83,11 @@ def load_sweep_config(benchmark: str, overrides: Sequence[str] = ()) -> DictConf
 
     Unknown keys raise :class:`~lossnet.errors.ConfigError` listing the valid ones.
     """
-    from lossnet.config import parse_overrides, validate
+    from lossnet.config import resolve
 
     bench = get_benchmark(benchmark)
-    bdefaults = OmegaConf.create(bench.defaults)
-    scales = bdefaults.pop("scales", None) or {}
-    base = OmegaConf.merge(OmegaConf.create(SWEEP_DEFAULTS), bdefaults)
-    over = parse_overrides(list(overrides), base, f"sweep {benchmark}")
-    scale = over.get("scale", base.scale)
-    if scale not in scales:
-        raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(scales) or '(none)'}")
-    cfg = OmegaConf.merge(base, scales[scale], over)
-    cfg.scale = scale
-    validate(f"sweep {benchmark}", cfg)  # the whole resolved config, before any cell starts
+    # the one loader: sweep settings < the benchmark's defaults < presets < overrides
+    cfg = resolve(benchmark, overrides, defaults=bench.defaults, sweep=True)
     cfg.benchmark = benchmark
     if not cfg.get("out"):
         cfg.out = f"runs/sweep-{benchmark}"

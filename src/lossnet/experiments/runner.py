@@ -60,24 +60,8 @@ def load_config(experiment: str, overrides: Sequence[str] = ()) -> DictConfig:
     Raises :class:`~lossnet.errors.ConfigError` (one line) for unknown experiments, keys,
     scales, variants, datasets or sweep values.
     """
-    base = OmegaConf.load(config_path(experiment))
-    over = config.parse_overrides(overrides, base, experiment)
-    scales = base.get("scales") or {}
-    variants = base.get("variants") or {}
-    scale = over.get("scale", base.get("scale"))
-    variant = over.get("variant", base.get("variant"))
-    if scale not in scales:
-        raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(scales)}")
-    if variant is not None and variant not in variants:
-        raise ConfigError(f"unknown variant {variant!r}; choose one of {', '.join(variants) or '(none)'}")
-    plain = OmegaConf.masked_copy(base, [k for k in base.keys() if k not in config.PRESET_KEYS])
-    layers = [plain, scales[scale]] + ([variants[variant]] if variant is not None else []) + [over]
-    for layer in layers[1:-1]:  # presets may only set existing keys, too
-        for k in config.valid_keys(layer):
-            config.check_key(base, k, experiment)
-    cfg = OmegaConf.merge(*layers)
-    cfg.scale, cfg.variant = scale, variant
-    config.validate(experiment, cfg)  # the whole resolved config, before any cell starts
+    config_path(experiment)  # a ConfigError listing the known experiments
+    cfg = config.resolve(experiment, overrides)  # the one loader: presets, overrides, whole-config validation
     return _finalise(cfg, experiment)
 
 
