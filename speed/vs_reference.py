@@ -213,7 +213,9 @@ def main() -> None:
     if dev.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # float32 everywhere
     ref = import_reference(args.reference)
-    net = LossNetwork("paper")  # AlexNet relu2 + sigmoid, lossnet's offline weights
+    # AlexNet relu2 + sigmoid on raw [0, 1] input, as the reference's SimpleExtractor (no ImageNet
+    # normalisation: with it, lossnet's PS validation loss was 2.5x the reference's on the same data)
+    net = LossNetwork("paper", normalize=None)
     peak = sgemm_rate(dev, 4096 if dev.startswith("cuda") else 1024)
     print(f"device {dev}, torch {torch.__version__}, {torch.get_num_threads()} threads; epochs {args.epochs}, "
           f"batch {args.batch}, z {args.z}, min of {args.repeats}; measured sgemm {peak:.0f} GFLOP/s; "

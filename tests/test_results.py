@@ -3,6 +3,7 @@ staleness check notices a changed input."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -53,3 +54,56 @@ def test_write_refuses_a_doc_without_its_markers(tmp_path):
     toy = results.Table("toy", "docs/t.md", ("x.py",), (), "", 0.1)
     with pytest.raises(SystemExit, match="markers of toy once"):
         results.write(toy, "| a |\n", tmp_path)
+
+
+def test_glob_inputs_cover_every_matching_file_and_an_empty_pattern_is_an_error(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    for name in ("a.py", "b.py"):
+        (tmp_path / "pkg" / name).write_text("x = 1\n")
+    t = results.Table("toy", "docs/t.md", ("x.py",), ("pkg/*.py",), "", 0.1)
+    assert [f.name for f in results.input_files(t, tmp_path)] == ["a.py", "b.py"]
+    before = results.inputs_digest(t, tmp_path)
+    (tmp_path / "pkg" / "b.py").write_text("x = 2\n")
+    assert results.inputs_digest(t, tmp_path) != before
+    with pytest.raises(SystemExit, match="matches no file"):
+        results.input_files(results.Table("toy", "docs/t.md", ("x.py",), ("nothing/*.py",), "", 0.1), tmp_path)
+
+
+def test_every_registered_input_exists():
+    for t in results.TABLES:
+        assert results.input_files(t), t.name
+
+
+def test_render_starts_at_the_first_table_and_keeps_the_note_after_it(tmp_path):
+    toy = results.Table("toy", "docs/t.md", ("x.py",), (), "seed 0", 0.1)
+    block = results.render(toy, "progress | not a table\n\n| a |\n| --- |\n| 1 |\n\nwall time 3 min.\n", tmp_path)
+    assert "progress" not in block and "| a |\n| --- |\n| 1 |\n\nwall time 3 min." in block
+    with pytest.raises(SystemExit, match="no markdown table"):
+        results.render(toy, "just a log\n", tmp_path)
+
+
+sys.path.insert(0, str(REPO / "tools"))
+import tables  # noqa: E402
+
+sys.path.pop(0)
+
+
+def test_spread_is_mean_uncorrected_std_and_range():
+    assert tables.spread([1.0, 2.0, 3.0]) == ("2.00 ± 0.82", "1.00 – 3.00")
+    assert tables.spread([5.0]) == ("5.00 ± 0.00", "5.00 – 5.00")
+
+
+def test_demo_and_paper_b_tables_aggregate_over_seeds(tmp_path):
+    rows = [{"procedure": p, "seed": s, "test_error_px": e, "epoch_seconds": 2.0}
+            for p, base in (("I-I-PW", 20.0), ("I-I-PS", 4.0)) for s, e in zip((0, 1, 2), (base, base + 1, base + 2))]
+    table = tables.demo_table(rows, [0, 1, 2])
+    assert "| I-I-PW | 21.00 ± 0.82 | 20.00 – 22.00 | 2.0 |" in table
+    with pytest.raises(SystemExit, match="lack"):
+        tables.demo_table(rows[:-1], [0, 1, 2])  # a seed missing for one procedure
+    b = [{"procedure": "I-F-FP", "test_score": v, "metric": "position_error", "status": "ok"} for v in (6.0, 8.0)]
+    b.append({"procedure": "F-F-FP", "status": "skipped"})
+    out = tables.paper_b_table(b)
+    assert "position error (px), mean ± std over 2 repeats" in out and "| I-F-FP | 7.00 ± 1.00 | 6.00 – 8.00 |" in out
+    assert "F-F-FP" not in out
+    (tmp_path / "r.jsonl").write_text(json.dumps(b[0]) + "\n" + '{"torn')
+    assert tables.read_rows(tmp_path / "r.jsonl") == [b[0]]

@@ -26,6 +26,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 @dataclass(frozen=True)
 class Table:
     """One generated table: ``doc`` (relative to the repository) holds it between the markers;
-    ``command`` prints it (its markdown table is the text after the command's last blank line);
+    ``command`` prints it on stdout (its first markdown table and what follows it go into the doc);
     ``inputs``: the files whose change makes the numbers stale; ``seeds``: what was varied or fixed."""
 
     name: str
@@ -46,11 +47,34 @@ class Table:
     minutes: float  # rough cost on the 2-core CPU, for `list`
 
 
+# What a table's numbers depend on: the files that compute them (data, models, losses, training,
+# probes) and the settings (config presets). Orchestration -- the CLI, the run loop, the config
+# loader, the run directory -- is left out on purpose: it decides where rows go, not their values,
+# and is refactored often; a change there that changed a number would also fail its tests.
+_NUMERICS = ("src/lossnet/models/autoencoder.py", "src/lossnet/losses/*.py", "src/lossnet/zoo/network.py",
+             "src/lossnet/zoo/trunk.py", "src/lossnet/zoo/layers.py", "src/lossnet/train/engine.py",
+             "src/lossnet/train/procedures.py", "src/lossnet/train/runtime.py", "src/lossnet/eval/probe*.py")
+_LUNARLANDER = ("src/lossnet/data/lunarlander.py",)
+
 TABLES: tuple[Table, ...] = (
     Table("lunarlander_offscreen", "docs/experiments.md",
           ("tools/lunarlander_offscreen.py", "--rollouts", "700", "700", "700", "--markdown"),
           ("src/lossnet/data/lunarlander.py", "tools/lunarlander_offscreen.py"),
           "collection seed 0 (runs use seeds 0, 1, 2); deterministic: no spread", 2.0),
+    Table("demo", "README.md", ("tools/tables.py", "demo", "--seeds", "0", "1", "2"),
+          ("configs/demo.yaml", "src/lossnet/experiments/demo.py", "tools/tables.py", *_LUNARLANDER, *_NUMERICS),
+          "seeds 0, 1, 2 (collection, encoder, probes); std uncorrected", 30.0),
+    Table("paper_b_quick", "docs/experiments.md", ("tools/tables.py", "paper_b", "--repeats", "3"),
+          ("configs/paper_b.yaml", "src/lossnet/experiments/paper_b.py", "src/lossnet/runs/encoder_cells.py",
+           "src/lossnet/data/parts.py", "src/lossnet/models/simple_cnn.py", "tools/tables.py", *_LUNARLANDER,
+           *_NUMERICS),
+          "repeats 0, 1, 2 (seeds 0-2: encoder init, batch order, splits, probes; one collection, seed 0); "
+          "std uncorrected", 6.0),
+    Table("distortion_proxy", "docs/benchmark1.md",
+          ("studies/distortion_proxy.py", "--seeds", "0", "1", "2", "--threads", "2", "--markdown"),
+          ("studies/distortion_proxy.py", "src/lossnet/eval/similarity.py", "src/lossnet/losses/*.py",
+           "src/lossnet/zoo/network.py", "src/lossnet/zoo/trunk.py", "src/lossnet/zoo/layers.py"),
+          "seeds 0, 1, 2 (patches, crops, triplets); std uncorrected", 15.0),
 )
 
 
@@ -61,11 +85,23 @@ def table(name: str) -> Table:
     raise SystemExit(f"results: unknown table {name!r}; known: {', '.join(t.name for t in TABLES)}")
 
 
+def input_files(t: Table, repo: Path = REPO) -> list[Path]:
+    """The table's input files: each entry of :attr:`Table.inputs` is a path or a glob pattern
+    (relative to the repository) that must match at least one file."""
+    files = []
+    for pattern in t.inputs:
+        found = sorted(repo.glob(pattern))
+        if not found:
+            raise SystemExit(f"results: input {pattern!r} of table {t.name} matches no file; fix tools/results.py")
+        files += [f for f in found if f not in files]
+    return files
+
+
 def inputs_digest(t: Table, repo: Path = REPO) -> str:
     """sha256 over the table's input files (path and content, in order)."""
     h = hashlib.sha256()
-    for rel in t.inputs:
-        h.update(rel.encode() + b"\0" + (repo / rel).read_bytes() + b"\0")
+    for f in input_files(t, repo):
+        h.update(f.relative_to(repo).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
@@ -80,10 +116,13 @@ def blocks(text: str) -> list[tuple[str, str]]:
 
 
 def render(t: Table, output: str, repo: Path = REPO) -> str:
-    """The block for ``output`` (the command's stdout): its last markdown table + provenance."""
+    """The block for ``output`` (the command's stdout): from its first markdown table (a line
+    starting with ``|`` at the start of a paragraph) to the end, + a provenance line."""
     lines = output.rstrip().splitlines()
-    start = max((i for i, line in enumerate(lines) if not line.strip()), default=-1) + 1
-    body = "\n".join(lines[start:])
+    starts = [i for i, line in enumerate(lines) if line.startswith("|") and (i == 0 or not lines[i - 1].strip())]
+    if not starts:
+        raise SystemExit(f"results: `python {shlex.join(t.command)}` printed no markdown table")
+    body = "\n".join(lines[starts[0]:])
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
                                 text=True, check=True).stdout.strip()
@@ -142,14 +181,16 @@ def main(argv: list[str] | None = None) -> int:
         problems = stale()
         print("\n".join(problems) or "results: every generated table is current")
         return 1 if problems else 0
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     for t in [table(n) for n in args.names] or list(TABLES):
-        print(f"results: {t.name} (~{t.minutes:g} min on the 2-core CPU) ...", file=sys.stderr)
-        out = subprocess.run([sys.executable, *t.command], cwd=REPO, env=env, capture_output=True, text=True)
+        print(f"results: {t.name} (~{t.minutes:g} min on the 2-core CPU) ...", file=sys.stderr, flush=True)
+        env = {**os.environ, "LOSSNET_TABLE_DIGEST": inputs_digest(t),  # tools/tables.py's work directory
+               "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, *t.command], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
         if out.returncode:
-            sys.stderr.write(out.stderr)
             raise SystemExit(f"results: {t.name}: `python {shlex.join(t.command)}` failed (exit {out.returncode})")
-        print(f"results: wrote {write(t, out.stdout).relative_to(REPO)}", file=sys.stderr)
+        print(f"results: wrote {write(t, out.stdout).relative_to(REPO)} ({(time.perf_counter() - t0) / 60:.1f} min)",
+              file=sys.stderr, flush=True)
     return 0
 
 

@@ -77,8 +77,7 @@ def _demo(args) -> None:
 
         from omegaconf import OmegaConf
 
-        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items() if k != "extra"}
-        print(OmegaConf.to_yaml(OmegaConf.create(d)), end="")
+        print(OmegaConf.to_yaml(OmegaConf.create(asdict(cfg))), end="")
         return
     t0 = time.perf_counter()
     rows = run_demo(cfg)

@@ -21,87 +21,50 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 from lossnet.errors import ConfigError
 from lossnet import config
+from lossnet.schema import Demo
 
 SCALES = {k: dict(v) for k, v in config.load("demo").scales.items()}
 """Per-scale values of the unset settings: ``scales`` in ``configs/demo.yaml``."""
 
-
-def load_config(overrides=()):
-    """``configs/demo.yaml`` < ``key=value`` overrides (checked against the file's keys); the
-    scale's values fill the settings left null. Returns the resolved :class:`DemoConfig`."""
-    from omegaconf import OmegaConf
-
-    base = config.load("demo")
-    over = config.parse_overrides(list(overrides), base, "demo")
-    plain = OmegaConf.masked_copy(base, [k for k in base.keys() if k not in config.PRESET_KEYS])
-    merged = OmegaConf.merge(plain, over)
-    config.validate("demo", merged)  # the whole resolved config, before any work
-    d = OmegaConf.to_container(merged, resolve=True)
-    d["procedures"] = tuple(d["procedures"]) if isinstance(d["procedures"], list) else (str(d["procedures"]),)
-    if d.get("rollouts") is not None:
-        d["rollouts"] = tuple(d["rollouts"])
-    return DemoConfig(**d).resolved()
+def load_config(overrides=()) -> Demo:
+    """``configs/demo.yaml`` < ``scales.<scale>`` < ``key=value`` overrides, resolved and checked by
+    the one loader (:func:`lossnet.config.resolve`), as a :class:`~lossnet.schema.Demo`."""
+    return config.typed("demo", config.resolve("demo", overrides))
 
 
-@dataclass
-class DemoConfig:
-    """Settings of ``lossnet demo``; ``scale`` fills the unset ones from :data:`SCALES`."""
-
-    out: str = "demo_out"
-    scale: str = "quick"
-    procedures: tuple[str, ...] = ("I-I-PW", "I-I-PS", "I-F-FP")
-    z: int = 64
-    seed: int = 0
-    rollouts: tuple[int, int, int] | None = None
-    epochs: int | None = None
-    probe_epochs: int | None = None
-    batch_size: int | None = None
-    lr: float = 1e-3
-    workers: int | None = None
-    device: str | None = None
-    progress: bool = True
-    precision: str = "32"
-    channels_last: bool = False
-    compile: bool = False
-    logger: str = "csv"
-    extra: dict = field(default_factory=dict)
-
-    def resolved(self) -> "DemoConfig":
-        if self.scale not in SCALES:
-            raise ConfigError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
-        d = asdict(self)
-        for k, v in SCALES[self.scale].items():
-            if d[k] is None:
-                d[k] = v
-        d["rollouts"] = tuple(d["rollouts"])
-        d["procedures"] = tuple(d["procedures"])
-        return DemoConfig(**d)
+def _filled(cfg: Demo) -> Demo:
+    """``cfg`` with the settings left null taken from its scale (a :class:`Demo` built in Python
+    may leave them unset; :func:`load_config` already fills them)."""
+    if cfg.scale not in SCALES:
+        raise ConfigError(f"scale must be one of {', '.join(SCALES)}, got {cfg.scale!r}")
+    unset = {k: v for k, v in SCALES[cfg.scale].items() if getattr(cfg, k) is None}
+    return replace(cfg, **unset) if unset else cfg
 
 
-def run_demo(cfg: DemoConfig) -> list[dict]:
+def run_demo(cfg: Demo) -> list[dict]:
     """Run the demo; returns the result rows (also written to ``cfg.out``). Holds the lock of
     ``cfg.out`` (:mod:`lossnet.runs.lock`) while it runs; a procedure whose row is already in
     ``results.jsonl`` is not trained again (the run loop, :mod:`lossnet.runs.loop`)."""
     from lossnet.runs.loop import run_directory
 
-    with run_directory(Path(cfg.resolved().out), what="demo output directory"):
+    with run_directory(Path(cfg.out), what="demo output directory"):
         return _run_demo_locked(cfg)
 
 
-def cell_setting(cfg: DemoConfig) -> dict:
+def cell_setting(cfg: Demo) -> dict:
     """What determines a procedure's row besides its name (its ``cell_id`` hashes this + the name)."""
-    keep = ("z", "seed", "rollouts", "epochs", "probe_epochs", "batch_size", "lr", "precision", "extra")
+    keep = ("z", "seed", "rollouts", "epochs", "probe_epochs", "batch_size", "lr", "precision")
     return {"experiment": "demo", "loss_net": "paper", **{k: v for k, v in asdict(cfg).items() if k in keep}}
 
 
-def _run_demo_locked(cfg: DemoConfig) -> list[dict]:
+def _run_demo_locked(cfg: Demo) -> list[dict]:
     from lossnet.data.lunarlander import generate_collection, load_run
     from lossnet.runs.cells import cell_id, utc_now
     from lossnet.runs.loop import Cell, final_report, run_cells
@@ -110,7 +73,7 @@ def _run_demo_locked(cfg: DemoConfig) -> list[dict]:
     from lossnet.train.procedures import get_procedure
     from lossnet.zoo import LossNetwork
 
-    cfg = cfg.resolved()
+    cfg = _filled(cfg)
     for p in cfg.procedures:
         get_procedure(p)
     out = Path(cfg.out)
@@ -163,7 +126,7 @@ def say(*a) -> None:
     print(*a, flush=True)
 
 
-def _procedure_row(cfg: DemoConfig, name: str, i: int, loss_net, cache, runs, feats, out: Path) -> dict:
+def _procedure_row(cfg: Demo, name: str, i: int, loss_net, cache, runs, feats, out: Path) -> dict:
     """Train procedure ``name`` (the ``i``-th), fit the probe grid on its embeddings, save its
     reconstructions; its result row."""
     from lossnet.eval.probes import fit_probe_grid
@@ -172,7 +135,7 @@ def _procedure_row(cfg: DemoConfig, name: str, i: int, loss_net, cache, runs, fe
 
     say(f"[3/4] encoder {i + 1}/{len(cfg.procedures)}: {name}, z={cfg.z}, {cfg.epochs} epochs")
     fit_cfg = FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                        device=cfg.device, progress=cfg.progress, desc=name, precision=str(cfg.precision),
+                        device=cfg.device, progress=cfg.progress, desc=name, precision=cfg.precision,
                         channels_last=cfg.channels_last, compile=cfg.compile, logger=cfg.logger)
     trained = train_encoder(runs[1].images, EncoderConfig(procedure=name, z=cfg.z), fit_cfg, loss_net=loss_net,
                             cache=cache, ckpt_dir=out / "checkpoints" / name)
