@@ -43,8 +43,8 @@ def load_config(overrides=()):
     plain = OmegaConf.masked_copy(base, [k for k in base.keys() if k not in config.PRESET_KEYS])
     merged = OmegaConf.merge(plain, over)
     config.validate("demo", merged)  # the whole resolved config, before any work
-    d = OmegaConf.to_container(merged, resolve=True)
-    d["procedures"] = tuple(d["procedures"]) if isinstance(d["procedures"], list) else (str(d["procedures"]),)
+    d = asdict(config.typed("demo", merged))  # every value of its declared type (precision=32 -> "32")
+    d["procedures"] = tuple(d["procedures"])
     if d.get("rollouts") is not None:
         d["rollouts"] = tuple(d["rollouts"])
     return DemoConfig(**d).resolved()
@@ -172,7 +172,7 @@ def _procedure_row(cfg: DemoConfig, name: str, i: int, loss_net, cache, runs, fe
 
     say(f"[3/4] encoder {i + 1}/{len(cfg.procedures)}: {name}, z={cfg.z}, {cfg.epochs} epochs")
     fit_cfg = FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                        device=cfg.device, progress=cfg.progress, desc=name, precision=str(cfg.precision),
+                        device=cfg.device, progress=cfg.progress, desc=name, precision=cfg.precision,
                         channels_last=cfg.channels_last, compile=cfg.compile, logger=cfg.logger)
     trained = train_encoder(runs[1].images, EncoderConfig(procedure=name, z=cfg.z), fit_cfg, loss_net=loss_net,
                             cache=cache, ckpt_dir=out / "checkpoints" / name)

@@ -8,6 +8,9 @@ from typing import Any
 import torch
 
 from lossnet.errors import ConfigError
+from lossnet.schema import build, check
+from lossnet.schema.fields import section_items
+from lossnet.schema.sections import LossNet
 
 __all__ = ["NORMALIZE", "build_loss_net", "loss_net_identity"]
 
@@ -15,34 +18,32 @@ NORMALIZE = ("none", "imagenet", "lpips")
 """Values of ``loss_net.normalize``."""
 
 
-def build_loss_net(ln_cfg):
-    """The loss network of ``cfg.loss_net``: ``name`` a preset (``paper``: AlexNet 2nd ReLU +
-    sigmoid) or an architecture with ``layers``/``sigmoid``; ``weights`` ``imagenet`` or ``random``
-    (seeded with ``init_seed``; for tests and smoke runs); ``normalize`` the input normalisation
-    applied to [0, 1] images inside the network: ``none`` (the authors' code for papers A/B feeds
-    [0, 1] images to AlexNet unnormalised), ``imagenet`` (mean/std the weights were trained with;
-    the default when the key is absent) or ``lpips``."""
+def build_loss_net(section):
+    """The loss network of ``cfg.loss_net`` (a :class:`~lossnet.schema.sections.LossNet`, or a
+    mapping / DictConfig checked and typed by it here): ``name`` a preset (``paper``: AlexNet 2nd
+    ReLU + sigmoid) or an architecture with ``layers``/``sigmoid``; ``weights`` ``imagenet`` or
+    ``random`` (seeded with ``init_seed``; for tests and smoke runs); ``normalize`` the input
+    normalisation applied to [0, 1] images inside the network: ``none`` (the authors' code for
+    papers A/B feeds [0, 1] images to AlexNet unnormalised), ``imagenet`` (mean/std the weights
+    were trained with; the default when a mapping lacks the key) or ``lpips``."""
     from lossnet.zoo import PRESETS, LossNetwork
 
-    name = str(ln_cfg.name)
-    weights = str(ln_cfg.weights)
-    if weights not in ("imagenet", "random"):
-        raise ConfigError(f"loss_net.weights must be imagenet or random, got {weights!r}")
-    kwargs: dict[str, Any] = {}
-    norm = ln_cfg.get("normalize", "imagenet")
-    norm = "none" if norm is None else str(norm)
-    if norm not in NORMALIZE:
-        raise ConfigError(f"loss_net.normalize must be one of {', '.join(NORMALIZE)}, got {norm!r}")
-    kwargs["normalize"] = None if norm == "none" else norm
-    if name not in PRESETS:
-        kwargs["layers"] = list(ln_cfg.layers) if ln_cfg.get("layers") is not None else ["S"]
-        kwargs["sigmoid"] = bool(ln_cfg.sigmoid) if ln_cfg.get("sigmoid") is not None else True
+    if isinstance(section, LossNet):
+        ln = section
+    else:
+        items = {"normalize": "imagenet", **section_items(section)}
+        check(LossNet, items)
+        ln = build(LossNet, items)
+    kwargs: dict[str, Any] = {"normalize": None if ln.normalize == "none" else ln.normalize}
+    if ln.name not in PRESETS:
+        kwargs["layers"] = list(ln.layers) if ln.layers is not None else ["S"]
+        kwargs["sigmoid"] = ln.sigmoid if ln.sigmoid is not None else True
     try:
-        if weights == "random":
+        if ln.weights == "random":
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(ln_cfg.init_seed))
-                return LossNetwork(name, weights=None, **kwargs)
-        return LossNetwork(name, **kwargs)
+                torch.manual_seed(ln.init_seed)
+                return LossNetwork(ln.name, weights=None, **kwargs)
+        return LossNetwork(ln.name, **kwargs)
     except (KeyError, ValueError) as e:
         raise ConfigError(f"loss_net: {e}") from None
 

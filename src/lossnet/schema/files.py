@@ -239,7 +239,7 @@ class Benchmark3(Sweep):
     detach: bool = False
     mu: float = num(0.01, ge=0.0, le=1e6, doc="topology loss weight")
     iteration_weights: str = choice("linear", "linear", "uniform", "last", doc="weights of the iterations")
-    tolerance: int = count(3, 0, 100, "completeness/correctness buffer (px)")
+    tolerance: float = num(3.0, ge=0.0, le=100.0, doc="completeness/correctness buffer (px, a Euclidean distance)")
     threshold: float = num(0.5, gt=0.0, lt=1.0, doc="road threshold")
     feature_cache_gb: float = num(2.0, ge=0.0, le=1e5, doc="feature cache budget (GB)")
     validation: str = choice("quality", "quality", "loss", doc="epoch selection")
