@@ -372,19 +372,19 @@ def load_defaults(scale: str = "quick") -> DictConfig:
     return scaled_defaults(DEFAULTS, scale)
 
 
-def make_loss_network(cfg, arch: str, layer: str, weights):
-    """The cell's loss network: ``arch`` at ``layer``, sigmoid (:func:`_sigmoid`) and input
-    normalisation (``normalize``) as configured."""
+def make_loss_network(cfg, arch: str, layer: str, weights, seed: int | None = None):
+    """The cell's loss network: ``arch`` at ``layer`` with ``weights`` (``seed``: of random ones),
+    sigmoid (:func:`_sigmoid`) and input normalisation (``normalize``) as configured."""
     from lossnet.zoo import LossNetwork
 
-    return LossNetwork(arch, layers=[layer], weights=weights, sigmoid=_sigmoid(cfg), normalize=_normalize(cfg))
+    return LossNetwork(arch, layers=[layer], weights=weights, sigmoid=_sigmoid(cfg), normalize=_normalize(cfg),
+                       seed=seed)
 
 
 def run(req: CellRequest) -> dict:
     """The sweep's cell: the request's loss network (:func:`make_loss_network`) through :func:`run_cell`."""
     c = req.config
-    with req.seeded():
-        net = make_loss_network(c, req.arch, req.layer, req.weights_arg)
+    net = make_loss_network(c, req.arch, req.layer, **req.weights_kwargs)
     res = run_cell(c, req.arch, req.layer, req.coords, loss_net=net, out=Path(req.out), cid=req.cid, seed=req.seed,
                    label=req.label)
     res["details"]["weights_source"] = net.weights_source

@@ -18,7 +18,6 @@ import pickle
 import sys
 import time
 import traceback
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,9 +38,9 @@ __all__ = ["CellRequest", "Job", "execute", "run_inline", "run_pool", "run_slurm
 class CellRequest:
     """What a cell function gets (picklable; built in the parent, run in a worker).
 
-    ``weights`` is ``"imagenet"`` or ``"random"``; :meth:`weights_arg` turns it into the
-    ``weights=`` argument of :class:`~lossnet.zoo.LossNetwork` and :meth:`seeded` makes random
-    initialisation reproducible (seeded with ``init_seed``).
+    ``weights`` is ``"imagenet"`` or ``"random"``; :attr:`weights_kwargs` are the matching
+    ``weights=`` / ``seed=`` arguments of :class:`~lossnet.zoo.LossNetwork` (random weights drawn
+    with ``init_seed``).
     """
 
     benchmark: str
@@ -61,24 +60,16 @@ class CellRequest:
         return OmegaConf.create(self.cfg)
 
     @property
-    def weights_arg(self):
-        return "imagenet" if self.weights == "imagenet" else None
-
-    @contextmanager
-    def seeded(self):
-        """Context in which random weights are drawn reproducibly (global RNG restored after)."""
-        import torch
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.init_seed)
-            yield
+    def weights_kwargs(self) -> dict:
+        """``{"weights": "imagenet", "seed": None}`` or ``{"weights": "random", "seed": init_seed}``."""
+        random = self.weights != "imagenet"
+        return {"weights": "random" if random else "imagenet", "seed": self.init_seed if random else None}
 
     def loss_network(self, sigmoid: bool = False):
         """The cell's single-layer :class:`~lossnet.zoo.LossNetwork`."""
         from lossnet.zoo import LossNetwork
 
-        with self.seeded():
-            return LossNetwork(self.arch, layers=[self.layer], weights=self.weights_arg, sigmoid=sigmoid)
+        return LossNetwork(self.arch, layers=[self.layer], sigmoid=sigmoid, **self.weights_kwargs)
 
 
 def base_row(req: CellRequest, spec: dict) -> dict:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
-
-import torch
 
 from lossnet.errors import ConfigError
 from lossnet.schema import build, check
@@ -38,25 +35,20 @@ def build_loss_net(section):
     if ln.name not in PRESETS:
         kwargs["layers"] = list(ln.layers) if ln.layers is not None else ["S"]
         kwargs["sigmoid"] = ln.sigmoid if ln.sigmoid is not None else True
+    if ln.weights == "random":
+        kwargs["seed"] = ln.init_seed
     try:
-        if ln.weights == "random":
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(ln.init_seed)
-                return LossNetwork(ln.name, weights=None, **kwargs)
-        return LossNetwork(ln.name, **kwargs)
+        return LossNetwork(ln.name, weights=ln.weights, **kwargs)
     except (KeyError, ValueError) as e:
         raise ConfigError(f"loss_net: {e}") from None
 
 
 def loss_net_identity(net) -> dict:
     """What identifies a loss network in a cell id: architecture, graph nodes, sigmoid,
-    normalisation, weight source (plus a hash of the parameters for random/state-dict weights)."""
+    normalisation, weight source (plus :meth:`~lossnet.zoo.LossNetwork.params_sha256` for
+    state-dict weights, or random ones drawn without a seed)."""
     ident = {"arch": net.arch, "nodes": list(net.nodes), "layers": [str(x) for x in net.layer_refs],
              "sigmoid": bool(net.sigmoid), "normalize": net.normalize, "weights": net.weights_source}
     if net.weights_source in (None, "state_dict"):
-        h = hashlib.sha256()
-        for k, p in sorted(net.state_dict().items()):
-            h.update(k.encode())
-            h.update(p.detach().cpu().numpy().tobytes())
-        ident["params_sha256"] = h.hexdigest()[:16]
+        ident["params_sha256"] = net.params_sha256()
     return ident
