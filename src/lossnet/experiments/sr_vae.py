@@ -13,8 +13,8 @@ For every upscaling factor and every run in ``runs``:
   ``phi`` = VGG-16 relu3_3 (``perceptual.layer = 15``, ImageNet weights);
 * ``no_perceptual``: the same with ``w_perc = 0`` (the VGG is then not even evaluated);
 
-plus one ``bicubic`` row per factor. The weights come from ``weights.preset`` (explicit
-``weights.reconstruction / kl / perceptual`` override it):
+plus one ``bicubic`` row per factor. The loss weights come from ``loss_weights.preset`` (explicit
+``loss_weights.reconstruction / kl / perceptual`` override it):
 
 * ``tuned`` (default): reconstruction 1, KL 1e-6, perceptual 1e-4 -- measured to beat bicubic
   (docs/sr_vae.md: with the paper's weights the latent collapses and the perceptual term
@@ -73,7 +73,7 @@ RUNS = ("perceptual", "no_perceptual")
 DATA_SOURCES = ("folder", "pets")
 MODEL_KINDS = ("residual", "dfc")
 
-WEIGHT_PRESETS: dict[str, dict[str, float]] = {
+LOSS_WEIGHT_PRESETS: dict[str, dict[str, float]] = {
     # measured to work at quick scale (docs/sr_vae.md): KL light enough not to collapse the spatial
     # posterior, perceptual term on the scale of the pixel term instead of 1000x above it
     "tuned": {"reconstruction": 1.0, "kl": 1e-6, "perceptual": 1e-4},
@@ -133,13 +133,13 @@ def factors_of(cfg) -> list[int]:
     return [int(f) for f in _list(cfg.factors)]
 
 
-def resolve_weights(cfg, run: str = "perceptual") -> dict[str, float]:
+def resolve_loss_weights(cfg, run: str = "perceptual") -> dict[str, float]:
     """The loss weights ``{"reconstruction", "kl", "perceptual"}`` of ``run`` (``no_perceptual``:
-    perceptual weight 0): the preset's, overridden by explicit ``weights.*`` values."""
-    w = typed(NAME, cfg).weights
-    if w.preset not in WEIGHT_PRESETS:
-        raise ConfigError(f"weights.preset must be one of {', '.join(WEIGHT_PRESETS)}, got {w.preset!r}")
-    out = dict(WEIGHT_PRESETS[w.preset])
+    perceptual weight 0): the preset's, overridden by explicit ``loss_weights.*`` values."""
+    w = typed(NAME, cfg).loss_weights
+    if w.preset not in LOSS_WEIGHT_PRESETS:
+        raise ConfigError(f"loss_weights.preset must be one of {', '.join(LOSS_WEIGHT_PRESETS)}, got {w.preset!r}")
+    out = dict(LOSS_WEIGHT_PRESETS[w.preset])
     for k in out:
         if getattr(w, k) is not None:
             out[k] = getattr(w, k)
@@ -185,9 +185,9 @@ def check(cfg) -> None:
     bad = [r for r in _list(cfg.runs) if r not in RUNS]
     if bad or not _list(cfg.runs):
         raise ConfigError(f"runs must be a non-empty subset of {list(RUNS)}, got {list(_list(cfg.runs))}")
-    for k, v in resolve_weights(cfg).items():
+    for k, v in resolve_loss_weights(cfg).items():
         if v < 0:
-            raise ConfigError(f"weights.{k} must be >= 0, got {v}")
+            raise ConfigError(f"loss_weights.{k} must be >= 0, got {v}")
     if cfg.perceptual.weights not in ("imagenet", "random"):
         raise ConfigError(f"perceptual.weights must be imagenet or random, got {cfg.perceptual.weights!r}")
     from lossnet.benchmarks.super_resolution import check_sr_training
@@ -261,7 +261,7 @@ def plan(cfg) -> list[Cell]:
         rid = cell_id({"experiment": NAME, "run": "bicubic", "setting": _common_setting(cfg, factor)})
         cells.append(Cell(rid, f"bicubic x{factor}", ("bicubic", factor, None)))
         for run in cfg.runs:
-            weights = resolve_weights(cfg, run)
+            weights = resolve_loss_weights(cfg, run)
             rid = cell_id({"experiment": NAME, "run": run, "seed": cfg.seed,
                            "setting": run_setting(cfg, factor, weights)})
             cells.append(Cell(rid, f"{run} x{factor}", (run, factor, weights)))
@@ -315,7 +315,7 @@ def _run_locked(cfg, out: Path) -> Path:
             if not cfg.keep_checkpoints:
                 (run_dir / "last.pt").unlink(missing_ok=True)
         hist = result.history
-        return {"cell_id": rid, "run": run, "preset": cfg.weights.preset, "model_kind": cfg.model.kind,
+        return {"cell_id": rid, "run": run, "preset": cfg.loss_weights.preset, "model_kind": cfg.model.kind,
                 "factor": factor, "weights": weights,
                 **{k: v for k, v in ev.items() if k != "images"}, "images": ev["images"],
                 "best_epoch": result.best_epoch, "best_val_psnr": -result.best_val, "epochs_run": len(hist),
@@ -358,6 +358,14 @@ def write_figures(out: Path, cfg, rows: list[dict]) -> list[Path]:
     return figs
 
 
+def stored_config(run_cfg: dict) -> dict:
+    """The settings stored with a row (its ``config``) in today's keys: the rows of lossnet 0.1.0 hold
+    the loss weights under ``weights`` (now ``loss_weights``)."""
+    if "loss_weights" not in run_cfg and isinstance(run_cfg.get("weights"), dict):
+        run_cfg = {("loss_weights" if k == "weights" else k): v for k, v in run_cfg.items()}
+    return run_cfg
+
+
 def write_report(out: str | Path, cfg=None) -> Path:
     """``report.md``: every row of the results table against bicubic (PSNR / SSIM / delta dB) + figures."""
     from lossnet.benchmarks.super_resolution import score_name, set_key
@@ -365,7 +373,7 @@ def write_report(out: str | Path, cfg=None) -> Path:
     out = Path(out)
     rows = ResultsTable(out).rows()
     if cfg is None:
-        cfg = load_config(rows[-1]["config"] if rows else None)
+        cfg = load_config(stored_config(rows[-1]["config"]) if rows else None)
     cfg = typed(NAME, cfg)
     sets = cfg.test_sets
     lines = ["# SR-VAE with perceptual loss vs bicubic", "",
