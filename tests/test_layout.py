@@ -1,5 +1,6 @@
 """The package layout: layers, configs, and a CLI that imports lazily."""
 
+import ast
 import importlib
 import importlib.util
 import subprocess
@@ -107,3 +108,46 @@ def test_torchmetrics_classes_live_under_eval_and_in_the_top_level_exports():
     for name in ("PerceptualDistanceMetric", "DeepPerceptualSimilarity", "SuperResolutionScores", "SRPSNR", "SRSSIM",
                  "DelineationScores"):
         assert getattr(lossnet, name) is getattr(tm, name)
+
+
+_CASTS = {"int", "str", "float", "bool"}
+_CONFIG_NAMES = {"cfg", "c", "bcfg", "dcfg", "config", "sec", "section", "settings"}
+"""Names a config object goes by (also any ``*_cfg``)."""
+
+
+def _through_config(node) -> bool:
+    """Whether ``node`` reads a value out of a config object: ``cfg.x``, ``ctx.cfg.x``, ``cfg["x"]``,
+    ``cfg.get("x")``, ``ln_cfg.x.y`` (the config itself, ``str(cfg)``, is no read)."""
+    names, read = [], False
+    while True:
+        if isinstance(node, ast.Attribute):
+            names.append((node.attr, read))
+            node, read = node.value, True
+        elif isinstance(node, ast.Subscript):
+            node, read = node.value, True
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
+            node, read = node.func.value, True
+        else:
+            break
+    if isinstance(node, ast.Name):
+        names.append((node.id, read))
+    return any(r and (n in _CONFIG_NAMES or n.endswith("_cfg")) for n, r in names)
+
+
+def test_no_inline_config_casts():
+    """Settings are read typed (lossnet.config.typed / the schema sections), never cast where used:
+    no ``int(cfg.x)``, ``str(cfg.get("x"))``, ``bool(ctx.cfg.x)`` ... outside the loader
+    (``config.py``) and the schemas (``schema/``)."""
+    import lossnet
+
+    src = Path(lossnet.__file__).parent
+    found = []
+    for p in sorted(src.rglob("*.py")):
+        rel = p.relative_to(src).as_posix()
+        if rel == "config.py" or rel.startswith("schema/"):
+            continue
+        for node in ast.walk(ast.parse(p.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CASTS
+                    and len(node.args) == 1 and _through_config(node.args[0])):
+                found.append(f"{rel}:{node.lineno}: {ast.unparse(node)}")
+    assert found == []

@@ -78,23 +78,25 @@ def test_zero_residual_is_bicubic():
 
 def test_weight_presets_and_runs():
     from lossnet.errors import ConfigError
-    from lossnet.experiments.sr_vae import load_config, resolve_weights
+    from lossnet.experiments.sr_vae import load_config, resolve_loss_weights
 
     cfg = load_config()
-    assert cfg.weights.preset == "tuned"
-    assert resolve_weights(cfg, "perceptual") == {"reconstruction": 1.0, "kl": 1e-6, "perceptual": 1e-4}
-    assert resolve_weights(cfg, "no_perceptual")["perceptual"] == 0.0
-    paper = load_config({"weights": {"preset": "paper"}})
-    assert resolve_weights(paper, "perceptual") == {"reconstruction": 1.0, "kl": 0.001, "perceptual": 0.8}
-    assert resolve_weights(paper, "no_perceptual") == {"reconstruction": 1.0, "kl": 0.001, "perceptual": 0.0}
-    lit = load_config(["weights.preset=paper_literal"])
-    assert resolve_weights(lit, "perceptual") == {"reconstruction": 0.001, "kl": 1.0, "perceptual": 0.8}
-    assert resolve_weights(lit, "no_perceptual") == {"reconstruction": 0.001, "kl": 1.0, "perceptual": 0.0}
-    assert resolve_weights(load_config(["weights.kl=0.01"]))["kl"] == 0.01
+    assert cfg.loss_weights.preset == "tuned"
+    assert resolve_loss_weights(cfg, "perceptual") == {"reconstruction": 1.0, "kl": 1e-6, "perceptual": 1e-4}
+    assert resolve_loss_weights(cfg, "no_perceptual")["perceptual"] == 0.0
+    paper = load_config({"loss_weights": {"preset": "paper"}})
+    assert resolve_loss_weights(paper, "perceptual") == {"reconstruction": 1.0, "kl": 0.001, "perceptual": 0.8}
+    assert resolve_loss_weights(paper, "no_perceptual") == {"reconstruction": 1.0, "kl": 0.001, "perceptual": 0.0}
+    lit = load_config(["loss_weights.preset=paper_literal"])
+    assert resolve_loss_weights(lit, "perceptual") == {"reconstruction": 0.001, "kl": 1.0, "perceptual": 0.8}
+    assert resolve_loss_weights(lit, "no_perceptual") == {"reconstruction": 0.001, "kl": 1.0, "perceptual": 0.0}
+    assert resolve_loss_weights(load_config(["loss_weights.kl=0.01"]))["kl"] == 0.01
     with pytest.raises(ConfigError, match="preset"):
-        load_config(["weights.preset=nope"])
+        load_config(["loss_weights.preset=nope"])
     with pytest.raises(ConfigError, match="unknown setting"):
         load_config(["no_such_key=1"])
+    with pytest.raises(ConfigError, match=r"unknown setting 'weights.kl'.*loss_weights.kl"):  # the 0.1.0 key
+        load_config(["weights.kl=0.01"])
     with pytest.raises(ConfigError, match="powers of two"):
         load_config(["factors=[3]"])
 
@@ -225,12 +227,19 @@ def test_run_sr_vae_end_to_end_and_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(sr_vae, "train_sr_vae", boom)
     sr_vae.run_sr_vae(over, out=out)
     assert len((out / "results.jsonl").read_text().splitlines()) == 3
+    # rows written by lossnet 0.1.0 hold the loss weights under `weights`: they still report and resume
+    old = [{**r, "config": {("weights" if k == "loss_weights" else k): v for k, v in r["config"].items()}}
+           for r in rows]
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    assert "delta dB" in sr_vae.write_report(out).read_text()
+    sr_vae.run_sr_vae(over, out=out)
+    assert len((out / "results.jsonl").read_text().splitlines()) == 3
 
 
 def test_cli_print_config(capsys):
     from lossnet.cli import build_parser
 
-    args = build_parser().parse_args(["srvae", "factors=[2]", "weights.preset=paper_literal", "--print-config"])
+    args = build_parser().parse_args(["srvae", "factors=[2]", "loss_weights.preset=paper_literal", "--print-config"])
     args.func(args)
     out = capsys.readouterr().out
     assert "preset: paper_literal" in out and "- 2" in out
@@ -306,21 +315,21 @@ def test_input_normalisation_is_imagenet():
 
 
 def test_scale_paper_is_the_papers_protocol():
-    from lossnet.experiments.sr_vae import load_config, resolve_weights
+    from lossnet.experiments.sr_vae import load_config, resolve_loss_weights
     from lossnet.experiments.sr_vae_task import build_model
     from lossnet.models.sr_vae import GlobalSRVAE
 
     cfg = load_config(["scale=paper"])
     assert cfg.model.kind == "dfc" and cfg.model.normalize == "imagenet" and cfg.model.latent == 100
     assert list(cfg.model.widths) == [32, 64, 128, 256]
-    assert resolve_weights(cfg, "perceptual") == {"reconstruction": 0.001, "kl": 1.0, "perceptual": 0.8}
+    assert resolve_loss_weights(cfg, "perceptual") == {"reconstruction": 0.001, "kl": 1.0, "perceptual": 0.8}
     assert cfg.kl_reduction == "sum" and cfg.perceptual.arch == "vgg16" and cfg.perceptual.layer == 15
     assert cfg.data == "pets" and list(cfg.factors) == [2] and cfg.sampling == "resize" and cfg.patch == 128
     assert list(cfg.test_sets) == ["pets", "set5", "set14"] and cfg.pets_test_size == 128
     m = build_model(cfg, 2)
     assert isinstance(m, GlobalSRVAE) and m.lr_size == 64 and m.normalize.kind == "imagenet"
     res = load_config(["scale=paper_residual"])  # the working model on the paper's data, by name
-    assert res.model.kind == "residual" and res.weights.preset == "tuned" and "pets" in res.test_sets
+    assert res.model.kind == "residual" and res.loss_weights.preset == "tuned" and "pets" in res.test_sets
     assert isinstance(build_model(res, 2), SRVAE)
     assert load_config().model.kind == "residual"  # quick scale keeps the working model
 

@@ -267,3 +267,29 @@ def test_zoo_argument_errors_are_user_errors():
         LossNetwork("alexnet", layers=["L"], weights=None)(torch.rand(1, 3, 16, 16))
     with pytest.raises(ZooError, match="at least one layer"):
         LossNetwork("alexnet", layers=[], weights=None)
+
+
+def test_seeded_random_weights_are_the_one_idiom():
+    """``weights="random", seed=N`` draws what seeding the global RNG around an unseeded build drew
+    (the sweep's and run configs' random weights), leaves the global RNG alone, and names its seed;
+    the loss-network identity of the runs tells two seeds apart."""
+    from omegaconf import OmegaConf
+
+    from lossnet.runs.launch import CellRequest
+    from lossnet.runs.loss_nets import build_loss_net, loss_net_identity
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        old = LossNetwork("alexnet", layers=["S"], weights=None)
+    state = torch.random.get_rng_state()
+    req = CellRequest("b", {}, "alexnet", "S", {}, "c", ".", 0, "random", 7, "c")
+    new = req.loss_network()
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert old.state_dict().keys() == new.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), new.state_dict().values()))
+    assert new.weights_source == "random(seed=7)"
+    ln = {"name": "alexnet", "layers": ["S"], "weights": "random", "normalize": "none"}
+    a, b = (build_loss_net(OmegaConf.create({**ln, "init_seed": s})) for s in (7, 8))
+    assert a.weights_source == "random(seed=7)" and loss_net_identity(a) != loss_net_identity(b)
+    assert a.params_sha256() == LossNetwork("alexnet", layers=["S"], weights="random", seed=7,
+                                            normalize=None).params_sha256() != b.params_sha256()

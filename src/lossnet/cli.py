@@ -322,11 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the SR-VAE with and without the VGG-16 relu3_3 perceptual term for every factor, score it "
                     "and bicubic on the test sets (PSNR / SSIM, Y channel) and write OUT/results.jsonl (+ .csv), "
                     "OUT/report.md and OUT/figures/ (defaults: configs/srvae.yaml). Finished rows are not recomputed. "
-                    "Examples: `lossnet srvae`, `lossnet srvae factors=[2] weights.preset=paper_literal "
+                    "Examples: `lossnet srvae`, `lossnet srvae factors=[2] loss_weights.preset=paper_literal "
                     "runs=[perceptual]`, `lossnet srvae scale=paper pets_root=~/data/oxford-iiit-pet device=cuda` "
                     "(the paper's DFC-like model, weights and Pet test split; scale=paper_residual: the working model "
                     "on the same data).")
-    _overrides(v, "out=DIR factors=[2] train.epochs=5 weights.preset=paper_literal threads=2")
+    _overrides(v, "out=DIR factors=[2] train.epochs=5 loss_weights.preset=paper_literal threads=2")
     v.set_defaults(func=_srvae)
 
     sel = sub.add_parser(

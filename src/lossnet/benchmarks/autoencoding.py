@@ -136,20 +136,18 @@ def identity(cfg, coords: dict) -> dict:
     from lossnet.train.procedures import get_procedure
 
     ds = coords["dataset"]
-    c = dataset_cfg(cfg, ds)
+    c, t = dataset_cfg(cfg, ds), _typed(cfg)
     roles = ("encoder", "probe", "test")
-    data: dict[str, Any] = {"dataset": ds, "splits": {r: c.data.get(f"{r}_split") for r in roles},
-                            "max": {r: c.data.get(f"max_{r}") for r in roles},
-                            "subset_seed": int(c.data.subset_seed)}
+    data: dict[str, Any] = {"dataset": ds, "splits": {r: getattr(t.data, f"{r}_split") for r in roles},
+                            "max": {r: getattr(t.data, f"max_{r}") for r in roles},
+                            "subset_seed": t.data.subset_seed}
     if ds == "lunarlander":
-        ll = c.lunarlander
-        data["collection"] = {"rollouts": [int(r) for r in ll.rollouts], "steps": int(ll.steps), "seed": int(ll.seed),
-                              "size": int(ll.size)}
-        if _rollout(c) != "reset_on_done":  # keeps the ids of collections made before the rollout modes
-            data["collection"]["rollout"] = _rollout(c)
+        ll = t.lunarlander
+        data["collection"] = {"rollouts": list(ll.rollouts), "steps": ll.steps, "seed": ll.seed, "size": ll.size}
+        if _rollout(t) != "reset_on_done":  # keeps the ids of collections made before the rollout modes
+            data["collection"]["rollout"] = _rollout(t)
     elif ds == "svhn":
-        data["svhn"] = {"size": int(c.svhn.size), "mode": str(c.svhn.mode)}
-    t = _typed(cfg)
+        data["svhn"] = {"size": t.svhn.size, "mode": t.svhn.mode}
     proc = get_procedure(t.procedure)
     ident = {"procedure": proc.name, "z": t.z, "sigmoid": _sigmoid(t), "data": data,
              "encoder": identity_of(t.encoder, Encoder, drop=("gamma",)), "probe": identity_of(c.probe, Probe)}
@@ -165,21 +163,20 @@ def prepare(cfg, out: Path) -> None:
     from lossnet.data.lunarlander import generate_collection
 
     for ds in _datasets(cfg):
-        c = dataset_cfg(cfg, ds)
+        t = _typed(dataset_cfg(cfg, ds))  # data_root: the dataset's own
         if ds == "lunarlander":
-            ll = c.lunarlander
-            coll = Path(str(c.collection)) if c.get("collection") else out / "collection"
+            ll = t.lunarlander
+            coll = Path(t.collection) if t.collection else out / "collection"
             try:
-                generate_collection(coll, n_rollouts=tuple(int(r) for r in ll.rollouts), seed=int(ll.seed),
-                                    steps=int(ll.steps), size=int(ll.size), rollout=_rollout(c),
-                                    workers=int(c.workers) if c.get("workers") else None, progress=bool(c.progress))
+                generate_collection(coll, n_rollouts=tuple(ll.rollouts), seed=ll.seed, steps=ll.steps, size=ll.size,
+                                    rollout=_rollout(t), workers=t.workers or None, progress=t.progress)
             except ValueError as e:
                 raise ConfigError(str(e)) from None
-        elif not c.get("data_root"):
+        elif not t.data_root:
             raise ConfigError(f"benchmark4 on {ds} reads the official files: pass data_root=DIR or "
                               f"data_roots.{ds}=DIR (see docs/choosing.md)")
-        elif not Path(str(c.data_root)).expanduser().is_dir():
-            raise ConfigError(f"data root for {ds} does not exist: {c.data_root}")
+        elif not Path(t.data_root).expanduser().is_dir():
+            raise ConfigError(f"data root for {ds} does not exist: {t.data_root}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -299,30 +296,31 @@ def run_cell(cfg, arch: str, layer: str, coords: dict, *, loss_net, out: Path, c
 
     ds = coords["dataset"]
     c = dataset_cfg(cfg, ds)
-    proc = get_procedure(str(c.procedure))
+    t = _typed(c)
+    proc = get_procedure(t.procedure)
     t0 = time.perf_counter()
     data = load_data(c, out)
-    cache = _feature_cache(c, out)
+    cache = _feature_cache(t, out)
     mode = None
-    if proc.loss != "ps" and c.get("fp_max_dim"):
-        cache = PooledCache(cache, int(c.fp_max_dim))
+    if proc.loss != "ps" and t.fp_max_dim:
+        cache = PooledCache(cache, t.fp_max_dim)
     ctx = RunContext(c, out, data, loss_net, loss_net_identity(loss_net), cache, table=None)
     if proc.name == "I-I-PS":
-        mode = str(c.ps_targets)
+        mode = t.ps_targets
         if mode == "auto":
             gb = len(data.encoder_images) * _feature_numel(loss_net, data.size) * 4 / 1e9
-            mode = "cache" if gb <= float(c.ps_cache_max_gb) else "online"
+            mode = "cache" if gb <= t.ps_cache_max_gb else "online"
     if mode == "online":
-        cell = _train_online(ctx, cid, z=int(c.z), seed=seed, desc=label or f"{arch}:{layer}")
+        cell = _train_online(ctx, cid, z=t.z, seed=seed, desc=label or f"{arch}:{layer}")
     else:
-        cell = train_and_embed(ctx, cid, procedure=proc.name, z=int(c.z), variational=False, seed=seed,
+        cell = train_and_embed(ctx, cid, procedure=proc.name, z=t.z, variational=False, seed=seed,
                                desc=label or f"{arch}:{layer}")
-    grid = run_probes(ctx, cell, str(c.probe.grid), seed)
+    grid = run_probes(ctx, cell, t.probe.grid, seed)
     enc = encoder_row(cell)
     enc.pop("history")
-    if c.get("export_encoders") and distributed.is_main():
+    if t.export_encoders and distributed.is_main():
         cell.encoder.export(ctx.cell_dir(cid) / "encoder")
-    details = {"dataset": ds, "procedure": proc.name, "z": int(c.z), "metric": data.metric,
+    details = {"dataset": ds, "procedure": proc.name, "z": t.z, "metric": data.metric,
                "higher_is_better": data.higher_is_better, "test_score": grid.test_metric,
                "probe": grid.selected_name, "probe_val_loss": grid.selected.best_val_loss,
                "probe_seconds": grid.train_seconds, "ps_targets": mode, "feature_shape": list(cell.encoder.feat_shape),
@@ -374,19 +372,19 @@ def load_defaults(scale: str = "quick") -> DictConfig:
     return scaled_defaults(DEFAULTS, scale)
 
 
-def make_loss_network(cfg, arch: str, layer: str, weights):
-    """The cell's loss network: ``arch`` at ``layer``, sigmoid (:func:`_sigmoid`) and input
-    normalisation (``normalize``) as configured."""
+def make_loss_network(cfg, arch: str, layer: str, weights, seed: int | None = None):
+    """The cell's loss network: ``arch`` at ``layer`` with ``weights`` (``seed``: of random ones),
+    sigmoid (:func:`_sigmoid`) and input normalisation (``normalize``) as configured."""
     from lossnet.zoo import LossNetwork
 
-    return LossNetwork(arch, layers=[layer], weights=weights, sigmoid=_sigmoid(cfg), normalize=_normalize(cfg))
+    return LossNetwork(arch, layers=[layer], weights=weights, sigmoid=_sigmoid(cfg), normalize=_normalize(cfg),
+                       seed=seed)
 
 
 def run(req: CellRequest) -> dict:
     """The sweep's cell: the request's loss network (:func:`make_loss_network`) through :func:`run_cell`."""
     c = req.config
-    with req.seeded():
-        net = make_loss_network(c, req.arch, req.layer, req.weights_arg)
+    net = make_loss_network(c, req.arch, req.layer, **req.weights_kwargs)
     res = run_cell(c, req.arch, req.layer, req.coords, loss_net=net, out=Path(req.out), cid=req.cid, seed=req.seed,
                    label=req.label)
     res["details"]["weights_source"] = net.weights_source

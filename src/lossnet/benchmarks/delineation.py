@@ -116,7 +116,7 @@ def identity(cfg, coords: dict) -> dict:
     cfg = _typed(cfg)
     return {"data": _data_identity(cfg), "unet": identity_of(cfg.unet, UNet), "iterations": cfg.iterations,
             "detach": cfg.detach, "mu": cfg.mu, "iteration_weights": cfg.iteration_weights,
-            "tolerance": float(cfg.tolerance),  # an int in the schema, a float in the ids of earlier runs
+            "tolerance": cfg.tolerance,
             "threshold": cfg.threshold, "validation": cfg.validation, "train": identity_of(cfg.train, Fit)}
 
 
@@ -252,7 +252,7 @@ def run_cell(cfg, arch: str | None, layer: str | None, coords: dict, *, loss_net
         unet.head.bias.fill_(float(torch.logit(torch.tensor(prior))))
     model = IterativeUNet(unet, iterations=cfg.iterations, detach=cfg.detach)
     task = DelineationTask(model, loss_net, cfg.mu if loss_net is not None else 0.0, cfg.iteration_weights)
-    tol, thr = float(cfg.tolerance), cfg.threshold  # tolerance: pixels, used as a float distance
+    tol, thr = cfg.tolerance, cfg.threshold  # tolerance: pixels, a Euclidean distance
     bs_eval = max(1, 2 * fit_cfg.batch_size)
 
     def validate(task, vdata, device):

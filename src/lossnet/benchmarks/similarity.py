@@ -25,14 +25,15 @@ __all__ = ["BENCHMARK", "DEFAULTS", "benchmark1_cell", "check", "identity", "pre
 def benchmark1_cell(arch: str, layer: Union[str, int], data: str = "proxy", root: Optional[PathLike] = None, *,
                     weights: Union[str, dict, None] = "imagenet", normalize: Optional[str] = "imagenet",
                     tasks: Sequence[str] = ("2afc", "jnd"), split: str = "val", n_patches: int = 64,
-                    seed: int = 0, batch_size: int = 64, device=None) -> dict:
+                    seed: int = 0, batch_size: int = 64, device=None, init_seed: Optional[int] = None) -> dict:
     """Benchmark 1 for one loss network (``arch`` truncated at ``layer``, e.g. "E"/"S"/"M"/"L").
 
     Distance: Eq. 1 with uniform weights (unit-normalised channels, squared difference summed
     over channels, spatial mean) on the single extraction layer. ``data="bapps"`` evaluates the
     BAPPS folders at ``root`` (:func:`evaluate_bapps`); ``data="proxy"`` the distortion proxy on
     the images under ``root`` (e.g. ``shared/data/sr``). ``normalize`` is the input
-    normalisation of :class:`lossnet.zoo.LossNetwork` ("imagenet": what the weights expect).
+    normalisation of :class:`lossnet.zoo.LossNetwork` ("imagenet": what the weights expect);
+    ``init_seed``: the seed of ``weights="random"`` (``seed`` is the proxy's).
 
     Returns ``{"arch", "layer", "data", "2afc": mean 2AFC score, "jnd": mean JND mAP (each None
     if not run), "rows": [...], "seconds", "weights"}``. Raises
@@ -51,7 +52,8 @@ def benchmark1_cell(arch: str, layer: Union[str, int], data: str = "proxy", root
             raise WeightsUnavailableError(f"{arch}: no ImageNet weights on this machine; {st.reason}")
     t0 = time.perf_counter()
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    fn = FeatureDistance(LossNetwork(arch, layers=[layer], weights=weights, normalize=normalize)).to(dev)
+    fn = FeatureDistance(LossNetwork(arch, layers=[layer], weights=weights, normalize=normalize,
+                                     seed=init_seed)).to(dev)
     if data == "bapps":
         rows = evaluate_bapps(fn, root, tasks=tasks, split=split, batch_size=batch_size, device=dev)
     else:
@@ -63,7 +65,7 @@ def benchmark1_cell(arch: str, layer: Union[str, int], data: str = "proxy", root
 
     return {"arch": arch, "layer": layer, "data": data, "2afc": mean_of("2afc"), "jnd": mean_of("jnd"),
             "rows": rows, "seconds": time.perf_counter() - t0,
-            "weights": getattr(fn.net, "weights_source", None) if weights is not None else "random"}
+            "weights": fn.net.weights_source}
 DEFAULTS = read_text("benchmark1")
 """The defaults: ``configs/benchmark1.yaml``."""
 
@@ -115,11 +117,10 @@ def prepare(cfg, out) -> None:
 
 def run(req: CellRequest) -> dict:
     """The sweep's cell: :func:`benchmark1_cell` for the request's loss network and layer."""
-    c = _typed(req.config)
-    with req.seeded():
-        res = benchmark1_cell(req.arch, req.layer, data=c.data, root=Path(c.root).expanduser(),
-                              weights=req.weights_arg, normalize=c.normalize, tasks=tuple(c.tasks), split=c.split,
-                              n_patches=c.n_patches, seed=req.seed, batch_size=c.batch_size, device=c.device)
+    c, w = _typed(req.config), req.weights_kwargs
+    res = benchmark1_cell(req.arch, req.layer, data=c.data, root=Path(c.root).expanduser(), weights=w["weights"],
+                          init_seed=w["seed"], normalize=c.normalize, tasks=tuple(c.tasks), split=c.split,
+                          n_patches=c.n_patches, seed=req.seed, batch_size=c.batch_size, device=c.device)
     scores = {t: res[t] for t in c.tasks}
     if c.data == "proxy":
         pick = {("2afc", "cross"): "2afc_cross", ("jnd", "pooled"): "jnd_pooled"}

@@ -6,22 +6,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
-from lossnet.benchmarks.super_resolution import METRICS, _factors, _list, _root, _sets, score_name
+from lossnet.benchmarks.super_resolution import METRICS, NAME, _factors, _root, _sets, score_name
+from lossnet.config import typed
 from lossnet.errors import ConfigError
 from lossnet.runs.cells import reference_rows
 from lossnet.runs.table import read_sweep_manifest
 
 
 def _example_images(cfg) -> list[tuple[str, str]]:
-    return [tuple(str(e).split("/", 1)) for e in _list(cfg.get("examples") or []) if "/" in str(e)]
+    return [tuple(e.split("/", 1)) for e in cfg.examples if "/" in e]
 
 
 def sr_crops_figure(cfg, factor: int, columns: list[tuple[str, Path]], path: Path, title: str) -> Path | None:
     """Input (nearest-neighbour enlarged) / model outputs / target crops of the ``examples`` test
-    images (central ``crop`` px). ``columns``: (title, folder holding the saved outputs
-    ``<set>_<name>_x<factor>.png``, as :func:`evaluate` writes them). None when nothing was saved."""
+    images (central ``crop`` px). ``cfg``: typed settings with ``examples``, ``sr_root``, ``crop``,
+    ``blur_sigma``, ``antialias`` (:class:`~lossnet.schema.files.Benchmark2` or ``SrVae``).
+    ``columns``: (title, folder holding the saved outputs ``<set>_<name>_x<factor>.png``, as
+    :func:`evaluate` writes them). None when nothing was saved."""
     from lossnet.data.sr import (
         center_patch,
         degrade,
@@ -32,7 +34,7 @@ def sr_crops_figure(cfg, factor: int, columns: list[tuple[str, Path]], path: Pat
     )
     from lossnet.report.figures import image_grid
 
-    size = int(cfg.get("crop", 96))
+    size = cfg.crop
     grid, names = [], []
     for key, name in _example_images(cfg):
         files = [(t, Path(d) / f"{key}_{name}_x{factor}.png") for t, d in columns]
@@ -46,7 +48,7 @@ def sr_crops_figure(cfg, factor: int, columns: list[tuple[str, Path]], path: Pat
         if file is None:
             continue
         hr = modcrop(read_image(file), factor)
-        lr = degrade(hr.float().div(255)[None], factor, float(cfg.blur_sigma), antialias=bool(cfg.antialias))
+        lr = degrade(hr.float().div(255)[None], factor, cfg.blur_sigma, antialias=cfg.antialias)
         lr_big = torch.nn.functional.interpolate(lr, scale_factor=factor, mode="nearest")[0]
         row = [(f"input (x{factor} nearest)", center_patch(lr_big.mul(255).round().to(torch.uint8), size))]
         row += [(t, center_patch(read_image(f), size) if f.exists() else None) for t, f in files]
@@ -60,11 +62,11 @@ def sr_crops_figure(cfg, factor: int, columns: list[tuple[str, Path]], path: Pat
 
 def crops_figure(out: Path, cfg, labels: list[str], factor: int, path: Path, max_models: int = 6) -> Path | None:
     """The benchmark's crops: bicubic, pixel and up to ``max_models`` loss networks (the PNGs the
-    cells saved under ``out/examples/<label>/``)."""
+    cells saved under ``out/examples/<label>/``); ``cfg``: the typed benchmark-2 settings."""
     cols = ["bicubic", "pixel"] + [lab for lab in labels if lab not in ("bicubic", "pixel")][:max_models]
     return sr_crops_figure(cfg, factor, [(":".join(lab.rsplit("_", 1)) if lab not in ("bicubic", "pixel") else lab,
                                           Path(out) / "examples" / lab) for lab in cols], path,
-                           f"x{factor} super-resolution, central {int(cfg.get('crop', 96))}px crops")
+                           f"x{factor} super-resolution, central {cfg.crop}px crops")
 
 
 def report_section(out: Path, rows: list[dict], figures: Path, md_dir: Path) -> str:
@@ -75,7 +77,7 @@ def report_section(out: Path, rows: list[dict], figures: Path, md_dir: Path) -> 
 
     out = Path(out)
     man = read_sweep_manifest(out)
-    cfg = OmegaConf.create(man["config"])
+    cfg = typed(NAME, man["config"])  # the settings the sweep ran with, typed
     refs = reference_rows(out)
     ok = [r for r in rows if r.get("status", "ok") == "ok"]
     lines = ["## Benchmark 2: super-resolution next to the references", "",

@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -55,7 +56,7 @@ from lossnet.benchmarks.base import (
     resolve_layers,
 )
 from lossnet import distributed
-from lossnet.config import read_text
+from lossnet.config import read_text, typed, validate
 from lossnet.errors import ConfigError, SweepError, UserError
 from lossnet.runs.cells import cell_id, remove_checkpoints, utc_now
 from lossnet.runs.launch import (
@@ -69,10 +70,11 @@ from lossnet.runs.launch import (
 )
 from lossnet.runs.loop import Cell, LoopResult, final_report, run_cells, run_directory
 from lossnet.runs.table import ResultsTable, read_sweep_manifest
+from lossnet.schema.files import Sweep
 from lossnet.utils import atomic_write, log
 
 __all__ = ["BENCHMARKS", "Benchmark", "CellRequest", "SWEEP_DEFAULTS", "SweepError", "effective_rows", "is_sweep_dir",
-           "load_sweep_config", "plan", "register_benchmark", "run_sweep", "write_analysis"]
+           "load_sweep_config", "plan", "register_benchmark", "run_sweep", "sweep_settings", "write_analysis"]
 
 SWEEP_DEFAULTS = read_text("sweep")
 """The settings every benchmark sweep shares: ``configs/sweep.yaml``."""
@@ -93,14 +95,19 @@ def load_sweep_config(benchmark: str, overrides: Sequence[str] = ()) -> DictConf
         cfg.out = f"runs/sweep-{benchmark}"
     cfg.loss_net = resolve_archs(cfg.loss_net)
     cfg.layer = resolve_layers(cfg.layer)
-    if str(cfg.weights) not in ("imagenet", "random"):
-        raise ConfigError(f"weights must be imagenet or random, got {cfg.weights!r}")
-    if str(cfg.launcher) not in ("local", "slurm"):
-        raise ConfigError(f"launcher must be local or slurm, got {cfg.launcher!r}")
-    if int(cfg.jobs) < 1:
-        raise ConfigError(f"jobs must be >= 1, got {cfg.jobs}")
+    sweep_settings(cfg)  # the sweep settings checked also for a benchmark without a schema
     bench.check(cfg)
     return cfg
+
+
+def sweep_settings(cfg) -> Sweep:
+    """The sweep settings of a resolved benchmark config (:func:`load_sweep_config`), checked and typed
+    (:class:`lossnet.schema.files.Sweep`; a benchmark's own settings left out); an instance as it is."""
+    if isinstance(cfg, Sweep):
+        return cfg
+    part = OmegaConf.masked_copy(cfg, [f.name for f in fields(Sweep) if f.name in cfg])
+    validate("sweep", part)
+    return typed("sweep", part)
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,20 +118,21 @@ def load_sweep_config(benchmark: str, overrides: Sequence[str] = ()) -> DictConf
 def plan(cfg: DictConfig, bench: Benchmark) -> list[tuple[CellRequest, dict]]:
     """Every cell of the sweep as (request, spec), architecture-major."""
     container = OmegaConf.to_container(cfg, resolve=True)
+    s = sweep_settings(cfg)
     out = []
-    for arch in cfg.loss_net:
-        for layer in cfg.layer:
+    for arch in s.loss_net:
+        for layer in s.layer:
             for coords in bench.variants(cfg):
                 coords = dict(coords)
-                weights = {"weights": str(cfg.weights)}
-                if cfg.weights == "random":
-                    weights["init_seed"] = int(cfg.init_seed)
+                weights = {"weights": s.weights}
+                if s.weights == "random":
+                    weights["init_seed"] = s.init_seed
                 spec = {"benchmark": bench.name, "arch": arch, "layer": layer, "coords": coords, **weights,
-                        "seed": int(cfg.seed), "setting": bench.identity(cfg, coords)}
+                        "seed": s.seed, "setting": bench.identity(cfg, coords)}
                 cid = cell_id(spec)
                 label = f"{arch}:{layer}" + "".join(f" {v}" for v in coords.values())
-                out.append((CellRequest(bench.name, container, arch, layer, coords, cid, str(cfg.out), int(cfg.seed),
-                                        str(cfg.weights), int(cfg.init_seed), label), spec))
+                out.append((CellRequest(bench.name, container, arch, layer, coords, cid, s.out, s.seed, s.weights,
+                                        s.init_seed, label), spec))
     return out
 
 
@@ -179,19 +187,20 @@ def run_sweep(benchmark: str, overrides: Sequence[str] = (), *, on_row: Callable
         SweepError: after the analysis is written, if some cells raised (rerun to retry them).
     """
     cfg = load_sweep_config(benchmark, overrides)
+    s = sweep_settings(cfg)
     bench = BENCHMARKS[benchmark]
-    if distributed.is_distributed() and (cfg.launcher != "local" or int(cfg.jobs) > 1):
+    if distributed.is_distributed() and (s.launcher != "local" or s.jobs > 1):
         raise ConfigError(f"under torchrun the cells run one after the other in the torchrun processes (each cell's "
-                          f"training data parallel): set jobs=1 launcher=local (got jobs={cfg.jobs} "
-                          f"launcher={cfg.launcher}); docs/scaling.md")
-    if cfg.launcher == "slurm":
+                          f"training data parallel): set jobs=1 launcher=local (got jobs={s.jobs} "
+                          f"launcher={s.launcher}); docs/scaling.md")
+    if s.launcher == "slurm":
         import_submitit()  # fail before any work
     files = {"sweep.json": _manifest(cfg, bench), "config.yaml": OmegaConf.to_yaml(cfg)}
-    with run_directory(Path(str(cfg.out)), files=files) as out:  # one writer per run directory
-        return _run_sweep_locked(benchmark, cfg, bench, out, on_row)
+    with run_directory(Path(s.out), files=files) as out:  # one writer per run directory
+        return _run_sweep_locked(benchmark, cfg, s, bench, out, on_row)
 
 
-def _launcher(cfg: DictConfig, bench: Benchmark, out: Path):
+def _launcher(cfg: DictConfig, s: Sweep, bench: Benchmark, out: Path):
     """``(todo cells, record, fail) -> None``: the cells' jobs inline, in local workers or on SLURM
     (:mod:`lossnet.runs.launch`); a failed cell's traceback goes to ``cells/<id>/error.log``."""
 
@@ -209,23 +218,23 @@ def _launcher(cfg: DictConfig, bench: Benchmark, out: Path):
             fail(by_id[job.request.cid], e, where)
 
         bench.prepare(cfg, out)
-        local_pool = cfg.launcher == "local" and int(cfg.jobs) > 1
+        local_pool = s.launcher == "local" and s.jobs > 1
         requests = [c.item[0] for c in todo]
-        extra = extra_specs(sorted({r.arch for r in requests}), need_pickle=cfg.launcher == "slurm" or (
-            local_pool and str(cfg.mp_context) != "fork"))
-        if cfg.launcher == "slurm":
-            threads = int(cfg.slurm.cpus)
-        elif cfg.threads:
-            threads = int(cfg.threads)
+        extra = extra_specs(sorted({r.arch for r in requests}), need_pickle=s.launcher == "slurm" or (
+            local_pool and s.mp_context != "fork"))
+        if s.launcher == "slurm":
+            threads = s.slurm.cpus
+        elif s.threads:
+            threads = s.threads
         else:
-            threads = distributed.cpu_share(int(cfg.jobs)) if local_pool else None  # free cores / workers
-        jobs = [Job(r, s, bench, threads, extra) for r, s in (c.item for c in todo)]
-        if cfg.launcher == "slurm":
-            run_slurm(jobs, cfg, out, record, job_failed)
+            threads = distributed.cpu_share(s.jobs) if local_pool else None  # free cores / workers
+        jobs = [Job(r, spec, bench, threads, extra) for r, spec in (c.item for c in todo)]
+        if s.launcher == "slurm":
+            run_slurm(jobs, s.slurm, bench.name, out, record, job_failed)
         elif local_pool:
-            dev = str(cfg.device or "")
+            dev = s.device or ""
             # each worker its own GPU (round robin) unless the config pins a device (cpu, cuda:1 ...)
-            run_pool(jobs, min(int(cfg.jobs), len(jobs)), str(cfg.mp_context), record, job_failed,
+            run_pool(jobs, min(s.jobs, len(jobs)), s.mp_context, record, job_failed,
                      gpus=[] if dev and dev != "cuda" else None)
         else:
             run_inline(jobs, record, job_failed)
@@ -233,7 +242,7 @@ def _launcher(cfg: DictConfig, bench: Benchmark, out: Path):
     return launch
 
 
-def _run_sweep_locked(benchmark: str, cfg: DictConfig, bench: Benchmark, out: Path, on_row) -> Path:
+def _run_sweep_locked(benchmark: str, cfg: DictConfig, s: Sweep, bench: Benchmark, out: Path, on_row) -> Path:
     from lossnet import zoo
 
     main = distributed.is_main()  # under torchrun rank 0 alone writes (manifest, rows, analysis)
@@ -249,7 +258,7 @@ def _run_sweep_locked(benchmark: str, cfg: DictConfig, bench: Benchmark, out: Pa
 
     def screen(cell: Cell) -> dict | None:  # cells whose ImageNet weights are missing: a skipped row
         req, spec = cell.item
-        if cfg.weights != "imagenet":
+        if s.weights != "imagenet":
             return None
         st = status_cache.setdefault(req.arch, zoo.status(req.arch))
         return None if st.available else skipped_row(req, spec, st.reason or "no ImageNet weights on this machine")
@@ -259,20 +268,20 @@ def _run_sweep_locked(benchmark: str, cfg: DictConfig, bench: Benchmark, out: Pa
 
     def tidy(cid: str) -> None:
         (out / "cells" / cid / "row.json").unlink(missing_ok=True)
-        if not cfg.keep_checkpoints:
+        if not s.keep_checkpoints:
             remove_checkpoints(out / "cells" / cid)
 
     def header(res: LoopResult, n_todo: int) -> str:
-        return (f"sweep {benchmark} ({cfg.scale} scale) in {out}: {res.planned} cells; {res.done_before} done"
+        return (f"sweep {benchmark} ({s.scale} scale) in {out}: {res.planned} cells; {res.done_before} done"
                 + (f" ({adopted} adopted from finished workers)" if adopted else "")
                 + f", {res.screened} skipped (weights unavailable), {n_todo} to run"
-                + (f" on {cfg.jobs} local workers" if cfg.launcher == "local" and cfg.jobs > 1 else "")
-                + (" with SLURM (submitit)" if cfg.launcher == "slurm" else ""))
+                + (f" on {s.jobs} local workers" if s.launcher == "local" and s.jobs > 1 else "")
+                + (" with SLURM (submitit)" if s.launcher == "slurm" else ""))
 
-    res = run_cells(table, cells, done=ok, screen=screen, launch=_launcher(cfg, bench, out), keep=keep, tidy=tidy,
+    res = run_cells(table, cells, done=ok, screen=screen, launch=_launcher(cfg, s, bench, out), keep=keep, tidy=tidy,
                     describe=lambda row: _describe(row, bench, cfg), on_row=on_row, header=header)
     log(f"sweep finished in {time.perf_counter() - t0:.0f} s; results in {table.path}")
-    if cfg.report:
+    if s.report:
         final_report(lambda: write_analysis(out), what="analysis")
     if res.failures:
         f = res.failures

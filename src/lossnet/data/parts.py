@@ -13,6 +13,8 @@ from typing import Any
 import torch
 
 from lossnet.errors import ConfigError
+from lossnet.schema import build
+from lossnet.schema.sections import Data, LunarLander, Svhn
 
 __all__ = ["DATASETS", "LAYOUTS", "ExperimentData", "load_data", "subset"]
 
@@ -77,9 +79,8 @@ def _take(x: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
     return x if idx is None else x[idx].contiguous()
 
 
-def _split_name(cfg, role: str, default: str) -> str:
-    val = cfg.data.get(f"{role}_split")
-    return str(val) if val is not None else default
+def _split_name(data: Data, role: str, default: str) -> str:
+    return getattr(data, f"{role}_split") or default
 
 
 LAYOUTS = ("paper_a", "paper_b")
@@ -90,31 +91,27 @@ test); ``paper_b`` -- three runs (thesis Part II: encoder / probe / test runs of
 
 
 def _lunarlander(cfg, out: Path) -> tuple[dict, dict]:
-    from lossnet.data.lunarlander import DEFAULT_ROLLOUT, PAPER_OFFSCREEN_TOLERANCE, generate_collection, load_run
+    from lossnet.data.lunarlander import DEFAULT_ROLLOUT, generate_collection, load_run
 
-    ll = cfg.lunarlander
-    layout = str(ll.get("layout") or "paper_b")
+    ll = build(LunarLander, cfg.lunarlander)  # typed; a key left null or absent at the schema's default
+    layout = ll.layout
     if layout not in LAYOUTS:
         raise ConfigError(f"lunarlander.layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     n_runs = 2 if layout == "paper_a" else 3
     coll = Path(cfg.collection) if cfg.get("collection") else out / "collection"
-    rollouts = tuple(int(r) for r in ll.rollouts)
+    rollouts = tuple(ll.rollouts)
     if len(rollouts) != n_runs:
         what = "two ints (runs 1 and 2; run 2 is split into probe and test)" if n_runs == 2 else \
             "three ints (runs 1, 2, 3)"
         raise ConfigError(f"lunarlander.rollouts must be {what} for lunarlander.layout={layout}, "
                           f"got {list(ll.rollouts)}")
-    tol = ll.get("offscreen_tolerance")
-    tol = PAPER_OFFSCREEN_TOLERANCE if tol is None else float(tol)
-    test_fraction = float(ll.get("test_fraction") or 0.2)
-    rollout = str(ll.get("rollout") or DEFAULT_ROLLOUT)
+    tol, test_fraction, rollout = ll.offscreen_tolerance, ll.test_fraction, ll.rollout
     if layout == "paper_a" and not (0.0 < test_fraction < 1.0):
         raise ConfigError(f"lunarlander.test_fraction must be in (0, 1), got {test_fraction}")
-    workers = cfg.get("workers")
     try:
-        generate_collection(coll, n_rollouts=rollouts, seed=int(ll.seed), steps=int(ll.steps), size=int(ll.size),
-                            workers=int(workers) if workers else None, progress=bool(cfg.progress),
-                            offscreen_tolerance=tol, rollout=rollout)
+        generate_collection(coll, n_rollouts=rollouts, seed=ll.seed, steps=ll.steps, size=ll.size,
+                            workers=cfg.get("workers") or None, progress=cfg.progress, offscreen_tolerance=tol,
+                            rollout=rollout)
     except ValueError as e:  # an existing collection with other settings, bad sizes
         raise ConfigError(str(e)) from None
     runs: dict[str, tuple] = {}
@@ -130,15 +127,14 @@ def _lunarlander(cfg, out: Path) -> tuple[dict, dict]:
         defaults = (("encoder", "run1"), ("probe", "run2_probe"), ("test", "run2_test"))
     else:
         defaults = (("encoder", "run1"), ("probe", "run2"), ("test", "run3"))
-    parts = {}
+    parts, data = {}, build(Data, cfg.data)
     for role, default in defaults:
-        name = _split_name(cfg, role, default)
+        name = _split_name(data, role, default)
         if name not in runs:
             raise ConfigError(f"data.{role}_split for lunarlander (layout {layout}) must be one of "
                               f"{', '.join(runs)}, got {name!r}")
         parts[role] = (name, *runs[name])
-    ident = {"collection": {"rollouts": list(rollouts), "steps": int(ll.steps), "seed": int(ll.seed),
-                            "size": int(ll.size)}}
+    ident = {"collection": {"rollouts": list(rollouts), "steps": ll.steps, "seed": ll.seed, "size": ll.size}}
     if tol != 0.0:  # 0: the criterion of collections made before the tolerance (same cell ids)
         ident["collection"]["offscreen_tolerance"] = tol
     if rollout != DEFAULT_ROLLOUT:  # likewise: collections made before the rollout modes
@@ -156,25 +152,24 @@ def _official(cfg, name: str) -> tuple[dict, dict]:
             "the directory holding train_32x32.mat, test_32x32.mat, extra_32x32.mat"
         raise ConfigError(f"dataset={name} reads the official files: pass data_root=DIR ({where}); "
                           f"see docs/experiments.md")
-    root = Path(str(cfg.data_root)).expanduser()
+    root = Path(cfg.data_root).expanduser()
     roles = split_roles(name)
-    verify = bool(cfg.data.verify)
+    data, svhn = build(Data, cfg.data), build(Svhn, cfg.get("svhn") or {})
     parts, loaded = {}, {}
     ident: dict[str, Any] = {}
     if name == "svhn":
-        ident["svhn"] = {"size": int(cfg.svhn.size), "mode": str(cfg.svhn.mode)}
+        ident["svhn"] = {"size": svhn.size, "mode": svhn.mode}
     for role in ("encoder", "probe", "test"):
-        split = _split_name(cfg, role, roles[role])
+        split = _split_name(data, role, roles[role])
         if split not in loaded:
             if name == "stl10":
                 if split not in ("unlabeled", "train", "test"):
                     raise ConfigError(f"data.{role}_split for stl10 must be unlabeled, train or test, got {split!r}")
-                loaded[split] = load_stl10(root, split, verify=verify)
+                loaded[split] = load_stl10(root, split, verify=data.verify)
             else:
                 if split not in ("train", "test", "extra"):
                     raise ConfigError(f"data.{role}_split for svhn must be train, test or extra, got {split!r}")
-                loaded[split] = load_svhn(root, split, size=int(cfg.svhn.size), mode=str(cfg.svhn.mode),
-                                          verify=verify)
+                loaded[split] = load_svhn(root, split, size=svhn.size, mode=svhn.mode, verify=data.verify)
         s = loaded[split]
         if role != "encoder" and s.labels is None:
             raise ConfigError(f"data.{role}_split={split!r} of {name} has no labels")
@@ -190,21 +185,25 @@ def load_data(cfg, out: Path) -> ExperimentData:
     encoder/probe/test; ``paper_a``: run 1 is the encoder part, run 2 (off-screen frames removed)
     is split in frame order into probe (first 1 - ``lunarlander.test_fraction``) and test parts. STL-10: unlabeled/train/test; SVHN:
     extra/train/test (``lossnet.data.datasets.SPLIT_ROLES``), from ``cfg.data_root``; any role can be
-    changed with ``data.<role>_split``. ``data.max_<role>`` keeps a seeded random subset.
+    changed with ``data.<role>_split``. ``data.max_<role>`` keeps a seeded random subset. ``cfg``: a
+    resolved, validated run config (a DictConfig); its ``data``, ``lunarlander`` and ``svhn``
+    sections are read through their schemas (:mod:`lossnet.schema.sections`).
     """
-    name = str(cfg.dataset)
+    name = cfg.dataset
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     parts, ident = _lunarlander(cfg, out) if name == "lunarlander" else _official(cfg, name)
     task, metric, hib = _TASKS[name]
-    seed = int(cfg.data.subset_seed)
+    data = build(Data, cfg.data)
+    seed = data.subset_seed
     picked = {}
     for i, role in enumerate(("encoder", "probe", "test")):
         split, images, targets = parts[role]
-        idx = subset(len(images), cfg.data.get(f"max_{role}"), seed + i)
+        limit = getattr(data, f"max_{role}")
+        idx = subset(len(images), limit, seed + i)
         picked[role] = (_take(images, idx), None if targets is None else _take(targets, idx))
         ident[f"{role}_split"] = split
-        ident[f"max_{role}"] = None if idx is None else int(cfg.data.get(f"max_{role}"))  # only a binding cap
+        ident[f"max_{role}"] = None if idx is None else limit  # only a binding cap
         ident[f"n_{role}"] = len(picked[role][0])
     ident["subset_seed"] = seed
     if task == "regression":

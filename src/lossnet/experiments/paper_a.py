@@ -53,10 +53,13 @@ LABELS = {"AE-PW": "AE", "VAE-PW": "VAE", "AE-PS": "P. AE", "VAE-PS": "P. VAE"}
 
 
 def check(cfg) -> None:
-    """What the schema (models, repeats, decoder.init) cannot say: z resolved to a non-empty list."""
+    """What the schema (models, repeats, decoder.init) cannot say: z resolved to a non-empty list, a
+    linear probe grid (the linear regressor of Tables V-VII)."""
     cfg = typed(NAME, cfg)
     if not cfg.z:
         raise ConfigError(f"z must be a non-empty list of positive ints, got {cfg.z}")
+    if cfg.probe.linear_grid is None:
+        raise ConfigError("paper_a scores every cell with a linear regressor too: set probe.linear_grid (e.g. linear)")
 
 
 def plan(cfg) -> list[dict]:
@@ -93,8 +96,9 @@ def run_cell(ctx: RunContext, coords: dict, sp: dict[str, Any], cid: str, label:
     proc, var = MODELS[coords["model"]]
     seed = coords["seed"]
     cell = train_and_embed(ctx, cid, procedure=proc, z=coords["z"], variational=var, seed=seed, desc=label)
-    mlp = run_probes(ctx, cell, str(ctx.cfg.probe.grid), seed)
-    lin = run_probes(ctx, cell, str(ctx.cfg.probe.linear_grid), seed)
+    t = typed(NAME, ctx.cfg)
+    mlp = run_probes(ctx, cell, t.probe.grid, seed)
+    lin = run_probes(ctx, cell, t.probe.linear_grid, seed)
     row = {"experiment": NAME, "dataset": ctx.data.name, "procedure": proc, "model": coords["model"],
            "model_label": LABELS[coords["model"]], "loss": "ps" if proc.endswith("PS") else "pw",
            "variational": var, "z": coords["z"], "repeat": coords["repeat"], "seed": seed,
@@ -108,11 +112,11 @@ def run_cell(ctx: RunContext, coords: dict, sp: dict[str, Any], cid: str, label:
         fit_cfg = FitConfig.from_section(dcfg, options=ctx.cfg.encoder, seed=seed, device=ctx.cfg.get("device"),
                                          progress=ctx.cfg.progress, desc=f"{label} decoder")
         rd = retrain_decoder(cell.encoder.model, ctx.data.encoder_images, fit_cfg, test_images=ctx.data.test_images,
-                             init=str(dcfg.init), ckpt_dir=ctx.cell_dir(cid) / "decoder")
+                             init=t.decoder.init, ckpt_dir=ctx.cell_dir(cid) / "decoder")
         row.update({"recon_rel_l1": rd.rel_l1, "recon_l1": rd.l1, "recon_mse": rd.mse,
                     "recon_val_loss": rd.result.best_val, "recon_best_epoch": rd.result.best_epoch,
                     "recon_seconds": rd.seconds})
-        k = typed(NAME, ctx.cfg).figures.reconstructions
+        k = t.figures.reconstructions
         if k > 0:
             row["recon_examples"] = save_reconstructions(ctx.cell_dir(cid) / "reconstructions.npz",
                                                          ctx.data.test_images[:k], cell.encoder.model, rd.decoder,

@@ -108,7 +108,7 @@ def run_baseline_cell(ctx: RunContext, coords: dict, sp: dict[str, Any], cid: st
         targets = (targets - y_mean) / y_std
         loss = "regression"
     else:
-        loss = str(ctx.cfg.probe.get("classification_loss") or "cross_entropy")
+        loss = typed(NAME, ctx.cfg).probe.classification_loss or "cross_entropy"
     out_dim = targets.shape[1] if regression else 10
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -143,7 +143,7 @@ def run_cell(ctx: RunContext, coords: dict, sp: dict[str, Any], cid: str, label:
     t0 = time.perf_counter()
     cell = train_and_embed(ctx, cid, procedure=coords["procedure"], z=coords["z"], variational=False,
                            seed=coords["seed"], desc=label)
-    grid = run_probes(ctx, cell, str(ctx.cfg.probe.grid), coords["seed"])
+    grid = run_probes(ctx, cell, typed(NAME, ctx.cfg).probe.grid, coords["seed"])
     proc = get_procedure(coords["procedure"])
     row = {"experiment": NAME, "dataset": ctx.data.name, "procedure": proc.name, "model": proc.name,
            "loss": proc.loss, "variational": False, "z": coords["z"], "repeat": coords["repeat"],

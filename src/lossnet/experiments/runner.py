@@ -86,11 +86,12 @@ def _finalise(cfg: DictConfig, experiment: str) -> DictConfig:
 # --------------------------------------------------------------------------------------------
 
 
-def _feature_cache(cfg: DictConfig, out: Path):
+def _feature_cache(settings, out: Path):
+    """The teacher-feature cache of the typed run settings (``feature_cache``, ``progress``)."""
     from lossnet.train.cache import FeatureCache
 
-    where = {"memory": None, "run": out / "features", "home": "default"}[cfg.feature_cache]
-    return FeatureCache(directory=where, progress=bool(cfg.progress))
+    where = {"memory": None, "run": out / "features", "home": "default"}[settings.feature_cache]
+    return FeatureCache(directory=where, progress=settings.progress)
 
 
 def run_experiment(experiment: str, overrides: Sequence[str] = (), *, loss_net=None,
@@ -105,28 +106,25 @@ def run_experiment(experiment: str, overrides: Sequence[str] = (), *, loss_net=N
         on_row: called with every newly appended row.
     """
     cfg = load_config(experiment, overrides)
+    settings = config.typed(experiment, cfg)  # the same settings, every value of its declared type
     threads = torch.get_num_threads()
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
     try:
-        return _run(experiment, cfg, loss_net, on_row)
+        with run_directory(Path(settings.out), files={"config.yaml": OmegaConf.to_yaml(cfg)}) as out:
+            return _run_locked(experiment, cfg, settings, loss_net, on_row, out)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(experiment: str, cfg: DictConfig, loss_net, on_row) -> Path:
-    with run_directory(Path(str(cfg.out)), files={"config.yaml": OmegaConf.to_yaml(cfg)}) as out:
-        return _run_locked(experiment, cfg, loss_net, on_row, out)
-
-
-def _run_locked(experiment: str, cfg: DictConfig, loss_net, on_row, out: Path) -> Path:
+def _run_locked(experiment: str, cfg: DictConfig, settings, loss_net, on_row, out: Path) -> Path:
     mod = EXPERIMENTS[experiment]
     t0 = time.perf_counter()
     data = load_data(cfg, out)
     fault_point("data")
-    net = loss_net if loss_net is not None else build_loss_net(cfg.loss_net)
+    net = loss_net if loss_net is not None else build_loss_net(settings.loss_net)
     table = ResultsTable(out)
-    ctx = RunContext(cfg, out, data, net, loss_net_identity(net), _feature_cache(cfg, out), table)
+    ctx = RunContext(cfg, out, data, net, loss_net_identity(net), _feature_cache(settings, out), table)
     cells = [Cell(cid, label, (coords, sp)) for coords, sp, cid, label in mod.cells(ctx)]
 
     def header(res: LoopResult, n_todo: int) -> str:

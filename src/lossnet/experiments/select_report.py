@@ -106,7 +106,7 @@ def chance_levels(settings: dict) -> tuple[float | None, float | None]:
     cross-prediction 0 (R^2 of predicting the train mean), retrieval ``H_n / n`` (the mean reciprocal
     rank of a random order of ``n`` held-out images)."""
     if settings.get("mode") == "label-free":
-        n = int(settings["n_test"])
+        n = settings["n_test"]  # a count
         return (sum(1 / k for k in range(1, n + 1)) / n if settings.get("criterion") == "retrieval" else 0.0), None
     k = settings.get("num_classes")
     return (1.0 / k if k else None), settings.get("majority_rate")
@@ -126,7 +126,7 @@ def _rank(results: list[CandidateResult], settings: dict) -> Selection:
     rest = [r for r in results if r.status != "ok"]
     for i, r in enumerate(ok, start=1):
         r.rank = i
-    n = int(settings["n_test"])
+    n = settings["n_test"]  # a count
     label_free = settings.get("mode") == "label-free"
     chance, majority = chance_levels(settings)
     base = next((r for r in ok if r.arch == BASELINE), None)

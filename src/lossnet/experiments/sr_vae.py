@@ -13,8 +13,8 @@ For every upscaling factor and every run in ``runs``:
   ``phi`` = VGG-16 relu3_3 (``perceptual.layer = 15``, ImageNet weights);
 * ``no_perceptual``: the same with ``w_perc = 0`` (the VGG is then not even evaluated);
 
-plus one ``bicubic`` row per factor. The weights come from ``weights.preset`` (explicit
-``weights.reconstruction / kl / perceptual`` override it):
+plus one ``bicubic`` row per factor. The loss weights come from ``loss_weights.preset`` (explicit
+``loss_weights.reconstruction / kl / perceptual`` override it):
 
 * ``tuned`` (default): reconstruction 1, KL 1e-6, perceptual 1e-4 -- measured to beat bicubic
   (docs/sr_vae.md: with the paper's weights the latent collapses and the perceptual term
@@ -73,7 +73,7 @@ RUNS = ("perceptual", "no_perceptual")
 DATA_SOURCES = ("folder", "pets")
 MODEL_KINDS = ("residual", "dfc")
 
-WEIGHT_PRESETS: dict[str, dict[str, float]] = {
+LOSS_WEIGHT_PRESETS: dict[str, dict[str, float]] = {
     # measured to work at quick scale (docs/sr_vae.md): KL light enough not to collapse the spatial
     # posterior, perceptual term on the scale of the pixel term instead of 1000x above it
     "tuned": {"reconstruction": 1.0, "kl": 1e-6, "perceptual": 1e-4},
@@ -133,13 +133,13 @@ def factors_of(cfg) -> list[int]:
     return [int(f) for f in _list(cfg.factors)]
 
 
-def resolve_weights(cfg, run: str = "perceptual") -> dict[str, float]:
+def resolve_loss_weights(cfg, run: str = "perceptual") -> dict[str, float]:
     """The loss weights ``{"reconstruction", "kl", "perceptual"}`` of ``run`` (``no_perceptual``:
-    perceptual weight 0): the preset's, overridden by explicit ``weights.*`` values."""
-    w = typed(NAME, cfg).weights
-    if w.preset not in WEIGHT_PRESETS:
-        raise ConfigError(f"weights.preset must be one of {', '.join(WEIGHT_PRESETS)}, got {w.preset!r}")
-    out = dict(WEIGHT_PRESETS[w.preset])
+    perceptual weight 0): the preset's, overridden by explicit ``loss_weights.*`` values."""
+    w = typed(NAME, cfg).loss_weights
+    if w.preset not in LOSS_WEIGHT_PRESETS:
+        raise ConfigError(f"loss_weights.preset must be one of {', '.join(LOSS_WEIGHT_PRESETS)}, got {w.preset!r}")
+    out = dict(LOSS_WEIGHT_PRESETS[w.preset])
     for k in out:
         if getattr(w, k) is not None:
             out[k] = getattr(w, k)
@@ -185,9 +185,9 @@ def check(cfg) -> None:
     bad = [r for r in _list(cfg.runs) if r not in RUNS]
     if bad or not _list(cfg.runs):
         raise ConfigError(f"runs must be a non-empty subset of {list(RUNS)}, got {list(_list(cfg.runs))}")
-    for k, v in resolve_weights(cfg).items():
+    for k, v in resolve_loss_weights(cfg).items():
         if v < 0:
-            raise ConfigError(f"weights.{k} must be >= 0, got {v}")
+            raise ConfigError(f"loss_weights.{k} must be >= 0, got {v}")
     if cfg.perceptual.weights not in ("imagenet", "random"):
         raise ConfigError(f"perceptual.weights must be imagenet or random, got {cfg.perceptual.weights!r}")
     from lossnet.benchmarks.super_resolution import check_sr_training
@@ -255,14 +255,15 @@ def run_sr_vae(overrides: Sequence[str] | dict | None = None, out: str | Path | 
 
 def plan(cfg) -> list[Cell]:
     """The cells: per factor, bicubic then every run of ``cfg.runs`` (item: ``(run, factor, weights)``)."""
-    seed = int(cfg.seed)
+    cfg = typed(NAME, cfg)
     cells = []
-    for factor in factors_of(cfg):
+    for factor in cfg.factors:
         rid = cell_id({"experiment": NAME, "run": "bicubic", "setting": _common_setting(cfg, factor)})
         cells.append(Cell(rid, f"bicubic x{factor}", ("bicubic", factor, None)))
-        for run in _list(cfg.runs):
-            weights = resolve_weights(cfg, run)
-            rid = cell_id({"experiment": NAME, "run": run, "seed": seed, "setting": run_setting(cfg, factor, weights)})
+        for run in cfg.runs:
+            weights = resolve_loss_weights(cfg, run)
+            rid = cell_id({"experiment": NAME, "run": run, "seed": cfg.seed,
+                           "setting": run_setting(cfg, factor, weights)})
             cells.append(Cell(rid, f"{run} x{factor}", (run, factor, weights)))
     return cells
 
@@ -276,13 +277,14 @@ def _run_locked(cfg, out: Path) -> Path:
     from lossnet.data.sr import bicubic_upsample
     from lossnet.runs.cells import utc_now
 
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
+    run_cfg = OmegaConf.to_container(cfg, resolve=True)  # as the rows record it
+    cfg = typed(NAME, cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     table = ResultsTable(out)
     main = distributed.is_main()  # the one writer of rows, models and the report
-    seed = int(cfg.seed)
-    device = best_device(cfg.get("device"))
-    run_cfg = OmegaConf.to_container(cfg, resolve=True)
+    seed = cfg.seed
+    device = best_device(cfg.device)
     shared: dict = {"loss_net": None, "data": (None, None)}  # the perceptual net; one factor's training data
 
     def run_one(cell: Cell) -> dict:
@@ -310,15 +312,15 @@ def _run_locked(cfg, out: Path) -> Path:
         if main:
             run_dir.mkdir(parents=True, exist_ok=True)
             torch.save(model.state_dict(), run_dir / "model.pt")
-            if not cfg.get("keep_checkpoints"):
+            if not cfg.keep_checkpoints:
                 (run_dir / "last.pt").unlink(missing_ok=True)
         hist = result.history
-        return {"cell_id": rid, "run": run, "preset": str(cfg.weights.preset), "model_kind": str(cfg.model.kind),
+        return {"cell_id": rid, "run": run, "preset": cfg.loss_weights.preset, "model_kind": cfg.model.kind,
                 "factor": factor, "weights": weights,
                 **{k: v for k, v in ev.items() if k != "images"}, "images": ev["images"],
                 "best_epoch": result.best_epoch, "best_val_psnr": -result.best_val, "epochs_run": len(hist),
                 "resumed_epochs": result.resumed_from, "epoch_seconds": result.epoch_seconds,
-                "precision": str(cfg.train.get("precision") or "32"),
+                "precision": cfg.train.precision,
                 "train_seconds": sum(h["train_seconds"] + h["val_seconds"] for h in hist),
                 "seconds": time.perf_counter() - t0, "setup_and_train_seconds": train_s,
                 "threads": torch.get_num_threads(), "device": str(device), "data": info,
@@ -340,6 +342,7 @@ def write_figures(out: Path, cfg, rows: list[dict]) -> list[Path]:
     """``figures/crops_x<f>.png``: input (nearest) / bicubic / every VAE row / target crops of the examples."""
     from lossnet.benchmarks.super_resolution_report import sr_crops_figure
 
+    cfg = typed(NAME, cfg)
     figs = []
     for factor in sorted({r["factor"] for r in rows}):
         here = [r for r in rows if r["factor"] == factor]
@@ -349,10 +352,18 @@ def write_figures(out: Path, cfg, rows: list[dict]) -> list[Path]:
                  f"({r.get('preset')})",
                  _example_dir(out, r["cell_id"])) for r in ordered]
         p = sr_crops_figure(cfg, factor, cols, Path(out) / "figures" / f"crops_x{factor}.png",
-                            f"SR-VAE x{factor}: central {int(cfg.crop)} px crops")
+                            f"SR-VAE x{factor}: central {cfg.crop} px crops")
         if p is not None:
             figs.append(p)
     return figs
+
+
+def stored_config(run_cfg: dict) -> dict:
+    """The settings stored with a row (its ``config``) in today's keys: the rows of lossnet 0.1.0 hold
+    the loss weights under ``weights`` (now ``loss_weights``)."""
+    if "loss_weights" not in run_cfg and isinstance(run_cfg.get("weights"), dict):
+        run_cfg = {("loss_weights" if k == "weights" else k): v for k, v in run_cfg.items()}
+    return run_cfg
 
 
 def write_report(out: str | Path, cfg=None) -> Path:
@@ -362,14 +373,15 @@ def write_report(out: str | Path, cfg=None) -> Path:
     out = Path(out)
     rows = ResultsTable(out).rows()
     if cfg is None:
-        cfg = load_config(rows[-1]["config"] if rows else None)
-    sets = [str(s) for s in _list(cfg.test_sets)]
+        cfg = load_config(stored_config(rows[-1]["config"]) if rows else None)
+    cfg = typed(NAME, cfg)
+    sets = cfg.test_sets
     lines = ["# SR-VAE with perceptual loss vs bicubic", "",
              "PSNR (dB) / SSIM on the Y channel (BT.601), `factor` border pixels removed, 8-bit outputs; "
              "delta = model PSNR - bicubic PSNR. Training: "
-             f"`{cfg.data}` data, " + (f"whole images scaled to {cfg.patch} px" if str(cfg.sampling) == "resize" else
+             f"`{cfg.data}` data, " + (f"whole images scaled to {cfg.patch} px" if cfg.sampling == "resize" else
                                        f"{cfg.n_patches} patches of {cfg.patch} px") + f", {cfg.train.epochs} epochs, "
-             f"batch {cfg.train.batch_size}, lr {cfg.train.lr}; model {OmegaConf.to_container(cfg.model)}.", ""]
+             f"batch {cfg.train.batch_size}, lr {cfg.train.lr}; model {asdict(cfg.model)}.", ""]
     head = "| factor | model | " + " | ".join(f"{set_key(s)} PSNR | {set_key(s)} SSIM | {set_key(s)} delta dB"
                                              for s in sets) + " | best epoch | seconds |"
     lines += [head, "|" + "---|" * (head.count("|") - 1)]

@@ -21,14 +21,12 @@ def build_perceptual_net(cfg):
     """The perceptual loss network (VGG-16 relu3_3 by default), frozen, eval mode."""
     from lossnet.zoo import LossNetwork
 
-    p = cfg.perceptual
-    layer = p.layer
+    p = typed("srvae", cfg).perceptual
+    layer = p.layer  # an index (15, or "15" from a string) or a layer name
     layer = int(layer) if str(layer).lstrip("-").isdigit() else str(layer)
     try:
-        if str(p.weights) == "random":
-            net = LossNetwork(str(p.arch), layers=[layer], weights="random", seed=int(p.init_seed))
-        else:
-            net = LossNetwork(str(p.arch), layers=[layer])
+        net = LossNetwork(p.arch, layers=[layer], weights=p.weights,
+                          seed=p.init_seed if p.weights == "random" else None)
     except (KeyError, ValueError) as e:
         raise ConfigError(f"perceptual: {e}") from None
     return net.requires_grad_(False).eval()

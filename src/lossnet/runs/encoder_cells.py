@@ -100,10 +100,10 @@ def run_probes(ctx: RunContext, cell: TrainedCell, grid: str, seed: int):
     d = ctx.data
     threads = torch.get_num_threads()
     if p.get("threads"):  # tiny matmuls: extra threads gain nothing and stall on a busy CPU
-        torch.set_num_threads(int(p.threads))
+        torch.set_num_threads(p.threads)  # a validated int
     try:
         return fit_probe_grid(cell.probe_x, d.probe_targets, cell.test_x, d.test_targets, task=d.task, grid=grid,
-                              seed=int(seed), device=ctx.device, progress=bool(ctx.cfg.progress),
+                              seed=seed, device=ctx.device, progress=ctx.cfg.progress,
                               num_classes=10 if d.task == "classification" else None,
                               **identity(p, Probe, drop=("grid", "linear_grid")))
     finally:

@@ -18,7 +18,6 @@ import pickle
 import sys
 import time
 import traceback
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from lossnet.errors import ConfigError, UserError
 from lossnet.runs.cells import environment, utc_now
 from lossnet.runs.table import clean
+from lossnet.schema.files import Slurm
 from lossnet.utils import atomic_write, log
 
 __all__ = ["CellRequest", "Job", "execute", "run_inline", "run_pool", "run_slurm", "slurm_parameters", "visible_gpus",
@@ -38,9 +38,9 @@ __all__ = ["CellRequest", "Job", "execute", "run_inline", "run_pool", "run_slurm
 class CellRequest:
     """What a cell function gets (picklable; built in the parent, run in a worker).
 
-    ``weights`` is ``"imagenet"`` or ``"random"``; :meth:`weights_arg` turns it into the
-    ``weights=`` argument of :class:`~lossnet.zoo.LossNetwork` and :meth:`seeded` makes random
-    initialisation reproducible (seeded with ``init_seed``).
+    ``weights`` is ``"imagenet"`` or ``"random"``; :attr:`weights_kwargs` are the matching
+    ``weights=`` / ``seed=`` arguments of :class:`~lossnet.zoo.LossNetwork` (random weights drawn
+    with ``init_seed``).
     """
 
     benchmark: str
@@ -60,24 +60,16 @@ class CellRequest:
         return OmegaConf.create(self.cfg)
 
     @property
-    def weights_arg(self):
-        return "imagenet" if self.weights == "imagenet" else None
-
-    @contextmanager
-    def seeded(self):
-        """Context in which random weights are drawn reproducibly (global RNG restored after)."""
-        import torch
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.init_seed)
-            yield
+    def weights_kwargs(self) -> dict:
+        """``{"weights": "imagenet", "seed": None}`` or ``{"weights": "random", "seed": init_seed}``."""
+        random = self.weights != "imagenet"
+        return {"weights": "random" if random else "imagenet", "seed": self.init_seed if random else None}
 
     def loss_network(self, sigmoid: bool = False):
         """The cell's single-layer :class:`~lossnet.zoo.LossNetwork`."""
         from lossnet.zoo import LossNetwork
 
-        with self.seeded():
-            return LossNetwork(self.arch, layers=[self.layer], weights=self.weights_arg, sigmoid=sigmoid)
+        return LossNetwork(self.arch, layers=[self.layer], sigmoid=sigmoid, **self.weights_kwargs)
 
 
 def base_row(req: CellRequest, spec: dict) -> dict:
@@ -133,9 +125,8 @@ def execute(job: Job) -> dict:
         row = {**base_row(req, job.spec), "status": "skipped", "reason": str(e)}
     finally:
         torch.set_num_threads(old)
-    cfg = req.config
     row.update(seconds=time.perf_counter() - t0, config={"spec": job.spec, "run": req.cfg}, **environment(),
-               device=str(cfg.device) if cfg.get("device") else ("cuda" if torch.cuda.is_available() else "cpu"),
+               device=req.cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"),
                threads=int(job.threads) if job.threads else old, timestamp=utc_now())
     from lossnet import distributed
 
@@ -303,27 +294,26 @@ def import_submitit():
     return submitit
 
 
-def slurm_parameters(cfg: DictConfig, benchmark: str) -> dict:
-    """``AutoExecutor.update_parameters`` arguments from the ``slurm.*`` settings."""
-    s = cfg.slurm
-    params = {"name": f"lossnet-{benchmark}", "timeout_min": int(s.time_min), "gpus_per_node": int(s.gpus),
-              "cpus_per_task": int(s.cpus), "mem_gb": float(s.mem_gb),
-              "slurm_array_parallelism": int(s.array_parallelism)}
+def slurm_parameters(s: Slurm, benchmark: str) -> dict:
+    """``AutoExecutor.update_parameters`` arguments from the typed ``slurm.*`` settings."""
+    params = {"name": f"lossnet-{benchmark}", "timeout_min": s.time_min, "gpus_per_node": s.gpus,
+              "cpus_per_task": s.cpus, "mem_gb": s.mem_gb, "slurm_array_parallelism": s.array_parallelism}
     if s.partition:
-        params["slurm_partition"] = str(s.partition)
+        params["slurm_partition"] = s.partition
     if s.additional:
-        params["slurm_additional_parameters"] = OmegaConf.to_container(s.additional, resolve=True)
+        params["slurm_additional_parameters"] = dict(s.additional)
     return params
 
 
-def run_slurm(jobs: list[Job], cfg: DictConfig, out: Path, record, fail) -> None:
-    """Submit ``jobs`` as a SLURM job array (submitit) and ``record``/``fail`` each as it finishes."""
+def run_slurm(jobs: list[Job], s: Slurm, benchmark: str, out: Path, record, fail) -> None:
+    """Submit ``jobs`` of ``benchmark`` as a SLURM job array (submitit) with the typed ``slurm.*``
+    settings ``s`` and ``record``/``fail`` each as it finishes."""
     submitit = import_submitit()
-    folder = str(cfg.slurm.folder) if cfg.slurm.folder else str(out / "slurm" / "%j")
-    ex = submitit.AutoExecutor(folder=folder, cluster=cfg.slurm.cluster or None)
-    ex.update_parameters(**slurm_parameters(cfg, str(cfg.benchmark)))
-    if int(cfg.slurm.gpus) > 1:
-        log(f"lossnet: warning: slurm.gpus={int(cfg.slurm.gpus)} reserves {int(cfg.slurm.gpus)} GPUs per cell, but a "
+    folder = s.folder or str(out / "slurm" / "%j")
+    ex = submitit.AutoExecutor(folder=folder, cluster=s.cluster or None)
+    ex.update_parameters(**slurm_parameters(s, benchmark))
+    if s.gpus > 1:
+        log(f"lossnet: warning: slurm.gpus={s.gpus} reserves {s.gpus} GPUs per cell, but a "
             f"cell trains on one (cuda:0 of its allocation); set slurm.gpus=1 and raise slurm.array_parallelism "
             f"to use more GPUs")
     submitted = []
@@ -332,7 +322,7 @@ def run_slurm(jobs: list[Job], cfg: DictConfig, out: Path, record, fail) -> None
             submitted.append(ex.submit(execute, j))
     by_job = {id(s): j for s, j in zip(submitted, jobs)}
     log(f"submitted {len(submitted)} cells with submitit ({getattr(ex, 'cluster', '?')}); logs in {folder}")
-    poll = float(cfg.slurm.poll_seconds)
+    poll = s.poll_seconds
     as_completed = getattr(getattr(submitit, "helpers", None), "as_completed", None)
     if as_completed is not None:
         finished = as_completed(submitted, poll_frequency=poll)

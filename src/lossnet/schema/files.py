@@ -239,7 +239,7 @@ class Benchmark3(Sweep):
     detach: bool = False
     mu: float = num(0.01, ge=0.0, le=1e6, doc="topology loss weight")
     iteration_weights: str = choice("linear", "linear", "uniform", "last", doc="weights of the iterations")
-    tolerance: int = count(3, 0, 100, "completeness/correctness buffer (px)")
+    tolerance: float = num(3.0, ge=0.0, le=100.0, doc="completeness/correctness buffer (px, a Euclidean distance)")
     threshold: float = num(0.5, gt=0.0, lt=1.0, doc="road threshold")
     feature_cache_gb: float = num(2.0, ge=0.0, le=1e5, doc="feature cache budget (GB)")
     validation: str = choice("quality", "quality", "loss", doc="epoch selection")
@@ -276,7 +276,7 @@ class Benchmark4(Sweep):
 
 
 @dataclass
-class SrWeights:
+class SrLossWeights:
     preset: str = choice("tuned", "tuned", "paper", "paper_literal", doc="loss weights preset")
     reconstruction: Optional[float] = num(None, ge=0.0, le=1e6)
     kl: Optional[float] = num(None, ge=0.0, le=1e6)
@@ -334,7 +334,7 @@ class SrVae:
     antialias: bool = True
     feature_cache_gb: float = num(2.0, ge=0.0, le=1e5)
     kl_reduction: str = choice("mean", "mean", "sum", doc="KL reduction")
-    weights: SrWeights = field(default_factory=SrWeights)
+    loss_weights: SrLossWeights = field(default_factory=SrLossWeights)
     perceptual: Perceptual = field(default_factory=Perceptual)
     model: SrVaeModel = field(default_factory=SrVaeModel)
     train: SrTrain = field(default_factory=SrTrain)

@@ -56,10 +56,7 @@ def net_identity(net: LossNetwork) -> dict:
         "weights_sha": weights,
     }
     if random:  # random weights: key on the actual parameters
-        h = hashlib.sha256()
-        for p in net.state_dict().values():
-            h.update(p.cpu().numpy().tobytes())
-        parts["params"] = h.hexdigest()[:16]
+        parts["params"] = net.params_sha256()
     return parts
 
 

@@ -9,6 +9,7 @@ normalisation (ImageNet mean/std unless the weights expect otherwise) is applied
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -271,6 +272,15 @@ class LossNetwork(nn.Module):
     def train(self, mode: bool = True) -> "LossNetwork":
         """Loss networks stay in eval mode (batch-norm statistics never change)."""
         return super().train(False)
+
+    def params_sha256(self) -> str:
+        """The identity of the parameters and buffers: sha256 over the state dict's keys (sorted)
+        and raw bytes, 16 hex digits (the same weights give the same digest on any device)."""
+        h = hashlib.sha256()
+        for k, p in sorted(self.state_dict().items()):
+            h.update(k.encode())
+            h.update(p.detach().cpu().numpy().tobytes())
+        return h.hexdigest()[:16]
 
     @property
     def arch(self) -> str:
