@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -171,17 +171,23 @@ def typed(name: str, cfg: DictConfig | dict | object) -> object:
         raise ConfigError(f"the {name} settings do not match their schema: {e.msg}") from None
 
 
-def resolve(name: str, overrides: Sequence[str] = (), *, defaults: str | None = None,
+def resolve(name: str, overrides: Sequence[str] | Mapping[str, Any] = (), *, defaults: str | None = None,
             sweep: bool | None = None) -> DictConfig:
     """``configs/NAME.yaml`` resolved: its settings (a benchmark's over ``sweep.yaml``'s) <
-    ``scales.<scale>`` < ``variants.<variant>`` < the ``key=value`` overrides, every key and value
-    checked (:func:`parse_overrides`, :func:`validate`); ``scale`` / ``variant`` name the presets.
+    ``scales.<scale>`` < ``variants.<variant>`` < the overrides, every key and value checked
+    (:func:`parse_overrides`, :func:`validate`); ``scale`` / ``variant`` name the presets.
+    ``overrides``: ``key=value`` strings, or a nested mapping (e.g. a stored run's config);
     ``defaults``: the settings (YAML text or a dict) instead of the file (a benchmark registered by a user);
     ``sweep``: merge over the sweep settings (default: for names starting with ``benchmark``)."""
     raw = OmegaConf.create(defaults) if defaults is not None else load(name)
     sweep = name.startswith("benchmark") if sweep is None else sweep
     base = OmegaConf.merge(_settings(load("sweep")), raw) if sweep else raw
-    over = parse_overrides(overrides, base, name)
+    if isinstance(overrides, Mapping):
+        over = OmegaConf.create(dict(overrides))
+        for k in valid_keys(over):
+            check_key(base, k, name)
+    else:
+        over = parse_overrides(overrides, base, name)
     scales, variants = raw.get("scales") or {}, raw.get("variants") or {}
     scale, variant = over.get("scale", base.get("scale")), over.get("variant", base.get("variant"))
     if scales and scale not in scales:

@@ -92,38 +92,13 @@ DEFAULTS = read_text("srvae")
 # --------------------------------------------------------------------------------------------
 
 
-def _base() -> DictConfig:
-    return OmegaConf.create(DEFAULTS)
-
-
-def load_defaults(scale: str = "quick") -> DictConfig:
-    """:data:`DEFAULTS` with ``scales.<scale>`` merged in (presets removed)."""
-    from lossnet.config import scaled_defaults
-
-    cfg = scaled_defaults(DEFAULTS, scale)
-    cfg.scale = scale
-    return cfg
-
-
 def load_config(overrides: Sequence[str] | dict | None = None) -> DictConfig:
-    """Resolved settings: defaults < ``scales[scale]`` < overrides (``key=value`` strings, keys
-    checked, or a nested dict). Raises :class:`ConfigError` for unknown keys or bad values."""
-    from lossnet.config import parse_overrides, valid_keys, validate
+    """Resolved settings: ``configs/srvae.yaml`` < ``scales[scale]`` < overrides (``key=value``
+    strings or a nested dict), by the one loader (:func:`lossnet.config.resolve`: keys and values
+    checked). Raises :class:`ConfigError` for unknown keys or bad values."""
+    from lossnet.config import resolve
 
-    base = _base()
-    if overrides is None:
-        over = OmegaConf.create({})
-    elif isinstance(overrides, dict):
-        over = OmegaConf.create(overrides)
-        plain = OmegaConf.masked_copy(base, [k for k in base if k != "scales"])
-        known = set(valid_keys(plain))
-        for k in valid_keys(over):
-            if k not in known and not any(k.startswith(p + ".") for p in known):
-                raise ConfigError(f"unknown setting {k!r} for {NAME}; valid keys: {', '.join(sorted(known))}")
-    else:
-        over = parse_overrides(list(overrides), base, NAME)
-    cfg = OmegaConf.merge(load_defaults(str(over.get("scale", base.scale))), over)
-    validate(NAME, cfg)  # the whole resolved config (ranges, choices) before any work
+    cfg = resolve(NAME, overrides or ())
     check(cfg)
     return cfg
 
