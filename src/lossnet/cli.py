@@ -310,9 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "missing are recorded as skipped. jobs=N runs N local worker processes; launcher=slurm submits "
                     "a job array with submitit (slurm.partition=..., slurm.time_min=..., slurm.gpus=...). Writes "
                     "OUT/results.jsonl (+ .csv) and OUT/analysis.md + figures. Examples: "
-                    "`lossnet sweep benchmark4 loss_net=alexnet,vgg16,efficientnet_lite0 jobs=2`, "
-                    "`lossnet sweep benchmark1 root=shared/data/sr layer=E,L`, "
-                    "`lossnet sweep benchmark4 scale=paper data_root=~/data launcher=slurm slurm.partition=gpu`.")
+                    "`lossnet sweep autoencoding loss_net=alexnet,vgg16,efficientnet_lite0 jobs=2`, "
+                    "`lossnet sweep similarity root=shared/data/sr layer=E,L`, "
+                    "`lossnet sweep autoencoding scale=paper data_root=~/data launcher=slurm slurm.partition=gpu`.")
     s.add_argument("benchmark", help=f"one of {', '.join(_benchmarks())}")
     _overrides(s, "loss_net=alexnet,vgg16 layer=E,L jobs=2 scale=paper out=DIR")
     s.set_defaults(func=_sweep)
