@@ -170,7 +170,10 @@ def test_benchmark1_sweep_on_the_proxy(sr_dir, tmp_path, offline_weights, capsys
     assert "Benchmarks: similarity (" in md and "| similarity |" in md
 
 
-def test_numbered_benchmark_names_are_aliases(tmp_path):
+def test_numbered_benchmark_names_are_aliases(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["sweep", "--help"])
+    assert "one of similarity, super_resolution, delineation, autoencoding" in " ".join(capsys.readouterr().out.split())
     for old, name in (("benchmark1", "similarity"), ("benchmark2", "super_resolution"), ("benchmark3", "delineation"),
                       ("benchmark4", "autoencoding")):
         cfg = load_sweep_config(old, ["loss_net=alexnet"])
