@@ -88,7 +88,7 @@ def test_out_as_key_value_on_flag_commands(argv, dest, value):
     assert getattr(build_parser().parse_args(normalize_out(argv)), dest) == value
 
 
-@pytest.mark.parametrize("command", [["run", "paper_b"], ["sweep", "benchmark1"], ["srvae"]])
+@pytest.mark.parametrize("command", [["run", "paper_b"], ["sweep", "similarity"], ["srvae"]])
 def test_out_flag_on_key_value_commands(command, capsys, tmp_path):
     assert main([*command, "--out", str(tmp_path / "x"), "--print-config"]) == 0
     assert f"out: {tmp_path / 'x'}" in capsys.readouterr().out

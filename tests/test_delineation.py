@@ -268,7 +268,7 @@ def test_benchmark3_sweep_with_bce_reference(tmp_path):
     args = ["loss_net=alexnet", "layer=E,L", "weights=random", "size=32", "threshold=0.05", "synthetic.n_train=16",
             "synthetic.n_test=4", "unet.base=4", "unet.depth=2", "train.epochs=1", "train.batch_size=8", "threads=1",
             f"out={tmp_path / 'sw'}"]
-    out = run_sweep("benchmark3", args)
+    out = run_sweep("delineation", args)
     rows = [r for r in ResultsTable(out).rows() if r["status"] == "ok"]
     assert sorted(r["layer"] for r in rows) == ["E", "L"]
     assert all(r["details"]["topology_loss"] and 0 <= r["quality"] <= 1 for r in rows)
@@ -276,7 +276,7 @@ def test_benchmark3_sweep_with_bce_reference(tmp_path):
     assert ref["reference"] == "bce" and not ref["details"]["topology_loss"] and 0 <= ref["quality"] <= 1
     md = (out / "analysis.md").read_text()
     assert "Benchmark 3: delineation with and without the topology loss" in md and "| BCE only |" in md
-    assert "alexnet:E" in md and "Table III" in md and (out / "figures" / "benchmark3_examples.png").exists()
+    assert "alexnet:E" in md and "Table III" in md and (out / "figures" / "delineation_examples.png").exists()
     seen = []
-    run_sweep("benchmark3", args, on_row=seen.append)  # everything done: nothing recomputed
+    run_sweep("delineation", args, on_row=seen.append)  # everything done: nothing recomputed
     assert seen == [] and len(reference_rows(out)) == 1

@@ -242,4 +242,4 @@ def test_sweep_under_torchrun_needs_one_local_job(monkeypatch):
 
     monkeypatch.setattr(distributed, "is_distributed", lambda: True)
     with pytest.raises(ConfigError, match="set jobs=1 launcher=local"):
-        run_sweep("benchmark4", ["jobs=2"])
+        run_sweep("autoencoding", ["jobs=2"])

@@ -112,10 +112,10 @@ def test_benchmark2_paper_scale_is_the_systematic_analysis_protocol():
     selection on 100 MS-COCO val images, x4 and x8 on Set5, Set14 and BSD100, the 14 architectures."""
     from lossnet.benchmarks.sweep import load_sweep_config
 
-    cfg = load_sweep_config("benchmark2", ["scale=paper"])
+    cfg = load_sweep_config("super_resolution", ["scale=paper"])
     assert cfg.train_images == cfg.n_patches == 10000 and cfg.patch == 288
     assert cfg.val_root is None and cfg.val_images == 100  # a separate folder is required (val_root=DIR)
     assert list(cfg.test_sets) == ["set5", "set14", "bsd100"] and list(cfg.factors) == [4, 8]
     assert len(cfg.loss_net) == 14 and "efficientnet_lite0" not in cfg.loss_net
-    quick = load_sweep_config("benchmark2")  # the practical default, documented as such
+    quick = load_sweep_config("super_resolution")  # the practical default, documented as such
     assert quick.val_root == "holdout" and quick.train_images is None and list(quick.test_sets)[-1] == "cbsd68"

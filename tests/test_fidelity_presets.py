@@ -31,7 +31,7 @@ def test_paper_b_paper_scale_probes_are_leaky():
 
 
 def _b4(*over):
-    return load_sweep_config("benchmark4", ["loss_net=alexnet", "layer=S", *over])
+    return load_sweep_config("autoencoding", ["loss_net=alexnet", "layer=S", *over])
 
 
 def test_benchmark4_paper_scale_has_paper_b_conventions():

@@ -1,6 +1,6 @@
 """Fuzz the one validated boundary: every setting of every command, generated from the schemas.
 
-Walks every leaf of every config schema (``run paper_a|paper_b``, ``sweep benchmark1..4``,
+Walks every leaf of every config schema (``run paper_a|paper_b``, ``sweep similarity|super_resolution|delineation|autoencoding``,
 ``srvae``, ``demo``: ``key=value``) and every flag of the commands without a config file
 (``pretrain``, ``select``, ``embed``, ``data lunarlander``, ``report``, and ``demo``'s shorthand
 flags), and feeds hypothesis-generated out-of-range, wrong-type, empty, NaN/inf and huge values.
@@ -27,7 +27,7 @@ from lossnet import cli, schema  # noqa: E402
 from lossnet.schema.fields import _unwrap  # noqa: E402
 
 CONFIG_COMMANDS = {"paper_a": ["run", "paper_a"], "paper_b": ["run", "paper_b"], "srvae": ["srvae"], "demo": ["demo"],
-                   **{f"benchmark{i}": ["sweep", f"benchmark{i}"] for i in range(1, 5)}}
+                   **{b: ["sweep", b] for b in ("similarity", "super_resolution", "delineation", "autoencoding")}}
 """Config schema name -> the command line that loads it."""
 FLAG_COMMANDS = {"pretrain": ["pretrain"], "select": ["select"], "embed": ["embed"],
                  "data lunarlander": ["data", "lunarlander"], "report": ["report"]}

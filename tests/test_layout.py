@@ -49,7 +49,7 @@ def test_no_alias_modules_and_no_layer_exceptions():
         assert not contract.get("ignore_imports"), contract["name"]
 
 
-@pytest.mark.parametrize("name", ["paper_a", "paper_b", "benchmark1", "benchmark2", "benchmark3", "benchmark4",
+@pytest.mark.parametrize("name", ["paper_a", "paper_b", "similarity", "super_resolution", "delineation", "autoencoding",
                                   "srvae", "demo", "sweep"])
 def test_every_config_file_loads_with_scales(name):
     cfg = config.load(name)
@@ -60,10 +60,10 @@ def test_every_config_file_loads_with_scales(name):
 
 @pytest.mark.parametrize("argv, expect", [
     (["run", "paper_b", "--print-config"], "procedures:"),
-    (["sweep", "benchmark1", "--print-config"], "n_patches: 32"),
-    (["sweep", "benchmark2", "scale=paper", "--print-config"], "scale: paper"),
-    (["sweep", "benchmark3", "--print-config"], "iterations:"),
-    (["sweep", "benchmark4", "--print-config"], "dataset"),
+    (["sweep", "similarity", "--print-config"], "n_patches: 32"),
+    (["sweep", "super_resolution", "scale=paper", "--print-config"], "scale: paper"),
+    (["sweep", "delineation", "--print-config"], "iterations:"),
+    (["sweep", "autoencoding", "--print-config"], "dataset"),
     (["srvae", "--print-config"], "factors:"),
     (["demo", "epochs=3", "--print-config"], "epochs: 3"),
 ])

@@ -129,7 +129,7 @@ def test_hostile_second_writer_exits_at_once(held_dir, capsys, sr_dir, tmp_path)
     d, p = held_dir
     img = tmp_path / "img"
     img.mkdir()
-    commands = [["run", "paper_b", f"out={d}", *TINY], ["sweep", "benchmark1", f"out={d}", f"root={sr_dir}"],
+    commands = [["run", "paper_b", f"out={d}", *TINY], ["sweep", "similarity", f"out={d}", f"root={sr_dir}"],
                 ["srvae", f"out={d}", f"sr_root={sr_dir}"], ["demo", "--out", str(d)],
                 ["pretrain", "--images", str(img), "--out", str(d)]]
     for argv in commands:
@@ -291,9 +291,9 @@ CLI_CASES = [
     ("`run nosuch`", ["run", "nosuch"], "unknown experiment 'nosuch'"),
     ("`run paper_b out=FILE`", ["run", "paper_b", "out={file}"], "is a file, not a directory"),
     ("`run paper_b out=FILE/sub`", ["run", "paper_b", "out={file}/sub"], "cannot create out"),
-    ("`sweep benchmark4 out=FILE`", ["sweep", "benchmark4", "out={file}", "loss_net=alexnet"],
+    ("`sweep autoencoding out=FILE`", ["sweep", "autoencoding", "out={file}", "loss_net=alexnet"],
      "is a file, not a directory"),
-    ("`sweep benchmark1 jobs=two`", ["sweep", "benchmark1", "jobs=two"], "jobs must be an integer"),
+    ("`sweep similarity jobs=two`", ["sweep", "similarity", "jobs=two"], "jobs must be an integer"),
     ("`sweep benchmark9`", ["sweep", "benchmark9"], "unknown benchmark 'benchmark9'"),
     ("`srvae train.epochs=x`", ["srvae", "train.epochs=x"], "train.epochs must be an integer"),
     ("`demo epochs=abc`", ["demo", "epochs=abc"], "epochs must be an integer"),
@@ -446,7 +446,7 @@ def test_bad_input_enospc_is_one_line(capsys, tmp_path):
 def test_hostile_full_disk_fails_one_cell_not_the_sweep(tmp_path, sr_dir, capfd, offline_weights):
     """a full disk while a sweep cell writes its row -> that cell fails, the others finish, no .tmp files"""
     out = tmp_path / "s"
-    argv = ["sweep", "benchmark1", "loss_net=alexnet", "layer=E,S", f"root={sr_dir}", "n_patches=4", "report=false",
+    argv = ["sweep", "similarity", "loss_net=alexnet", "layer=E,S", f"root={sr_dir}", "n_patches=4", "report=false",
             f"out={out}"]
     os.environ["LOSSNET_FAULT"] = "row_write:1:enospc"
     try:

@@ -118,8 +118,8 @@ def test_experiments_and_benchmarks_are_one_plugin_type_in_one_registry():
         for name in names:
             p = get(kind, name)
             assert isinstance(p, Plugin) and p.kind == kind and p.name == name and p.description
-    assert isinstance(get("experiment", "paper_b"), Experiment) and isinstance(get_benchmark("benchmark4"), Benchmark)
-    with pytest.raises(ConfigError, match="unknown benchmark 'nope'; choose one of benchmark1"):
+    assert isinstance(get("experiment", "paper_b"), Experiment) and isinstance(get_benchmark("autoencoding"), Benchmark)
+    with pytest.raises(ConfigError, match="unknown benchmark 'nope'; choose one of autoencoding"):
         get_benchmark("nope")
     with pytest.raises(ConfigError, match="unknown experiment 'nope'; choose one of paper_a, paper_b"):
         get("experiment", "nope")

@@ -65,7 +65,7 @@ def test_sweep_override_out_of_range():
     from lossnet.benchmarks.sweep import load_sweep_config
 
     with pytest.raises(ConfigError, match="n_patches must be an integer >= 1"):
-        load_sweep_config("benchmark1", ["n_patches=0"])
+        load_sweep_config("similarity", ["n_patches=0"])
 
 
 def test_schema_probe_grids_are_the_registered_grids():

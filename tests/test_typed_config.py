@@ -33,7 +33,7 @@ def test_same_settings_as_the_run_loader(experiment, scale):
     assert isinstance(ours.encoder, Encoder) and isinstance(ours.probe, Probe) and ours.encoder.epochs == 2
 
 
-@pytest.mark.parametrize("bench", ["benchmark1", "benchmark2", "benchmark3", "benchmark4"])
+@pytest.mark.parametrize("bench", ["similarity", "super_resolution", "delineation", "autoencoding"])
 def test_same_settings_as_the_sweep_loader(bench):
     from lossnet.benchmarks.sweep import load_sweep_config
 
@@ -59,7 +59,7 @@ def test_bad_settings_are_one_config_error(over, match):
 
 def test_typed_rejects_an_unknown_key():
     with pytest.raises(ConfigError, match="schema"):
-        config.typed("benchmark1", {"data": "proxy", "nonsense": 1})
+        config.typed("similarity", {"data": "proxy", "nonsense": 1})
 
 
 def test_benchmark1_reads_its_typed_settings():
@@ -67,19 +67,19 @@ def test_benchmark1_reads_its_typed_settings():
     from lossnet.benchmarks import similarity
     from lossnet.benchmarks.sweep import load_sweep_config
 
-    cfg = load_sweep_config("benchmark1", ["loss_net=alexnet", "layer=S", "root=/tmp/x", "n_patches=5"])
+    cfg = load_sweep_config("similarity", ["loss_net=alexnet", "layer=S", "root=/tmp/x", "n_patches=5"])
     assert similarity.identity(cfg, {}) == {"data": "proxy", "n_patches": 5, "normalize": "imagenet",
                                             "root": "/tmp/x", "tasks": ["2afc", "jnd"]}
-    assert similarity.identity(config.typed("benchmark1", cfg), {}) == similarity.identity(cfg, {})
+    assert similarity.identity(config.typed("similarity", cfg), {}) == similarity.identity(cfg, {})
 
 
 def test_benchmark3_schema_names_the_iteration_weights_of_the_task():
     from dataclasses import fields as fields_of
 
     from lossnet.benchmarks.delineation_task import ITERATION_WEIGHTS
-    from lossnet.schema.files import Benchmark3
+    from lossnet.schema.files import Delineation
 
-    f = next(f for f in fields_of(Benchmark3) if f.name == "iteration_weights")
+    f = next(f for f in fields_of(Delineation) if f.name == "iteration_weights")
     assert tuple(f.metadata["choices"]) == ITERATION_WEIGHTS
 
 
@@ -90,14 +90,14 @@ def test_benchmark3_check_keeps_the_schema_ranges_and_the_unet_rule():
 
     base = b3.load_defaults("quick")
     b3.check(base)
-    b3.check(config.typed("benchmark3", base))  # a typed config alike
+    b3.check(config.typed("delineation", base))  # a typed config alike
     for bad, msg in (({"mu": -1}, "mu"), ({"threshold": 1.5}, "threshold"), ({"unet": {"depth": 7}}, "depth"),
                      ({"synthetic": {"n_train": 3}}, "n_train"), ({"size": 100}, "divisible")):
         with pytest.raises(ConfigError, match=msg):
             b3.check(OmegaConf.merge(base, bad))
 
 
-@pytest.mark.parametrize("name, over, key, want", [("benchmark2", "factors=4", "factors", [4]),
+@pytest.mark.parametrize("name, over, key, want", [("super_resolution", "factors=4", "factors", [4]),
                                                    ("srvae", "test_sets=set5", "test_sets", ["set5"]),
                                                    ("paper_b", "z=8", "z", [8])])
 def test_a_single_value_is_a_one_element_list(name, over, key, want):

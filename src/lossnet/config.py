@@ -9,8 +9,9 @@ or outside the range (or choices) its typed schema declares (:mod:`lossnet.schem
 or any cell starts. ``--print-config`` on ``lossnet run``, ``lossnet sweep`` and ``lossnet srvae``
 prints the result; :func:`structured` is a file's settings typed by its schema.
 
-Files: ``paper_a``, ``paper_b`` (``lossnet run``), ``benchmark1`` ... ``benchmark4`` (each merged
-over ``sweep``, ``lossnet sweep``), ``srvae`` (``lossnet srvae``), ``demo`` (``lossnet demo``).
+Files: ``paper_a``, ``paper_b`` (``lossnet run``), ``similarity``, ``super_resolution``,
+``delineation``, ``autoencoding`` (the four benchmarks, each merged over ``sweep``, ``lossnet
+sweep``), ``srvae`` (``lossnet srvae``), ``demo`` (``lossnet demo``).
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def parse_overrides(overrides: Sequence[str], base: DictConfig, what: str) -> Di
 
 def validate(what: str, cfg: DictConfig) -> None:
     """Check every setting of ``cfg`` (a whole config or just the overrides) against the schema of
-    ``what`` (``paper_b``, ``sweep benchmark4``, ``demo`` ...): ranges, choices, types. One
+    ``what`` (``paper_b``, ``sweep autoencoding``, ``demo`` ...): ranges, choices, types. One
     :class:`ConfigError` naming the key, the value and what is allowed; a no-op for names
     without a schema."""
     s = schema.schema_for(what)
@@ -131,7 +132,7 @@ def structured(name: str, scale: str | None = None) -> DictConfig:
     s = schema.SCHEMAS[name]
     plain = scaled(name, scale) if scale else OmegaConf.masked_copy(load(name), [k for k in load(name) if k not in
                                                                                   PRESET_KEYS])
-    layers = [OmegaConf.structured(s)] + ([load("sweep")] if name.startswith("benchmark") else []) + [plain]
+    layers = [OmegaConf.structured(s)] + ([load("sweep")] if schema.is_benchmark(name) else []) + [plain]
     try:
         cfg = OmegaConf.merge(*layers)
     except OmegaConfBaseException as e:
@@ -178,9 +179,9 @@ def resolve(name: str, overrides: Sequence[str] | Mapping[str, Any] = (), *, def
     (:func:`parse_overrides`, :func:`validate`); ``scale`` / ``variant`` name the presets.
     ``overrides``: ``key=value`` strings, or a nested mapping (e.g. a stored run's config);
     ``defaults``: the settings (YAML text or a dict) instead of the file (a benchmark registered by a user);
-    ``sweep``: merge over the sweep settings (default: for names starting with ``benchmark``)."""
+    ``sweep``: merge over the sweep settings (default: for the benchmarks, :func:`lossnet.schema.is_benchmark`)."""
     raw = OmegaConf.create(defaults) if defaults is not None else load(name)
-    sweep = name.startswith("benchmark") if sweep is None else sweep
+    sweep = schema.is_benchmark(name) if sweep is None else sweep
     base = OmegaConf.merge(_settings(load("sweep")), raw) if sweep else raw
     if isinstance(overrides, Mapping):
         over = OmegaConf.create(dict(overrides))

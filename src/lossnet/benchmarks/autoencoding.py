@@ -29,7 +29,7 @@ feature decoder ends in a sigmoid, so FP procedures use sigmoid features (paper 
 ``sigmoid=null`` picks this automatically) and, to keep the decoder's last layer small, feature
 maps larger than ``fp_max_dim`` values are average-pooled spatially (``fp_max_dim=null``: never).
 
-Entry points: :func:`benchmark4_cell` (one cell, from Python) and the ``benchmark4`` entry of
+Entry points: :func:`benchmark4_cell` (one cell, from Python) and the ``autoencoding`` entry of
 ``lossnet sweep`` (:mod:`lossnet.benchmarks.sweep`), which uses :data:`DEFAULTS`, :func:`scores`,
 :func:`variants`, :func:`identity`, :func:`prepare` and :func:`run_cell` from here.
 """
@@ -59,13 +59,13 @@ from lossnet.runs.loss_nets import NORMALIZE, loss_net_identity
 from lossnet.schema import identity as identity_of
 from lossnet.schema.sections import Encoder, Probe
 
-NAME = "benchmark4"
+NAME = "autoencoding"
 
 SCORE_NAMES = {"lunarlander": "lunarlander_error_px", "svhn": "svhn_accuracy", "stl10": "stl10_accuracy"}
 """Dataset -> score column of a results row."""
 
-DEFAULTS = read_text("benchmark4")
-"""The defaults: ``configs/benchmark4.yaml``."""
+DEFAULTS = read_text("autoencoding")
+"""The defaults: ``configs/autoencoding.yaml``."""
 
 
 def scores(cfg) -> list:
@@ -173,7 +173,7 @@ def prepare(cfg, out: Path) -> None:
             except ValueError as e:
                 raise ConfigError(str(e)) from None
         elif not t.data_root:
-            raise ConfigError(f"benchmark4 on {ds} reads the official files: pass data_root=DIR or "
+            raise ConfigError(f"autoencoding on {ds} reads the official files: pass data_root=DIR or "
                               f"data_roots.{ds}=DIR (see docs/choosing.md)")
         elif not Path(t.data_root).expanduser().is_dir():
             raise ConfigError(f"data root for {ds} does not exist: {t.data_root}")
@@ -329,7 +329,7 @@ def run_cell(cfg, arch: str, layer: str, coords: dict, *, loss_net, out: Path, c
     return {"scores": {SCORE_NAMES[ds]: grid.test_metric}, "details": details}
 
 
-def benchmark4_cell(arch: str, layer: str, dataset: str = "lunarlander", *, out: str | Path = "runs/benchmark4-cell",
+def benchmark4_cell(arch: str, layer: str, dataset: str = "lunarlander", *, out: str | Path = "runs/autoencoding-cell",
                     weights: str | dict | None = "imagenet", scale: str = "quick", seed: int = 0,
                     overrides: dict | None = None) -> dict:
     """Benchmark 4 for one loss network on one dataset, from Python.
@@ -392,5 +392,5 @@ def run(req: CellRequest) -> dict:
 
 
 BENCHMARK = register_benchmark(Benchmark(
-    "benchmark4", "autoencoding with deep perceptual loss, scored by downstream probes", DEFAULTS, scores, run,
+    "autoencoding", "autoencoding with deep perceptual loss, scored by downstream probes", DEFAULTS, scores, run,
     variants=variants, identity=identity, prepare=prepare, check=check), overwrite=True)

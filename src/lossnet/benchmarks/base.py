@@ -4,7 +4,9 @@ Each benchmark module (:mod:`~lossnet.benchmarks.similarity`, :mod:`~lossnet.ben
 :mod:`~lossnet.benchmarks.delineation`, :mod:`~lossnet.benchmarks.autoencoding`) registers one
 :class:`Benchmark`: its defaults (``configs/benchmarkN.yaml``), score columns, extra cell
 coordinates, what enters a cell's id, a one-off ``prepare`` step, the cell function and an optional
-report section. More plug in with :func:`register_benchmark`.
+report section. More plug in with :func:`register_benchmark`. Their names: ``similarity``,
+``super_resolution``, ``delineation``, ``autoencoding`` (benchmarks 1 to 4; ``benchmark1`` ...
+``benchmark4`` are accepted for them by :func:`get_benchmark`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from omegaconf import ListConfig
 from lossnet.errors import ConfigError
 from lossnet.runs.launch import CellRequest
 from lossnet.runs.plugin import Plugin, get, register, registry
+from lossnet.schema import benchmark_name
 from lossnet.zoo.layers import LAYER_KEYS as LAYERS
 
 __all__ = ["BENCHMARKS", "LAYERS", "Benchmark", "CellRequest", "get_benchmark", "register_benchmark",
@@ -95,8 +98,10 @@ def single_layer_cell(run_cell: Callable, req: CellRequest) -> dict:
     res["details"]["weights_source"] = net.weights_source
     return res
 def get_benchmark(name: str) -> Benchmark:
-    """The registered :class:`Benchmark` called ``name``; ConfigError listing the known ones otherwise."""
-    return get(Benchmark.kind, name)
+    """The registered :class:`Benchmark` called ``name``, or by its former numbered name
+    (``benchmark1`` ... ``benchmark4``, :data:`lossnet.schema.BENCHMARK_ALIASES`); ConfigError listing
+    the known ones otherwise."""
+    return get(Benchmark.kind, benchmark_name(name))
 
 
 def _as_list(v) -> list[str]:

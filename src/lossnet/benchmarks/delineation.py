@@ -27,10 +27,10 @@ train/valid/test splits, 300 x 300 tiles resized to 224 x 224, :func:`~lossnet.d
 load_massachusetts_roads`) or ``dataset=synthetic`` (:func:`~lossnet.data.roads.
 synthetic_curvilinear`: a seeded training set, 80/20 train/validation, and a separate test set
 drawn with another seed). The data are built once per run directory and cached in
-``<out>/data/benchmark3-<hash>.pt`` (:func:`prepare`).
+``<out>/data/delineation-<hash>.pt`` (:func:`prepare`).
 
 Paper scale: MRD, 224 x 224, U-Net base 64 / depth 4 (Ronneberger), 100 epochs. Quick scale: a
-small synthetic road set at 96 x 96, U-Net base 8 / depth 3, 10 epochs (docs/benchmark3.md has
+small synthetic road set at 96 x 96, U-Net base 8 / depth 3, 10 epochs (docs/delineation.md has
 the timings and measured scores).
 
 Entry points: :func:`benchmark3_cell` (one cell, from Python), :func:`run_baseline_and_topology`,
@@ -58,13 +58,13 @@ from lossnet.schema.files import Massachusetts, Synthetic, UNet
 from lossnet.schema.sections import Fit
 from lossnet.utils import load_torch, save_torch, stable_hash
 
-NAME = "benchmark3"
+NAME = "delineation"
 
 SCORE_NAMES = ("completeness", "correctness", "quality")
 
 
-DEFAULTS = read_text("benchmark3")
-"""The defaults: ``configs/benchmark3.yaml``."""
+DEFAULTS = read_text("delineation")
+"""The defaults: ``configs/delineation.yaml``."""
 
 
 def load_defaults(scale: str = "quick") -> DictConfig:
@@ -126,9 +126,9 @@ def identity(cfg, coords: dict) -> dict:
 
 
 def data_file(cfg, out: Path) -> Path:
-    """Where the cell data of these settings are cached: ``<out>/data/benchmark3-<hash>.pt``."""
+    """Where the cell data of these settings are cached: ``<out>/data/delineation-<hash>.pt``."""
     h = stable_hash(_data_identity(cfg), 12, compact=False)
-    return Path(out) / "data" / f"benchmark3-{h}.pt"
+    return Path(out) / "data" / f"delineation-{h}.pt"
 
 
 def _build_data(cfg) -> dict[str, torch.Tensor]:
@@ -205,9 +205,9 @@ def prepare_data(cfg, out: Path) -> None:
     cfg = _typed(cfg)
     if cfg.dataset == "massachusetts":
         if not cfg.data_root:
-            raise ConfigError("benchmark3 on the Massachusetts Roads Dataset reads the official files: pass "
+            raise ConfigError("delineation on the Massachusetts Roads Dataset reads the official files: pass "
                               "data_root=DIR (the folder holding tiff/train, tiff/train_labels, ...; "
-                              "docs/benchmark3.md)")
+                              "docs/delineation.md)")
         if not Path(cfg.data_root).expanduser().is_dir():
             raise ConfigError(f"data_root={cfg.data_root} is not a directory")
     load_cell_data(cfg, Path(out))
@@ -295,7 +295,7 @@ def run_cell(cfg, arch: str | None, layer: str | None, coords: dict, *, loss_net
     return {"scores": {s: last[s] for s in SCORE_NAMES}, "details": details}
 
 
-def benchmark3_cell(arch: str | None, layer: str | None = "M", *, out: str | Path = "runs/benchmark3-cell",
+def benchmark3_cell(arch: str | None, layer: str | None = "M", *, out: str | Path = "runs/delineation-cell",
                     weights: str | dict | None = "imagenet", scale: str = "quick", seed: int = 0,
                     overrides: dict | None = None) -> dict:
     """Benchmark 3 for one loss network (or, with ``arch=None``, the BCE-only baseline), from Python.
@@ -331,7 +331,7 @@ def benchmark3_cell(arch: str | None, layer: str | None = "M", *, out: str | Pat
             "seconds": time.perf_counter() - t0, "cell_id": cid}
 
 
-def run_baseline_and_topology(arch: str, layer: str = "M", scale: str = "quick", out: str | Path = "runs/benchmark3",
+def run_baseline_and_topology(arch: str, layer: str = "M", scale: str = "quick", out: str | Path = "runs/delineation",
                               seed: int = 0, weights: str | dict | None = "imagenet",
                               overrides: dict | None = None) -> list[dict]:
     """The BCE-only baseline and ``L_bce + mu L_top`` with ``arch`` at ``layer``, same data, seed
@@ -422,19 +422,19 @@ def report_section(out: Path, rows: list[dict], figures: Path, md_dir: Path) -> 
                                   if p.get("quality") is not None),
                        ratio(r), f"{r.get('seconds', 0):.0f}"] for lab, r in entries])
     labels = [f"{r['arch']}_{r['layer']}" for lab, r in entries if "arch" in r][:6]
-    fig = examples_figure(out, cfg, labels, Path(figures) / "benchmark3_examples.png")
+    fig = examples_figure(out, cfg, labels, Path(figures) / "delineation_examples.png")
     fig_lines = [f"![benchmark 3 examples]({Path(os.path.relpath(fig, md_dir)).as_posix()})", ""] if fig else []
     data = (f"synthetic {cfg.synthetic.kind}" if cfg.dataset == "synthetic" else "Massachusetts Roads") + \
         f", {cfg.size}x{cfg.size}"
     return "\n".join([
         "## Benchmark 3: delineation with and without the topology loss", "",
         f"Test completeness / correctness / quality (%; tolerance {cfg.tolerance} px, counts summed over the test "
-        f"set; docs/benchmark3.md) on {data}, U-Net applied {cfg.iterations} times. Bold: better than BCE only. "
+        f"set; docs/delineation.md) on {data}, U-Net applied {cfg.iterations} times. Bold: better than BCE only. "
         "`mu L_top / L_bce`: the two loss terms' ratio at initialisation (the paper picks mu to keep them at the "
         "same order of magnitude).", "", table, ""] + fig_lines)
 
 
 BENCHMARK = register_benchmark(Benchmark(
-    "benchmark3", "delineation (iterative U-Net, BCE + mu x topology loss)", DEFAULTS, scores,
+    "delineation", "delineation (iterative U-Net, BCE + mu x topology loss)", DEFAULTS, scores,
     partial(single_layer_cell, run_cell), identity=identity, prepare=prepare, check=check, report=report_section),
     overwrite=True)

@@ -2,7 +2,7 @@
 
 A cell scores one loss network (architecture x E/S/M/L layer) with the uniform-weights distance of
 Eq. 1 on BAPPS 2AFC/JND (``data=bapps``) or on the offline distortion proxy (``data=proxy``,
-:func:`lossnet.eval.similarity.distortion_proxy`; NOT BAPPS). Defaults: ``configs/benchmark1.yaml``.
+:func:`lossnet.eval.similarity.distortion_proxy`; NOT BAPPS). Defaults: ``configs/similarity.yaml``.
 """
 
 from __future__ import annotations
@@ -66,13 +66,13 @@ def benchmark1_cell(arch: str, layer: Union[str, int], data: str = "proxy", root
     return {"arch": arch, "layer": layer, "data": data, "2afc": mean_of("2afc"), "jnd": mean_of("jnd"),
             "rows": rows, "seconds": time.perf_counter() - t0,
             "weights": fn.net.weights_source}
-DEFAULTS = read_text("benchmark1")
-"""The defaults: ``configs/benchmark1.yaml``."""
+DEFAULTS = read_text("similarity")
+"""The defaults: ``configs/similarity.yaml``."""
 
 
 def _typed(cfg):
     """The sweep config as :class:`lossnet.schema.files.Benchmark1` (values typed)."""
-    return typed("benchmark1", cfg)
+    return typed("similarity", cfg)
 
 
 def scores(cfg) -> list:
@@ -80,10 +80,10 @@ def scores(cfg) -> list:
     from lossnet.report.analysis import Score
 
     cfg = _typed(cfg)
-    s = [Score(t, "benchmark1", True) for t in cfg.tasks]
-    if cfg.data == "proxy":  # the proxy's discriminative rows (means saturate; docs/benchmark1.md)
+    s = [Score(t, "similarity", True) for t in cfg.tasks]
+    if cfg.data == "proxy":  # the proxy's discriminative rows (means saturate; docs/similarity.md)
         extra = (("2afc_cross", "2afc"), ("jnd_pooled", "jnd"))
-        s += [Score(n, "benchmark1", True) for n, t in extra if t in cfg.tasks]
+        s += [Score(n, "similarity", True) for n, t in extra if t in cfg.tasks]
     return s
 
 
@@ -110,7 +110,7 @@ def prepare(cfg, out) -> None:
     cfg = _typed(cfg)
     if not cfg.root:
         what = "an image folder such as shared/data/sr" if cfg.data == "proxy" else "the BAPPS dataset folder"
-        raise ConfigError(f"benchmark1 needs root=DIR ({what}); see docs/benchmark1.md")
+        raise ConfigError(f"similarity needs root=DIR ({what}); see docs/similarity.md")
     if not Path(cfg.root).expanduser().is_dir():
         raise ConfigError(f"root={cfg.root} is not a directory")
 
@@ -131,5 +131,5 @@ def run(req: CellRequest) -> dict:
 
 
 BENCHMARK = register_benchmark(Benchmark(
-    "benchmark1", "perceptual similarity (BAPPS 2AFC/JND, or the offline proxy)", DEFAULTS, scores, run,
+    "similarity", "perceptual similarity (BAPPS 2AFC/JND, or the offline proxy)", DEFAULTS, scores, run,
     identity=identity, prepare=prepare, check=check), overwrite=True)

@@ -24,7 +24,7 @@ Reference rows (not loss networks, computed once per sweep in :func:`prepare` an
 ``pixel`` loss (MSE), Johnson et al.'s baseline. The sweep's ``analysis.md`` lists them next to
 the loss networks (:mod:`~lossnet.benchmarks.super_resolution_report`), with input / output / target crops.
 
-Entry points: :func:`benchmark2_cell` (Python) and ``lossnet sweep benchmark2``.
+Entry points: :func:`benchmark2_cell` (Python) and ``lossnet sweep super_resolution``.
 """
 
 from __future__ import annotations
@@ -45,12 +45,12 @@ from lossnet.runs.cells import cell_id
 from lossnet.train.cache import with_target_features
 from lossnet.utils import best_device
 
-NAME = "benchmark2"
+NAME = "super_resolution"
 METRICS = ("psnr", "ssim")
 REFERENCES = ("bicubic", "pixel")
 
-DEFAULTS = read_text("benchmark2")
-"""The defaults: ``configs/benchmark2.yaml``."""
+DEFAULTS = read_text("super_resolution")
+"""The defaults: ``configs/super_resolution.yaml``."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,7 +147,7 @@ def variants(cfg) -> list[dict]:
 
 
 def _root(value, what: str) -> Path:
-    return require_dir(value, what, "docs/benchmark2.md")
+    return require_dir(value, what, "docs/super_resolution.md")
 
 
 HOLDOUT = "holdout"
@@ -162,7 +162,7 @@ def val_root(cfg) -> Path | None:
     if not v:
         raise ConfigError("set val_root=DIR, a folder of validation images (the paper: MS-COCO 2014 val, "
                           f"val_images=100 of them), or val_root={HOLDOUT} to hold out the last val_images "
-                          "training files (see docs/benchmark2.md)")
+                          "training files (see docs/super_resolution.md)")
     return _root(v, "val_root")
 
 
@@ -392,7 +392,7 @@ def prepare(cfg, out: Path) -> None:
     compute_references(cfg, out)
 
 
-def benchmark2_cell(arch: str | None, layer: str | None = None, *, factor: int = 4, out: str | Path = "runs/benchmark2-cell",
+def benchmark2_cell(arch: str | None, layer: str | None = None, *, factor: int = 4, out: str | Path = "runs/super_resolution-cell",
                     weights="imagenet", scale: str = "quick", seed: int = 0, overrides: dict | None = None) -> dict:
     """Benchmark 2 for one loss network (``arch=None``: the pixel-loss baseline) from Python.
 
@@ -427,6 +427,6 @@ def report_section(out: Path, rows: list[dict], figures: Path, md_dir: Path) -> 
 
 
 BENCHMARK = register_benchmark(Benchmark(
-    "benchmark2", "super-resolution (Johnson et al. transformation network, PSNR/SSIM)", DEFAULTS, scores,
+    "super_resolution", "super-resolution (Johnson et al. transformation network, PSNR/SSIM)", DEFAULTS, scores,
     partial(single_layer_cell, run_cell), variants=variants, identity=identity, prepare=prepare, check=check,
     report=report_section), overwrite=True)

@@ -83,7 +83,7 @@ def report_section(out: Path, rows: list[dict], figures: Path, md_dir: Path) -> 
     lines = ["## Benchmark 2: super-resolution next to the references", "",
              f"Test PSNR (dB) / SSIM, {cfg.eval.colour.upper() if cfg.eval.colour == 'y' else 'RGB'} channel"
              f"{'s' if cfg.eval.colour == 'rgb' else ''}, {('factor' if cfg.eval.border is None else cfg.eval.border)}"
-             "-pixel border removed, 8-bit outputs (docs/benchmark2.md). Bicubic: upsampling of the degraded input; "
+             "-pixel border removed, 8-bit outputs (docs/super_resolution.md). Bicubic: upsampling of the degraded input; "
              "pixel: the transformation network trained with MSE (Johnson et al.'s baseline). Sorted by the first "
              "column; bold: better than bicubic.", ""]
     for factor in _factors(cfg):
@@ -108,7 +108,7 @@ def report_section(out: Path, rows: list[dict], figures: Path, md_dir: Path) -> 
         if collapsed:
             lines += [f"Collapsed during training (best validation PSNR < 10 dB): {', '.join(collapsed)}.", ""]
         labels = [f"{r['arch']}_{r['layer']}" for _, r in entries if "arch" in r]
-        fig = crops_figure(out, cfg, labels, factor, Path(figures) / f"benchmark2_crops_x{factor}.png")
+        fig = crops_figure(out, cfg, labels, factor, Path(figures) / f"super_resolution_crops_x{factor}.png")
         if fig is not None:
             lines += [f"![x{factor} crops]({Path(_os.path.relpath(fig, md_dir)).as_posix()})", ""]
     return "\n".join(lines)

@@ -2,10 +2,10 @@
 loss networks, resumable, in parallel, then the cross-analysis.
 
 A *cell* is (architecture, extraction layer E/S/M/L[, benchmark coordinates such as the dataset]).
-Each benchmark is a :class:`Benchmark` in :data:`BENCHMARKS` (``benchmark1``: perceptual
-similarity, ``benchmark2``: super-resolution, ``benchmark3``: delineation, ``benchmark4``:
-autoencoding; more plug in with :func:`register_benchmark`): its default settings (YAML, with
-``scales``), its score columns (:class:`~lossnet.report.analysis.Score`), the extra cell
+Each benchmark is a :class:`Benchmark` in :data:`BENCHMARKS` (benchmarks 1 to 4 of the systematic
+analysis: ``similarity``, ``super_resolution``, ``delineation``, ``autoencoding``, also accepted as
+``benchmark1`` ... ``benchmark4``; more plug in with :func:`register_benchmark`): its default
+settings (YAML, with ``scales``), its score columns (:class:`~lossnet.report.analysis.Score`), the extra cell
 coordinates, what enters a cell's id, a one-off ``prepare`` step (e.g. data generation, the
 reference rows that are not loss networks: bicubic / pixel loss / BCE only), the cell function
 and an optional report section.
@@ -87,12 +87,12 @@ def load_sweep_config(benchmark: str, overrides: Sequence[str] = ()) -> DictConf
     """
     from lossnet.config import resolve
 
-    bench = get_benchmark(benchmark)
+    bench = get_benchmark(benchmark)  # a numbered alias (benchmark1 ...) resolved to the benchmark's name
     # the one loader: sweep settings < the benchmark's defaults < presets < overrides
-    cfg = resolve(benchmark, overrides, defaults=bench.defaults, sweep=True)
-    cfg.benchmark = benchmark
+    cfg = resolve(bench.name, overrides, defaults=bench.defaults, sweep=True)
+    cfg.benchmark = bench.name
     if not cfg.get("out"):
-        cfg.out = f"runs/sweep-{benchmark}"
+        cfg.out = f"runs/sweep-{bench.name}"
     cfg.loss_net = resolve_archs(cfg.loss_net)
     cfg.layer = resolve_layers(cfg.layer)
     sweep_settings(cfg)  # the sweep settings checked also for a benchmark without a schema
@@ -179,7 +179,7 @@ def run_sweep(benchmark: str, overrides: Sequence[str] = (), *, on_row: Callable
     """Run (or resume) ``benchmark`` over the configured loss networks; returns the run directory.
 
     Args:
-        benchmark: a name in :data:`BENCHMARKS`.
+        benchmark: a name in :data:`BENCHMARKS` (or ``benchmark1`` ... ``benchmark4``).
         overrides: ``key=value`` strings (see :data:`SWEEP_DEFAULTS` and the benchmark's defaults).
         on_row: called in the parent with every newly appended row (ok or skipped).
 
@@ -188,7 +188,7 @@ def run_sweep(benchmark: str, overrides: Sequence[str] = (), *, on_row: Callable
     """
     cfg = load_sweep_config(benchmark, overrides)
     s = sweep_settings(cfg)
-    bench = BENCHMARKS[benchmark]
+    bench = get_benchmark(benchmark)
     if distributed.is_distributed() and (s.launcher != "local" or s.jobs > 1):
         raise ConfigError(f"under torchrun the cells run one after the other in the torchrun processes (each cell's "
                           f"training data parallel): set jobs=1 launcher=local (got jobs={s.jobs} "
@@ -197,7 +197,7 @@ def run_sweep(benchmark: str, overrides: Sequence[str] = (), *, on_row: Callable
         import_submitit()  # fail before any work
     files = {"sweep.json": _manifest(cfg, bench), "config.yaml": OmegaConf.to_yaml(cfg)}
     with run_directory(Path(s.out), files=files) as out:  # one writer per run directory
-        return _run_sweep_locked(benchmark, cfg, s, bench, out, on_row)
+        return _run_sweep_locked(cfg, s, bench, out, on_row)
 
 
 def _launcher(cfg: DictConfig, s: Sweep, bench: Benchmark, out: Path):
@@ -242,7 +242,7 @@ def _launcher(cfg: DictConfig, s: Sweep, bench: Benchmark, out: Path):
     return launch
 
 
-def _run_sweep_locked(benchmark: str, cfg: DictConfig, s: Sweep, bench: Benchmark, out: Path, on_row) -> Path:
+def _run_sweep_locked(cfg: DictConfig, s: Sweep, bench: Benchmark, out: Path, on_row) -> Path:
     from lossnet import zoo
 
     main = distributed.is_main()  # under torchrun rank 0 alone writes (manifest, rows, analysis)
@@ -272,7 +272,7 @@ def _run_sweep_locked(benchmark: str, cfg: DictConfig, s: Sweep, bench: Benchmar
             remove_checkpoints(out / "cells" / cid)
 
     def header(res: LoopResult, n_todo: int) -> str:
-        return (f"sweep {benchmark} ({s.scale} scale) in {out}: {res.planned} cells; {res.done_before} done"
+        return (f"sweep {bench.name} ({s.scale} scale) in {out}: {res.planned} cells; {res.done_before} done"
                 + (f" ({adopted} adopted from finished workers)" if adopted else "")
                 + f", {res.screened} skipped (weights unavailable), {n_todo} to run"
                 + (f" on {s.jobs} local workers" if s.launcher == "local" and s.jobs > 1 else "")

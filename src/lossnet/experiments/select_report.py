@@ -26,7 +26,7 @@ Z = 1.96  # two-sided 95 % normal quantile
 RANKS_FOR = ("autoencoding towards downstream prediction: an autoencoder's embedding read by a small probe "
              "(Benchmark 4 of the systematic analysis). It does not transfer to super-resolution or delineation: "
              "there the paper's best layers differ (early layers for super-resolution; Table IV) -- use "
-             "`lossnet sweep benchmark2` / `benchmark3` (docs/choosing.md, 'What the ranking is for')")
+             "`lossnet sweep super_resolution` / `delineation` (docs/choosing.md, 'What the ranking is for')")
 
 
 @dataclass
@@ -191,7 +191,7 @@ def _rank(results: list[CandidateResult], settings: dict) -> Selection:
             "were too few for any ranking to be reproducible and 216 were enough: give more images (--max-images) "
             "if you have them.")})
     cautions.append({"code": "PROXY", "text": "This is a small-scale proxy (few epochs, a subsample): confirm the "
-                     "top candidates with `lossnet sweep benchmark4` or full training before committing."})
+                     "top candidates with `lossnet sweep autoencoding` or full training before committing."})
     text += f" It ranks for {RANKS_FOR}."
     text += "".join(" " + c["text"] for c in cautions if c["code"] != "NOTHING_BEATS_BASELINES")
     return Selection(ok + rest, recommended, text, settings, budget_name, baselines, noise, cautions)

@@ -51,6 +51,14 @@ class Score:
     higher_is_better: bool
 
 
+def _benchmark_order(names) -> list[str]:
+    """Benchmark names in the paper's order (benchmarks 1 to 4), any others after them by name."""
+    from lossnet.schema import BENCHMARK_ALIASES
+
+    order = list(BENCHMARK_ALIASES.values())
+    return sorted(names, key=lambda b: (order.index(b) if b in order else len(order), b))
+
+
 def _attr_cache_path() -> Path:
     from lossnet.utils import lossnet_home
 
@@ -170,7 +178,7 @@ def average_ranks(best: dict, scores: list[Score]) -> dict[str, dict[str, float]
     per_score = {s.name: _rank({a: v for a, (_, v) in best.get(s.name, {}).items()}, s.higher_is_better)
                  for s in scores if best.get(s.name)}
     out: dict[str, dict[str, float]] = {}
-    benchmarks = sorted({s.benchmark for s in scores})
+    benchmarks = _benchmark_order({s.benchmark for s in scores})
     for a in sorted({a for d in per_score.values() for a in d}, key=_arch_order):
         row = {}
         for b in benchmarks:
@@ -405,7 +413,7 @@ def analysis_markdown(rows: list[dict], scores: list[Score], out_dir: Path, inpu
     else:
         best = best_layers(table, scores)
         ranks = average_ranks(best, scores)
-        benchmarks = sorted({s.benchmark for s in scores})
+        benchmarks = _benchmark_order({s.benchmark for s in scores})
         lines += ["Scores: " + ", ".join(f"`{s.name}` ({s.benchmark}, {'higher' if s.higher_is_better else 'lower'} "
                                          f"is better)" for s in scores) + ".", "",
                   "## Table III: average rank of each architecture's best layer (1 = best)", "",

@@ -12,12 +12,15 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from lossnet.schema import benchmark_name
+
 __all__ = ["ResultsTable", "clean", "flatten_row", "read_sweep_manifest"]
 
 
 def read_sweep_manifest(directory: str | os.PathLike) -> dict:
     """The validated ``sweep.json`` of a sweep directory: ``benchmark`` (str), ``scores`` (a list
-    of objects with ``name``, ``benchmark``, ``higher_is_better``) and ``config`` (an object).
+    of objects with ``name``, ``benchmark``, ``higher_is_better``) and ``config`` (an object); a
+    benchmark's former numbered name (``benchmark1`` ..., lossnet 0.1.0) is read as its name.
     Anything else (missing, empty, not JSON, ``{}``, wrong types) is one
     :class:`~lossnet.utils.CorruptFileError` naming the file and the fix."""
     from lossnet.utils import CorruptFileError, read_json
@@ -32,6 +35,9 @@ def read_sweep_manifest(directory: str | os.PathLike) -> dict:
     if not ok:
         raise CorruptFileError(f"{path} is malformed (benchmark must be a string, config an object, scores a list of "
                                f"objects with name, benchmark, higher_is_better): {fix}")
+    man["benchmark"] = benchmark_name(man["benchmark"])
+    for x in scores:
+        x["benchmark"] = benchmark_name(x["benchmark"])
     return man
 
 
@@ -71,12 +77,18 @@ class ResultsTable:
 
     def rows(self) -> list[dict]:
         """All complete rows in file order (:func:`lossnet.utils.read_jsonl`: only a last line
-        that does not parse is skipped as torn; any other bad line is one error naming the line)."""
+        that does not parse is skipped as torn; any other bad line is one error naming the line).
+        A ``benchmark`` column with a former numbered name (``benchmark1`` ..., lossnet 0.1.0) is
+        read as the benchmark's name (:func:`lossnet.schema.benchmark_name`)."""
         from lossnet.utils import read_jsonl
 
         if not self.path.exists():
             return []
-        return read_jsonl(self.path)
+        rows = read_jsonl(self.path)
+        for r in rows:
+            if isinstance(r, dict) and isinstance(r.get("benchmark"), str):
+                r["benchmark"] = benchmark_name(r["benchmark"])
+        return rows
 
     def ids(self) -> set[str]:
         """The distinct cell ids of the rows."""

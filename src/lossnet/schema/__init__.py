@@ -13,16 +13,32 @@ from typing import Dict
 
 from lossnet.schema.commands import Embed, LunarLanderData, Pretrain, Report, Select
 from lossnet.schema.fields import build, check, check_precision, check_value, field_of, identity, leaves
-from lossnet.schema.files import (Benchmark1, Benchmark2, Benchmark3, Benchmark4, Demo, PaperA, PaperB, SrVae,
-                                  Sweep)
+from lossnet.schema.files import (Autoencoding, Delineation, Demo, PaperA, PaperB, Similarity, SrVae,
+                                  SuperResolution, Sweep)
 
-__all__ = ["COMMANDS", "SCHEMAS", "build", "check", "check_args", "check_precision", "check_value", "field_of", "identity",
-           "leaves", "schema_for"]
+__all__ = ["BENCHMARK_ALIASES", "COMMANDS", "SCHEMAS", "benchmark_name", "build", "check", "check_args", "check_precision", "check_value", "field_of", "identity",
+           "is_benchmark", "leaves", "schema_for"]
 
 SCHEMAS: Dict[str, type] = {"paper_a": PaperA, "paper_b": PaperB, "demo": Demo, "srvae": SrVae, "sweep": Sweep,
-                            "benchmark1": Benchmark1, "benchmark2": Benchmark2, "benchmark3": Benchmark3,
-                            "benchmark4": Benchmark4}
+                            "similarity": Similarity, "super_resolution": SuperResolution, "delineation": Delineation,
+                            "autoencoding": Autoencoding}
 """Config file name -> its schema (a benchmark's schema includes the sweep settings)."""
+
+BENCHMARK_ALIASES: Dict[str, str] = {"benchmark1": "similarity", "benchmark2": "super_resolution",
+                                     "benchmark3": "delineation", "benchmark4": "autoencoding"}
+"""The benchmarks' numbered names (``lossnet sweep benchmark1``, the rows and sweep.json of lossnet
+0.1.0) -> their names."""
+
+
+def benchmark_name(name: str) -> str:
+    """A benchmark's name: a numbered alias (:data:`BENCHMARK_ALIASES`) resolved, any other as it is."""
+    return BENCHMARK_ALIASES.get(name, name)
+
+
+def is_benchmark(name: str) -> bool:
+    """Whether config ``name`` is a benchmark's (its schema extends the sweep settings)."""
+    s = SCHEMAS.get(name)
+    return s is not None and s is not Sweep and issubclass(s, Sweep)
 
 COMMANDS: Dict[str, type] = {"pretrain": Pretrain, "select": Select, "embed": Embed,
                              "data lunarlander": LunarLanderData, "report": Report}
@@ -30,7 +46,7 @@ COMMANDS: Dict[str, type] = {"pretrain": Pretrain, "select": Select, "embed": Em
 
 
 def schema_for(what: str) -> type | None:
-    """The schema of a config name, a command, or a label such as ``"sweep benchmark4"``."""
+    """The schema of a config name, a command, or a label such as ``"sweep autoencoding"``."""
     name = what.split()[-1] if what.startswith("sweep ") else what
     return SCHEMAS.get(name) or COMMANDS.get(what)
 

@@ -9,7 +9,8 @@ from lossnet.schema.fields import (BIG, MAX_SIDE, MAX_THREADS, PROCEDURES, choic
                                    precision, seed, text, threads)
 from lossnet.schema.sections import Data, Encoder, Fit, LossNet, LunarLander, Probe, SrEval, SrTrain, Svhn
 
-__all__ = ["Benchmark1", "Benchmark2", "Benchmark3", "Benchmark4", "Demo", "PaperA", "PaperB", "Run", "SrVae", "Sweep"]
+__all__ = ["Autoencoding", "Delineation", "Demo", "PaperA", "PaperB", "Run", "Similarity", "SrVae", "SuperResolution",
+           "Sweep"]
 
 
 @dataclass
@@ -159,7 +160,9 @@ class Sweep:
 
 
 @dataclass
-class Benchmark1(Sweep):
+class Similarity(Sweep):
+    """Benchmark 1, perceptual similarity (configs/similarity.yaml)."""
+
     data: str = choice("proxy", "proxy", "bapps", doc="proxy distortions or BAPPS")
     root: Optional[str] = None
     normalize: str = choice("imagenet", "imagenet", "lpips", doc="input normalisation")
@@ -177,7 +180,9 @@ class SrModel:
 
 
 @dataclass
-class Benchmark2(Sweep):
+class SuperResolution(Sweep):
+    """Benchmark 2, super-resolution (configs/super_resolution.yaml)."""
+
     factors: List[int] = items([4, 8], ge=2, le=16, doc="upscaling factors")
     sr_root: Optional[str] = None
     train_root: Optional[str] = None
@@ -228,7 +233,9 @@ class UNet:
 
 
 @dataclass
-class Benchmark3(Sweep):
+class Delineation(Sweep):
+    """Benchmark 3, delineation (configs/delineation.yaml)."""
+
     dataset: str = choice("synthetic", "synthetic", "massachusetts", doc="dataset")
     data_root: Optional[str] = None
     size: int = count(224, 16, MAX_SIDE, "input side (px)")
@@ -254,7 +261,9 @@ class DataRoots:
 
 
 @dataclass
-class Benchmark4(Sweep):
+class Autoencoding(Sweep):
+    """Benchmark 4, autoencoding (configs/autoencoding.yaml)."""
+
     datasets: List[str] = items(["lunarlander"], choices=("lunarlander", "svhn", "stl10"), doc="datasets")
     procedure: str = choice("I-I-PS", *PROCEDURES, doc="pretraining procedure")
     z: int = count(64, 1, 1 << 16, "embedding size")

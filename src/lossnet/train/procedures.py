@@ -132,7 +132,7 @@ def build_autoencoder(proc: Procedure, cfg: EncoderConfig, size: int, feat_dim: 
             warnings.warn(
                 f"{proc.name}: the feature decoder for {feat_dim:,} feature values has {n / 1e6:,.0f}M parameters "
                 f"({gb:.1f} GB float32; a training checkpoint with Adam state and the best copy is ~{4 * gb:.1f} GB). "
-                f"Use a later loss-network layer, pool the features (fp_max_dim=... in benchmark4 / select), "
+                f"Use a later loss-network layer, pool the features (fp_max_dim=... in the autoencoding benchmark / select), "
                 f"or a smaller hidden width; raise LOSSNET_DECODER_WARN_PARAMS (now {limit:,}) to silence this.",
                 LargeModelWarning, stacklevel=2)
     enc = (ImageEncoder(cfg.z, size, cfg.variational) if proc.encoder == "image"
