@@ -12,7 +12,7 @@ baselines: pixel L2 (MSE) and 1 - SSIM (torchmetrics). With --json FILE also wri
 
 With several seeds (patches, crops and triplets drawn anew) every score is printed as mean ± std
 over the seeds (uncorrected std); ``--markdown`` ends the output with the docs' table
-(docs/benchmark1.md, ``make results TABLES=distortion_proxy``).
+(docs/similarity.md, ``make results TABLES=distortion_proxy``).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--json")
-    ap.add_argument("--markdown", action="store_true", help="end with the markdown table of docs/benchmark1.md")
+    ap.add_argument("--markdown", action="store_true", help="end with the markdown table of docs/similarity.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 

@@ -105,3 +105,13 @@ def test_a_single_value_is_a_one_element_list(name, over, key, want):
     resolved = config.resolve(name, [over])
     assert getattr(config.typed(name, resolved), key) == want
     assert not isinstance(resolved[key], list) and resolved[key] == want[0]
+
+
+def test_numbered_benchmark_names_resolve_and_unknown_names_are_config_errors():
+    from lossnet import config
+    from lossnet.errors import ConfigError
+
+    assert type(config.load_typed("benchmark4")).__name__ == "Autoencoding"
+    assert config.resolve("benchmark1").get("n_patches") == config.resolve("similarity").get("n_patches")
+    with pytest.raises(ConfigError, match="no settings schema named 'nope'"):
+        config.typed("nope", {})

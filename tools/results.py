@@ -70,7 +70,7 @@ TABLES: tuple[Table, ...] = (
            *_NUMERICS),
           "repeats 0, 1, 2 (seeds 0-2: encoder init, batch order, splits, probes; one collection, seed 0); "
           "std uncorrected", 6.0),
-    Table("distortion_proxy", "docs/benchmark1.md",
+    Table("distortion_proxy", "docs/similarity.md",
           ("studies/distortion_proxy.py", "--seeds", "0", "1", "2", "--threads", "2", "--markdown"),
           ("studies/distortion_proxy.py", "src/lossnet/eval/similarity.py", "src/lossnet/losses/*.py",
            "src/lossnet/zoo/network.py", "src/lossnet/zoo/trunk.py", "src/lossnet/zoo/layers.py"),

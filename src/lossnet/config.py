@@ -129,7 +129,8 @@ def structured(name: str, scale: str | None = None) -> DictConfig:
     are then checked by :func:`validate`. Benchmarks include the sweep settings."""
     from omegaconf.errors import OmegaConfBaseException
 
-    s = schema.SCHEMAS[name]
+    name = schema.benchmark_name(name)
+    s = _schema(name)
     plain = scaled(name, scale) if scale else OmegaConf.masked_copy(load(name), [k for k in load(name) if k not in
                                                                                   PRESET_KEYS])
     layers = [OmegaConf.structured(s)] + ([load("sweep")] if schema.is_benchmark(name) else []) + [plain]
@@ -139,6 +140,13 @@ def structured(name: str, scale: str | None = None) -> DictConfig:
         raise ConfigError(f"configs/{name}.yaml does not match its schema: {e.msg}") from None
     validate(name, cfg)
     return cfg
+
+
+def _schema(name: str) -> type:
+    """The typed schema of config ``name``; a :class:`ConfigError` naming the known ones."""
+    if name not in schema.SCHEMAS:
+        raise ConfigError(f"no settings schema named {name!r}; known: {', '.join(schema.SCHEMAS)}")
+    return schema.SCHEMAS[name]
 
 
 RUNTIME_KEYS = ("benchmark", "dataset")
@@ -154,7 +162,8 @@ def typed(name: str, cfg: DictConfig | dict | object) -> object:
     unknown key or a value of the wrong type is one :class:`ConfigError`."""
     from omegaconf.errors import OmegaConfBaseException
 
-    s = schema.SCHEMAS[name]
+    name = schema.benchmark_name(name)
+    s = _schema(name)
     if isinstance(cfg, s):
         return cfg
     plain = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
@@ -180,6 +189,7 @@ def resolve(name: str, overrides: Sequence[str] | Mapping[str, Any] = (), *, def
     ``overrides``: ``key=value`` strings, or a nested mapping (e.g. a stored run's config);
     ``defaults``: the settings (YAML text or a dict) instead of the file (a benchmark registered by a user);
     ``sweep``: merge over the sweep settings (default: for the benchmarks, :func:`lossnet.schema.is_benchmark`)."""
+    name = schema.benchmark_name(name)
     raw = OmegaConf.create(defaults) if defaults is not None else load(name)
     sweep = schema.is_benchmark(name) if sweep is None else sweep
     base = OmegaConf.merge(_settings(load("sweep")), raw) if sweep else raw
