@@ -61,7 +61,10 @@ def run_batch(n: int, env: dict, args) -> tuple[float, list[int]]:
              for _ in range(n)]
     for p in procs:  # all imported and warmed up (start-up is not timed)
         assert p.stdout.readline().strip() == "ready"
-    outs = [json.loads(p.communicate("go\n")[0].strip().splitlines()[-1]) for p in procs]
+    for p in procs:  # release every process before waiting for any (communicate() waits for its process)
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     return max(o["end"] for o in outs) - min(o["start"] for o in outs), [o["threads"] for o in outs]
 
 
