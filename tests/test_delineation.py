@@ -233,9 +233,9 @@ def test_config_checks_and_weights():
         b3.prepare(OmegaConf.merge(b3.load_defaults("paper")), "/tmp/unused")
 
 
-def test_benchmark3_cell_and_resume(tmp_path):
+def test_delineation_cell_and_resume(tmp_path):
     torch.manual_seed(0)
-    row = b3.benchmark3_cell("alexnet", "S", out=tmp_path, weights=None, overrides=TINY)
+    row = b3.delineation_cell("alexnet", "S", out=tmp_path, weights=None, overrides=TINY)
     for k in ("completeness", "correctness", "quality"):
         assert 0.0 <= row[k] <= 1.0, (k, row[k])
     d = row["details"]
@@ -244,7 +244,7 @@ def test_benchmark3_cell_and_resume(tmp_path):
     assert d["loss_terms"]["init"]["top"] > 0 and len(d["history"]) == 1 and d["resumed_from"] == 0
     assert (tmp_path / "cells" / row["cell_id"] / "last.pt").exists()
     torch.manual_seed(0)  # same random loss network -> same cell id -> resumed from the checkpoint
-    again = b3.benchmark3_cell("alexnet", "S", out=tmp_path, weights=None, overrides=TINY)
+    again = b3.delineation_cell("alexnet", "S", out=tmp_path, weights=None, overrides=TINY)
     assert again["cell_id"] == row["cell_id"] and again["details"]["resumed_from"] == 1
     assert again["quality"] == row["quality"]
 
@@ -253,7 +253,7 @@ def test_baseline_on_fake_massachusetts(tmp_path):
     root = write_fake_massachusetts(tmp_path / "mrd", {"train": 3, "val": 1, "test": 1}, size=64)
     over = {**TINY, "dataset": "massachusetts", "data_root": str(root), "massachusetts": {"tile": 32},
             "iteration_weights": "last", "validation": "loss"}
-    row = b3.benchmark3_cell(None, None, out=tmp_path / "run", overrides=over)
+    row = b3.delineation_cell(None, None, out=tmp_path / "run", overrides=over)
     d = row["details"]
     assert row["arch"] is None and not d["topology_loss"] and d["mu"] == 0.0 and d["loss_terms"]["init"] is None
     assert d["n_train"] == 12 and d["n_val"] == 4 and d["n_test"] == 4

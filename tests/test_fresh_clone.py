@@ -25,7 +25,7 @@ def test_shipped_photographs_are_small_real_crops():
 def test_tests_run_without_the_shared_folder(tmp_path):
     """Run a fallback test and a full-set test in a fresh pytest with LOSSNET_SHARED pointing nowhere."""
     env = {**os.environ, "LOSSNET_SHARED": str(tmp_path / "nonexistent"), "OMP_NUM_THREADS": "1"}
-    tests = ["tests/test_similarity.py::test_benchmark1_cell_proxy_real_patches",
+    tests = ["tests/test_similarity.py::test_similarity_cell_proxy_real_patches",
              "tests/test_sr.py::test_shared_test_sets_and_bicubic_reference"]
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *tests],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

@@ -21,7 +21,7 @@ from lossnet.eval.similarity import (
     twoafc_scores,
     voc_ap,
 )
-from lossnet.benchmarks.similarity import benchmark1_cell
+from lossnet.benchmarks.similarity import similarity_cell
 from lossnet.data.bapps import load_bapps_2afc, load_bapps_jnd
 
 
@@ -164,7 +164,7 @@ def test_evaluate_bapps_known_scores(tmp_path):
 def test_missing_bapps_clear_error(tmp_path):
     for call in (lambda: load_bapps_2afc(tmp_path), lambda: load_bapps_jnd(tmp_path),
                  lambda: evaluate_bapps(pixel_l2_distance, tmp_path),
-                 lambda: benchmark1_cell("alexnet", "E", data="bapps", root=tmp_path, weights=None)):
+                 lambda: similarity_cell("alexnet", "E", data="bapps", root=tmp_path, weights=None)):
         with pytest.raises(FileNotFoundError) as e:
             call()
         msg = str(e.value)
@@ -223,15 +223,15 @@ def test_ref_distances_cached_features_match(sr_dir):
     assert s.shape == (3,) and bool((s >= 0).all())
 
 
-def test_benchmark1_cell_proxy_real_patches(sr_dir):
+def test_similarity_cell_proxy_real_patches(sr_dir):
     torch.manual_seed(0)
-    out = benchmark1_cell("alexnet", "M", data="proxy", root=sr_dir, weights=None, n_patches=2, seed=0)
+    out = similarity_cell("alexnet", "M", data="proxy", root=sr_dir, weights=None, n_patches=2, seed=0)
     assert out["arch"] == "alexnet" and out["layer"] == "M" and out["weights"] == "random"
     assert 0.0 <= out["2afc"] <= 1.0 and 0.0 <= out["jnd"] <= 1.0
     assert all(0.0 <= r["score"] <= 1.0 for r in out["rows"])
 
 
-def test_benchmark1_cell_skips_without_weights(monkeypatch, tmp_path):
+def test_similarity_cell_skips_without_weights(monkeypatch, tmp_path):
     import lossnet.zoo as zoo
 
     class _St:
@@ -239,4 +239,4 @@ def test_benchmark1_cell_skips_without_weights(monkeypatch, tmp_path):
 
     monkeypatch.setattr(zoo, "status", lambda arch: _St())
     with pytest.raises(zoo.WeightsUnavailableError, match="not fetched"):
-        benchmark1_cell("vgg16", "L", data="proxy", root=tmp_path)
+        similarity_cell("vgg16", "L", data="proxy", root=tmp_path)

@@ -288,8 +288,8 @@ def test_cli_benchmark2_and_srvae(capsys, tmp_path):
     assert "mu: 0.01" in capsys.readouterr().out
 
 
-def test_benchmark2_cell_x8_pixel_baseline(tmp_path):
-    from lossnet.benchmarks.super_resolution import benchmark2_cell
+def test_super_resolution_cell_x8_pixel_baseline(tmp_path):
+    from lossnet.benchmarks.super_resolution import super_resolution_cell
 
     root = _fake_sr_root(tmp_path / "sr")
     over = {"sr_root": str(root), "train_root": str(root / "train"), "test_sets": ["set5"], "patch": 32,
@@ -297,9 +297,9 @@ def test_benchmark2_cell_x8_pixel_baseline(tmp_path):
             "train": {"epochs": 1, "batch_size": 4}, "eval": {"border": 0},
             "val_root": str(root / "CSet14"), "train_images": 4, "subset_seed": 3}  # the paper's data options
     with pytest.raises(ValueError, match="val_images=2"):  # CSet14 here holds one image
-        benchmark2_cell(None, factor=8, out=tmp_path / "run", overrides=over)
+        super_resolution_cell(None, factor=8, out=tmp_path / "run", overrides=over)
     over["val_images"] = 1
-    row = benchmark2_cell(None, factor=8, out=tmp_path / "run", overrides=over)
+    row = super_resolution_cell(None, factor=8, out=tmp_path / "run", overrides=over)
     assert row["arch"] == "pixel" and row["factor"] == 8 and "set5_psnr_x8" in row and "set5_ssim_x8" in row
     assert len(row["details"]["history"]) == 1 and not row["details"]["data"]["patch"] % 8
     data = row["details"]["data"]

@@ -240,17 +240,17 @@ def test_slurm_launcher(sr_dir, tmp_path, monkeypatch, offline_weights):
     assert [r["layer"] for r in _ok(ResultsTable(out).rows())] == ["E", "S"]
 
 
-def test_benchmark4_cell_variants(collection, tmp_path, offline_weights):
+def test_autoencoding_cell_variants(collection, tmp_path, offline_weights):
     """PS targets computed online equal cached ones; FP procedures use pooled sigmoid features."""
-    from lossnet.benchmarks.autoencoding import benchmark4_cell, pool_to
+    from lossnet.benchmarks.autoencoding import autoencoding_cell, pool_to
 
     tiny = {"collection": str(collection), "lunarlander": {"rollouts": [2, 2, 2], "steps": 60},
             "data": {"max_encoder": 32, "max_probe": 30, "max_test": 30}, "encoder": {"epochs": 1, "batch_size": 16},
             "probe": {"epochs": 2, "batch_size": 16}}
-    scores = [benchmark4_cell("alexnet", "S", out=tmp_path, overrides={**tiny, "ps_targets": m})["score"]
+    scores = [autoencoding_cell("alexnet", "S", out=tmp_path, overrides={**tiny, "ps_targets": m})["score"]
               for m in ("cache", "online")]
     assert scores[0] == pytest.approx(scores[1], rel=1e-5)
-    r = benchmark4_cell("alexnet", "S", out=tmp_path, overrides={**tiny, "procedure": "I-F-FP", "fp_max_dim": 1000})
+    r = autoencoding_cell("alexnet", "S", out=tmp_path, overrides={**tiny, "procedure": "I-F-FP", "fp_max_dim": 1000})
     assert r["details"]["feature_shape"] == [192, 2, 2] and r["details"]["loss_net"]["sigmoid"] is True
     assert r["details"]["procedure"] == "I-F-FP" and r["lunarlander_error_px"] > 0
     import torch

@@ -29,7 +29,7 @@ feature decoder ends in a sigmoid, so FP procedures use sigmoid features (paper 
 ``sigmoid=null`` picks this automatically) and, to keep the decoder's last layer small, feature
 maps larger than ``fp_max_dim`` values are average-pooled spatially (``fp_max_dim=null``: never).
 
-Entry points: :func:`benchmark4_cell` (one cell, from Python) and the ``autoencoding`` entry of
+Entry points: :func:`autoencoding_cell` (one cell, from Python) and the ``autoencoding`` entry of
 ``lossnet sweep`` (:mod:`lossnet.benchmarks.sweep`), which uses :data:`DEFAULTS`, :func:`scores`,
 :func:`variants`, :func:`identity`, :func:`prepare` and :func:`run_cell` from here.
 """
@@ -329,9 +329,10 @@ def run_cell(cfg, arch: str, layer: str, coords: dict, *, loss_net, out: Path, c
     return {"scores": {SCORE_NAMES[ds]: grid.test_metric}, "details": details}
 
 
-def benchmark4_cell(arch: str, layer: str, dataset: str = "lunarlander", *, out: str | Path = "runs/autoencoding-cell",
-                    weights: str | dict | None = "imagenet", scale: str = "quick", seed: int = 0,
-                    overrides: dict | None = None) -> dict:
+def autoencoding_cell(arch: str, layer: str, dataset: str = "lunarlander", *,
+                      out: str | Path = "runs/autoencoding-cell",
+                      weights: str | dict | None = "imagenet", scale: str = "quick", seed: int = 0,
+                      overrides: dict | None = None) -> dict:
     """Benchmark 4 for one loss network on one dataset, from Python.
 
     Args:

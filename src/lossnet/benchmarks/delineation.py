@@ -33,7 +33,7 @@ Paper scale: MRD, 224 x 224, U-Net base 64 / depth 4 (Ronneberger), 100 epochs. 
 small synthetic road set at 96 x 96, U-Net base 8 / depth 3, 10 epochs (docs/delineation.md has
 the timings and measured scores).
 
-Entry points: :func:`benchmark3_cell` (one cell, from Python), :func:`run_baseline_and_topology`,
+Entry points: :func:`delineation_cell` (one cell, from Python), :func:`run_baseline_and_topology`,
 and the sweep (:mod:`lossnet.benchmarks.sweep`) through :data:`DEFAULTS`, :func:`scores`,
 :func:`check`, :func:`identity`, :func:`prepare` and :func:`run_cell`.
 """
@@ -295,9 +295,9 @@ def run_cell(cfg, arch: str | None, layer: str | None, coords: dict, *, loss_net
     return {"scores": {s: last[s] for s in SCORE_NAMES}, "details": details}
 
 
-def benchmark3_cell(arch: str | None, layer: str | None = "M", *, out: str | Path = "runs/delineation-cell",
-                    weights: str | dict | None = "imagenet", scale: str = "quick", seed: int = 0,
-                    overrides: dict | None = None) -> dict:
+def delineation_cell(arch: str | None, layer: str | None = "M", *, out: str | Path = "runs/delineation-cell",
+                     weights: str | dict | None = "imagenet", scale: str = "quick", seed: int = 0,
+                     overrides: dict | None = None) -> dict:
     """Benchmark 3 for one loss network (or, with ``arch=None``, the BCE-only baseline), from Python.
 
     Args:
@@ -335,10 +335,10 @@ def run_baseline_and_topology(arch: str, layer: str = "M", scale: str = "quick",
                               seed: int = 0, weights: str | dict | None = "imagenet",
                               overrides: dict | None = None) -> list[dict]:
     """The BCE-only baseline and ``L_bce + mu L_top`` with ``arch`` at ``layer``, same data, seed
-    and settings: two :func:`benchmark3_cell` rows, each with ``"loss"`` = ``"bce"`` /
+    and settings: two :func:`delineation_cell` rows, each with ``"loss"`` = ``"bce"`` /
     ``"bce+top"``."""
-    base = benchmark3_cell(None, None, out=out, scale=scale, seed=seed, overrides=overrides)
-    top = benchmark3_cell(arch, layer, out=out, weights=weights, scale=scale, seed=seed, overrides=overrides)
+    base = delineation_cell(None, None, out=out, scale=scale, seed=seed, overrides=overrides)
+    top = delineation_cell(arch, layer, out=out, weights=weights, scale=scale, seed=seed, overrides=overrides)
     return [{"loss": "bce", **base}, {"loss": "bce+top", **top}]
 
 

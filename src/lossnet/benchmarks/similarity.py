@@ -19,10 +19,10 @@ from lossnet.config import read_text, typed
 from lossnet.errors import ConfigError
 from lossnet.eval.similarity import FeatureDistance, distortion_proxy, evaluate_bapps
 
-__all__ = ["BENCHMARK", "DEFAULTS", "benchmark1_cell", "check", "identity", "prepare", "run", "scores"]
+__all__ = ["BENCHMARK", "DEFAULTS", "similarity_cell", "check", "identity", "prepare", "run", "scores"]
 
 
-def benchmark1_cell(arch: str, layer: Union[str, int], data: str = "proxy", root: Optional[PathLike] = None, *,
+def similarity_cell(arch: str, layer: Union[str, int], data: str = "proxy", root: Optional[PathLike] = None, *,
                     weights: Union[str, dict, None] = "imagenet", normalize: Optional[str] = "imagenet",
                     tasks: Sequence[str] = ("2afc", "jnd"), split: str = "val", n_patches: int = 64,
                     seed: int = 0, batch_size: int = 64, device=None, init_seed: Optional[int] = None) -> dict:
@@ -116,9 +116,9 @@ def prepare(cfg, out) -> None:
 
 
 def run(req: CellRequest) -> dict:
-    """The sweep's cell: :func:`benchmark1_cell` for the request's loss network and layer."""
+    """The sweep's cell: :func:`similarity_cell` for the request's loss network and layer."""
     c, w = _typed(req.config), req.weights_kwargs
-    res = benchmark1_cell(req.arch, req.layer, data=c.data, root=Path(c.root).expanduser(), weights=w["weights"],
+    res = similarity_cell(req.arch, req.layer, data=c.data, root=Path(c.root).expanduser(), weights=w["weights"],
                           init_seed=w["seed"], normalize=c.normalize, tasks=tuple(c.tasks), split=c.split,
                           n_patches=c.n_patches, seed=req.seed, batch_size=c.batch_size, device=c.device)
     scores = {t: res[t] for t in c.tasks}

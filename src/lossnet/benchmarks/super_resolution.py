@@ -24,7 +24,7 @@ Reference rows (not loss networks, computed once per sweep in :func:`prepare` an
 ``pixel`` loss (MSE), Johnson et al.'s baseline. The sweep's ``analysis.md`` lists them next to
 the loss networks (:mod:`~lossnet.benchmarks.super_resolution_report`), with input / output / target crops.
 
-Entry points: :func:`benchmark2_cell` (Python) and ``lossnet sweep super_resolution``.
+Entry points: :func:`super_resolution_cell` (Python) and ``lossnet sweep super_resolution``.
 """
 
 from __future__ import annotations
@@ -392,8 +392,10 @@ def prepare(cfg, out: Path) -> None:
     compute_references(cfg, out)
 
 
-def benchmark2_cell(arch: str | None, layer: str | None = None, *, factor: int = 4, out: str | Path = "runs/super_resolution-cell",
-                    weights="imagenet", scale: str = "quick", seed: int = 0, overrides: dict | None = None) -> dict:
+def super_resolution_cell(arch: str | None, layer: str | None = None, *, factor: int = 4,
+                          out: str | Path = "runs/super_resolution-cell",
+                          weights="imagenet", scale: str = "quick", seed: int = 0,
+                          overrides: dict | None = None) -> dict:
     """Benchmark 2 for one loss network (``arch=None``: the pixel-loss baseline) from Python.
 
     Returns ``{"arch", "layer", "factor", <score columns>, "details", "seconds"}``.

@@ -7,7 +7,7 @@
 * :func:`distortion_proxy` is a *proxy*, not BAPPS: real SR-set patches with synthetic
   distortions of known strength, where "the weaker distortion is closer" is the known answer.
 * The sweep's cell (one loss network, Eq. 1 with uniform weights) is
-  :func:`lossnet.benchmarks.similarity.benchmark1_cell`.
+  :func:`lossnet.benchmarks.similarity.similarity_cell`.
 
 Distance functions everywhere take two float batches ``(N, 3, H, W)`` in ``[0, 1]`` and return
 ``(N,)`` distances (tensor or array); smaller = more similar.
