@@ -107,3 +107,18 @@ def test_demo_and_paper_b_tables_aggregate_over_seeds(tmp_path):
     assert "F-F-FP" not in out
     (tmp_path / "r.jsonl").write_text(json.dumps(b[0]) + "\n" + '{"torn')
     assert tables.read_rows(tmp_path / "r.jsonl") == [b[0]]
+
+
+def test_autoencoding_sweep_table_spreads_each_layer_over_seeds():
+    sys.path.insert(0, str(REPO / "tools"))
+    import sweep_tables
+
+    sys.path.pop(0)
+    rows = [{"arch": "alexnet", "layer": layer, "seed": s, "status": "ok", "lunarlander_error_px": 4.0 + s,
+             "seconds": 30.0} for layer in "ESML" for s in (0, 1, 2)]
+    rows.append({"arch": "vgg16", "layer": "E", "seed": 0, "status": "skipped"})
+    table = sweep_tables.autoencoding_table(rows, [0, 1, 2])
+    assert "| alexnet | 5.00 ± 0.82 | 5.00 ± 0.82 | 5.00 ± 0.82 | 5.00 ± 0.82 | 30 / 30 / 30 / 30 |" in table
+    assert "vgg16" not in table
+    with pytest.raises(SystemExit, match="lack"):
+        sweep_tables.autoencoding_table(rows[1:], [0, 1, 2])

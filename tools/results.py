@@ -70,6 +70,12 @@ TABLES: tuple[Table, ...] = (
            *_NUMERICS),
           "repeats 0, 1, 2 (seeds 0-2: encoder init, batch order, splits, probes; one collection, seed 0); "
           "std uncorrected", 6.0),
+    Table("autoencoding_sweep", "docs/choosing.md",
+          ("tools/sweep_tables.py", "autoencoding", "--seeds", "0", "1", "2"),
+          ("src/lossnet/configs/autoencoding.yaml", "src/lossnet/configs/sweep.yaml",
+           "src/lossnet/benchmarks/autoencoding.py", "src/lossnet/data/parts.py", "tools/sweep_tables.py",
+           "tools/tables.py", *_LUNARLANDER, *_NUMERICS),
+          "seeds 0, 1, 2 (the cells' seed: encoder init, splits, probes); std uncorrected", 15.0),
     Table("distortion_proxy", "docs/similarity.md",
           ("studies/distortion_proxy.py", "--seeds", "0", "1", "2", "--threads", "2", "--markdown"),
           ("studies/distortion_proxy.py", "src/lossnet/eval/similarity.py", "src/lossnet/losses/*.py",
