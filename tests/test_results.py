@@ -122,3 +122,26 @@ def test_autoencoding_sweep_table_spreads_each_layer_over_seeds():
     assert "vgg16" not in table
     with pytest.raises(SystemExit, match="lack"):
         sweep_tables.autoencoding_table(rows[1:], [0, 1, 2])
+
+
+def test_super_resolution_table_orders_models_and_spreads_over_seeds():
+    sys.path.insert(0, str(REPO / "tools"))
+    import sr_tables
+
+    sys.path.pop(0)
+
+    def scores(psnr: float) -> dict:
+        return {f"{k}_{m}_x4": psnr if m == "psnr" else psnr / 50 for k in ("set5", "set14", "cbsd68")
+                for m in ("psnr", "ssim")}
+
+    refs = [{"reference": name, "seed": s, **scores(v)} for name, v in (("bicubic", 28.0), ("pixel", 29.0))
+            for s in (0, 1)]
+    rows = [{"arch": "alexnet", "layer": "E", "seed": s, "status": "ok", "seconds": 30.0, **scores(27.0 + s)}
+            for s in (0, 1)]
+    table = sr_tables.sr_table(rows, refs, [0, 1])
+    lines = table.splitlines()
+    assert lines[2].startswith("| pixel (MSE) | 29.00 ± 0.00 / 0.580 ± 0.000") and lines[3].startswith("| bicubic")
+    assert lines[4] == ("| alexnet:E | 27.50 ± 0.50 / 0.550 ± 0.010 | 27.50 ± 0.50 / 0.550 ± 0.010 | "
+                        "27.50 ± 0.50 / 0.550 ± 0.010 | 30 |")
+    with pytest.raises(SystemExit, match="lack"):
+        sr_tables.sr_table(rows[:1], refs, [0, 1])
