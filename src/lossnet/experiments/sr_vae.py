@@ -58,7 +58,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lossnet import distributed
-from lossnet.config import read_text, typed
+from lossnet.config import typed
 from lossnet.errors import ConfigError
 from lossnet.runs.cells import cell_id, environment
 from lossnet.experiments.sr_vae_data import (PETS_TEST, as_list as _list, check_test_roots, data_identity,
@@ -82,9 +82,6 @@ LOSS_WEIGHT_PRESETS: dict[str, dict[str, float]] = {
     # L_vae = alpha * L_rec + D_KL as printed (alpha = 0.001), L_total = 1 * L_vae + 0.8 * L_perc
     "paper_literal": {"reconstruction": 0.001, "kl": 1.0, "perceptual": 0.8},
 }
-
-DEFAULTS = read_text("srvae")
-"""The defaults: ``configs/srvae.yaml``."""
 
 
 # --------------------------------------------------------------------------------------------
