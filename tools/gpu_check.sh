@@ -16,6 +16,8 @@
 #      `lossnet run paper_b scale=paper`, extrapolated to the full run's GPU hours (limit 60 s)
 # Then a summary block (markdown) to paste into docs/performance.md, also in OUT_DIR/summary.md.
 # `GPU_CHECK_QUICK=1` shrinks every step to seconds (used to check the script's CPU path).
+# `GPU_CHECK_STEPS="gpu_tests vs_reference_16k ..."` runs only the named steps, among them the extra
+# ones: vs_reference_16k (N = 16384), lpips_compiled (--compile), paper_slice_bf16 (--precision bf16).
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -60,9 +62,11 @@ EOF
 cat "$out/device.txt"
 
 declare -A status secs
+steps=${GPU_CHECK_STEPS:-gpu_tests demo lpips_speed vs_reference paper_slice}
 step() {  # step NAME LIMIT_S CMD...: run with a time limit, log to OUT/NAME.log, record status and seconds
   local name=$1 limit=$2
   shift 2
+  [[ " $steps " == *" $name "* ]] || return 0
   echo "== $name (limit ${limit}s): $*"
   local t0=$(date +%s.%N)
   timeout --kill-after=10 "$limit" "$@" >"$out/$name.log" 2>&1
@@ -87,6 +91,11 @@ else
   step vs_reference 90 "$py" speed/vs_reference.py --n 4096 --epochs 2 --repeats 2
   step paper_slice 60 "$py" speed/paper_scale_estimate.py --frames 8192 --rollouts 32 --workers "$(nproc)" \
     --probe-n 65536
+  # extra steps, run only when GPU_CHECK_STEPS names them
+  step vs_reference_16k 200 "$py" speed/vs_reference.py --n 16384 --epochs 2 --repeats 2
+  step lpips_compiled 200 "$py" speed/lpips_speed.py --arch alexnet vgg16 --batch 16 --size 256 --repeats 10 --compile
+  step paper_slice_bf16 60 "$py" speed/paper_scale_estimate.py --frames 8192 --rollouts 32 --workers "$(nproc)" \
+    --probe-n 65536 --precision bf16
 fi
 
 # --- summary ---------------------------------------------------------------------------------------
@@ -99,21 +108,20 @@ fi
   echo
   echo "| step | status | wall s |"
   echo "| --- | --- | --- |"
-  for s in gpu_tests demo lpips_speed vs_reference paper_slice; do echo "| $s | ${status[$s]:-not run} | ${secs[$s]:--} |"; done
+  for s in $steps; do echo "| $s | ${status[$s]:-not run} | ${secs[$s]:--} |"; done
   echo
-  echo "gpu tests: $(grep -E '[0-9]+ (passed|failed|skipped)' "$out/gpu_tests.log" | tail -n 1)"
-  echo "demo (test error per procedure):"
-  tr '\r' '\n' <"$out/demo.log" | grep -E '^ *[IF]-[IF]-[A-Z]+: test error|^wrote ' | sed 's/^/    /'
-  echo
-  echo "lpips_speed (ratios peer / lossnet; convolution floor):"
-  grep -E '^[a-z0-9]+$|ratio|trunk convolutions' "$out/lpips_speed.log" | sed 's/^/    /'
-  echo
-  echo "vs_reference:"
-  grep -E 'ratio|GFLOP|val loss|^N |^  (PW|PS|FP) |FP/PS|differ by design' "$out/vs_reference.log" | sed 's/^/    /'
-  echo
-  echo "paper_b scale=paper, extrapolated from the timed slice:"
-  grep -E 'measured|ESTIMATED|72 cells' "$out/paper_slice.log" | sed 's/^/    /'
-  echo
+  for s in $steps; do
+    [ -f "$out/$s.log" ] || continue
+    echo "$s:"
+    case $s in
+      gpu_tests) grep -E '[0-9]+ (passed|failed|skipped)|^FAILED' "$out/$s.log" | tail -n 12 ;;
+      demo) tr '\r' '\n' <"$out/$s.log" | grep -E '^ *[IF]-[IF]-[A-Z]+: test error|^wrote ' ;;
+      lpips_*) grep -E '^[a-z0-9]+$|ratio|trunk convolutions' "$out/$s.log" ;;
+      vs_reference*) grep -E 'ratio|GFLOP|val loss|^N |^  (PW|PS|FP) |FP/PS|differ by design' "$out/$s.log" ;;
+      paper_slice*) grep -E 'measured|ESTIMATED|72 cells' "$out/$s.log" ;;
+    esac | sed 's/^/    /'
+    echo
+  done
   echo "total wall time of the check: $(( $(date +%s) - t_start )) s"
 } | tee "$out/summary.md"
-for s in gpu_tests demo lpips_speed vs_reference paper_slice; do [ "${status[$s]:-}" = ok ] || exit 1; done
+for s in $steps; do [ "${status[$s]:-}" = ok ] || exit 1; done

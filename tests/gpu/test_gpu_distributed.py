@@ -4,7 +4,9 @@
   the group uses NCCL for CUDA tensors, each rank trains on ``cuda:LOCAL_RANK``, BatchNorm becomes
   ``nn.SyncBatchNorm`` when there are >= 2 ranks, every rank ends with the same weights and history,
   and these equal one process on the same global batch (SyncBatchNorm: the global batch's statistics).
-  One GPU: one rank (NCCL still initialised; no SyncBatchNorm: NCCL refuses two ranks on one GPU).
+  One GPU: one rank, which joins no process group (no SyncBatchNorm: NCCL refuses two ranks on one
+  GPU); the group lossnet would create (``cpu:gloo,cuda:nccl``) is checked on its own, one rank
+  all-reducing a CUDA and a CPU tensor.
 * :func:`lossnet.runs.launch.run_pool`: each local worker sees exactly one GPU (its own
   ``CUDA_VISIBLE_DEVICES``) and computes there.
 
@@ -22,7 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpu_env import DEV, GPU, ON_CUDA, DeviceReportBench
+from gpu_env import DEV, GPU, ON_CUDA, DeviceReportBench, needs_cuda
 
 pytestmark = GPU
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -97,7 +99,8 @@ def test_ddp_under_torchrun_on_every_gpu_with_syncbatchnorm(tmp_path):
     for r in ranks:
         if ON_CUDA:
             assert r["device"] == f"cuda:{r['local_rank']}"
-            assert "nccl" in r["backend"], r["backend"]
+            # one GPU: one rank, which joins no process group (nothing to synchronise)
+            assert ("nccl" in r["backend"]) if n > 1 else r["backend"] is None, r["backend"]
             assert r["sync_bn"] == ([1] if n > 1 else []), r["sync_bn"]  # BatchNorm1d -> SyncBatchNorm with >= 2 ranks
         else:
             assert r["device"] == "cpu" and "gloo" in r["backend"] and r["sync_bn"] == []
@@ -109,6 +112,27 @@ def test_ddp_under_torchrun_on_every_gpu_with_syncbatchnorm(tmp_path):
             torch.testing.assert_close(torch.tensor(ranks[0]["state"][k]), torch.tensor(v), rtol=1e-4, atol=1e-5, msg=k)
         for a, b in zip(one["history"], ranks[0]["history"], strict=True):
             assert b == pytest.approx(a, rel=1e-4)
+
+
+_GROUP = r'''
+import sys, torch, torch.distributed as dist
+torch.cuda.set_device(0)
+dist.init_process_group(backend="cpu:gloo,cuda:nccl")  # the backends lossnet.distributed.init asks for
+a, b = torch.ones(3, device="cuda"), torch.ones(3)
+dist.all_reduce(a)
+dist.all_reduce(b)
+print("group", dist.get_backend(), dist.get_world_size(), a.sum().item(), b.sum().item())
+dist.destroy_process_group()
+'''
+
+
+@needs_cuda
+def test_nccl_group_on_one_gpu(tmp_path):
+    (tmp_path / "group.py").write_text(_GROUP)
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "1",
+                        str(tmp_path / "group.py")], env=_env(), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-4000:]
+    assert "nccl" in p.stdout and "3.0 3.0" in p.stdout, p.stdout
 
 
 def test_local_workers_get_one_gpu_each(tmp_path):

@@ -2,6 +2,12 @@
 
 Networks are built with random weights from a fixed seed (no weight files needed) and copied to
 CUDA, so both devices compute the same function; LPIPS' linear heads come from the lpips package.
+
+Gradients are compared element by element in float64 (1e-5): in float32 a max-pooling window
+whose two largest inputs differ by less than the kernels' rounding sends its gradient to the
+other input on the other device (an equally valid subgradient; seen on an H200: 0.3-4 % of the
+input-gradient entries of VGG-16 and LPIPS beyond 1e-5), so float32 gradients are compared by
+their relative L2 difference (``GRAD_REL_L2``).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from lossnet.zoo import LossNetwork
 
 pytestmark = GPU
 TOL = dict(rtol=1e-5, atol=1e-5)
+GRAD_REL_L2 = 1e-2  # float32 input gradients, CPU vs CUDA (max-pooling near-ties; module docstring)
 
 
 def _images(n=4, size=64, seed=0):
@@ -54,6 +61,24 @@ def _same(cpu, gpu):
     torch.testing.assert_close(gpu, cpu, **TOL)
 
 
+def _grads(make_pair, loss, x, y):
+    """Input gradients of ``loss(module, x, y)`` on the CPU and on ``DEV``: float64 element by
+    element at 1e-5, float32 by relative L2 (module docstring); returns the float32 one."""
+    a, b = make_pair()
+    out = {}
+    for dtype in (torch.float64, torch.float32):
+        xc = x.to(dtype).clone().requires_grad_()
+        xg = x.to(DEV, dtype).requires_grad_()
+        loss(a.to(dtype), xc, y.to(dtype)).backward()
+        loss(b.to(dtype), xg, y.to(DEV, dtype)).backward()
+        out[dtype] = xc.grad, xg.grad.cpu()
+    _same(out[torch.float64][0] * 1e3, out[torch.float64][1] * 1e3)  # gradients ~1e-4: at the loss's scale
+    gc, gg = out[torch.float32]
+    rel = float((gg.double() - gc.double()).norm() / gc.double().norm())
+    assert rel < GRAD_REL_L2, rel
+    return rel
+
+
 @pytest.mark.parametrize("kind", ["mse", "l1"])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_pixel_loss(kind, reduction):
@@ -66,12 +91,8 @@ def test_pixel_loss(kind, reduction):
 def test_perceptual_loss_and_gradient(arch, layers, sigmoid):
     net, gnet = _pair(lambda: _net(arch, layers, sigmoid))
     x, y = _images()
-    xc, xg = x.clone().requires_grad_(), x.to(DEV).requires_grad_()
-    lc, lg = losses.perceptual_loss(net, xc, y), losses.perceptual_loss(gnet, xg, y.to(DEV))
-    lc.backward()
-    lg.backward()
-    _same(lc, lg)
-    _same(xc.grad * 1e3, xg.grad * 1e3)  # gradients are ~1e-4: compare at the loss's scale
+    _same(losses.perceptual_loss(net, x, y), losses.perceptual_loss(gnet, x.to(DEV), y.to(DEV)))
+    _grads(lambda: _pair(lambda: _net(arch, layers, sigmoid)), losses.perceptual_loss, x, y)
     _same(losses.PerceptualLoss(net, reduction="none")(x, y), losses.PerceptualLoss(gnet, reduction="none")(x.to(DEV), y.to(DEV)))
 
 
@@ -92,13 +113,11 @@ def test_feature_prediction_reconstruction_kl():
 @pytest.mark.parametrize("arch", ["alexnet", "vgg16"])
 @pytest.mark.parametrize("spatial", [False, True])
 def test_perceptual_distance_lpips_heads(arch, spatial):
-    d, gd = _pair(lambda: losses.PerceptualDistance(arch, lpips_weights=True, weights=None, spatial=spatial))
+    make = lambda: losses.PerceptualDistance(arch, lpips_weights=True, weights=None, spatial=spatial)  # noqa: E731
+    d, gd = _pair(make)
     x, y = _images(size=64)
     _same(d(x, y), gd(x.to(DEV), y.to(DEV)))
-    xc, xg = x.clone().requires_grad_(), x.to(DEV).requires_grad_()
-    d(xc, y).sum().backward()
-    gd(xg, y.to(DEV)).sum().backward()
-    _same(xc.grad * 1e3, xg.grad * 1e3)
+    _grads(lambda: _pair(make), lambda m, a, b: m(a, b).mean(), x, y)
 
 
 def test_torchmetrics_metrics():

@@ -87,6 +87,27 @@ def test_procedures_train_on_device_as_on_cpu(proc):
         assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-3)
 
 
+def test_data_on_device_gives_the_same_training(monkeypatch):
+    """Runtime.place moves the data to CUDA once (batches gathered there, no copy per step): the same
+    batches in the same order, so the same history and weights as when every batch is copied."""
+    from lossnet.train import runtime
+
+    def run():
+        task = Toy()
+        h = fit(task, _data(), FitConfig(epochs=3, batch_size=32, lr=1e-3, progress=False, device=DEV,
+                                         logger="none")).history
+        return [(r["train_loss"], r["val_loss"]) for r in h], {k: v.detach().cpu() for k, v in task.state_dict().items()}
+
+    placed = run()
+    monkeypatch.setattr(runtime, "DATA_ON_DEVICE_FRACTION", 0.0)  # nothing fits: copied per batch
+    copied = run()
+    assert placed[0] == copied[0]
+    torch.testing.assert_close(placed[1], copied[1], rtol=0, atol=0)
+    if ON_CUDA:
+        dev = torch.device(DEV)
+        assert runtime.Runtime.create(FitConfig(device=DEV)).place(_data())["image"].device.type == dev.type
+
+
 @needs_cuda
 def test_cuda_is_used_and_fast_settings_combine():
     """bf16 + channels_last + compile together on CUDA (the expected fast setting)."""

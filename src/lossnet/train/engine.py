@@ -46,7 +46,7 @@ from .. import distributed
 from ..schema.fields import build, section_items
 from ..utils import best_device, fault_point, save_torch, stable_hash
 from .checkpoint import read_resumable as _read_checkpoint
-from .runtime import (PRECISIONS, Frozen, Runtime, _data_parallel, compiled, evaluate,  # noqa: F401 (Frozen,
+from .runtime import (PRECISIONS, Frozen, Runtime, _data_parallel, compiled, data_device, evaluate,  # noqa: F401 (Frozen,
                       to_memory_format)  # PRECISIONS and evaluate are public here)
 from .loggers import HistoryLogger, check_logger
 
@@ -225,6 +225,10 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
     check_logger(cfg.logger)
     rt = Runtime.create(cfg)
     train_idx, val_set, val_idx = _split(data, val_data, validate, cfg, rt.world)
+    # on CUDA when it fits (Runtime.place); a custom ``validate`` gets the CPU tensors, as documented
+    placed = rt.place(data)
+    val_placed = val_set if validate is not None else placed if val_set is data else rt.place(val_set)
+    data = placed
     task = rt.prepare(task)
     st = _TrainState(task, _adam(task, cfg), rt.scaler)
     ckpt = Path(ckpt_dir) / "last.pt" if ckpt_dir is not None else None
@@ -244,7 +248,7 @@ def fit(task: nn.Module, data: dict[str, torch.Tensor], cfg: FitConfig, *, ckpt_
                 break
             row = _train_epoch(st, data, train_idx, epoch, cfg, rt, loss_fn, logger)
             t1 = time.perf_counter()
-            val = _validation_score(task, val_set, val_idx, cfg, rt.device, validate, eval_fn)
+            val = _validation_score(task, val_placed, val_idx, cfg, rt.device, validate, eval_fn)
             row.update(val_loss=val, val_seconds=time.perf_counter() - t1)
             row["train_seconds"], row["val_seconds"] = rt.reduce([row["train_seconds"], row["val_seconds"]], "max")
             st.record(row, epoch, cfg.patience)
@@ -292,9 +296,9 @@ def _train_epoch(st: "_TrainState", data, train_idx: torch.Tensor, epoch: int, c
     # reparameterisation noise etc.; under torchrun each rank draws its own (rank 0: the 1-process stream)
     torch.manual_seed(cfg.seed * 100_003 + epoch + 1_000_003 * distributed.rank())
     order = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)  # the same on every rank
-    perm = train_idx[torch.randperm(len(train_idx), generator=order)]
+    perm = train_idx[torch.randperm(len(train_idx), generator=order)].to(data_device(data))
     t0 = time.perf_counter()
-    total, seen = 0.0, 0
+    total, seen = torch.zeros((), dtype=torch.float64, device=rt.device), 0  # summed on the device: no sync per step
     steps_per_epoch = -(-len(perm) // cfg.batch_size)
     for i in range(0, len(perm), cfg.batch_size):
         b = perm[i:i + cfg.batch_size]
@@ -305,7 +309,7 @@ def _train_epoch(st: "_TrainState", data, train_idx: torch.Tensor, epoch: int, c
             loss = loss_fn(rt.batch(data, mine))
         # DDP averages the ranks' gradients; weighting by share size makes that the global batch's gradient
         rt.step(loss if rt.world == 1 else loss * (len(mine) * rt.world / len(b)), st.opt)
-        total += loss.float().item() * len(mine)
+        total += loss.detach().double() * len(mine)
         seen += len(mine)
         step = epoch * steps_per_epoch + i // cfg.batch_size + 1  # 1-based optimizer step
         if cfg.log_every_n_steps and step % cfg.log_every_n_steps == 0:
@@ -314,7 +318,7 @@ def _train_epoch(st: "_TrainState", data, train_idx: torch.Tensor, epoch: int, c
     train_seconds = time.perf_counter() - t0
     if rt.world > 1:
         distributed.broadcast_tensors(list(st.task.buffers()))  # rank 0's BatchNorm running statistics
-    total, seen = rt.reduce([total, seen])
+    total, seen = rt.reduce([float(total), seen])
     return {"epoch": epoch + 1, "train_loss": total / seen, "train_seconds": train_seconds,
             "lr": st.opt.param_groups[0]["lr"]}
 
