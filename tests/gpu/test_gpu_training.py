@@ -96,13 +96,14 @@ def test_data_on_device_gives_the_same_training(monkeypatch):
         task = Toy()
         h = fit(task, _data(), FitConfig(epochs=3, batch_size=32, lr=1e-3, progress=False, device=DEV,
                                          logger="none")).history
-        return [(r["train_loss"], r["val_loss"]) for r in h], {k: v.detach().cpu() for k, v in task.state_dict().items()}
+        return [r[k] for r in h for k in ("train_loss", "val_loss")], {k: v.detach().cpu() for k, v in task.state_dict().items()}
 
     placed = run()
     monkeypatch.setattr(runtime, "DATA_ON_DEVICE_FRACTION", 0.0)  # nothing fits: copied per batch
     copied = run()
-    assert placed[0] == copied[0]
-    torch.testing.assert_close(placed[1], copied[1], rtol=0, atol=0)
+    # equal up to CUDA's run-to-run rounding (atomics in BatchNorm/convolution backward: ~1e-7 seen on an H200)
+    assert placed[0] == pytest.approx(copied[0], rel=1e-5)
+    torch.testing.assert_close(placed[1], copied[1], rtol=1e-5, atol=1e-6)
     if ON_CUDA:
         dev = torch.device(DEV)
         assert runtime.Runtime.create(FitConfig(device=DEV)).place(_data())["image"].device.type == dev.type
