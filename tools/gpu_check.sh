@@ -117,7 +117,7 @@ fi
       gpu_tests) grep -E '[0-9]+ (passed|failed|skipped)|^FAILED' "$out/$s.log" | tail -n 12 ;;
       demo) tr '\r' '\n' <"$out/$s.log" | grep -E '^ *[IF]-[IF]-[A-Z]+: test error|^wrote ' ;;
       lpips_*) grep -E '^[a-z0-9]+$|ratio|trunk convolutions' "$out/$s.log" ;;
-      vs_reference*) grep -E 'ratio|GFLOP|val loss|^N |^  (PW|PS|FP) |FP/PS|differ by design' "$out/$s.log" ;;
+      vs_reference*) grep -E 'ratio|GFLOP|val loss|^N |^  (PW|PS|FP) |FP/PS|differ by design|passes' "$out/$s.log" ;;
       paper_slice*) grep -E 'measured|ESTIMATED|72 cells' "$out/$s.log" ;;
     esac | sed 's/^/    /'
     echo
