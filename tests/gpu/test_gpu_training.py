@@ -87,26 +87,31 @@ def test_procedures_train_on_device_as_on_cpu(proc):
         assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-3)
 
 
-def test_data_on_device_gives_the_same_training(monkeypatch):
-    """Runtime.place moves the data to CUDA once (batches gathered there, no copy per step): the same
-    batches in the same order, so the same history and weights as when every batch is copied."""
+def test_data_on_device_gives_the_same_batches_and_training(monkeypatch):
+    """Runtime.place moves the data to CUDA once and batches are gathered there (no copy per step):
+    the same batch tensors, bit for bit, as gathering on the CPU and copying; and the same training
+    up to CUDA's run-to-run differences (nondeterministic cuDNN/atomic kernels: two runs of this toy
+    differed by up to 4e-3 relative after 3 epochs on an H200, with or without placement)."""
     from lossnet.train import runtime
 
-    def run():
-        task = Toy()
-        h = fit(task, _data(), FitConfig(epochs=3, batch_size=32, lr=1e-3, progress=False, device=DEV,
-                                         logger="none")).history
-        return [r[k] for r in h for k in ("train_loss", "val_loss")], {k: v.detach().cpu() for k, v in task.state_dict().items()}
-
-    placed = run()
-    monkeypatch.setattr(runtime, "DATA_ON_DEVICE_FRACTION", 0.0)  # nothing fits: copied per batch
-    copied = run()
-    # equal up to CUDA's run-to-run rounding (atomics in BatchNorm/convolution backward: ~1e-7 seen on an H200)
-    assert placed[0] == pytest.approx(copied[0], rel=1e-5)
-    torch.testing.assert_close(placed[1], copied[1], rtol=1e-5, atol=1e-6)
+    rt = runtime.Runtime.create(FitConfig(device=DEV))
+    data = {**_data(), "u8": torch.randint(0, 256, (256, 3, 4, 4), dtype=torch.uint8)}
+    placed = rt.place(data)
     if ON_CUDA:
-        dev = torch.device(DEV)
-        assert runtime.Runtime.create(FitConfig(device=DEV)).place(_data())["image"].device.type == dev.type
+        assert all(v.is_cuda for v in placed.values())
+    idx = torch.randperm(256, generator=torch.Generator().manual_seed(2))[:40]
+    a, b = rt.batch(placed, idx.to(runtime.data_device(placed))), rt.batch(data, idx)
+    for k in data:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+    def run():
+        h = fit(Toy(), _data(), FitConfig(epochs=3, batch_size=32, lr=1e-3, progress=False, device=DEV,
+                                          logger="none")).history
+        return [r[k] for r in h for k in ("train_loss", "val_loss")]
+
+    on_device = run()
+    monkeypatch.setattr(runtime, "DATA_ON_DEVICE_FRACTION", 0.0)  # nothing fits: copied per batch
+    assert on_device == pytest.approx(run(), rel=2e-2)
 
 
 @needs_cuda
