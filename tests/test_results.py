@@ -145,3 +145,24 @@ def test_super_resolution_table_orders_models_and_spreads_over_seeds():
                         "27.50 ± 0.50 / 0.550 ± 0.010 | 30 |")
     with pytest.raises(SystemExit, match="lack"):
         sr_tables.sr_table(rows[:1], refs, [0, 1])
+
+
+def test_srvae_table_puts_bicubic_first_and_spreads_the_gain_over_seeds():
+    sys.path.insert(0, str(REPO / "tools"))
+    import srvae_tables
+
+    sys.path.pop(0)
+
+    def row(run, seed, psnr, preset="tuned"):
+        w = None if run == "bicubic" else {"reconstruction": 1.0, "kl": 1e-6, "perceptual": 0.0}
+        return {"run": run, "preset": None if run == "bicubic" else preset, "model_kind": "residual", "factor": 2,
+                "weights": w, "best_epoch": 3, "seconds": 60.0, "config": {"seed": seed, "kl_reduction": "mean"},
+                **{f"{k}_{m}_x2": psnr if m == "psnr" else psnr / 40 for k in ("set5", "set14") for m in ("psnr", "ssim")}}
+
+    rows = [row("bicubic", s, 30.0) for s in (0, 1)] + [row("no_perceptual", s, 33.0 + s) for s in (0, 1)]
+    lines = srvae_tables.srvae_table(rows, [0, 1]).splitlines()
+    assert lines[2].startswith("| x2 | bicubic | 30.00 ± 0.00 | 0.7500 ± 0.0000 |  |")
+    assert lines[3] == ("| x2 | SR-VAE residual no perceptual (tuned: rec 1, KL 1e-06 (mean), perc 0) | 33.50 ± 0.50 | "
+                        "0.8375 ± 0.0125 | 3.50 ± 0.50 | 33.50 ± 0.50 | 0.8375 ± 0.0125 | 3.50 ± 0.50 | 4, 4 | 60 |")
+    with pytest.raises(SystemExit, match="lack"):
+        srvae_tables.srvae_table(rows[:-1], [0, 1])

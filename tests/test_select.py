@@ -4,6 +4,7 @@ construction), folders with and without labels, the time budget, the command lin
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from lossnet.zoo import REGISTRY, register
 from lossnet.zoo.registry import ArchSpec, TableRecord
 
 HUE, BRIGHT = "test_sel_hue", "test_sel_bright"
+REPO = Path(__file__).resolve().parents[1]
 
 
 class Tiny(nn.Module):
@@ -358,20 +360,14 @@ def test_labelled_select_on_unrelated_labels_recommends_nothing(tiny_archs):
     assert sel.baselines["chance"] == pytest.approx(1 / 3) and sel.baselines["pixels"] is not None
 
 
-def _photo_crops(sr_dir, classes: int, n: int = 200, size: int = 64):
-    """n random crops of the real photographs, class = source collection (CBSD68, CSun_Hays80, CSet14)."""
-    from lossnet.data.sr import image_files, read_image
+def _photo_crops(sr_dir, classes: int):
+    """The crops of ``studies/select_photographs.py`` (docs/choosing.md's generated table)."""
+    import importlib.util
 
-    g = torch.Generator().manual_seed(classes)
-    imgs, labels = [], []
-    for c, sub in enumerate(("CBSD68", "CSun_Hays80", "CSet14")[:classes]):
-        files = image_files(sr_dir / sub)
-        for _ in range(n // classes):
-            im = read_image(files[int(torch.randint(len(files), (1,), generator=g))])
-            t, l = (int(torch.randint(d - size + 1, (1,), generator=g)) for d in im.shape[1:])
-            imgs.append(im[:, t:t + size, l:l + size])
-            labels.append(c)
-    return torch.stack(imgs), torch.tensor(labels)
+    spec = importlib.util.spec_from_file_location("select_photographs", REPO / "studies" / "select_photographs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.photo_crops(sr_dir, classes)
 
 
 @pytest.mark.parametrize("classes", [2, 3])

@@ -198,7 +198,8 @@ def run_setting(cfg, factor: int, weights: dict[str, float]) -> dict:
     return s
 
 
-def _label(row: dict) -> str:
+def row_label(row: dict) -> str:
+    """The report's name of a results row: ``bicubic`` or model kind, run, preset and loss weights."""
     if row["run"] == "bicubic":
         return "bicubic"
     w = row["weights"]
@@ -369,7 +370,7 @@ def write_report(out: str | Path, cfg=None) -> Path:
                 d = "" if r["run"] == "bicubic" or p is None or b is None else f"{p - b:+.2f}"
                 cells += ["-" if p is None else f"{p:.2f}", "-" if q is None else f"{q:.4f}", d]
             be = "" if r["run"] == "bicubic" or not isinstance(r.get("best_epoch"), int) else str(r["best_epoch"] + 1)
-            lines.append(f"| x{factor} | {_label(r)} | " + " | ".join(cells) + f" | {be} | {r.get('seconds', 0):.0f} |")
+            lines.append(f"| x{factor} | {row_label(r)} | " + " | ".join(cells) + f" | {be} | {r.get('seconds', 0):.0f} |")
     lines += ["", "Loss terms at the kept epoch (unweighted training means: per-pixel MSE, KL per latent element "
               "(per image with `kl_reduction=sum`), "
               "VGG relu3_3 feature MSE):", ""]
@@ -378,7 +379,7 @@ def write_report(out: str | Path, cfg=None) -> Path:
             continue
         h = r["history"][r["best_epoch"]] if 0 <= r["best_epoch"] < len(r["history"]) else r["history"][-1]
         if "train_reconstruction" in h:
-            lines.append(f"- x{r['factor']} {_label(r)}: rec {h['train_reconstruction']:.5f}, KL {h['train_kl']:.5f}, "
+            lines.append(f"- x{r['factor']} {row_label(r)}: rec {h['train_reconstruction']:.5f}, KL {h['train_kl']:.5f}, "
                          f"perc {h['train_perceptual']:.4f}; val PSNR {h['val_psnr']:.2f} dB at epoch {h['epoch']}")
     figs = write_figures(out, cfg, rows)
     if figs:
