@@ -81,22 +81,26 @@ def pack(python_version: str) -> None:
         sys.exit("gpu_pack: over the limit: drop a wheel or a weight file")
 
 
-def unpack() -> None:
+def unpack(pack_dir: Path = PACK) -> list[str]:
+    """Store the carried weights of ``pack_dir`` into ``$LOSSNET_HOME`` as float32; the keys stored
+    (those already in the store are left alone)."""
     import torch
     from safetensors.torch import load_file
 
     from lossnet.zoo.store import read_manifest, store
 
-    src = PACK / "weights"
+    src = Path(pack_dir) / "weights"
     if not src.is_dir():
-        return
-    have = read_manifest()
+        return []
+    have, done = read_manifest(), []
     for key, info in json.loads((src / "carried.json").read_text()).items():
         if key in have:
             continue
         sd = {k: v.to(torch.float32) for k, v in load_file(src / f"{key}.safetensors").items()}
         store(key, sd, **info)
+        done.append(key)
         print(f"gpu_pack: stored {key} ({info['carried']} carried, float32 stored)")
+    return done
 
 
 def main() -> None:
@@ -104,9 +108,10 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack", help="build .gpu/ here (needs PyPI and the stored weights)")
     p.add_argument("--python-version", default="3.12", help="the GPU machine's Python (KINDS.md: 3.12)")
-    sub.add_parser("unpack", help="store the carried weights into $LOSSNET_HOME (on the GPU machine)")
+    u = sub.add_parser("unpack", help="store the carried weights into $LOSSNET_HOME (on the GPU machine)")
+    u.add_argument("--pack", type=Path, default=PACK, help="the pack folder (default .gpu/)")
     a = ap.parse_args()
-    pack(a.python_version) if a.cmd == "pack" else unpack()
+    pack(a.python_version) if a.cmd == "pack" else unpack(a.pack)
 
 
 if __name__ == "__main__":
