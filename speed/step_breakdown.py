@@ -20,10 +20,8 @@ import time
 
 import torch
 
-from lossnet.train.procedures import EncoderConfig, EncoderTask, build_autoencoder, get_procedure
 from lossnet.zoo import LossNetwork
-
-PROCS = {"PW": "I-I-PW", "PS": "I-I-PS", "FP": "I-F-FP"}
+from vs_reference import PROCS, _task, sgemm_rate, step_flops  # the same task, FLOP count and sgemm peak
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -36,21 +34,7 @@ def _median_ms(fn, repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def sgemm_gflops(n: int = 2048, repeats: int = 10) -> float:
-    """The best of ``repeats`` float32 ``n`` x ``n`` matrix products (GFLOP/s): the machine's peak."""
-    a, b = torch.rand(n, n), torch.rand(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best / 1e9
-
-
 def main() -> None:
-    from torch.utils.flop_counter import FlopCounterMode
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--procedures", nargs="+", default=list(PROCS), choices=list(PROCS))
     ap.add_argument("--batch", type=int, default=128)
@@ -61,15 +45,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     net = LossNetwork("paper", normalize=None)  # AlexNet relu2 + sigmoid, as vs_reference.py
-    peak = sgemm_gflops()
+    peak = sgemm_rate("cpu", 2048, 10)
     print(f"CPU, {args.threads} threads, batch {args.batch} of 64 px, z {args.z}; measured sgemm {peak:.0f} GFLOP/s; "
           f"median of {args.repeats}\n")
     print("| procedure | parameters | fwd+bwd ms | GFLOP/s, % of sgemm | Adam ms (GB/s) | step ms | step % of sgemm "
           "| Adam share of the step |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for kind in args.procedures:
-        p, cfg = get_procedure(PROCS[kind]), EncoderConfig(procedure=PROCS[kind], z=args.z)
-        task = EncoderTask(p, cfg, build_autoencoder(p, cfg, 64, 192 * 7 * 7), net)
+        task = _task(PROCS[kind], args, net, 64, "cpu")
         params = [q for q in task.parameters() if q.requires_grad]
         opt = torch.optim.Adam(params, lr=1e-3, fused=True)
         b = {"image": torch.rand(args.batch, 3, 64, 64), "feat": torch.rand(args.batch, 192, 7, 7)}
@@ -82,9 +65,7 @@ def main() -> None:
             fwd_bwd()
             opt.step()
 
-        with FlopCounterMode(display=False) as fc:
-            task.loss(b).backward()
-        flops = fc.get_total_flops()
+        flops = step_flops(PROCS[kind], args, net, 64, "cpu")
         fb, up, st = _median_ms(fwd_bwd, args.repeats), _median_ms(opt.step, args.repeats), _median_ms(step, args.repeats)
         n = sum(q.numel() for q in params)
         print(f"| {kind} ({PROCS[kind]}) | {n / 1e6:.1f} M | {fb:.1f} | {flops / fb / 1e6:.0f}, "

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
+import sys
 import warnings
 from pathlib import Path
 
@@ -44,8 +44,26 @@ def photo_crops(sr_dir: Path, classes: int, n: int = 200, size: int = 64) -> tup
     return torch.stack(imgs), torch.tensor(labels)
 
 
-def _ms(values: list[float]) -> str:
-    return f"{statistics.mean(values):.3f} ± {statistics.pstdev(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+def markdown(rows: dict, seeds: list[int], classes: list[int]) -> str:
+    """The docs' table from ``{(classes, seed): (scores by candidate name, Selection)}``: per class
+    count, each candidate's score, the baselines and the noise margin as mean ± std over ``seeds``
+    (uncorrected std, :func:`tables.spread`) and what was recommended with each seed."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from tables import spread
+
+    sys.path.pop(0)
+    ms = lambda values: spread(values, 3)[0]  # noqa: E731
+    names = CANDIDATES.split(",") + ["(pixels)"]
+    out = [f"| classes | {' | '.join(names)} | chance / majority | noise margin | "
+           f"recommended (seeds {', '.join(map(str, seeds))}) |", "| --- | " + "---: | " * (len(names) + 2) + "--- |"]
+    for c in classes:
+        got = [rows[c, s] for s in seeds]
+        cells = [ms([sc[n] for sc, _ in got]) for n in names]
+        base = [sel.baselines for _, sel in got]
+        rec = ", ".join(sel.recommended or "nothing" for _, sel in got)
+        out.append(f"| {c} | {' | '.join(cells)} | {ms([b['chance'] for b in base])} / "
+                   f"{ms([b['majority'] for b in base])} | {ms([sel.noise for _, sel in got])} | {rec} |")
+    return "\n".join(out)
 
 
 def main() -> None:
@@ -63,7 +81,6 @@ def main() -> None:
     if not all((args.root / c).is_dir() for c in COLLECTIONS):
         raise SystemExit(f"select_photographs: the SR test sets are not under {args.root} (pass --root)")
     torch.set_num_threads(args.threads)
-    names = [c for c in CANDIDATES.split(",")] + ["(pixels)"]
     rows = {}
     for classes in args.classes:
         x, y = photo_crops(args.root, classes)
@@ -76,16 +93,7 @@ def main() -> None:
                   f"noise margin {sel.noise:.3f}, n_test {sel.settings['n_test']}; "
                   f"recommended: {sel.recommended or 'nothing'}", flush=True)
     if args.markdown:
-        seeds = ", ".join(map(str, args.seeds))
-        print(f"\n| classes | {' | '.join(names)} | chance / majority | noise margin | recommended (seeds {seeds}) |")
-        print("| --- | " + "---: | " * (len(names) + 2) + "--- |")
-        for classes in args.classes:
-            got = [rows[classes, s] for s in args.seeds]
-            cells = [_ms([sc[n] for sc, _ in got]) for n in names]
-            base = [sel.baselines for _, sel in got]
-            rec = ", ".join(sel.recommended or "nothing" for _, sel in got)
-            print(f"| {classes} | {' | '.join(cells)} | {_ms([b['chance'] for b in base])} / "
-                  f"{_ms([b['majority'] for b in base])} | {_ms([sel.noise for _, sel in got])} | {rec} |")
+        print("\n" + markdown(rows, args.seeds, args.classes))
 
 
 if __name__ == "__main__":

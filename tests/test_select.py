@@ -360,14 +360,32 @@ def test_labelled_select_on_unrelated_labels_recommends_nothing(tiny_archs):
     assert sel.baselines["chance"] == pytest.approx(1 / 3) and sel.baselines["pixels"] is not None
 
 
-def _photo_crops(sr_dir, classes: int):
-    """The crops of ``studies/select_photographs.py`` (docs/choosing.md's generated table)."""
+def _select_photographs():
+    """``studies/select_photographs.py`` (docs/choosing.md's generated table) as a module."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("select_photographs", REPO / "studies" / "select_photographs.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.photo_crops(sr_dir, classes)
+    return mod
+
+
+def _photo_crops(sr_dir, classes: int):
+    return _select_photographs().photo_crops(sr_dir, classes)
+
+
+def test_select_photographs_table_spreads_scores_over_seeds():
+    from types import SimpleNamespace
+
+    def sel(rec, noise):
+        return SimpleNamespace(baselines={"chance": 0.5, "majority": 0.5}, noise=noise, recommended=rec)
+
+    rows = {(2, 0): ({"alexnet:S": 0.5, "efficientnet_lite0:E": 0.4, "(pixels)": 0.45}, sel(None, 0.18)),
+            (2, 1): ({"alexnet:S": 0.7, "efficientnet_lite0:E": 0.4, "(pixels)": 0.45}, sel("alexnet:S", 0.16))}
+    lines = _select_photographs().markdown(rows, [0, 1], [2]).splitlines()
+    assert lines[0].startswith("| classes | alexnet:S | efficientnet_lite0:E | (pixels) | chance / majority")
+    assert lines[2] == ("| 2 | 0.600 ± 0.100 | 0.400 ± 0.000 | 0.450 ± 0.000 | 0.500 ± 0.000 / 0.500 ± 0.000 | "
+                        "0.170 ± 0.010 | nothing, alexnet:S |")
 
 
 @pytest.mark.parametrize("classes", [2, 3])

@@ -96,7 +96,7 @@ TABLES: tuple[Table, ...] = (
     Table("select_photographs", "docs/choosing.md",
           ("studies/select_photographs.py", "--seeds", "0", "1", "2", "--markdown"),
           ("studies/select_photographs.py", "src/lossnet/experiments/select.py", "src/lossnet/experiments/select_core.py",
-           "src/lossnet/experiments/select_report.py", "src/lossnet/data/sr.py", *_NUMERICS),
+           "src/lossnet/experiments/select_report.py", "src/lossnet/data/sr.py", "tools/tables.py", *_NUMERICS),
           "select seeds 0, 1, 2 (encoder init, split, probes; the crops fixed); std uncorrected", 0.5),
     Table("distortion_proxy", "docs/similarity.md",
           ("studies/distortion_proxy.py", "--seeds", "0", "1", "2", "--threads", "2", "--markdown"),
