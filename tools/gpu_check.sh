@@ -90,12 +90,12 @@ else
   step lpips_speed 50 "$py" speed/lpips_speed.py --arch alexnet vgg16 --batch 16 --size 256 --repeats 10
   step vs_reference 90 "$py" speed/vs_reference.py --n 4096 --epochs 2 --repeats 2
   step paper_slice 60 "$py" speed/paper_scale_estimate.py --frames 8192 --rollouts 32 --workers "$(nproc)" \
-    --probe-n 65536
+    --probe-n 65536 --probe-epochs 2
   # extra steps, run only when GPU_CHECK_STEPS names them
   step vs_reference_16k 120 "$py" speed/vs_reference.py --n 16384 --epochs 2 --repeats 2
   step lpips_compiled 100 "$py" speed/lpips_speed.py --arch alexnet vgg16 --batch 16 --size 256 --repeats 10 --compile
   step paper_slice_bf16 50 "$py" speed/paper_scale_estimate.py --frames 8192 --rollouts 32 --workers "$(nproc)" \
-    --probe-n 65536 --precision bf16
+    --probe-n 65536 --probe-epochs 2 --precision bf16
 fi
 
 # --- summary ---------------------------------------------------------------------------------------
