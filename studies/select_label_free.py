@@ -25,6 +25,10 @@ noise ceiling).
     python studies/select_label_free.py train --kind sr --images 720 --sources 24 --seed 0
     python studies/select_label_free.py analyse --kind lunarlander --images 480 [--figure docs/figures]
     python studies/select_label_free.py api [--kind lunarlander|sr|both] [--images 360] [--criterion ...]
+    python studies/select_label_free.py table --seeds 0 1 2 3 --threads 2 --figure docs/figures   # the docs' table
+
+``table`` trains what ``--out`` lacks (both kinds as docs/choosing.md runs them) and prints the
+docs' markdown table (``tools/results.py run select_label_free``).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from lossnet.experiments import select as S
 from lossnet.experiments.select import (cross_prediction_scores, default_candidates, retrieval_scores, select,
                                         select_label_free)
 
+OUT = "runs/select-label-free"
 VIEWS = {"shift": {}, "photo": {"max_shift": 0},
          "photo2": {"max_shift": 0, "brightness": 0.2, "contrast": 0.2, "noise": 0.06}}
 
@@ -132,6 +137,27 @@ def _stem(args) -> str:
     return f"{args.kind}_n{args.images}" + (f"_src{args.sources}" if args.kind == "sr" and args.sources != 8 else "")
 
 
+def _rho(a: list, b: list) -> tuple[float, float]:
+    """Spearman's (rho, p) of two score lists over the same candidates."""
+    t = spearmanr(a, b)
+    return float(t.statistic), float(t.pvalue)
+
+
+def cross_seed(res: dict, lab: str, key: str, sel: list) -> list[tuple[float, float]]:
+    """(rho, p) of score ``key`` of seed s against score ``lab`` of seed s', every ordered pair s != s'."""
+    return [_rho([res[a][n][lab] for n in sel], [res[b][n][key] for n in sel]) for a, b in itertools.permutations(res, 2)]
+
+
+def seed_to_seed(res: dict, key: str, sel: list) -> list[tuple[float, float]]:
+    """(rho, p) of score ``key`` between every unordered pair of seeds (its own reproducibility)."""
+    return [_rho([res[a][n][key] for n in sel], [res[b][n][key] for n in sel]) for a, b in itertools.combinations(res, 2)]
+
+
+def seed_averaged(res: dict, lab: str, key: str, sel: list) -> tuple[float, float]:
+    """(rho, p) of the seed-averaged scores ``key`` against the seed-averaged ``lab``."""
+    return _rho([sum(r[n][lab] for r in res.values()) for n in sel], [sum(r[n][key] for r in res.values()) for n in sel])
+
+
 def criteria(d: dict, ridge: float = 1e-2) -> dict:
     """Per candidate: labelled scores and every label-free criterion (higher = better)."""
     names = list(d["cands"])
@@ -167,18 +193,14 @@ def analyse(args) -> None:
         print(f"{'candidate':>22} " + " ".join(f"{k:>9}" for k in keys))
         for n in names:
             print(f"{n:>22} " + " ".join(f"{r[n][k]:>9.3f}" for k in keys))
-    rho = lambda a, b: (lambda t: (t.statistic, t.pvalue))(spearmanr(a, b))  # noqa: E731
     for who, sel in (("all", names), ("loss networks", [n for n in names if n != S.BASELINE])):
         print(f"\n== Spearman's rho vs the labelled ranking ({who}: {len(sel)}); same-seed per seed, cross-seed (label-free of s vs labelled of s'), "
               "seed-averaged scores")
         summary = []
         for lab in [k for k in ("acc", "negerr") if k in keys]:
             for k in keys:
-                same = [rho([r[n][lab] for n in sel], [r[n][k] for n in sel]) for r in res.values()]
-                cross = [rho([res[a][n][lab] for n in sel], [res[b][n][k] for n in sel])
-                         for a, b in itertools.permutations(res, 2)]
-                avg = rho([sum(r[n][lab] for r in res.values()) for n in sel],
-                          [sum(r[n][k] for r in res.values()) for n in sel])
+                same = [_rho([r[n][lab] for n in sel], [r[n][k] for n in sel]) for r in res.values()]
+                cross, avg = cross_seed(res, lab, k, sel), seed_averaged(res, lab, k, sel)
                 cr = " ".join(f"{a:+.2f} (p {p:.2f})" for a, p in cross) if cross else "-"
                 print(f"  {lab:>6} vs {k:<10} same-seed {' '.join(f'{a:+.2f} (p {p:.2f})' for a, p in same)}  "
                       f"cross-seed {cr}  seed-avg {avg[0]:+.2f} (p {avg[1]:.3f})")
@@ -225,9 +247,7 @@ def _stability(res: dict, keys: list, sel: list) -> None:
         return
     print(f"  seed-to-seed rho of each score itself ({len(sel)} candidates):")
     for k in keys:
-        rs = [spearmanr([res[a][n][k] for n in sel], [res[b][n][k] for n in sel]) for a, b in
-              itertools.combinations(res, 2)]
-        print(f"    {k:<10} " + " ".join(f"{t.statistic:+.2f} (p {t.pvalue:.2f})" for t in rs))
+        print(f"    {k:<10} " + " ".join(f"{r:+.2f} (p {p:.2f})" for r, p in seed_to_seed(res, k, sel)))
 
 
 def compare(kind: str, images: torch.Tensor, labels: torch.Tensor, args) -> dict:
@@ -264,9 +284,100 @@ def api(args) -> None:
     print("\n" + "; ".join(f"{k}: rho {v['rho']:.3f} (nets only {v['rho_nets']:.3f})" for k, v in out.items()))
 
 
+# docs/choosing.md's table: the two kinds of images as the docs run them, its rows as (label,
+# labelled score, label-free score, candidates: "all" or "nets"); "ceiling" rows compare the
+# labelled score with itself across seeds.
+TABLE_KINDS = (("lunarlander", 480, 8, "LunarLander frames (480, label: 6 position bins)"),
+               ("sr", 720, 24, "SR photographs (720 crops of 24 CBSD68 images, label: source image)"))
+TABLE_ROWS = (("labelled vs labelled (**the ceiling**)", "acc", "acc", "all"),
+              ("**cross-prediction** (default)", "acc", "xp_others", "all"),
+              ("cross-prediction over the 12 loss networks alone (no pixel baseline)", "acc", "xp_others", "nets"),
+              ("retrieval", "acc", "mrr_shift", "all"),
+              ("retrieval without the shift (`max_shift=0`)", "acc", "mrr_photo", "all"),
+              ("R^2 of the embedding on its *own* features", "acc", "xp_self", "all"),
+              ("LunarLander position error (regression grid) as the label: its ceiling", "negerr", "negerr", "all"),
+              ("position error as the label: cross-prediction", "negerr", "xp_others", "all"),
+              ("position error as the label: retrieval", "negerr", "mrr_shift", "all"))
+
+
+def _p(p: float) -> str:
+    return "p < 0.001" if p < 1e-3 else f"p = {p:.3f}"
+
+
+def agreement(res: dict, lab: str, key: str, sel: list) -> str:
+    """``median [min, max], k/n`` of the cross-seed rho (label-free ``key`` of seed s vs labelled
+    ``lab`` of seed s' != s) and, unless ``key == lab``, ``; rho (p)`` of the seed-averaged scores."""
+    if any(lab not in r[n] or key not in r[n] for r in res.values() for n in sel):
+        return "-"
+    cross = cross_seed(res, lab, key, sel)
+    rs = sorted(r for r, _ in cross)
+    text = f"{statistics.median(rs):.2f} [{rs[0]:.2f}, {rs[-1]:.2f}], {sum(p < 0.05 for _, p in cross)}/{len(cross)}"
+    if key != lab:
+        avg = seed_averaged(res, lab, key, sel)
+        text += f"; {avg[0]:.2f} ({_p(avg[1])})"
+    return text
+
+
+def stability(res: dict, key: str, sel: list) -> str:
+    """``min-max`` of the score's own seed-to-seed rho over the pairs of seeds."""
+    if any(key not in r[n] for r in res.values() for n in sel):
+        return "-"
+    rs = [r for r, _ in seed_to_seed(res, key, sel)]
+    return f"{min(rs):.2f}-{max(rs):.2f}"
+
+
+def markdown(results: dict[str, dict]) -> str:
+    """docs/choosing.md's table from ``{column title: {run: criteria(...)}}`` (each kind's seeds)."""
+    first = next(iter(results.values()))
+    n_seeds, n_cands = len(first), len(next(iter(first.values())))
+    pairs = n_seeds * (n_seeds - 1)
+    head = (f"| rho over {n_cands} candidates: cross-seed median [min, max], pairs with p < 0.05 (of {pairs}); "
+            "seed-averaged scores rho (p) | " + " | ".join(results) + " |")
+    out = [head, "|---|" + "---|" * len(results)]
+    for label, lab, key, who in TABLE_ROWS:
+        cells = []
+        for res in results.values():
+            names = list(next(iter(res.values())))
+            sel = names if who == "all" else [n for n in names if n != S.BASELINE]
+            cells.append(agreement(res, lab, key, sel))
+        if all(c == "-" for c in cells):
+            continue
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    stab = [" / ".join(stability(res, k, list(next(iter(res.values())))) for k in ("acc", "xp_others", "mrr_shift"))
+            for res in results.values()]
+    out.append(f"| seed-to-seed rho of the score itself ({n_seeds * (n_seeds - 1) // 2} pairs): labelled / "
+               "cross-prediction / retrieval | " + " | ".join(stab) + " |")
+    return "\n".join(out)
+
+
+def table(args) -> None:
+    """Train what is missing (every kind of :data:`TABLE_KINDS`, every ``--seeds``), then print
+    the docs' markdown table (and draw the figures with ``--figure``)."""
+    if args.out == OUT:  # tools/results.py's work directory: a changed input trains afresh
+        args.out = f"runs/results/select_label_free-{os.environ.get('LOSSNET_TABLE_DIGEST', 'adhoc')}"
+    results = {}
+    for kind, images, sources, title in TABLE_KINDS:
+        run = argparse.Namespace(**{**vars(args), "kind": kind, "images": images, "sources": sources})
+        for seed in args.seeds:
+            run.seed = seed
+            if not (Path(args.out) / f"{_stem(run)}_s{seed}.pt").exists():
+                print(f"train {kind} seed {seed} ...", flush=True)
+                t0 = time.perf_counter()
+                train(run)
+                print(f"train {kind} seed {seed}: {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+        res = {f"s{seed}": criteria(torch.load(Path(args.out) / f"{_stem(run)}_s{seed}.pt", weights_only=True))
+               for seed in args.seeds}
+        results[title] = res
+        if args.figure:
+            _figure(res, list(next(iter(res.values()))), Path(args.figure) / f"label_free_{_stem(run)}.png")
+    print(f"\n{markdown(results)}\n\nSeeds {', '.join(map(str, args.seeds))} (split, encoders, probes; the frames and "
+          f"crops fixed: data seed {args.data_seed}); {args.epochs} encoder epochs, {args.probe_epochs} probe epochs, "
+          f"{args.threads} threads.")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("command", choices=["train", "analyse", "api"])
+    ap.add_argument("command", choices=["train", "analyse", "api", "table"])
     ap.add_argument("--kind", default="lunarlander", choices=["lunarlander", "sr", "both"])
     ap.add_argument("--images", type=int, default=480)
     ap.add_argument("--sources", type=int, default=8, help="(sr) number of CBSD68 photographs the crops come from")
@@ -274,15 +385,17 @@ def main() -> None:
     ap.add_argument("--probe-epochs", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0, help="split, encoder and probe seed")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3], help="(table) the seeds")
     ap.add_argument("--data-seed", type=int, default=0, help="which frames / crops (train)")
     ap.add_argument("--criterion", default="cross-prediction", choices=list(S.LABEL_FREE_CRITERIA), help="(api)")
-    ap.add_argument("--out", default="runs/select-label-free", help="where train stores and analyse reads")
+    ap.add_argument("--out", default=OUT, help="where train stores and analyse reads (table: default "
+                    "runs/results/select_label_free-<inputs digest>)")
     ap.add_argument("--figure", default=None, help="(analyse) folder for a PNG: label-free vs labelled score per candidate")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    if args.command != "api" and args.kind == "both":
+    if args.command in ("train", "analyse") and args.kind == "both":
         ap.error("train/analyse take one --kind")
-    {"train": train, "analyse": analyse, "api": api}[args.command](args)
+    {"train": train, "analyse": analyse, "api": api, "table": table}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -187,3 +187,15 @@ def test_tensorboard_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboard", None)
     with pytest.raises(ConfigError, match="pip install tensorboard"):
         fit(ConvTask(), _data(), _cfg(logger="tensorboard"))
+
+
+def test_batch_indices_go_where_every_tensor_is_or_to_the_cpu():
+    """Indices follow the data only when all of it is on one device: a CPU index tensor indexes
+    tensors on any device, a device index cannot index a CPU tensor (hand-built mixed dicts)."""
+    from lossnet.train.runtime import data_device
+
+    cpu, meta = torch.zeros(2), torch.zeros(2, device="meta")
+    assert data_device({"a": cpu, "b": cpu.clone()}) == torch.device("cpu")
+    assert data_device({"a": meta, "b": meta.clone()}) == torch.device("meta")
+    assert data_device({"a": meta, "b": cpu}) == torch.device("cpu")
+    assert data_device({"a": cpu, "b": meta}) == torch.device("cpu")

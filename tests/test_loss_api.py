@@ -90,6 +90,25 @@ def test_uniform_weighting_is_an_explicit_choice_and_differs_from_lpips(offline_
         L.PerceptualDistance("alexnet", weighting="lpip")
 
 
+def test_squeezenet_default_is_lpips_squeeze_given_the_same_trunk():
+    """Offline there are no ImageNet SqueezeNet weights: the same random trunk in both."""
+    import lpips
+    from torchvision.models import squeezenet1_1
+
+    torch.manual_seed(0)
+    tv = squeezenet1_1()
+    ref = lpips.LPIPS(pretrained=True, net="squeeze", pnet_rand=True, verbose=False).eval()
+    for k in range(1, ref.net.N_slices + 1):
+        for name, mod in getattr(ref.net, f"slice{k}").named_children():
+            mod.load_state_dict(tv.features[int(name)].state_dict())
+    ours = L.PerceptualDistance("squeeze", weights=tv.state_dict())
+    assert ours.weighting == "lpips" and ours.net.normalize == "lpips"
+    g = torch.Generator().manual_seed(1)
+    x0, x1 = torch.rand(2, 3, 64, 64, generator=g), torch.rand(2, 3, 64, 64, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x0, x1), ref(x0 * 2 - 1, x1 * 2 - 1).flatten(), atol=1e-6, rtol=1e-5)
+
+
 def test_squeezenet_lpips_needs_its_trunk_and_says_how_to_get_it():
     ws = L.load_lpips_channel_weights("squeezenet1_1")  # shipped with the lpips package
     assert [w.numel() for w in ws] == [64, 128, 256, 384, 384, 512, 512]
@@ -324,3 +343,26 @@ def test_empty_batches_float64_and_duplicate_layers(offline_weights):
     for layers in (["E", "E"], ["S", 4]):
         with pytest.raises(ConfigError, match="same layer twice"):
             LossNetwork("alexnet", layers=layers, weights=None)
+
+
+@pytest.mark.parametrize("weighting", ["lpips", "uniform"])
+def test_metrics_move_their_network_to_the_inputs_device_whatever_the_weighting(offline_weights, weighting):
+    """A metric's network follows its inputs; a uniform PerceptualDistance has no tensors of its
+    own, so the metric must find them on the network the distance holds (meta device: no GPU)."""
+    m = PerceptualDistanceMetric("alexnet", weighting=weighting)
+    m._follow(torch.empty(1, device="meta"))  # what update() does first
+    assert {p.device.type for p in m.net.net.parameters()} == {"meta"}
+    d = DeepPerceptualSimilarity("alexnet", layers=["S"])
+    d._follow(torch.empty(1, device="meta"))
+    assert {p.device.type for p in d.net.parameters()} == {"meta"}
+
+
+def test_module_device_looks_through_held_networks():
+    from lossnet.utils import module_device
+
+    for make in (lambda n: L.PerceptualDistance(n, weighting="uniform"), L.PerceptualLoss):
+        holder = make(LossNetwork("alexnet", layers=["S"], weights="random", seed=0))
+        assert not list(holder.parameters()) and not list(holder.buffers())  # nothing of its own
+        assert module_device(holder).type == "cpu"
+        assert module_device(holder.to("meta")).type == "meta"  # found on the held network
+    assert module_device(nn.Identity()).type == "cpu"

@@ -111,6 +111,26 @@ def test_sr_scores_match_skimage_on_y():
         SuperResolutionScores(colour="lab")
 
 
+def test_psnr_only_scoring_gives_the_same_psnr_and_no_ssim():
+    """``psnr_ssim(ssim=False)`` (validation PSNR during training) skips SSIM, nothing else; the
+    colour and border conventions apply alike, rgb SSIM averages the three channels."""
+    from skimage.metrics import structural_similarity
+
+    from lossnet.eval.sr import psnr_ssim
+
+    g = torch.Generator().manual_seed(5)
+    hr = torch.rand(3, 3, 32, 40, generator=g)
+    sr = (hr + 0.1 * torch.randn(hr.shape, generator=g)).clamp(0, 1)
+    for colour in ("y", "rgb"):
+        full = psnr_ssim(sr, hr, border=2, colour=colour)
+        fast = psnr_ssim(sr, hr, border=2, colour=colour, ssim=False)
+        assert [r["psnr"] for r in fast] == [r["psnr"] for r in full] and all(set(r) == {"psnr"} for r in fast)
+    q = sr.mul(255).round().div(255)[0, :, 2:-2, 2:-2].double().numpy()
+    ref = structural_similarity(hr[0, :, 2:-2, 2:-2].double().numpy(), q, data_range=1.0, gaussian_weights=True,
+                                sigma=1.5, use_sample_covariance=False, channel_axis=0)
+    assert full[0]["ssim"] == pytest.approx(ref, abs=1e-12)
+
+
 def _lines(n, seed, size=48):
     rng = np.random.default_rng(seed)
     t = np.zeros((n, size, size), np.float32)

@@ -69,6 +69,26 @@ def test_glob_inputs_cover_every_matching_file_and_an_empty_pattern_is_an_error(
         results.input_files(results.Table("toy", "docs/t.md", ("x.py",), ("nothing/*.py",), "", 0.1), tmp_path)
 
 
+def test_make_results_runs_every_table_within_the_budget_and_names_pick_some(monkeypatch):
+    """`make results` (no names) runs every registered table, whose measured costs fit the hour;
+    names run just those, in the order given."""
+    assert sum(t.minutes for t in results.TABLES) <= results.BUDGET_MINUTES
+    ran = []
+
+    class Done:
+        returncode, stdout = 0, "| a |\n| --- |\n| 1 |\n"
+
+    monkeypatch.setattr(results.subprocess, "run", lambda cmd, **kw: ran.append(cmd[1]) or Done())
+    monkeypatch.setattr(results, "write", lambda t, out: REPO / t.doc)
+    results.main(["run"])
+    assert ran == [t.command[0] for t in results.TABLES]
+    ran.clear()
+    results.main(["run", "select_label_free", "demo"])
+    assert ran == ["studies/select_label_free.py", "tools/tables.py"]
+    with pytest.raises(SystemExit, match="unknown table"):
+        results.main(["run", "nope"])
+
+
 def test_every_registered_input_exists():
     for t in results.TABLES:
         assert results.input_files(t), t.name
@@ -122,6 +142,30 @@ def test_autoencoding_sweep_table_spreads_each_layer_over_seeds():
     assert "vgg16" not in table
     with pytest.raises(SystemExit, match="lack"):
         sweep_tables.autoencoding_table(rows[1:], [0, 1, 2])
+
+
+def test_delineation_table_puts_bce_first_then_best_quality_in_percent():
+    sys.path.insert(0, str(REPO / "tools"))
+    import sweep_tables
+
+    sys.path.pop(0)
+
+    def row(q, s, **kw):
+        its = [{"quality": q - 0.2}, {"quality": q - 0.1}, {"quality": q}]
+        return {"seed": s, "completeness": 0.8, "correctness": 0.9, "quality": q, "seconds": 50.0,
+                "details": {"mu": 0.01, "per_iteration": its,
+                            "loss_terms": {"init": {"ratio_mu_top_to_bce": 0.2 + s / 10}}}, **kw}
+
+    refs = [row(0.60 + s / 100, s, reference="bce") for s in (0, 1)]
+    rows = [row(q + s / 100, s, arch="alexnet", layer=layer, status="ok") for layer, q in (("E", 0.5), ("L", 0.7))
+            for s in (0, 1)]
+    lines = sweep_tables.delineation_table(rows, refs, [0, 1]).splitlines()
+    assert lines[0].startswith("| loss | completeness | correctness | quality | quality after iteration 1 / 2 / 3 |")
+    assert lines[2] == "| BCE only (no topology loss) | 80.0 ± 0.0 | 90.0 ± 0.0 | 60.5 ± 0.5 | 40.5 / 50.5 / 60.5 | - | 50 |"
+    assert lines[3].startswith("| BCE + 0.01 L_top, alexnet:L | ") and lines[3].endswith("| 0.25 ± 0.05 | 50 |")
+    assert lines[4].startswith("| BCE + 0.01 L_top, alexnet:E | 80.0 ± 0.0 | 90.0 ± 0.0 | 50.5 ± 0.5 |")
+    with pytest.raises(SystemExit, match="lack"):
+        sweep_tables.delineation_table(rows[1:], refs, [0, 1])
 
 
 def test_super_resolution_table_orders_models_and_spreads_over_seeds():

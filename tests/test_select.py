@@ -360,14 +360,43 @@ def test_labelled_select_on_unrelated_labels_recommends_nothing(tiny_archs):
     assert sel.baselines["chance"] == pytest.approx(1 / 3) and sel.baselines["pixels"] is not None
 
 
-def _select_photographs():
-    """``studies/select_photographs.py`` (docs/choosing.md's generated table) as a module."""
+def _study(name):
+    """``studies/NAME.py`` (a generated table of docs/choosing.md) as a module."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("select_photographs", REPO / "studies" / "select_photographs.py")
+    spec = importlib.util.spec_from_file_location(name, REPO / "studies" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _select_photographs():
+    return _study("select_photographs")
+
+
+def test_label_free_study_table_reports_cross_seed_agreement():
+    """Three seeds, four candidates: rankings that agree perfectly / reversed give rho +1 / -1 in
+    every one of the 6 ordered pairs (exact: p = 0); rows without their score ('negerr' for photographs) are '-'."""
+    mod = _study("select_label_free")
+    names = ["(pixels)", "a:E", "b:E", "c:E"]
+
+    def run(with_err):
+        rows = {}
+        for i, n in enumerate(names):
+            row = {"acc": float(i), "xp_others": float(i), "mrr_shift": float(-i), "mrr_photo": float(i),
+                   "xp_self": float(-i)}
+            rows[n] = {**row, "negerr": float(i)} if with_err else row
+        return rows
+
+    res = {"frames": {f"s{s}": run(True) for s in range(3)}, "photos": {f"s{s}": run(False) for s in range(3)}}
+    lines = mod.markdown(res).splitlines()
+    assert lines[0].startswith("| rho over 4 candidates: cross-seed median [min, max], pairs with p < 0.05 (of 6)")
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in lines[2:]}
+    assert rows["labelled vs labelled (**the ceiling**)"] == ["1.00 [1.00, 1.00], 6/6", "1.00 [1.00, 1.00], 6/6 |"]
+    assert rows["**cross-prediction** (default)"][0] == "1.00 [1.00, 1.00], 6/6; 1.00 (p < 0.001)"
+    assert rows["retrieval"][0].startswith("-1.00 [-1.00, -1.00]")
+    assert rows["position error as the label: cross-prediction"][1] == "- |"
+    assert lines[-1].endswith("| 1.00-1.00 / 1.00-1.00 / 1.00-1.00 | 1.00-1.00 / 1.00-1.00 / 1.00-1.00 |")
 
 
 def _photo_crops(sr_dir, classes: int):

@@ -293,3 +293,23 @@ def test_seeded_random_weights_are_the_one_idiom():
     assert a.weights_source == "random(seed=7)" and loss_net_identity(a) != loss_net_identity(b)
     assert a.params_sha256() == LossNetwork("alexnet", layers=["S"], weights="random", seed=7,
                                             normalize=None).params_sha256() != b.params_sha256()
+
+
+@pytest.mark.parametrize("arch", ["alexnet", "resnet18"])
+def test_traced_trunk_has_the_graph_module_hook_lists_and_copies_stay_in_eval(arch):
+    """torchvision's DualGraphModule skips fx.GraphModule.__init__; torch.compile (torch 2.11) then
+    fails on the missing ``_create_node_hooks``. Every traced trunk carries the four lists. A
+    deep copy computes the same features (GraphModule's deepcopy rebuilds the trunk in training
+    mode: ResNet's batch norm would use the batch's statistics)."""
+    import copy
+
+    from torch import fx
+
+    net = LossNetwork(arch, layers=["E"], weights=None)
+    graphs = [m for m in net.modules() if isinstance(m, fx.GraphModule)]
+    assert graphs
+    for gm in graphs:
+        for name in ("_replace_hooks", "_create_node_hooks", "_erase_node_hooks", "_deepcopy_hooks"):
+            assert vars(gm).get(name) == [], (arch, name)
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.equal(copy.deepcopy(net)(x)[0], net(x)[0])

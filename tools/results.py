@@ -44,7 +44,7 @@ class Table:
     command: tuple[str, ...]
     inputs: tuple[str, ...]
     seeds: str
-    minutes: float  # rough cost on the quiet 2-core CPU (measured 2026-12-04), for `list`
+    minutes: float  # cost on the quiet 2-core CPU (`run` printed it, 2026-12-04), for `list`
 
 
 # What a table's numbers depend on: the files that compute them (data, models, losses, training,
@@ -60,50 +60,65 @@ TABLES: tuple[Table, ...] = (
     Table("lunarlander_offscreen", "docs/experiments.md",
           ("tools/lunarlander_offscreen.py", "--rollouts", "700", "700", "700", "--markdown"),
           ("src/lossnet/data/lunarlander.py", "tools/lunarlander_offscreen.py"),
-          "collection seed 0 (runs use seeds 0, 1, 2); deterministic: no spread", 1.0),
+          "collection seed 0 (runs use seeds 0, 1, 2); deterministic: no spread", 0.9),
     Table("demo", "README.md", ("tools/tables.py", "demo", "--seeds", "0", "1", "2"),
           ("configs/demo.yaml", "src/lossnet/experiments/demo.py", "tools/tables.py", *_LUNARLANDER, *_NUMERICS),
-          "seeds 0, 1, 2 (collection, encoder, probes); std uncorrected", 8.0),
+          "seeds 0, 1, 2 (collection, encoder, probes); std uncorrected", 8.2),
     Table("paper_b_quick", "docs/experiments.md", ("tools/tables.py", "paper_b", "--repeats", "3"),
           ("configs/paper_b.yaml", "src/lossnet/experiments/paper_b.py", "src/lossnet/runs/encoder_cells.py",
            "src/lossnet/data/parts.py", "src/lossnet/models/simple_cnn.py", "tools/tables.py", *_LUNARLANDER,
            *_NUMERICS),
           "repeats 0, 1, 2 (seeds 0-2: encoder init, batch order, splits, probes; one collection, seed 0); "
-          "std uncorrected", 3.0),
+          "std uncorrected", 2.8),
     Table("autoencoding_sweep", "docs/choosing.md",
           ("tools/sweep_tables.py", "autoencoding", "--seeds", "0", "1", "2", "--loss-nets",
            "alexnet,vgg16,efficientnet_lite0"),
           ("src/lossnet/configs/autoencoding.yaml", "src/lossnet/configs/sweep.yaml",
            "src/lossnet/benchmarks/autoencoding.py", "src/lossnet/data/parts.py", "tools/sweep_tables.py",
            "tools/tables.py", *_LUNARLANDER, *_NUMERICS),
-          "seeds 0, 1, 2 (the cells' seed: encoder init, splits, probes); std uncorrected", 12.0),
+          "seeds 0, 1, 2 (the cells' seed: encoder init, splits, probes); std uncorrected", 10.6),
     Table("super_resolution_sweep", "docs/super_resolution.md",
-          ("tools/sr_tables.py", "--seeds", "0", "1", "2", "--loss-nets", "alexnet,efficientnet_lite0", "--layers", "E,L"),
+          ("tools/sr_tables.py", "--seeds", "0", "1", "2", "--loss-nets", "alexnet,vgg16,efficientnet_lite0", "--layers", "E,L"),
           ("src/lossnet/configs/super_resolution.yaml", "src/lossnet/configs/sweep.yaml",
            "src/lossnet/benchmarks/super_resolution.py", "src/lossnet/data/sr.py", "src/lossnet/eval/sr.py",
            "src/lossnet/models/transformer.py", "tools/sr_tables.py", "tools/tables.py", *_NUMERICS),
-          "seeds 0, 1, 2 (the cells' seed); std uncorrected", 13.0),
+          "seeds 0, 1, 2 (the cells' seed); std uncorrected", 7.0),
     Table("super_resolution_step_time", "docs/super_resolution.md", ("speed/sr_step_time.py", "--repeats", "3"),
           ("speed/sr_step_time.py", "src/lossnet/models/transformer.py", "src/lossnet/losses/*.py",
            "src/lossnet/zoo/network.py", "src/lossnet/zoo/trunk.py", "src/lossnet/zoo/layers.py"),
-          "timings: 3 interleaved repeats of the median of 6 steps, median [range]; data from torch.manual_seed(0)", 0.5),
+          "timings: 3 interleaved repeats of the median of 6 steps, median [range]; data from torch.manual_seed(0)", 0.4),
     Table("srvae_quick", "docs/sr_vae.md", ("tools/srvae_tables.py", "--seeds", "0", "1", "2"),
           ("src/lossnet/configs/srvae.yaml", "src/lossnet/experiments/sr_vae.py", "src/lossnet/experiments/sr_vae_data.py",
            "src/lossnet/experiments/sr_vae_task.py", "src/lossnet/models/sr_vae.py", "src/lossnet/data/sr.py",
            "src/lossnet/eval/sr.py", "src/lossnet/benchmarks/super_resolution.py", "tools/srvae_tables.py",
            "tools/sr_tables.py", "tools/tables.py", *_NUMERICS),
-          "seeds 0, 1, 2 (patches, initialisation, batch order); std uncorrected", 12.5),
+          "seeds 0, 1, 2 (patches, initialisation, batch order); std uncorrected", 10.3),
     Table("select_photographs", "docs/choosing.md",
           ("studies/select_photographs.py", "--seeds", "0", "1", "2", "--markdown"),
           ("studies/select_photographs.py", "src/lossnet/experiments/select.py", "src/lossnet/experiments/select_core.py",
            "src/lossnet/experiments/select_report.py", "src/lossnet/data/sr.py", "tools/tables.py", *_NUMERICS),
-          "select seeds 0, 1, 2 (encoder init, split, probes; the crops fixed); std uncorrected", 0.5),
+          "select seeds 0, 1, 2 (encoder init, split, probes; the crops fixed); std uncorrected", 0.3),
+    Table("delineation_quick", "docs/delineation.md",
+          ("tools/sweep_tables.py", "delineation", "--seeds", "0", "1", "2", "--loss-nets", "alexnet", "--layers", "E,L"),
+          ("src/lossnet/configs/delineation.yaml", "src/lossnet/configs/sweep.yaml",
+           "src/lossnet/benchmarks/delineation.py", "src/lossnet/benchmarks/delineation_task.py",
+           "src/lossnet/data/roads.py", "src/lossnet/eval/delineation.py", "src/lossnet/models/unet.py",
+           "tools/sweep_tables.py", "tools/tables.py", *_NUMERICS),
+          "seeds 0, 1, 2 (the cells' seed: U-Net init, batch order; the synthetic images fixed); std uncorrected", 5.2),
     Table("distortion_proxy", "docs/similarity.md",
           ("studies/distortion_proxy.py", "--seeds", "0", "1", "2", "--threads", "2", "--markdown"),
           ("studies/distortion_proxy.py", "src/lossnet/eval/similarity.py", "src/lossnet/losses/*.py",
            "src/lossnet/zoo/network.py", "src/lossnet/zoo/trunk.py", "src/lossnet/zoo/layers.py"),
-          "seeds 0, 1, 2 (patches, crops, triplets); std uncorrected", 3.5),
+          "seeds 0, 1, 2 (patches, crops, triplets); std uncorrected", 3.2),
+    Table("select_label_free", "docs/choosing.md",
+          ("studies/select_label_free.py", "table", "--seeds", "0", "1", "2", "3", "--threads", "2",
+           "--figure", "docs/figures"),
+          ("studies/select_label_free.py", "src/lossnet/experiments/select.py", "src/lossnet/experiments/select_core.py",
+           "src/lossnet/experiments/select_label_free.py", "src/lossnet/benchmarks/autoencoding.py",
+           "src/lossnet/data/sr.py", *_LUNARLANDER, *_NUMERICS),
+          "seeds 0-3 (split, encoders, probes; the frames and crops fixed); Spearman's rho over 13 candidates", 6.8),
 )
+BUDGET_MINUTES = 60  # `make results` regenerates every table within this on the 2-core CPU
 
 
 def table(name: str) -> Table:
@@ -205,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "list":
         for t in TABLES:
             print(f"{t.name}: {t.doc}; python {shlex.join(t.command)}; inputs {', '.join(t.inputs)}; ~{t.minutes:g} min")
+        print(f"all {len(TABLES)} tables: ~{sum(t.minutes for t in TABLES):.0f} min (budget {BUDGET_MINUTES} min)")
         return 0
     if args.cmd == "check":
         problems = stale()

@@ -19,15 +19,9 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tables import REPO, _lossnet, read_rows  # noqa: E402
+from tables import REPO, _lossnet, read_rows, spread  # noqa: E402
 
 SETS = (("set5", "CSet5"), ("set14", "CSet14"), ("cbsd68", "CBSD68"))
-
-
-def _ms(values: list[float], digits: int) -> str:
-    mean = sum(values) / len(values)
-    std = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def sr_table(rows: list[dict], refs: list[dict], seeds: list[int], factor: int = 4) -> str:
@@ -49,8 +43,8 @@ def sr_table(rows: list[dict], refs: list[dict], seeds: list[int], factor: int =
     out = ["| model | " + " | ".join(f"{label} PSNR / SSIM" for _, label in SETS) + " | cell s |",
            "| --- | " + " | ".join("---" for _ in SETS) + " | ---: |"]
     for m in order:
-        cells = [f"{_ms([by[m][s][f'{k}_psnr_x{factor}'] for s in seeds], 2)} / "
-                 f"{_ms([by[m][s][f'{k}_ssim_x{factor}'] for s in seeds], 3)}" for k, _ in SETS]
+        cells = [f"{spread([by[m][s][f'{k}_psnr_x{factor}'] for s in seeds], 2)[0]} / "
+                 f"{spread([by[m][s][f'{k}_ssim_x{factor}'] for s in seeds], 3)[0]}" for k, _ in SETS]
         secs = [by[m][s].get("seconds") for s in seeds]
         sec = f"{sum(secs) / len(secs):.0f}" if all(isinstance(x, (int, float)) for x in secs) else "-"
         out.append(f"| {m} | {' | '.join(cells)} | {sec} |")

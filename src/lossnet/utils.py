@@ -60,10 +60,16 @@ def stable_hash(obj, digits: int = 16, *, compact: bool = True) -> str:
 
 
 def module_device(m: torch.nn.Module) -> torch.device:
-    """The device of a module's first parameter or buffer (CPU for an empty module)."""
-    for t in (*m.parameters(), *m.buffers()):
-        return t.device
-    return torch.device("cpu")
+    """The device of a module's first parameter or buffer; a module with none of its own is looked
+    through to the frozen network it holds outside its module tree (``_frozen``: losses,
+    distances and metrics, :class:`lossnet.losses._common.FrozenNetHolder`), then CPU."""
+    while True:
+        for t in (*m.parameters(), *m.buffers()):
+            return t.device
+        held = getattr(m, "_frozen", None)
+        if not isinstance(held, torch.nn.Module) or held is m:
+            return torch.device("cpu")
+        m = held
 
 
 def log(msg: str) -> None:

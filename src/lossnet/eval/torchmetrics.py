@@ -35,7 +35,7 @@ network. Inputs of any float dtype are cast to the network's. Images are float (
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -44,6 +44,7 @@ from torchmetrics import Metric
 from ..checks import check_input_range
 from ..errors import ConfigError
 from ..losses import FrozenNetHolder, PerceptualDistance, _check_images, as_loss_network, check_pair
+from ..utils import module_device
 
 __all__ = ["PerceptualDistanceMetric", "DeepPerceptualSimilarity", "SuperResolutionScores", "SRPSNR", "SRSSIM",
            "DelineationScores"]
@@ -65,10 +66,7 @@ class _FrozenNetMetric(FrozenNetHolder, Metric):
         return self._frozen
 
     def _follow(self, x: Tensor) -> None:
-        p = next(iter(self._frozen.parameters()), None)
-        if p is None:
-            p = next(iter(self._frozen.buffers()), None)
-        if p is not None and p.device != x.device:
+        if module_device(self._frozen) != x.device:  # sees through a distance's held network
             self._frozen.to(x.device)
 
     def _add_mean_states(self) -> None:

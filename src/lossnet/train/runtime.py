@@ -208,8 +208,11 @@ def evaluate(task: nn.Module, data: dict[str, torch.Tensor], idx: torch.Tensor, 
 
 
 def data_device(data: dict[str, torch.Tensor]) -> torch.device:
-    """Where the tensors of ``data`` are (batch indices go there: no copy per batch)."""
-    return next(iter(data.values())).device
+    """Where batch indices go: the one device holding every tensor of ``data`` (no index copy per
+    batch), else the CPU (CPU indices index tensors on any device; a CUDA index cannot index a
+    CPU tensor)."""
+    devices = {v.device for v in data.values()}
+    return devices.pop() if len(devices) == 1 else torch.device("cpu")
 
 
 class _LossForward(nn.Module):

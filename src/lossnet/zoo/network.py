@@ -273,6 +273,12 @@ class LossNetwork(nn.Module):
         """Loss networks stay in eval mode (batch-norm statistics never change)."""
         return super().train(False)
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickled and ``copy.deepcopy``-ed networks are in eval mode too (``fx.GraphModule``'s
+        deepcopy rebuilds the traced trunk in training mode: batch norm would use batch statistics)."""
+        super().__setstate__(state)
+        self.train(False)
+
     def params_sha256(self) -> str:
         """The identity of the parameters and buffers: sha256 over the state dict's keys (sorted)
         and raw bytes, 16 hex digits (the same weights give the same digest on any device)."""

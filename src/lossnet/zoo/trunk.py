@@ -70,6 +70,19 @@ def _prune(gm: fx.GraphModule) -> fx.GraphModule:
     return gm
 
 
+_GRAPH_MODULE_HOOKS = ("_replace_hooks", "_create_node_hooks", "_erase_node_hooks", "_deepcopy_hooks")
+
+
+def _add_graph_module_hooks(gm: fx.GraphModule) -> fx.GraphModule:
+    """Give ``gm`` the (empty) hook lists ``fx.GraphModule.__init__`` sets. torchvision's
+    ``DualGraphModule`` skips that ``__init__``, and ``torch.compile`` of torch 2.11 registers a
+    node hook on the module it traces (``AttributeError: ... no attribute '_create_node_hooks'``)."""
+    for name in _GRAPH_MODULE_HOOKS:
+        if name not in vars(gm):
+            setattr(gm, name, [])
+    return gm
+
+
 def build_body(model: nn.Module, nodes: list[str], refs: list) -> nn.Module:
     """The truncated graph returning ``{"0": map of nodes[0], ...}``; each node at most once."""
     seen: dict[str, object] = {}
@@ -79,5 +92,5 @@ def build_body(model: nn.Module, nodes: list[str], refs: list) -> nn.Module:
                               "give each layer once")
         seen[n] = r
     body = create_feature_extractor(model, return_nodes={n: str(i) for i, n in enumerate(nodes)})
-    _disable_inplace_nodes(body)
+    _disable_inplace_nodes(_add_graph_module_hooks(body))
     return _prune(body)
