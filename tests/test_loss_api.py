@@ -366,3 +366,58 @@ def test_module_device_looks_through_held_networks():
         assert module_device(holder).type == "cpu"
         assert module_device(holder.to("meta")).type == "meta"  # found on the held network
     assert module_device(nn.Identity()).type == "cpu"
+
+
+# Every string option of every loss module and its functional form: (name, valid values,
+# build(value) for the module, call(value) for the functional form or None).
+def _net():
+    return LossNetwork("alexnet", layers=["S"], weights="random", seed=0)
+
+
+_IMG = torch.rand(2, 3, 32, 32)
+_OPTIONS = {
+    "PixelLoss.kind": (("mse", "l1", "bce"), lambda v: L.PixelLoss(kind=v), lambda v: L.pixel_loss(_IMG, _IMG, kind=v)),
+    "PixelLoss.reduction": (L.REDUCTIONS, lambda v: L.PixelLoss(reduction=v),
+                            lambda v: L.pixel_loss(_IMG, _IMG, reduction=v)),
+    "PixelLoss.input_range": (("[0,1]", "[-1,1]"), lambda v: L.PixelLoss(input_range=v),
+                              lambda v: L.pixel_loss(_IMG, _IMG, input_range=v)),
+    "PerceptualLoss.reduction": (L.REDUCTIONS, lambda v: L.PerceptualLoss(_net(), reduction=v),
+                                 lambda v: L.perceptual_loss(_net(), _IMG, _IMG, reduction=v)),
+    "PerceptualLoss.input_range": (("[0,1]", "[-1,1]"), lambda v: L.PerceptualLoss(_net(), input_range=v),
+                                   lambda v: L.perceptual_loss(_net(), _IMG, _IMG, input_range=v)),
+    "FeaturePredictionLoss.reduction": (L.REDUCTIONS, lambda v: L.FeaturePredictionLoss(reduction=v),
+                                        lambda v: L.feature_prediction_loss(_IMG[:, 0], _IMG[:, 0], reduction=v)),
+    "FeatureReconstructionLoss.reduction": (L.REDUCTIONS, lambda v: L.FeatureReconstructionLoss(_net(), reduction=v),
+                                            None),
+    "KLDivergence.reduction": (L.REDUCTIONS, lambda v: L.KLDivergence(reduction=v),
+                               lambda v: L.kl_divergence(_IMG[:, 0, 0], _IMG[:, 0, 0], reduction=v)),
+    "PerceptualDistance.reduction": (L.REDUCTIONS, lambda v: L.PerceptualDistance(_net(), reduction=v), None),
+    "PerceptualDistance.weighting": (L.WEIGHTINGS, lambda v: L.PerceptualDistance(_net(), weighting=v), None),
+    "PerceptualDistance.input_range": (("[0,1]", "[-1,1]"), lambda v: L.PerceptualDistance(_net(), input_range=v),
+                                       None),
+}
+
+
+@pytest.mark.parametrize("option", sorted(_OPTIONS))
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.one_of(st.text(max_size=8), st.sampled_from(["MSE", "Mean", "avg", "[0,255]", "", "lpips "])))
+def test_every_bad_loss_option_is_one_config_error_naming_the_choices(option, value):
+    valid, build, call = _OPTIONS[option]
+    if value.replace(" ", "") in valid or value in valid:
+        return
+    for make in (build, call):
+        if make is None:
+            continue
+        with pytest.raises(ConfigError) as e:
+            make(value)
+        assert repr(value) in str(e.value) and str(valid[0]) in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("option", sorted(_OPTIONS))
+def test_every_loss_module_repr_names_its_settings(option):
+    valid, build, _ = _OPTIONS[option]
+    name = option.split(".")[1]
+    for v in valid:
+        if v == "lpips":
+            continue  # LPIPS' channel weights need LPIPS' five layers (tested with the real networks above)
+        assert f"{name}={v}" in repr(build(v)), repr(build(v))

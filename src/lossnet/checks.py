@@ -10,7 +10,8 @@ one ``torch.aminmax`` reduction and one host sync per input; they are skipped un
 ``torch.compile`` (so ``fullgraph=True`` works; a warning says so once, on the first
 compilation) and when ``validate=False`` (then only the free
 metadata checks run: the documented switch for training loops that want no sync per step).
-A leaf module: it imports nothing of lossnet.
+Bad options (an unknown ``input_range``) are a :class:`~lossnet.errors.ConfigError` (a
+``ValueError`` too). It imports only :mod:`lossnet.errors`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import warnings
 from typing import Sequence
 
 import torch
+
+from .errors import ConfigError
 
 __all__ = ["INPUT_RANGES", "RANGE_TOLERANCE", "check_images", "check_input_range", "check_pair", "check_tensor",
            "to_unit_range"]
@@ -32,10 +35,10 @@ INPUT_RANGES = {"[0,1]": (0.0, 1.0), "[-1,1]": (-1.0, 1.0)}
 
 
 def check_input_range(input_range: str) -> tuple[float, float]:
-    """The (low, high) bounds of an ``input_range`` option; ValueError for an unknown one."""
+    """The (low, high) bounds of an ``input_range`` option; ConfigError for an unknown one."""
     key = input_range.replace(" ", "")
     if key not in INPUT_RANGES:
-        raise ValueError(f"input_range must be one of {', '.join(INPUT_RANGES)}, got {input_range!r}")
+        raise ConfigError(f"input_range must be one of {', '.join(INPUT_RANGES)}, got {input_range!r}")
     return INPUT_RANGES[key]
 
 

@@ -4,7 +4,9 @@ Conventions: images are float tensors (N, 3, H, W) with values in [0, 1] (``inpu
 for decoders with a tanh output); feature maps are (N, C, H, W); feature vectors (N, D). Inputs are
 validated once at the public entry point (:mod:`lossnet.checks`: one fused reduction per input,
 skipped under ``torch.compile``; ``validate=False`` keeps only the free shape/dtype checks) and
-every check raises one ``ValueError`` that says what was wrong.
+every check raises one ``ValueError`` that says what was wrong. Bad options (``kind``,
+``reduction``, ``input_range``, ``weighting`` ...) are a :class:`~lossnet.errors.ConfigError` (a
+``ValueError`` too), raised by the module form when it is built and by the functional form on call.
 
 Reductions: every loss takes ``reduction="mean" | "sum" | "none"``: ``"none"`` returns one value
 per image, shape (N,) (the mean over that image's elements; :func:`perceptual_distance` is
@@ -64,7 +66,7 @@ _PIXEL = {"mse": F.mse_loss, "l1": F.l1_loss, "bce": F.binary_cross_entropy}
 
 def _pixel_kind(kind: str):
     if kind not in _PIXEL:
-        raise ValueError(f"pixel loss kind must be 'mse', 'l1' or 'bce', got {kind!r}")
+        raise ConfigError(f"pixel loss kind must be one of {tuple(_PIXEL)}, got {kind!r}")
     return _PIXEL[kind]
 
 
@@ -93,6 +95,9 @@ class PixelLoss(nn.Module):
         _check_reduction(reduction)
         check_input_range(input_range)
         self.kind, self.reduction, self.input_range, self.validate = kind, reduction, input_range, validate
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}, reduction={self.reduction}, input_range={self.input_range}"
 
     def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return pixel_loss(x, target, self.kind, self.reduction, input_range=self.input_range, validate=self.validate)
@@ -221,6 +226,9 @@ class FeaturePredictionLoss(nn.Module):
         _check_reduction(reduction)
         self.reduction, self.validate = reduction, validate
 
+    def extra_repr(self) -> str:
+        return f"squared error (element mean), reduction={self.reduction}"
+
     def forward(self, pred: torch.Tensor, target_features: torch.Tensor) -> torch.Tensor:
         return feature_prediction_loss(pred, target_features, self.reduction, validate=self.validate)
 
@@ -340,6 +348,9 @@ class KLDivergence(nn.Module):
         super().__init__()
         _check_reduction(reduction)
         self.reduction = reduction
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction}"
 
     def forward(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         return kl_divergence(mu, logvar, self.reduction)

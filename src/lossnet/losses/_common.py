@@ -21,7 +21,7 @@ def _check_images(x: torch.Tensor, name: str, input_range: str = "[0,1]", valida
 
 def _check_reduction(reduction: str) -> None:
     if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        raise ConfigError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
 def _reduce_elements(err: torch.Tensor, reduction: str) -> torch.Tensor:

@@ -207,7 +207,7 @@ class PerceptualDistance(FrozenNetHolder, nn.Module):
         _check_reduction(reduction)
         check_input_range(input_range)
         if spatial and reduction != "none":
-            raise ValueError("spatial=True returns one map per image: use reduction='none'")
+            raise ConfigError("spatial=True returns one map per image: use reduction='none'")
         if weighting is not None and weighting not in WEIGHTINGS:
             raise ConfigError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
         if lpips_weights is not None:
