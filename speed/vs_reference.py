@@ -10,8 +10,8 @@ min of ``--repeats``:
   ``FeaturePredictorCVAE`` (FP) trained by its own ``train_autoencoder`` (imported at run time from
   ``--reference``, never copied; its checkpoints are loaded with ``weights_only=False`` in this
   process only, as it was written for an older torch);
-* **lossnet**: ``train_encoder`` with I-I-PW / I-I-PS / I-F-FP (teacher features from a fresh
-  in-memory cache, so their computation is timed);
+* **lossnet**: ``train_encoder`` with I-I-PW / I-I-PS / I-F-FP, the default call (no cache: the
+  teacher features are computed inside the timing, and stay on a GPU when they fit);
 * **bare**: a plain loop over lossnet's same task on pre-batched tensors (fused Adam, no checks,
   no syncs, no checkpoints), teacher features computed once inside the timing.
 
@@ -40,7 +40,6 @@ from unittest import mock
 
 import torch
 
-from lossnet.train.cache import FeatureCache
 from lossnet.train.engine import FitConfig, split_indices
 from lossnet.train.procedures import EncoderConfig, EncoderTask, build_autoencoder, get_procedure, train_encoder
 from lossnet.zoo import LossNetwork
@@ -127,8 +126,7 @@ def run_lossnet(images, net, proc: str, args, dev: str):
     fc = FitConfig(epochs=args.epochs, batch_size=args.batch, progress=False, device=dev, logger="none")
     _sync(dev)
     t0 = time.perf_counter()
-    enc = train_encoder(images, EncoderConfig(procedure=proc, z=args.z), fc,
-                        loss_net=net, cache=FeatureCache(directory=None, progress=False, device=dev))
+    enc = train_encoder(images, EncoderConfig(procedure=proc, z=args.z), fc, loss_net=net)
     _sync(dev)
     return time.perf_counter() - t0, enc.result.best_val, enc
 
@@ -260,7 +258,7 @@ def main() -> None:
         for kind in best:
             total, _, train_s, val_s, feat_s = best[kind]["lossnet"]
             print(f"  {kind}: lossnet's {total:.2f} s = training passes {train_s:.2f} + validation passes {val_s:.2f} "
-                  f"+ teacher features {feat_s:.2f} (cache key, forward passes, copy to the host) + other "
+                  f"+ teacher features {feat_s:.2f} (forward passes, kept on a GPU when they fit) + other "
                   f"{total - train_s - val_s - feat_s:.2f} (model and optimizer set-up, data placement, checkpoint "
                   f"identity); bare loop {best[kind]['bare'][0]:.2f} s in all (its teacher features included)")
 

@@ -45,6 +45,7 @@ import torch
 from scipy.stats import spearmanr
 
 from lossnet.experiments import select as S
+from lossnet.report.formatting import format_p
 from lossnet.experiments.select import (cross_prediction_scores, default_candidates, retrieval_scores, select,
                                         select_label_free)
 
@@ -301,7 +302,9 @@ TABLE_ROWS = (("labelled vs labelled (**the ceiling**)", "acc", "acc", "all"),
 
 
 def _p(p: float) -> str:
-    return "p < 0.001" if p < 1e-3 else f"p = {p:.3f}"
+    """``p = 0.044`` or ``p < 1e-4``: lossnet's one rule for p values (report.formatting.format_p)."""
+    text = format_p(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
 def agreement(res: dict, lab: str, key: str, sel: list) -> str:

@@ -199,3 +199,15 @@ def test_batch_indices_go_where_every_tensor_is_or_to_the_cpu():
     assert data_device({"a": meta, "b": meta.clone()}) == torch.device("meta")
     assert data_device({"a": meta, "b": cpu}) == torch.device("cpu")
     assert data_device({"a": cpu, "b": meta}) == torch.device("cpu")
+
+
+def test_data_fit_on_a_cuda_device_within_a_quarter_of_its_free_memory(monkeypatch):
+    """One rule for what may live on the GPU (training data, teacher features): at most
+    DATA_ON_DEVICE_FRACTION of the free memory, CUDA only (free memory faked: no GPU needed)."""
+    from lossnet.train import runtime
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (4000, 8000))
+    assert runtime.DATA_ON_DEVICE_FRACTION == 0.25
+    assert runtime.fits_on_device(1000, "cuda") and runtime.fits_on_device(1000, torch.device("cuda", 1))
+    assert not runtime.fits_on_device(1001, "cuda")
+    assert not runtime.fits_on_device(0, "cpu") and not runtime.fits_on_device(0, "meta")

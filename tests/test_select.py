@@ -393,7 +393,7 @@ def test_label_free_study_table_reports_cross_seed_agreement():
     assert lines[0].startswith("| rho over 4 candidates: cross-seed median [min, max], pairs with p < 0.05 (of 6)")
     rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in lines[2:]}
     assert rows["labelled vs labelled (**the ceiling**)"] == ["1.00 [1.00, 1.00], 6/6", "1.00 [1.00, 1.00], 6/6 |"]
-    assert rows["**cross-prediction** (default)"][0] == "1.00 [1.00, 1.00], 6/6; 1.00 (p < 0.001)"
+    assert rows["**cross-prediction** (default)"][0] == "1.00 [1.00, 1.00], 6/6; 1.00 (p < 1e-16)"
     assert rows["retrieval"][0].startswith("-1.00 [-1.00, -1.00]")
     assert rows["position error as the label: cross-prediction"][1] == "- |"
     assert lines[-1].endswith("| 1.00-1.00 / 1.00-1.00 / 1.00-1.00 | 1.00-1.00 / 1.00-1.00 / 1.00-1.00 |")

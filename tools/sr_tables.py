@@ -15,26 +15,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tables import REPO, _lossnet, read_rows, spread  # noqa: E402
+from tables import REPO, _lossnet, by_seed, read_rows, spread  # noqa: E402
 
 SETS = (("set5", "CSet5"), ("set14", "CSet14"), ("cbsd68", "CBSD68"))
 
 
 def sr_table(rows: list[dict], refs: list[dict], seeds: list[int], factor: int = 4) -> str:
     """Rows of the sweep and of its references -> the markdown table (see the module docstring)."""
-    by: dict[str, dict[int, dict]] = defaultdict(dict)
-    for r in refs:
-        by[{"pixel": "pixel (MSE)"}.get(r["reference"], r["reference"])][r["seed"]] = r
-    for r in rows:
-        if r.get("status", "ok") == "ok" and f"set5_psnr_x{factor}" in r:
-            by[f"{r['arch']}:{r['layer']}"][r["seed"]] = r
-    missing = [(m, s) for m in by for s in seeds if s not in by[m]]
-    if not by or missing:
-        raise SystemExit(f"sr_tables: the sweep rows lack {missing or 'every model'}")
+    keyed = [({"pixel": "pixel (MSE)"}.get(r["reference"], r["reference"]), r["seed"], r) for r in refs] + [
+        (f"{r['arch']}:{r['layer']}", r["seed"], r) for r in rows if r.get("status", "ok") == "ok" and f"set5_psnr_x{factor}" in r]
+    by = by_seed(keyed, seeds, "sr_tables: the sweep rows")
 
     def mean(m: str, key: str) -> float:
         return sum(by[m][s][key] for s in seeds) / len(seeds)

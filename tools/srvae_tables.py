@@ -26,11 +26,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tables import REPO, _lossnet, read_rows, spread  # noqa: E402
+from tables import REPO, _lossnet, by_seed, read_rows, spread  # noqa: E402
 
 RUNS = (["factors=[2,4]"],
         ["factors=[2]", "loss_weights.preset=paper"],
@@ -46,12 +45,7 @@ def srvae_table(rows: list[dict], seeds: list[int]) -> str:
     """Rows of every seed's results table (each with its ``seed`` in ``config``) -> the markdown table."""
     from lossnet.experiments.sr_vae import row_label
 
-    by: dict[tuple[int, str], dict[int, dict]] = defaultdict(dict)
-    for r in rows:
-        by[r["factor"], row_label(r)][r["config"]["seed"]] = r
-    missing = [(k, s) for k in by for s in seeds if s not in by[k]]
-    if not by or missing:
-        raise SystemExit(f"srvae_tables: the rows lack {missing or 'every model'}")
+    by = by_seed((((r["factor"], row_label(r)), r["config"]["seed"], r) for r in rows), seeds, "srvae_tables: the rows")
     head = "| factor | model | " + " | ".join(f"{n} PSNR | {n} SSIM | {n} vs bicubic dB" for _, n in SETS) \
         + " | kept epoch | run s |"
     out = [head, "| --- | --- | " + "---: | " * (3 * len(SETS) + 2)]

@@ -18,25 +18,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tables import REPO, _lossnet, read_rows, spread  # noqa: E402
+from tables import REPO, _lossnet, by_seed, read_rows, spread  # noqa: E402
 
 LAYERS = ("E", "S", "M", "L")
 
 
 def autoencoding_table(rows: list[dict], seeds: list[int], score: str = "lunarlander_error_px") -> str:
     """``| loss network | E | S | M | L | cell s |`` with ``mean ± std`` over ``seeds`` per layer."""
-    by: dict[tuple[str, str], dict[int, dict]] = defaultdict(dict)
-    for r in rows:
-        if r.get("status", "ok") == "ok" and score in r:
-            by[(r["arch"], r["layer"])][r["seed"]] = r
-    archs = list(dict.fromkeys(a for a, _ in by))
-    missing = [(a, layer, s) for a in archs for layer in LAYERS for s in seeds if s not in by.get((a, layer), {})]
-    if not archs or missing:
-        raise SystemExit(f"sweep_tables: the sweep rows lack {missing or 'every cell'}")
+    ok = [r for r in rows if r.get("status", "ok") == "ok" and score in r]
+    archs = list(dict.fromkeys(r["arch"] for r in ok))
+    by = by_seed((((r["arch"], r["layer"]), r["seed"], r) for r in ok), seeds, "sweep_tables: the sweep rows",
+                 expected=[(a, layer) for a in archs for layer in LAYERS])
     out = [f"| loss network | {' | '.join(LAYERS)} | cell s, {' / '.join(LAYERS)} |",
            "| --- | " + " | ".join("---:" for _ in LAYERS) + " | --- |"]
     for a in archs:
@@ -52,15 +47,10 @@ DELINEATION_SCORES = ("completeness", "correctness", "quality")
 def delineation_table(rows: list[dict], refs: list[dict], seeds: list[int]) -> str:
     """Sweep rows and BCE reference rows -> ``| loss | completeness | correctness | quality |
     quality after iteration 1 / 2 / 3 | mu L_top / L_bce (init) | cell s |`` (percent, mean ± std)."""
-    by: dict[str, dict[int, dict]] = defaultdict(dict)
-    for r in refs:
-        by["BCE only (no topology loss)"][r["seed"]] = r
-    for r in rows:
-        if r.get("status", "ok") == "ok" and "quality" in r:
-            by[f"BCE + {r['details']['mu']:g} L_top, {r['arch']}:{r['layer']}"][r["seed"]] = r
-    missing = [(k, s) for k in by for s in seeds if s not in by[k]]
-    if not by or missing:
-        raise SystemExit(f"sweep_tables: the delineation rows lack {missing or 'every cell'}")
+    keyed = [("BCE only (no topology loss)", r["seed"], r) for r in refs] + [
+        (f"BCE + {r['details']['mu']:g} L_top, {r['arch']}:{r['layer']}", r["seed"], r)
+        for r in rows if r.get("status", "ok") == "ok" and "quality" in r]
+    by = by_seed(keyed, seeds, "sweep_tables: the delineation rows")
     pct = lambda vs: spread([100 * v for v in vs], 1)[0]  # noqa: E731
     order = sorted(by, key=lambda k: (not k.startswith("BCE only"), -sum(by[k][s]["quality"] for s in seeds)))
     iters = len(by[order[0]][seeds[0]]["details"]["per_iteration"])

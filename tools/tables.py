@@ -38,6 +38,21 @@ def spread(values: Sequence[float], digits: int = 2) -> tuple[str, str]:
     return f"{mean:.{digits}f} ± {std:.{digits}f}", f"{min(values):.{digits}f} – {max(values):.{digits}f}"
 
 
+def by_seed(keyed: Iterable[tuple[object, int, dict]], seeds: Sequence[int], what: str,
+            expected: Iterable | None = None) -> dict:
+    """``{key: {seed: row}}`` of ``(key, seed, row)`` triples; a ``SystemExit`` ("``what`` lack ...")
+    naming every (key, seed) of the ``expected`` keys (default: the keys present) without a row, or
+    "every cell" when there are no rows at all."""
+    by: dict = defaultdict(dict)
+    for key, seed, r in keyed:
+        by[key][seed] = r
+    keys = list(by) if expected is None else list(expected)
+    missing = [(k, s) for k in keys for s in seeds if s not in by.get(k, {})]
+    if not by or missing:
+        raise SystemExit(f"{what} lack {missing or 'every cell'}")
+    return by
+
+
 def read_rows(path: Path) -> list[dict]:
     """The rows of a ``results.jsonl`` (a torn last line, from an interrupted run, is ignored)."""
     rows = []
@@ -66,12 +81,7 @@ def _lossnet(args: Iterable[str]) -> float:
 
 def demo_table(rows: list[dict], seeds: Sequence[int]) -> str:
     """One line per procedure: test error (px) over ``seeds``, encoder seconds per epoch."""
-    by = defaultdict(dict)
-    for r in rows:
-        by[r["procedure"]][r["seed"]] = r
-    missing = [(p, s) for p in by for s in seeds if s not in by[p]]
-    if not by or missing:
-        raise SystemExit(f"tables: the demo rows lack {missing or 'every procedure'}")
+    by = by_seed(((r["procedure"], r["seed"], r) for r in rows), seeds, "tables: the demo rows")
     out = [f"| procedure | test error (px), mean ± std over {len(seeds)} seeds | min – max | encoder s / epoch |",
            "| --- | ---: | ---: | ---: |"]
     for proc, per_seed in by.items():

@@ -216,13 +216,13 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def batched(fn: Callable, inputs: torch.Tensor, batch_size: int, device: str | torch.device | None = None, *,
-            dtype: torch.dtype | None = None, progress: str | None = None):
+            dtype: torch.dtype | None = None, progress: str | None = None, out_device: str | torch.device = "cpu"):
     """``fn`` applied to ``inputs`` (N, ...) in batches of ``batch_size`` under ``torch.no_grad``:
     each batch is moved to ``device`` (default: where it is) and made float by :func:`to_unit`
-    (uint8 -> [0, 1]); the outputs, a tensor (B, ...) or a list/tuple of them, are moved to the
-    CPU (cast to ``dtype`` when given) and concatenated along dim 0: (N, ...) or a list of those.
-    ``progress``: a progress-bar title (none when ``None``). Empty ``inputs`` run ``fn`` once on
-    the empty batch."""
+    (uint8 -> [0, 1]); the outputs, a tensor (B, ...) or a list/tuple of them, are moved to
+    ``out_device`` (the CPU unless told; cast to ``dtype`` when given) and concatenated along dim 0:
+    (N, ...) or a list of those. ``progress``: a progress-bar title (none when ``None``). Empty
+    ``inputs`` run ``fn`` once on the empty batch."""
     from tqdm.auto import tqdm
 
     starts = range(0, len(inputs), batch_size) if len(inputs) else [0]
@@ -231,7 +231,7 @@ def batched(fn: Callable, inputs: torch.Tensor, batch_size: int, device: str | t
         x = inputs[i:i + batch_size]
         out = fn(to_unit(x.to(device) if device is not None else x))
         many = isinstance(out, (list, tuple))
-        outs.append([o.to("cpu", dtype) for o in (out if many else [out])])
+        outs.append([o.to(out_device, dtype) for o in (out if many else [out])])
     cat = [torch.cat([o[k] for o in outs]) for k in range(len(outs[0]))]
     return cat if many else cat[0]
 

@@ -120,3 +120,19 @@ def test_cuda_is_used_and_fast_settings_combine():
     h = _fit(precision="bf16", channels_last=True, compile=True)
     assert h[-1]["val_loss"] < 0.25 * h[0]["val_loss"]
     assert torch.cuda.max_memory_allocated() > 0
+
+
+def test_teacher_features_stay_on_the_device_when_they_fit(monkeypatch):
+    """compute_features(keep_on_device=True) returns the features where they were computed when
+    they fit (no copy to the host and back), else on the CPU; the values are the same."""
+    from lossnet.train import runtime
+    from lossnet.train.cache import compute_features
+
+    images = torch.randint(0, 256, (40, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    net = LossNetwork("alexnet", layers=["S"], weights=None, sigmoid=True)
+    kept = compute_features(images, net, batch_size=16, device=DEV, progress=False, keep_on_device=True)
+    assert kept.device.type == torch.device(DEV).type
+    monkeypatch.setattr(runtime, "DATA_ON_DEVICE_FRACTION", 0.0)  # nothing fits
+    host = compute_features(images, net, batch_size=16, device=DEV, progress=False, keep_on_device=True)
+    assert host.device.type == "cpu"
+    torch.testing.assert_close(kept.cpu(), host, rtol=0, atol=0)

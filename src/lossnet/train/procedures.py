@@ -33,7 +33,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from ..train.cache import FeatureCache, feature_shape, images_fingerprint, net_identity
+from ..train.cache import FeatureCache, compute_features, feature_shape, images_fingerprint, net_identity
 from ..losses import feature_prediction_loss, kl_divergence, perceptual_loss, pixel_loss
 from ..models import Autoencoder, FeatureDecoder, FeatureEncoder, ImageDecoder, ImageEncoder
 from ..zoo.network import LossNetwork
@@ -368,7 +368,9 @@ def train_encoder(images: torch.Tensor, cfg: EncoderConfig, fit_cfg: FitConfig, 
     """Pretrain an encoder with one procedure on uint8 images (N, 3, S, S).
 
     The loss network's features of ``images`` come from ``cache`` (computed once per dataset and
-    loss network); ``loss_net`` must return a single layer, and may be ``None`` only for I-I-PW,
+    loss network) or, without one, are computed for this call on ``fit_cfg``'s device (and stay
+    there on a GPU when they fit: :func:`~lossnet.train.cache.compute_features`); the images are
+    hashed only for the cache's key or a checkpoint. ``loss_net`` must return a single layer, and may be ``None`` only for I-I-PW,
     which never reads loss-network features. Images are checked first: at least 2 (a training
     and a validation split), square, 64 + 16n px; else one :class:`~lossnet.errors.UserError`.
     A checkpoint in ``ckpt_dir`` is
@@ -392,10 +394,20 @@ def train_encoder(images: torch.Tensor, cfg: EncoderConfig, fit_cfg: FitConfig, 
     if loss_net is None and needs_feats:
         raise UserError(f"{proc.name} needs a loss network (its {'loss' if proc.loss != 'pw' else 'encoder input'} "
                         "uses loss-network features): pass loss_net=LossNetwork(...); only I-I-PW trains without one")
-    cache = cache if cache is not None else FeatureCache(directory=None)
+    # the images are hashed (~0.15 s per 200 MB) only for a FeatureCache's key or a checkpoint, and
+    # once; other caches (``get(images, net)``: fixed targets, benchmarks.autoencoding) need no key
+    keyed = isinstance(cache, FeatureCache) and needs_feats
+    digest = images_fingerprint(images) if keyed or ckpt_dir is not None else None
     t0 = time.perf_counter()
-    # I-I-PW reads no features: none are computed (their shape comes from the shapes alone)
-    feats = cache.get(images, loss_net) if needs_feats else None
+    # I-I-PW reads no features: none are computed (their shape comes from the shapes alone).
+    # Without a cache they are computed for this call only, and stay on the GPU when they fit.
+    if not needs_feats:
+        feats = None
+    elif cache is not None:
+        feats = cache.get(images, loss_net, fingerprint=digest) if keyed else cache.get(images, loss_net)
+    else:
+        feats = compute_features(images, loss_net, device=fit_cfg.device, progress=fit_cfg.progress,
+                                 keep_on_device=True)
     feature_seconds = time.perf_counter() - t0
     if feats is not None:
         feat_shape = tuple(feats.shape[1:])
@@ -410,9 +422,9 @@ def train_encoder(images: torch.Tensor, cfg: EncoderConfig, fit_cfg: FitConfig, 
     data = {"image": images}
     if needs_feats:
         data["feat"] = feats
-    ident = {"data": images_fingerprint(images), "procedure": proc.name, "model": asdict(cfg),
-             "loss_net": net_identity(loss_net) if loss_net is not None else None, **(identity or {})}
-    result = fit(task, data, fit_cfg, ckpt_dir=ckpt_dir, identity=ident)
+    ident = {"data": digest, "procedure": proc.name, "model": asdict(cfg),
+             "loss_net": net_identity(loss_net) if loss_net is not None else None} if ckpt_dir is not None else {}
+    result = fit(task, data, fit_cfg, ckpt_dir=ckpt_dir, identity={**ident, **(identity or {})})
     ln = ({"arch": loss_net.arch, "layers": [str(x) for x in loss_net.layer_refs], "sigmoid": loss_net.sigmoid}
           if loss_net is not None else {"arch": None, "layers": [], "sigmoid": False})
     return TrainedEncoder(proc.name, model, cfg, fit_cfg, result, images.shape[-1], feat_shape, ln, feature_seconds)

@@ -17,7 +17,15 @@ from ..utils import best_device, log
 
 DATA_ON_DEVICE_FRACTION = 0.25
 """Training data move to a CUDA device once when all of it takes at most this share of the device's
-free memory (:meth:`Runtime.place`)."""
+free memory (:meth:`Runtime.place`, :func:`~lossnet.train.cache.compute_features`)."""
+
+
+def fits_on_device(nbytes: int, device: str | torch.device) -> bool:
+    """Whether ``nbytes`` of data may live on ``device``: a CUDA device with at least
+    ``nbytes / DATA_ON_DEVICE_FRACTION`` bytes free; never the CPU or another device type."""
+    device = torch.device(device)
+    return device.type == "cuda" and nbytes <= DATA_ON_DEVICE_FRACTION * torch.cuda.mem_get_info(device)[0]
+
 
 PRECISIONS = ("32", "bf16", "16-mixed")
 """``FitConfig.precision``: ``32`` float32; ``bf16`` autocast to bfloat16 (CPU and CUDA);
@@ -87,8 +95,7 @@ class Runtime:
         or when it does not fit; the values, batches and their order are the same either way."""
         if self.device.type != "cuda" or all(v.is_cuda for v in data.values()):
             return data
-        need = sum(v.nelement() * v.element_size() for v in data.values())
-        if need > DATA_ON_DEVICE_FRACTION * torch.cuda.mem_get_info(self.device)[0]:
+        if not fits_on_device(sum(v.nelement() * v.element_size() for v in data.values()), self.device):
             return data
         return {k: v.to(self.device) for k, v in data.items()}
 
