@@ -37,3 +37,13 @@ def test_to_unit_scales_only_uint8():
     assert to_unit(torch.tensor([0, 255], dtype=torch.uint8)).tolist() == [0.0, 1.0]
     assert to_unit(torch.tensor([0.5, 2.0], dtype=torch.float64)).dtype == torch.float32
     assert to_unit(torch.tensor([0.5, 2.0])).tolist() == [0.5, 2.0]
+
+
+def test_batched_moves_the_outputs_to_out_device():
+    """Outputs go to the CPU unless ``out_device`` names another device (meta here: no GPU needed);
+    every output of a list goes there, cast to ``dtype``."""
+    x = torch.randint(0, 256, (5, 3, 2, 2), dtype=torch.uint8)
+    assert batched(lambda b: b.sum((2, 3)), x, 2).device.type == "cpu"
+    out = batched(lambda b: [b.sum((2, 3)), b.sum((1, 2, 3))], x, 2, dtype=torch.float16, out_device="meta")
+    assert [(o.device.type, o.dtype, tuple(o.shape)) for o in out] == [("meta", torch.float16, (5, 3)),
+                                                                     ("meta", torch.float16, (5,))]
